@@ -1,0 +1,57 @@
+"""vstream: columnar stream processing over Arrow micro-batches with Polars expressions.
+
+Examples
+--------
+>>> import polars as pl
+>>> import vstream as vs
+>>> s = vs.from_polars(pl.DataFrame({"ts": [1, 2], "cpu": [5.0, -1.0]})).filter(pl.col("cpu") >= 0)
+>>> s.collect().height
+1
+"""
+
+from __future__ import annotations
+
+from vstream import datasets
+from vstream.errors import (
+    ColumnNotFoundError,
+    DurationError,
+    EventTimeError,
+    ExpressionError,
+    PipelineError,
+    SchemaError,
+    SourceError,
+    UnboundedError,
+    VStreamError,
+)
+from vstream.io.api import from_arrow, from_ndjson, from_parquet, from_polars, from_records
+from vstream.runtime.job import Job
+from vstream.runtime.metrics import Metrics
+from vstream.stream import LazySink, Stream, collect_all, concat, start_all
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ColumnNotFoundError",
+    "DurationError",
+    "EventTimeError",
+    "ExpressionError",
+    "Job",
+    "LazySink",
+    "Metrics",
+    "PipelineError",
+    "SchemaError",
+    "SourceError",
+    "Stream",
+    "UnboundedError",
+    "VStreamError",
+    "__version__",
+    "collect_all",
+    "concat",
+    "datasets",
+    "from_arrow",
+    "from_ndjson",
+    "from_parquet",
+    "from_polars",
+    "from_records",
+    "start_all",
+]

@@ -1,0 +1,56 @@
+"""The vstream error hierarchy.
+
+Every error vstream raises on purpose derives from :class:`VStreamError`, so a
+user can catch them all with one ``except``. Messages name the step, the column
+or the expression at fault and say what would fix it.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ColumnNotFoundError",
+    "DurationError",
+    "EventTimeError",
+    "ExpressionError",
+    "PipelineError",
+    "SchemaError",
+    "SourceError",
+    "UnboundedError",
+    "VStreamError",
+]
+
+
+class VStreamError(Exception):
+    """Base class of every error raised by vstream."""
+
+
+class PipelineError(VStreamError):
+    """The pipeline is wrong; raised when it is built, before any event is read."""
+
+
+class ColumnNotFoundError(PipelineError):
+    """A step names a column its input does not have."""
+
+
+class SchemaError(PipelineError):
+    """Column types do not fit what a step needs (e.g. concat of different schemas)."""
+
+
+class ExpressionError(PipelineError):
+    """An expression cannot be used where it stands (not row-wise, wrong type, ...)."""
+
+
+class DurationError(PipelineError):
+    """A duration cannot be parsed or does not fit the event-time column."""
+
+
+class EventTimeError(PipelineError):
+    """A step needs event time (``with_watermark``) and the stream has none, or it is misused."""
+
+
+class UnboundedError(PipelineError):
+    """A terminal call that needs the end of the input was asked of an unbounded stream."""
+
+
+class SourceError(VStreamError):
+    """A source cannot be opened or read (missing file, unreadable data, ...)."""

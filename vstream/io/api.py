@@ -1,0 +1,129 @@
+"""The public source constructors: ``vs.from_polars``, ``vs.from_parquet``, ..."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from typing import IO, Any
+
+import polars as pl
+import pyarrow as pa
+
+from vstream._duration import Duration
+from vstream.io._schema import SchemaLike
+from vstream.io.memory import ArrowSource, PolarsSource
+from vstream.io.ndjson import NdjsonSource
+from vstream.io.parquet import ParquetSource
+from vstream.io.records import RecordsSource
+from vstream.plan.nodes import SourceNode
+from vstream.stream import Stream
+
+__all__ = ["from_arrow", "from_ndjson", "from_parquet", "from_polars", "from_records"]
+
+PathLike = str | os.PathLike[str]
+
+
+def from_polars(df: pl.DataFrame, *, batch_size: int = 65_536) -> Stream:
+    """A bounded stream over a DataFrame, in batches of ``batch_size`` rows.
+
+    Examples
+    --------
+    >>> import polars as pl
+    >>> import vstream as vs
+    >>> vs.from_polars(pl.DataFrame({"a": [1, 2, 3]}), batch_size=2).collect()["a"].to_list()
+    [1, 2, 3]
+    """
+    return Stream(SourceNode(PolarsSource(df, batch_size)))
+
+
+def from_arrow(
+    data: pa.Table | pa.RecordBatch | pa.RecordBatchReader | Iterable[pa.RecordBatch],
+    *,
+    batch_size: int | None = None,
+    bounded: bool | None = None,
+) -> Stream:
+    """A stream over Arrow data.
+
+    A Table (or a list of batches) is bounded and re-sliced to ``batch_size`` rows when
+    given (its own chunks otherwise). A ``RecordBatchReader`` is read as it comes and is
+    bounded unless ``bounded=False``; any other iterable of batches (a generator) is
+    unbounded unless ``bounded=True``.
+
+    Examples
+    --------
+    >>> import pyarrow as pa
+    >>> import vstream as vs
+    >>> vs.from_arrow(pa.table({"a": [1, 2]})).collect().shape
+    (2, 1)
+    """
+    return Stream(SourceNode(ArrowSource(data, batch_size, bounded)))
+
+
+def from_parquet(path: PathLike | list[PathLike], *, batch_size: int = 65_536) -> Stream:
+    """A bounded stream over Parquet files: a path, a glob, a directory or a list.
+
+    Files are read one after another, each a split with its own watermark; a file not yet
+    started holds the watermark back (at the minimum of its event-time statistics when
+    the file has them), so files split by key do not make each other late.
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> import polars as pl
+    >>> import vstream as vs
+    >>> d = tempfile.mkdtemp()
+    >>> pl.DataFrame({"a": [1, 2]}).write_parquet(os.path.join(d, "x.parquet"))
+    >>> vs.from_parquet(d).collect()["a"].to_list()
+    [1, 2]
+    """
+    return Stream(SourceNode(ParquetSource(path, batch_size)))
+
+
+def from_records(
+    records: Iterable[dict[str, Any]] | Callable[[], Iterable[dict[str, Any]]],
+    *,
+    schema: SchemaLike | None = None,
+    batch_size: int = 65_536,
+    max_delay: Duration | float = "50ms",
+    bounded: bool | None = None,
+) -> Stream:
+    """A stream of Python dicts, buffered into Arrow batches by a reader thread.
+
+    A partial batch is flushed once ``max_delay`` of wall-clock time has passed since its
+    first row, even while the iterable is blocked. Records that do not fit the schema go
+    to :meth:`Stream.dead_letters`. Without ``schema`` it is inferred from the first
+    records. A list is bounded; any other iterable is unbounded unless ``bounded=True``.
+    Pass a function returning a fresh iterable to run the stream more than once.
+
+    Examples
+    --------
+    >>> import vstream as vs
+    >>> rows = [{"ts": 1, "host": "a"}, {"ts": 2, "host": "b"}]
+    >>> vs.from_records(rows).collect()["host"].to_list()
+    ['a', 'b']
+    """
+    return Stream(SourceNode(RecordsSource(records, schema, batch_size, max_delay, bounded)))
+
+
+def from_ndjson(
+    source: PathLike | list[PathLike] | IO[bytes] | IO[str] | Iterable[bytes | str],
+    *,
+    schema: SchemaLike | None = None,
+    batch_size: int = 65_536,
+    max_delay: Duration | float = "50ms",
+    bounded: bool | None = None,
+) -> Stream:
+    """A stream of newline-delimited JSON: files (each a split), a file object, or an
+    iterable of lines.
+
+    Whole blocks are parsed at once by ``pyarrow.json``. Malformed lines (bad JSON, a
+    value of the wrong type, not an object) go to :meth:`Stream.dead_letters` with the
+    reason, and the stream goes on. Blank lines are skipped.
+
+    Examples
+    --------
+    >>> import vstream as vs
+    >>> vs.from_ndjson([b'{"a": 1}', b'{"a": 2}']).collect()["a"].to_list()
+    [1, 2]
+    """
+    return Stream(SourceNode(NdjsonSource(source, schema, batch_size, max_delay, bounded)))

@@ -1,0 +1,214 @@
+"""What a source is to the runtime: splits, a schema, and a pull-based reader."""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+__all__ = [
+    "Data",
+    "Reader",
+    "Source",
+    "SourceEvent",
+    "SplitEnd",
+    "SyncReader",
+    "ThreadedReader",
+    "dead_letter_batch",
+    "DEAD_LETTER_SCHEMA",
+]
+
+DEAD_LETTER_SCHEMA = pa.schema(
+    [("record", pa.string()), ("reason", pa.string()), ("step", pa.string())]
+)
+
+
+def dead_letter_batch(records: list[str], reasons: list[str], step: str) -> pa.RecordBatch:
+    """A dead-letter batch: the raw records as text, why each was refused, and by which step."""
+    return pa.record_batch(
+        [
+            pa.array(records, pa.string()),
+            pa.array(reasons, pa.string()),
+            pa.array([step] * len(records), pa.string()),
+        ],
+        schema=DEAD_LETTER_SCHEMA,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Data:
+    """A micro-batch read from split ``split``; ``position`` is the offset after it."""
+
+    split: int
+    batch: pa.RecordBatch | None
+    position: int
+    dead: pa.RecordBatch | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SplitEnd:
+    """Split ``split`` has no more data."""
+
+    split: int
+
+
+SourceEvent = Data | SplitEnd
+
+
+class Reader(ABC):
+    """A running source: hands out events one at a time; never blocks longer than asked."""
+
+    @abstractmethod
+    def poll(self, timeout: float) -> SourceEvent | None:
+        """The next event, or None if none came within ``timeout`` seconds."""
+
+    @property
+    @abstractmethod
+    def exhausted(self) -> bool:
+        """True once every event has been handed out."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release threads and files; pending events are dropped."""
+
+
+class SyncReader(Reader):
+    """Reads in the caller's thread: for in-memory data that never blocks."""
+
+    def __init__(self, events: Iterator[SourceEvent]) -> None:
+        self._events = events
+        self._done = False
+
+    def poll(self, timeout: float) -> SourceEvent | None:
+        if self._done:
+            return None
+        try:
+            return next(self._events)
+        except StopIteration:
+            self._done = True
+            return None
+
+    @property
+    def exhausted(self) -> bool:
+        return self._done
+
+
+_END = object()
+
+
+class ThreadedReader(Reader):
+    """Runs ``produce`` in a daemon thread feeding a bounded queue.
+
+    The bounded queue is the backpressure: when the pipeline is slow the producer blocks
+    on ``put`` and stops consuming its input, so memory stays flat.
+
+    ``on_idle`` is called by ``poll`` (in the consumer's thread) when nothing arrived in
+    time; a source uses it to flush a partial batch while its producer is blocked.
+    """
+
+    def __init__(
+        self,
+        produce: Callable[[Callable[[SourceEvent], bool]], None],
+        *,
+        maxsize: int = 4,
+        on_idle: Callable[[], SourceEvent | None] | None = None,
+        idle_interval: float = 0.01,
+        name: str = "vstream-source",
+    ) -> None:
+        self._idle_interval = idle_interval
+        self._queue: queue.Queue[object] = queue.Queue(maxsize=maxsize)
+        self._stop = threading.Event()
+        self._error: BaseException | None = None
+        self._done = False
+        self._on_idle = on_idle
+        self._thread = threading.Thread(target=self._run, args=(produce,), name=name, daemon=True)
+        self._thread.start()
+
+    def _put(self, item: object) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self, produce: Callable[[Callable[[SourceEvent], bool]], None]) -> None:
+        try:
+            produce(self._put)
+        except BaseException as exc:  # handed to the consumer, re-raised there
+            self._error = exc
+        finally:
+            self._put(_END)
+
+    def poll(self, timeout: float) -> SourceEvent | None:
+        if self._done:
+            return None
+        deadline = time.monotonic() + timeout
+        while True:
+            wait = deadline - time.monotonic()
+            if self._on_idle is not None:
+                wait = min(wait, self._idle_interval)
+            try:
+                item = self._queue.get(timeout=wait) if wait > 0 else self._queue.get_nowait()
+            except queue.Empty:
+                if self._on_idle is not None:
+                    event = self._on_idle()
+                    if event is not None:
+                        return event
+                if time.monotonic() >= deadline:
+                    return None
+                continue
+            if item is _END:
+                self._done = True
+                if self._error is not None:
+                    raise self._error
+                return None
+            return item  # type: ignore[return-value]
+
+    @property
+    def exhausted(self) -> bool:
+        return self._done
+
+    def queue_empty(self) -> bool:
+        """Whether no event waits in the queue (reliable while the producer holds its lock)."""
+        return self._queue.empty()
+
+    def close(self) -> None:
+        self._stop.set()
+
+
+class Source(ABC):
+    """A pull-based source of Arrow record batches, made of one or more splits.
+
+    A split (a file, a partition, a generator) is the unit of event-time tracking:
+    each has its own watermark. ``open`` starts a run; a source object may be opened
+    again for another run when its input is replayable.
+    """
+
+    #: short description for explain() and error messages
+    label: str = "source"
+    #: whether the input ends by itself
+    bounded: bool = True
+    #: splits read at the same time (Kafka partitions) rather than one after another
+    concurrent_splits: bool = False
+
+    @abstractmethod
+    def splits(self) -> list[str]:
+        """Names of the splits, known before running."""
+
+    @abstractmethod
+    def schema(self) -> pa.Schema:
+        """The Arrow schema of every batch, known before running."""
+
+    @abstractmethod
+    def open(self) -> Reader:
+        """Start reading."""
+
+    def total_rows(self) -> int | None:
+        """The number of rows, where known without reading (for progress reporting)."""
+        return None

@@ -1,0 +1,162 @@
+"""In-memory sources: Polars DataFrames and Arrow tables, readers and batches."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+import polars as pl
+import pyarrow as pa
+
+from vstream.errors import PipelineError, SchemaError, SourceError
+from vstream.io.base import Data, Reader, Source, SourceEvent, SplitEnd, SyncReader, ThreadedReader
+
+__all__ = ["ArrowSource", "PolarsSource", "check_batch_size"]
+
+
+def check_batch_size(batch_size: int, where: str) -> int:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        msg = f"{where}: batch_size must be a positive int, got {batch_size!r}"
+        raise PipelineError(msg)
+    return batch_size
+
+
+class PolarsSource(Source):
+    """Slices a DataFrame into micro-batches; one split; replayable."""
+
+    def __init__(self, df: pl.DataFrame, batch_size: int) -> None:
+        if not isinstance(df, pl.DataFrame):
+            msg = f"from_polars takes a polars.DataFrame, got {type(df).__name__}"
+            raise PipelineError(msg)
+        self._df = df
+        self._batch_size = check_batch_size(batch_size, "from_polars")
+        self._schema = df.slice(0, 0).to_arrow().schema
+        self.label = f"from_polars({df.height} rows, batch_size={batch_size})"
+
+    def splits(self) -> list[str]:
+        return ["dataframe"]
+
+    def schema(self) -> pa.Schema:
+        return self._schema
+
+    def total_rows(self) -> int:
+        return self._df.height
+
+    def open(self) -> Reader:
+        def events() -> Iterator[SourceEvent]:
+            n, bs = self._df.height, self._batch_size
+            for start in range(0, n, bs):
+                for rb in self._df.slice(start, bs).to_arrow().to_batches():
+                    yield Data(0, rb, min(start + bs, n))
+            yield SplitEnd(0)
+
+        return SyncReader(events())
+
+
+class ArrowSource(Source):
+    """Arrow data: a Table (sliced into batches, replayable), or a stream of batches."""
+
+    def __init__(
+        self,
+        data: pa.Table | pa.RecordBatch | pa.RecordBatchReader | Iterable[pa.RecordBatch],
+        batch_size: int | None,
+        bounded: bool | None,
+    ) -> None:
+        self._table: pa.Table | None = None
+        self._iterable: Iterable[pa.RecordBatch] | None = None
+        if isinstance(data, pa.RecordBatch):
+            data = pa.Table.from_batches([data])
+        elif isinstance(data, list | tuple):
+            if not data:
+                msg = "from_arrow got an empty list of batches: its schema is unknown"
+                raise SourceError(msg)
+            try:
+                data = pa.Table.from_batches(list(data))
+            except (pa.ArrowInvalid, TypeError) as exc:
+                msg = f"from_arrow: the batches do not share one schema ({exc})"
+                raise SchemaError(msg) from exc
+        if isinstance(data, pa.Table):
+            self._table = data
+            self._schema = data.schema
+            self.bounded = True
+            self.label = f"from_arrow(Table, {data.num_rows} rows)"
+        elif isinstance(data, pa.RecordBatchReader):
+            self._iterable = data
+            self._schema = data.schema
+            self.bounded = True if bounded is None else bounded
+            self.label = "from_arrow(RecordBatchReader)"
+        elif isinstance(data, Iterable) and not isinstance(data, str | bytes):
+            it = iter(data)
+            try:
+                first = next(it)
+            except StopIteration:
+                msg = "from_arrow got an empty iterator of batches: its schema is unknown"
+                raise SourceError(msg) from None
+            if not isinstance(first, pa.RecordBatch):
+                msg = f"from_arrow expects pyarrow.RecordBatch items, got {type(first).__name__}"
+                raise PipelineError(msg)
+            self._schema = first.schema
+            self._iterable = _chain_first(first, it)
+            self.bounded = bool(bounded)
+            self.label = f"from_arrow({type(data).__name__} of batches)"
+        else:
+            msg = f"from_arrow takes a pyarrow Table, RecordBatchReader or batches; got {type(data).__name__}"
+            raise PipelineError(msg)
+        self._batch_size = (
+            None if batch_size is None else check_batch_size(batch_size, "from_arrow")
+        )
+        self._consumed = False
+
+    def splits(self) -> list[str]:
+        return ["arrow"]
+
+    def schema(self) -> pa.Schema:
+        return self._schema
+
+    def total_rows(self) -> int | None:
+        return None if self._table is None else self._table.num_rows
+
+    def open(self) -> Reader:
+        if self._table is not None:
+            table, bs = self._table, self._batch_size
+
+            def table_events() -> Iterator[SourceEvent]:
+                pos = 0
+                batches = table.to_batches(max_chunksize=bs) if bs else table.to_batches()
+                for rb in batches:
+                    pos += rb.num_rows
+                    yield Data(0, rb, pos)
+                yield SplitEnd(0)
+
+            return SyncReader(table_events())
+        if self._consumed:
+            msg = (
+                "this from_arrow source reads a one-shot iterator that an earlier run consumed; "
+                "build the stream again, or pass a Table or a list of batches to run it twice"
+            )
+            raise SourceError(msg)
+        self._consumed = True
+        source_iter = self._iterable
+        schema = self._schema
+
+        def produce(put) -> None:  # type: ignore[no-untyped-def]
+            pos = 0
+            for rb in source_iter:  # type: ignore[union-attr]
+                if rb.schema != schema:
+                    msg = (
+                        f"from_arrow: a batch has schema {rb.schema} but the stream's schema is "
+                        f"{schema}; every batch must have the same schema"
+                    )
+                    raise SchemaError(msg)
+                pos += rb.num_rows
+                if not put(Data(0, rb, pos)):
+                    return
+            put(SplitEnd(0))
+
+        return ThreadedReader(produce, name="vstream-from_arrow")
+
+
+def _chain_first(
+    first: pa.RecordBatch, rest: Iterator[pa.RecordBatch]
+) -> Iterator[pa.RecordBatch]:
+    yield first
+    yield from rest

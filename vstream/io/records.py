@@ -1,0 +1,197 @@
+"""Python dicts as a source: a reader thread buffers rows into Arrow batches."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sized
+from typing import Any
+
+import pyarrow as pa
+
+from vstream._duration import Duration, wall_seconds
+from vstream.errors import PipelineError, SourceError
+from vstream.io._schema import SchemaLike, to_arrow_schema
+from vstream.io.base import Data, Reader, Source, SplitEnd, ThreadedReader, dead_letter_batch
+from vstream.io.memory import check_batch_size
+
+__all__ = ["RecordsSource", "convert_rows", "max_delay_seconds"]
+
+_INFER_ROWS = 1_000
+
+
+def max_delay_seconds(max_delay: Duration, where: str) -> float:
+    return wall_seconds(max_delay, f"{where} max_delay")
+
+
+def _record_text(rec: object) -> str:
+    try:
+        return json.dumps(rec, default=str)
+    except (TypeError, ValueError):
+        return repr(rec)
+
+
+def convert_rows(
+    rows: list[Any], schema: pa.Schema, step: str
+) -> tuple[pa.RecordBatch, pa.RecordBatch | None]:
+    """Rows to a batch of ``schema``; rows that do not fit go to a dead-letter batch.
+
+    The whole list converts in one call; only when that fails is it bisected, so the
+    cost of finding k bad rows is about k·log(n) small conversions, not n.
+    """
+    try:
+        return pa.RecordBatch.from_pylist(rows, schema=schema), None
+    except (
+        pa.ArrowInvalid,
+        pa.ArrowTypeError,
+        TypeError,
+        ValueError,
+        AttributeError,
+        OverflowError,
+    ):
+        pass
+    good: list[pa.RecordBatch] = []
+    bad_records: list[str] = []
+    reasons: list[str] = []
+    stack = [(0, len(rows))]
+    while stack:
+        lo, hi = stack.pop()
+        try:
+            good.append(pa.RecordBatch.from_pylist(rows[lo:hi], schema=schema))
+        except (
+            pa.ArrowInvalid,
+            pa.ArrowTypeError,
+            TypeError,
+            ValueError,
+            AttributeError,
+            OverflowError,
+        ) as exc:
+            if hi - lo == 1:
+                rec = rows[lo]
+                bad_records.append(_record_text(rec))
+                reason = (
+                    f"not a dict but {type(rec).__name__}"
+                    if not isinstance(rec, dict)
+                    else f"does not fit the schema: {exc}"
+                )
+                reasons.append(reason)
+            else:
+                mid = (lo + hi) // 2
+                stack.append((mid, hi))  # pushed first so the left half is done first
+                stack.append((lo, mid))
+    batch = pa.concat_batches(good) if good else pa.RecordBatch.from_pylist([], schema=schema)
+    return batch, dead_letter_batch(bad_records, reasons, step)
+
+
+class RecordsSource(Source):
+    """Iterable of dicts, buffered by a reader thread; one split."""
+
+    def __init__(
+        self,
+        records: Iterable[dict[str, Any]] | Callable[[], Iterable[dict[str, Any]]],
+        schema: SchemaLike | None,
+        batch_size: int,
+        max_delay: Duration,
+        bounded: bool | None,
+    ) -> None:
+        self._batch_size = check_batch_size(batch_size, "from_records")
+        self._max_delay = max_delay_seconds(max_delay, "from_records")
+        self._factory = (
+            records if callable(records) and not isinstance(records, Iterable) else None
+        )
+        if self._factory is None and not isinstance(records, Iterable):
+            msg = f"from_records takes an iterable of dicts or a function returning one, got {type(records).__name__}"
+            raise PipelineError(msg)
+        first = self._factory() if self._factory is not None else records
+        self.bounded = bounded if bounded is not None else isinstance(first, Sized)
+        self._peeked: list[Any] = []
+        self._iter: Iterator[Any] | None = None
+        if schema is None:
+            it = iter(first)  # type: ignore[arg-type]
+            self._peeked = list(itertools.islice(it, min(_INFER_ROWS, self._batch_size)))
+            self._iter = it
+            dicts = [r for r in self._peeked if isinstance(r, dict)]
+            if not dicts:
+                msg = (
+                    "from_records cannot infer a schema: the first records are not dicts or "
+                    "there are none; pass schema={'ts': pl.Int64, ...}"
+                )
+                raise SourceError(msg)
+            self._schema = pa.Table.from_pylist(dicts).schema
+        else:
+            self._schema = to_arrow_schema(schema)
+            self._iter = iter(first)  # type: ignore[arg-type]
+        self._used = False
+        self.label = f"from_records(batch_size={batch_size})"
+
+    def splits(self) -> list[str]:
+        return ["records"]
+
+    def schema(self) -> pa.Schema:
+        return self._schema
+
+    def _rows(self) -> Iterator[Any]:
+        if self._used:
+            if self._factory is None:
+                msg = (
+                    "from_records reads a one-shot iterator that an earlier run consumed; "
+                    "pass a function returning a fresh iterable to run the stream again"
+                )
+                raise SourceError(msg)
+            return iter(self._factory())
+        self._used = True
+        assert self._iter is not None
+        return itertools.chain(self._peeked, self._iter)
+
+    def open(self) -> Reader:
+        rows_iter = self._rows()
+        schema, bs, delay = self._schema, self._batch_size, self._max_delay
+        lock = threading.Lock()
+        buf: list[Any] = []
+        first_at = [0.0]
+        pos = [0]
+        step = "from_records"
+
+        def flush(put: Callable[[Data], bool] | None) -> Data | None:
+            # called with the lock held
+            nonlocal buf
+            rows, buf = buf, []
+            batch, dead = convert_rows(rows, schema, step)
+            pos[0] += len(rows)
+            event = Data(0, batch, pos[0], dead)
+            if put is not None:
+                put(event)
+                return None
+            return event
+
+        def produce(put: Callable[[object], bool]) -> None:
+            for rec in rows_iter:
+                with lock:
+                    if not buf:
+                        first_at[0] = time.monotonic()
+                    buf.append(rec)
+                    if len(buf) >= bs:
+                        # put under the lock: an idle flush cannot overtake this batch
+                        flush(put)
+            with lock:
+                if buf:
+                    flush(put)
+            put(SplitEnd(0))
+
+        reader: ThreadedReader
+
+        def on_idle() -> Data | None:
+            with lock:
+                if buf and reader.queue_empty() and time.monotonic() - first_at[0] >= delay:
+                    return flush(None)
+            return None
+
+        reader = ThreadedReader(
+            produce,
+            on_idle=on_idle,
+            idle_interval=max(delay / 4, 0.001),
+            name="vstream-from_records",
+        )
+        return reader

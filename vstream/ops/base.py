@@ -1,0 +1,87 @@
+"""The one interface every physical operator offers the runtime."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import polars as pl
+import pyarrow as pa
+
+from vstream.errors import VStreamError
+
+__all__ = ["MAX_WM", "MIN_WM", "Chunk", "Operator"]
+
+#: the watermark before any event time is known, and at the end of bounded input
+MIN_WM = -(2**63)
+MAX_WM = 2**63 - 1
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """A micro-batch flowing between operators, tagged with the source split it came from.
+
+    ``split`` is -1 for batches an operator made itself (window results, ...).
+    """
+
+    df: pl.DataFrame
+    split: int = -1
+
+
+class Operator:
+    """A physical operator.
+
+    The runtime calls :meth:`process` with a batch (or None) that arrived on input
+    ``port`` *before* that input's watermark moved to ``watermark``: rows are judged
+    against the watermark of the previous call, then the watermark advances. The
+    operator returns the batches it emits and its output watermark, which never
+    decreases. Stateful operators also return their state from :meth:`snapshot` as
+    Arrow tables and take it back in :meth:`restore`.
+    """
+
+    n_inputs: int = 1
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.side: dict[str, list[pl.DataFrame]] = {}
+        self.late_events = 0
+        self.done = False
+        self._in_wm = [MIN_WM] * self.n_inputs
+        self._out_wm = MIN_WM
+
+    @property
+    def input_watermark(self) -> int:
+        """The minimum of the inputs' watermarks."""
+        return min(self._in_wm)
+
+    def process(self, port: int, chunk: Chunk | None, watermark: int) -> tuple[list[Chunk], int]:
+        out = self.on_batch(port, chunk) if chunk is not None else []
+        self._in_wm[port] = max(self._in_wm[port], watermark)
+        self._out_wm = max(self._out_wm, self.output_watermark())
+        return out, self._out_wm
+
+    def on_batch(self, port: int, chunk: Chunk) -> list[Chunk]:
+        """Handle one batch; the input watermark is still the one from before it."""
+        raise NotImplementedError
+
+    def output_watermark(self) -> int:
+        return self.input_watermark
+
+    def split_ended(self, split: int) -> None:
+        """A source split upstream has no more data (used by event-time assignment)."""
+
+    def tick(self, now: float) -> bool:
+        """Called now and then with the wall clock; True if the output watermark may move."""
+        return False
+
+    def emit_side(self, name: str, df: pl.DataFrame) -> None:
+        if df.height:
+            self.side.setdefault(name, []).append(df)
+
+    def snapshot(self) -> dict[str, pa.Table]:
+        """The operator's state as Arrow tables (empty for stateless operators)."""
+        return {}
+
+    def restore(self, state: dict[str, pa.Table]) -> None:
+        if state:
+            msg = f"{self.name}: this operator is stateless but was given state {sorted(state)}"
+            raise VStreamError(msg)

@@ -1,0 +1,125 @@
+"""Event-time assignment: per-split watermarks, idleness, null event times."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import polars as pl
+
+from vstream.ops.base import MAX_WM, MIN_WM, Chunk, Operator
+
+__all__ = ["WatermarkOp"]
+
+
+@dataclass(slots=True)
+class _Split:
+    max_ts: int = MIN_WM
+    lower: int | None = None  # every event of the split is >= lower (file statistics)
+    started: bool = False
+    finished: bool = False
+    last_active: float = 0.0
+
+
+class WatermarkOp(Operator):
+    """Tracks ``max(event time) - delay`` per split; the output is the minimum over the
+    unfinished, non-idle splits, and never decreases.
+
+    A split not yet started holds the watermark at its known lower bound (or -inf), so
+    files read one after another do not make each other late. Rows with a null event
+    time go to the dead-letter output.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        column: str,
+        delay: int,
+        idle_timeout: float | None,
+        ns_per_unit: int | None,
+    ) -> None:
+        super().__init__(name)
+        self.column = column
+        self.delay = delay
+        self.idle_timeout = idle_timeout
+        self.ns_per_unit = ns_per_unit
+        self.splits: dict[int, _Split] = {}
+        self.max_event_time = MIN_WM
+        #: rows whose event time was already behind the watermark when they arrived
+        self.behind_watermark = 0
+        self._all_idle_since: float | None = None
+        self._idle_base = MIN_WM
+
+    def register_split(self, split: int, *, lower: int | None, started: bool) -> None:
+        self.splits[split] = _Split(lower=lower, started=started, last_active=time.monotonic())
+
+    def on_batch(self, port: int, chunk: Chunk) -> list[Chunk]:
+        df = chunk.df
+        ts = df.get_column(self.column)
+        if ts.null_count():
+            bad = df.filter(ts.is_null())
+            text = bad.write_ndjson().splitlines()
+            self.emit_side(
+                "dead_letters",
+                pl.DataFrame(
+                    {
+                        "record": text,
+                        "reason": [f"null event time in column {self.column!r}"] * len(text),
+                        "step": [self.name] * len(text),
+                    }
+                ),
+            )
+            df = df.filter(ts.is_not_null())
+            ts = df.get_column(self.column)
+        if not df.height:
+            return []
+        phys = ts.to_physical()
+        if self._out_wm > MIN_WM:
+            self.behind_watermark += int((phys < self._out_wm).sum())
+        top = phys.max()
+        st = self.splits.get(chunk.split)
+        if st is None:
+            st = self.splits.setdefault(chunk.split, _Split())
+        st.started = True
+        st.last_active = time.monotonic()
+        if top > st.max_ts:  # type: ignore[operator]
+            st.max_ts = int(top)  # type: ignore[arg-type]
+        self.max_event_time = max(self.max_event_time, st.max_ts)
+        self._all_idle_since = None
+        return [Chunk(df, chunk.split)]
+
+    def split_ended(self, split: int) -> None:
+        st = self.splits.setdefault(split, _Split())
+        st.finished = True
+
+    def tick(self, now: float) -> bool:
+        return self.idle_timeout is not None
+
+    def _split_wm(self, st: _Split) -> int:
+        if st.max_ts == MIN_WM:
+            return st.lower if st.lower is not None else MIN_WM
+        return st.max_ts - self.delay
+
+    def output_watermark(self) -> int:
+        if self.input_watermark == MAX_WM:
+            return MAX_WM
+        now = time.monotonic()
+        live = [st for st in self.splits.values() if not st.finished]
+        if not live:
+            return MAX_WM if self.splits else self._out_wm
+        active = live
+        if self.idle_timeout is not None:
+            active = [
+                st for st in live if not (st.started and now - st.last_active >= self.idle_timeout)
+            ]
+        if active:
+            self._all_idle_since = None
+            return min(self._split_wm(st) for st in active)
+        # the whole source is idle: let its watermark follow the wall clock
+        if self._all_idle_since is None:
+            self._all_idle_since = now
+            self._idle_base = max(self._out_wm, max(self._split_wm(st) for st in live))
+        if self.ns_per_unit is None or self._idle_base == MIN_WM:
+            return self._idle_base
+        elapsed = int((now - self._all_idle_since) * 1e9) // self.ns_per_unit
+        return self._idle_base + elapsed

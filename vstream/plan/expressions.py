@@ -1,0 +1,264 @@
+"""Build-time checks of Polars expressions: row-wise only, and the output schema."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import polars as pl
+import polars.exceptions as plx
+
+from vstream.errors import ColumnNotFoundError, ExpressionError, PipelineError
+
+__all__ = ["check_row_wise", "infer_schema"]
+
+_WINDOW_HINT = (
+    "stateless steps see one micro-batch at a time, so it would give per-batch answers; "
+    "aggregate over event time with .window(...).agg(...), or use map_batches(...) if a "
+    "per-batch result is really what you want"
+)
+
+# expression nodes that look at other rows
+_REFUSED_NODES: dict[str, str] = {
+    "Agg": "an aggregation",
+    "Over": "a window function (.over)",
+    "Len": "pl.len()",
+    "Sort": "sort",
+    "SortBy": "sort_by",
+    "Gather": "gather",
+    "Filter": "Expr.filter",
+    "Slice": "slice/head/tail",
+    "Explode": "explode",
+    "Rolling": "rolling",
+    "AnonymousFunction": "a Python function inside an expression",
+}
+
+# functions that look at other rows (Polars' serialized names)
+_REFUSED_FUNCTIONS = frozenset(
+    [
+        "Diff",
+        "Shift",
+        "ShiftAndFill",
+        "CumSum",
+        "CumProd",
+        "CumMin",
+        "CumMax",
+        "CumCount",
+        "CumReduce",
+        "CumFold",
+        "Rank",
+        "RollingExpr",
+        "RollingExprBy",
+        "Unique",
+        "UniqueCounts",
+        "ArgUnique",
+        "ArgMin",
+        "ArgMax",
+        "ArgSort",
+        "Mode",
+        "Reverse",
+        "FillNullWithStrategy",
+        "Interpolate",
+        "InterpolateBy",
+        "PctChange",
+        "EwmMean",
+        "EwmMeanBy",
+        "EwmStd",
+        "EwmVar",
+        "TopK",
+        "TopKBy",
+        "BottomK",
+        "BottomKBy",
+        "RLE",
+        "RLEID",
+        "Rle",
+        "RleId",
+        "GatherEvery",
+        "Hist",
+        "ValueCounts",
+        "Entropy",
+        "PeakMin",
+        "PeakMax",
+        "NUnique",
+        "ApproxNUnique",
+        "Implode",
+        "IsFirstDistinct",
+        "IsLastDistinct",
+        "IsUnique",
+        "IsDuplicated",
+        "Sample",
+        "SampleN",
+        "SampleFrac",
+        "Shuffle",
+        "SearchSorted",
+        "Skew",
+        "Kurtosis",
+        "Corr",
+        "Cov",
+        "Product",
+        "Any",
+        "All",
+        "ConcatVertical",
+        "Median",
+        "Quantile",
+        "Repeat",
+        "Index",
+        "IntRange",
+        "IntRanges",
+        "DateRange",
+        "DatetimeRange",
+        "TimeRange",
+        "Reshape",
+        "ArgWhere",
+        "NullCount",
+        "MaxHorizontal0",
+    ]
+)
+
+
+def _walk(node: Any) -> Iterator[str]:
+    """Yield a description of every non-row-wise part of a serialized expression."""
+    if isinstance(node, str):
+        if node in _REFUSED_NODES:
+            yield _REFUSED_NODES[node]
+        return
+    if isinstance(node, list):
+        for item in node:
+            yield from _walk(item)
+        return
+    if not isinstance(node, dict):
+        return
+    for key, value in node.items():
+        if key in _REFUSED_NODES:
+            yield _REFUSED_NODES[key]
+        if key == "Function" and isinstance(value, dict):
+            for name in _function_names(value.get("function")):
+                if name in _REFUSED_FUNCTIONS:
+                    yield name
+            yield from _walk(value.get("input", []))
+            continue
+        if key == "Literal":
+            continue
+        yield from _walk(value)
+
+
+def _function_names(spec: Any) -> Iterator[str]:
+    """Names in a serialized function spec: 'Shift', {'Diff': ...}, {'Boolean': 'Any'}, ..."""
+    if isinstance(spec, str):
+        yield spec
+    elif isinstance(spec, dict):
+        for key, value in spec.items():
+            yield key
+            if isinstance(value, str):
+                yield value
+            elif isinstance(value, dict):
+                yield from (k for k in value if isinstance(k, str))
+
+
+def check_row_wise(expr: pl.Expr, step: str) -> None:
+    """Refuse an expression whose value for a row depends on other rows.
+
+    The serialized expression tree is walked for aggregations, window functions and
+    order-dependent functions; an evaluation on a small sample (whole frame against
+    row by row) then catches what the list does not know.
+
+    Examples
+    --------
+    >>> import polars as pl
+    >>> check_row_wise(pl.col("x") * 2, "with_columns")
+    >>> check_row_wise(pl.col("x").diff(), "with_columns")
+    Traceback (most recent call last):
+    ...
+    vstream.errors.ExpressionError: with_columns: the expression col("x").diff(...) ...
+    """
+    if not isinstance(expr, pl.Expr):
+        msg = f"{step}: expected a Polars expression, got {type(expr).__name__} {expr!r}"
+        raise ExpressionError(msg)
+    try:
+        tree = json.loads(expr.meta.serialize(format="json"))
+    except Exception as exc:
+        msg = (
+            f"{step}: cannot inspect the expression {_short(expr)} ({exc}); expressions "
+            "with Python functions inside are not accepted in stateless steps: use "
+            "Stream.map_batches(fn) instead"
+        )
+        raise ExpressionError(msg) from exc
+    culprits = list(dict.fromkeys(_walk(tree)))
+    if culprits:
+        msg = (
+            f"{step}: the expression {_short(expr)} is not row-wise (it uses "
+            f"{', '.join(culprits)}); {_WINDOW_HINT}"
+        )
+        raise ExpressionError(msg)
+
+
+def check_row_wise_on_sample(exprs: list[pl.Expr], schema: pl.Schema, step: str) -> None:
+    """Evaluate on a small sample, whole and row by row; a difference means not row-wise."""
+    sample = _sample_frame(schema)
+    if sample is None:
+        return
+    for expr in exprs:
+        try:
+            whole = sample.select(expr)
+            rows = pl.concat([sample.slice(i, 1).select(expr) for i in range(sample.height)])
+        except Exception:
+            continue  # sample values may not suit the expression (strict casts, ...)
+        if whole.height != sample.height or not whole.equals(rows):
+            msg = (
+                f"{step}: the expression {_short(expr)} is not row-wise (its value for a row "
+                f"depends on other rows); {_WINDOW_HINT}"
+            )
+            raise ExpressionError(msg)
+
+
+def _sample_frame(schema: pl.Schema) -> pl.DataFrame | None:
+    ints = [3, None, 1, 4, 2, 5]
+    cols: list[pl.Series] = []
+    for name, dtype in schema.items():
+        try:
+            if dtype.is_numeric() or dtype.is_temporal():
+                s = pl.Series(name, ints, dtype=pl.Int64).cast(dtype)
+            elif dtype == pl.String or isinstance(dtype, pl.Categorical | pl.Enum):
+                s = pl.Series(name, ["c", None, "a", "d", "b", "e"], dtype=pl.String)
+                s = s if dtype == pl.String else pl.Series(name, [None] * 6, dtype=dtype)
+            elif dtype == pl.Boolean:
+                s = pl.Series(name, [True, None, False, True, False, True])
+            else:
+                s = pl.Series(name, [None] * 6, dtype=dtype)
+        except Exception:
+            s = pl.Series(name, [None] * 6, dtype=dtype)
+        cols.append(s)
+    try:
+        return pl.DataFrame(cols)
+    except Exception:
+        return None
+
+
+def infer_schema(
+    step: str, schema: pl.Schema, apply: Callable[[pl.DataFrame], pl.DataFrame]
+) -> pl.Schema:
+    """The output schema of a step, found by running it on an empty frame of its input."""
+    try:
+        return apply(pl.DataFrame(schema=schema)).schema
+    except plx.ColumnNotFoundError as exc:
+        msg = (
+            f"{step}: unknown column ({_first_line(exc)}); the input has the columns "
+            f"{list(schema.names())}"
+        )
+        raise ColumnNotFoundError(msg) from exc
+    except PipelineError:
+        raise
+    except Exception as exc:
+        msg = f"{step}: {type(exc).__name__}: {_first_line(exc)} (input schema: {dict(schema)})"
+        raise ExpressionError(msg) from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _short(expr: pl.Expr, limit: int = 120) -> str:
+    text = str(expr)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

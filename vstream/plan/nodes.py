@@ -1,0 +1,203 @@
+"""Logical plan nodes: what a Stream is. Building one checks it; no data moves here."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import polars as pl
+
+from vstream._duration import TimeUnit, unit_to_ns
+from vstream.io._schema import polars_schema
+from vstream.io.base import Source
+from vstream.ops.base import Operator
+from vstream.ops.stateless import ConcatOp, DeadLetterOp, HeadOp, StatelessOp
+from vstream.ops.watermark import WatermarkOp
+
+__all__ = [
+    "ConcatNode",
+    "DeadLettersNode",
+    "EventTime",
+    "HeadNode",
+    "Node",
+    "SourceNode",
+    "StepNode",
+    "WatermarkNode",
+]
+
+_ids = itertools.count()
+
+
+@dataclass(frozen=True, slots=True)
+class EventTime:
+    """The event-time column of a stream and how its watermark is made."""
+
+    column: str
+    dtype: pl.DataType
+    unit: TimeUnit | None  # None: a plain integer column with no declared unit
+    delay: int  # max out-of-orderness, in the column's unit
+    idle_timeout: float | None  # seconds of wall-clock time
+
+    def to_python(self, value: int) -> Any:
+        """A watermark value as the user sees it (a datetime for Datetime columns)."""
+        if value in (-(2**63), 2**63 - 1):
+            return None
+        if isinstance(self.dtype, pl.Datetime):
+            return pl.Series([value], dtype=pl.Int64).cast(self.dtype).item()
+        return value
+
+
+class Node:
+    """A logical operator. ``inputs`` make the plan a graph; a node shared by several
+    branches is one node, computed once per run."""
+
+    inputs: tuple[Node, ...] = ()
+    schema: pl.Schema
+    event_time: EventTime | None = None
+    bounded: bool = True
+    label: str = "node"
+
+    def __init__(self) -> None:
+        self.id = next(_ids)
+
+    def make_op(self) -> Operator:
+        raise NotImplementedError
+
+    def can_dead_letter(self) -> bool:
+        return False
+
+
+class SourceNode(Node):
+    def __init__(self, source: Source) -> None:
+        super().__init__()
+        self.source = source
+        self.schema = polars_schema(source.schema())
+        self.bounded = source.bounded
+        self.label = source.label
+
+    def make_op(self) -> Operator:
+        return Operator(self.label)  # the runtime feeds source batches itself
+
+    def can_dead_letter(self) -> bool:
+        return True
+
+
+class StepNode(Node):
+    """A stateless step: ``fn`` maps one batch to one batch."""
+
+    def __init__(
+        self,
+        input: Node,
+        label: str,
+        fn: Callable[[pl.DataFrame], pl.DataFrame],
+        schema: pl.Schema,
+        event_time: EventTime | None,
+        *,
+        check_schema: bool = False,
+        time_preserved: bool = True,
+    ) -> None:
+        super().__init__()
+        self.inputs = (input,)
+        self.label = label
+        self.fn = fn
+        self.schema = schema
+        self.event_time = event_time
+        self.bounded = input.bounded
+        self.check_schema = check_schema
+        # whether the event-time column's values pass through unchanged (file statistics
+        # of the column then still bound them)
+        self.time_preserved = time_preserved
+
+    def make_op(self) -> Operator:
+        return StatelessOp(self.label, self.fn, self.schema if self.check_schema else None)
+
+
+class WatermarkNode(Node):
+    def __init__(self, input: Node, event_time: EventTime, label: str) -> None:
+        super().__init__()
+        self.inputs = (input,)
+        self.schema = input.schema
+        self.event_time = event_time
+        self.bounded = input.bounded
+        self.label = label
+
+    def make_op(self) -> Operator:
+        et = self.event_time
+        assert et is not None
+        return WatermarkOp(
+            self.label,
+            et.column,
+            et.delay,
+            et.idle_timeout,
+            unit_to_ns(et.unit) if et.unit is not None else None,
+        )
+
+    def can_dead_letter(self) -> bool:
+        return True
+
+
+class HeadNode(Node):
+    def __init__(self, input: Node, n: int) -> None:
+        super().__init__()
+        self.inputs = (input,)
+        self.n = n
+        self.schema = input.schema
+        self.event_time = input.event_time
+        self.bounded = True
+        self.label = f"head({n})"
+
+    def make_op(self) -> Operator:
+        return HeadOp(self.label, self.n)
+
+
+class ConcatNode(Node):
+    def __init__(self, inputs: tuple[Node, ...], event_time: EventTime | None) -> None:
+        super().__init__()
+        self.inputs = inputs
+        self.schema = inputs[0].schema
+        self.event_time = event_time
+        self.bounded = all(n.bounded for n in inputs)
+        self.label = f"concat({len(inputs)} inputs)"
+
+    def make_op(self) -> Operator:
+        return ConcatOp(self.label, len(self.inputs))
+
+
+class DeadLettersNode(Node):
+    """Records refused anywhere upstream of ``of`` (sources, event-time assignment)."""
+
+    SCHEMA = pl.Schema({"record": pl.String, "reason": pl.String, "step": pl.String})
+
+    def __init__(self, of: Node) -> None:
+        super().__init__()
+        self.inputs = (of,)
+        self.of = of
+        self.schema = self.SCHEMA
+        self.bounded = of.bounded
+        self.label = "dead_letters"
+
+    def make_op(self) -> Operator:
+        return DeadLetterOp(self.label)
+
+
+def ancestors(nodes: list[Node]) -> list[Node]:
+    """Every node the given nodes depend on (and they themselves), in topological order."""
+    order: list[Node] = []
+    seen: set[int] = set()
+    stack: list[tuple[Node, bool]] = [(n, False) for n in reversed(nodes)]
+    while stack:
+        node, expanded = stack.pop()
+        if expanded:
+            if node.id not in seen:
+                seen.add(node.id)
+                order.append(node)
+            continue
+        if node.id in seen:
+            continue
+        stack.append((node, True))
+        for parent in reversed(node.inputs):
+            if parent.id not in seen:
+                stack.append((parent, False))
+    return order

@@ -1,0 +1,362 @@
+"""The micro-batch loop: pull from sources, push batches and watermarks through the graph."""
+
+from __future__ import annotations
+
+import threading
+import time
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import polars as pl
+import pyarrow as pa
+
+from vstream.io.base import Data, Reader, SplitEnd
+from vstream.io.sinks import Sink
+from vstream.ops.base import MAX_WM, MIN_WM, Chunk, Operator
+from vstream.ops.stateless import DeadLetterOp
+from vstream.ops.watermark import WatermarkOp
+from vstream.plan.nodes import (
+    DeadLettersNode,
+    HeadNode,
+    Node,
+    SourceNode,
+    StepNode,
+    WatermarkNode,
+    ancestors,
+)
+from vstream.runtime.metrics import Metrics, StepMetrics
+
+__all__ = ["Executor", "Target"]
+
+_POLL = 0.02  # seconds to wait on the preferred source before trying the others
+_TICK = 0.05  # seconds between wall-clock ticks (idleness, time-based flushes)
+
+Emission = list[tuple[Chunk | None, int]]
+
+
+@dataclass
+class Target:
+    """A branch of the plan and where its batches go."""
+
+    node: Node
+    sink: Sink
+
+
+class Executor:
+    """Runs a plan graph once, for all its targets.
+
+    Single-threaded over operators (readers prefetch in their own threads). Each step
+    takes one event from the source that is furthest behind in event time and pushes
+    what it causes through the nodes below that source, in topological order.
+    """
+
+    def __init__(self, targets: list[Target]) -> None:
+        self.targets = targets
+        self.nodes = ancestors([t.node for t in targets])
+        self.index = {n.id: i for i, n in enumerate(self.nodes)}
+        self.ops: list[Operator] = [n.make_op() for n in self.nodes]
+        n = len(self.nodes)
+        self.children: list[list[int]] = [[] for _ in range(n)]
+        for i, node in enumerate(self.nodes):
+            for parent in node.inputs:
+                self.children[self.index[parent.id]].append(i)
+        self.out_wm = [MIN_WM] * n
+        self.finished = [False] * n
+        self.sinks: dict[int, list[Sink]] = {}
+        for t in targets:
+            self.sinks.setdefault(self.index[t.node.id], []).append(t.sink)
+        self.step_metrics = [StepMetrics() for _ in range(n)]
+        self.metrics = Metrics()
+        self._dead_uncollected = 0
+        self._stop = threading.Event()
+        self._drain = False
+        self._wire_sources()
+        self._wire_dead_letters()
+
+    # ------------------------------------------------------------------ wiring
+    def _downstream(self, i: int) -> list[int]:
+        seen = {i}
+        stack = [i]
+        while stack:
+            for c in self.children[stack.pop()]:
+                if c not in seen:
+                    seen.add(c)
+                    stack.append(c)
+        return sorted(seen)  # node order is topological
+
+    def _wire_sources(self) -> None:
+        self.sources = [i for i, nd in enumerate(self.nodes) if isinstance(nd, SourceNode)]
+        self.down = {i: self._downstream(i) for i in range(len(self.nodes))}
+        self.split_ids: dict[int, list[int]] = {}
+        next_id = 0
+        for s in self.sources:
+            src = self.nodes[s].source  # type: ignore[attr-defined]
+            k = len(src.splits())
+            self.split_ids[s] = list(range(next_id, next_id + k))
+            next_id += k
+        self.wm_ops: dict[int, list[int]] = {s: [] for s in self.sources}
+        for s in self.sources:
+            src = self.nodes[s].source  # type: ignore[attr-defined]
+            for j in self.down[s]:
+                op = self.ops[j]
+                if not isinstance(op, WatermarkOp):
+                    continue
+                self.wm_ops[s].append(j)
+                lowers = self._lower_bounds(s, j)
+                for k, sid in enumerate(self.split_ids[s]):
+                    op.register_split(
+                        sid,
+                        lower=None if lowers is None else lowers[k],
+                        started=src.concurrent_splits,
+                    )
+
+    def _lower_bounds(self, s: int, w: int) -> list[int | None] | None:
+        """Per-split lower bounds of the event-time column, when the source knows them
+        (file statistics) and every step between passes the column through unchanged."""
+        node = self.nodes[w]
+        assert isinstance(node, WatermarkNode) and node.event_time is not None
+        cur: Node = node.inputs[0]
+        while cur is not self.nodes[s]:
+            if (isinstance(cur, StepNode) and cur.time_preserved) or isinstance(cur, HeadNode):
+                cur = cur.inputs[0]
+            else:
+                return None
+        bounds = getattr(self.nodes[s].source, "split_lower_bounds", None)  # type: ignore[attr-defined]
+        return None if bounds is None else bounds(node.event_time.column, node.event_time.dtype)
+
+    def _wire_dead_letters(self) -> None:
+        self.dead_routes: dict[int, list[int]] = {}
+        for k, nd in enumerate(self.nodes):
+            if isinstance(nd, DeadLettersNode):
+                for a in ancestors([nd.of]):
+                    if a.can_dead_letter():
+                        self.dead_routes.setdefault(self.index[a.id], []).append(k)
+
+    # ------------------------------------------------------------------ pushing
+    def _drain_side(self, j: int) -> None:
+        op = self.ops[j]
+        if not op.side:
+            return
+        for name, frames in op.side.items():
+            if name == "dead_letters":
+                rows = sum(f.height for f in frames)
+                self.metrics.dead_letters += rows
+                routes = self.dead_routes.get(j, [])
+                if not routes:
+                    self._dead_uncollected += rows
+                for k in routes:
+                    dl = self.ops[k]
+                    assert isinstance(dl, DeadLetterOp)
+                    dl.pending.extend(frames)
+        op.side = {}
+
+    def _push(self, origin: int, first: Emission, force: set[int] | None = None) -> None:
+        emitted: dict[int, Emission] = {origin: first}
+        self._deliver(origin, first)
+        for j in self.down[origin]:
+            if j == origin:
+                continue
+            op = self.ops[j]
+            node = self.nodes[j]
+            calls: list[tuple[int, Emission]] = []
+            for port, parent in enumerate(node.inputs):
+                em = emitted.get(self.index[parent.id])
+                if em:
+                    calls.append((port, em))
+            wake = (force is not None and j in force) or (
+                isinstance(op, DeadLetterOp) and op.pending
+            )
+            if not calls and not wake:
+                continue
+            if not calls:
+                calls = [(0, [(None, op._in_wm[0])])]
+            out: Emission = []
+            last = self.out_wm[j]
+            sm = self.step_metrics[j]
+            for port, em in calls:
+                for chunk, wm in em:
+                    if chunk is not None:
+                        sm.rows_in += chunk.df.height
+                        sm.batches_in += 1
+                    chunks, w = op.process(port, chunk, wm)
+                    if op.side:
+                        self._drain_side(j)
+                    for c in chunks[:-1]:
+                        out.append((c, last))
+                    if chunks:
+                        out.append((chunks[-1], w))
+                    elif w != last:
+                        out.append((None, w))
+                    last = w
+            self.out_wm[j] = last
+            if out:
+                emitted[j] = out
+                self._deliver(j, out)
+
+    def _deliver(self, j: int, out: Emission) -> None:
+        sm = self.step_metrics[j]
+        sinks = self.sinks.get(j)
+        for chunk, _ in out:
+            if chunk is None:
+                continue
+            sm.rows_out += chunk.df.height
+            sm.batches_out += 1
+            if sinks:
+                for sink in sinks:
+                    sink.write(chunk.df)
+                if not isinstance(self.nodes[j], DeadLettersNode):
+                    self.metrics.events_out += chunk.df.height
+
+    # ------------------------------------------------------------------ running
+    def stop(self, drain: bool = False) -> None:
+        """Ask the loop to end after the current step (``drain``: as if the input ended)."""
+        self._drain = drain
+        self._stop.set()
+
+    def _progress(self, s: int) -> int:
+        best = MAX_WM
+        for j in self.wm_ops[s]:
+            op = self.ops[j]
+            assert isinstance(op, WatermarkOp)
+            for sid in self.split_ids[s]:
+                st = op.splits.get(sid)
+                if st is not None and not st.finished:
+                    best = min(best, op._split_wm(st))
+        return MIN_WM if best == MAX_WM and not self.wm_ops[s] else best
+
+    def _finish_source(self, s: int, readers: dict[int, Reader]) -> None:
+        for sid in self.split_ids[s]:
+            self._split_end(s, sid)
+        self.finished[s] = True
+        self.out_wm[s] = MAX_WM
+        self._push(s, [(None, MAX_WM)])
+        readers.pop(s).close()
+
+    def _split_end(self, s: int, sid: int) -> None:
+        force = set()
+        for j in self.wm_ops[s]:
+            self.ops[j].split_ended(sid)
+            force.add(j)
+        if force:
+            self._push(s, [], force)
+
+    def _targets_done(self) -> bool:
+        done = [False] * len(self.nodes)
+        for i, op in enumerate(self.ops):
+            parents = self.nodes[i].inputs
+            done[i] = (
+                self.finished[i]
+                or op.done
+                or (bool(parents) and all(done[self.index[p.id]] for p in parents))
+            )
+        return all(done[self.index[t.node.id]] for t in self.targets)
+
+    def run(self, deadline: float | None = None) -> Iterator[None]:
+        """Run to the end; yields after every step (so callers can stream results)."""
+        for t in self.targets:
+            t.sink.open(t.node.schema)
+        readers: dict[int, Reader] = {}
+        start = time.perf_counter()
+        self._t0 = start
+        self.metrics.running = True
+        rr = 0
+        last_tick = time.monotonic()
+        try:
+            for s in self.sources:
+                readers[s] = self.nodes[s].source.open()  # type: ignore[attr-defined]
+            while readers:
+                if self._stop.is_set():
+                    if not self._drain:
+                        break
+                    deadline = 0.0
+                if deadline is not None and time.monotonic() >= deadline:
+                    for s in list(readers):
+                        self._finish_source(s, readers)
+                    break
+                live = list(readers)
+                rr += 1
+                order = sorted(
+                    live, key=lambda s: (self._progress(s), (live.index(s) - rr) % len(live))
+                )
+                event = None
+                origin = -1
+                for k, s in enumerate(order):
+                    event = readers[s].poll(_POLL if k == 0 else 0.0)
+                    if event is not None or readers[s].exhausted:
+                        origin = s
+                        break
+                now = time.monotonic()
+                if origin >= 0 and event is None:
+                    self._finish_source(origin, readers)
+                elif isinstance(event, Data):
+                    self._on_data(origin, event)
+                elif isinstance(event, SplitEnd):
+                    self._split_end(origin, self.split_ids[origin][event.split])
+                if now - last_tick >= _TICK:
+                    last_tick = now
+                    self._tick(now)
+                self._update_metrics()
+                yield
+                if self._targets_done():
+                    break
+        finally:
+            for r in readers.values():
+                r.close()
+            self.metrics.running = False
+            self._update_metrics()
+        for t in self.targets:
+            t.sink.close()
+        if self._dead_uncollected:
+            warnings.warn(
+                f"{self._dead_uncollected} records were refused (dead letters) and no branch "
+                "collects them: add stream.dead_letters() to vs.collect_all([...]) to see "
+                "them with their reasons",
+                stacklevel=3,
+            )
+
+    def _on_data(self, s: int, ev: Data) -> None:
+        sid = self.split_ids[s][ev.split]
+        if ev.dead is not None and ev.dead.num_rows:
+            self.ops[s].emit_side("dead_letters", pl.from_arrow(ev.dead))  # type: ignore[arg-type]
+            self._drain_side(s)
+        first: Emission = []
+        if ev.batch is not None and ev.batch.num_rows:
+            rb: pa.RecordBatch = ev.batch
+            df = pl.from_arrow(rb)
+            assert isinstance(df, pl.DataFrame)
+            self.metrics.events_in += rb.num_rows
+            self.metrics.batches_in += 1
+            self.metrics.bytes_in += rb.nbytes
+            first = [(Chunk(df, sid), self.out_wm[s])]
+        if first or ev.dead is not None:
+            self._push(s, first)
+
+    def _tick(self, now: float) -> None:
+        for s in self.sources:
+            force = {j for j in self.wm_ops[s] if self.ops[j].tick(now)}
+            if force and not self.finished[s]:
+                self._push(s, [], force)
+        for t in self.targets:
+            t.sink.tick(now)
+
+    def _update_metrics(self) -> None:
+        m = self.metrics
+        m.elapsed_s = time.perf_counter() - self._t0
+        m.events_per_s = m.events_in / m.elapsed_s if m.elapsed_s > 0 else 0.0
+        m.late_events = sum(op.late_events for op in self.ops)
+        m.behind_watermark = sum(getattr(op, "behind_watermark", 0) for op in self.ops)
+        wm_nodes = [self.index[t.node.id] for t in self.targets if t.node.event_time is not None]
+        if wm_nodes:
+            j = min(wm_nodes, key=lambda i: self.out_wm[i])
+            et = self.nodes[j].event_time
+            assert et is not None
+            wm = self.out_wm[j]
+            m.watermark = et.to_python(wm)
+            if wm not in (MIN_WM, MAX_WM) and et.unit is not None:
+                from vstream._duration import unit_to_ns
+
+                m.event_time_lag_s = time.time() - wm * unit_to_ns(et.unit) / 1e9
+            else:
+                m.event_time_lag_s = None
+        m.steps = {f"[{i}] {n.label}": self.step_metrics[i] for i, n in enumerate(self.nodes)}

@@ -1,0 +1,105 @@
+"""Background runs: a stream running in a thread, observable while it runs."""
+
+from __future__ import annotations
+
+import copy
+import threading
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import polars as pl
+
+from vstream.io.sinks import ResultsSink
+from vstream.runtime.executor import Executor
+from vstream.runtime.metrics import Metrics
+
+if TYPE_CHECKING:
+    from vstream.stream import LazySink, Stream
+
+__all__ = ["Job"]
+
+
+class Job:
+    """A pipeline running in a background thread.
+
+    Examples
+    --------
+    >>> import polars as pl
+    >>> import vstream as vs
+    >>> job = vs.from_polars(pl.DataFrame({"a": range(10)}), batch_size=4).start()
+    >>> job.join(timeout=30)
+    >>> job.results.height, job.metrics.events_in
+    (10, 10)
+    """
+
+    def __init__(self, executor: Executor) -> None:
+        self._executor = executor
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="vstream-job", daemon=True)
+
+    @classmethod
+    def launch(cls, items: Sequence[Stream | LazySink], *, keep: int = 100_000) -> Job:
+        from vstream.stream import _targets
+
+        job = cls(Executor(_targets(items, keep=keep)))
+        job._thread.start()
+        return job
+
+    def _run(self) -> None:
+        try:
+            for _ in self._executor.run():
+                pass
+        except BaseException as exc:
+            self._error = exc
+
+    @property
+    def running(self) -> bool:
+        """Whether the job is still running."""
+        return self._thread.is_alive()
+
+    def stop(self, *, drain: bool = False, timeout: float | None = 10.0) -> None:
+        """Stop reading and end the job.
+
+        With ``drain=True`` the input is treated as ended: watermarks go to +inf and
+        every open window is emitted; otherwise open state is dropped. Sinks are flushed
+        either way.
+        """
+        self._executor.stop(drain=drain)
+        self.join(timeout=timeout)
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait for the job to end; re-raises the error that ended it, if any."""
+        self._thread.join(timeout)
+        if self._error is not None:
+            raise self._error
+
+    @property
+    def error(self) -> BaseException | None:
+        """The error that ended the job, if any."""
+        return self._error
+
+    @property
+    def metrics(self) -> Metrics:
+        """A snapshot of the job's metrics."""
+        return copy.deepcopy(self._executor.metrics)
+
+    @property
+    def results(self) -> pl.DataFrame:
+        """The newest rows emitted by the first Stream target so far (up to ``keep``)."""
+        for t in self._executor.targets:
+            if isinstance(t.sink, ResultsSink):
+                return t.sink.result()
+        msg = "this job writes to sinks only; it keeps no results"
+        raise AttributeError(msg)
+
+    def results_of(self, index: int) -> pl.DataFrame:
+        """The newest rows of target ``index`` (as passed to ``start_all``)."""
+        sink = self._executor.targets[index].sink
+        if not isinstance(sink, ResultsSink):
+            msg = f"target {index} is a sink, not a Stream; it keeps no results"
+            raise IndexError(msg)
+        return sink.result()
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else ("failed" if self._error else "finished")
+        return f"<vstream.Job {state}: {self._executor.metrics.summary()}>"

@@ -1,0 +1,72 @@
+"""What a run reports: events, batches, bytes, watermark, lag, late and dead letters."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["Metrics", "StepMetrics"]
+
+
+@dataclass
+class StepMetrics:
+    """Rows and batches in and out of one step."""
+
+    rows_in: int = 0
+    rows_out: int = 0
+    batches_in: int = 0
+    batches_out: int = 0
+
+
+@dataclass
+class Metrics:
+    """A snapshot of a run's counters.
+
+    Attributes
+    ----------
+    events_in, batches_in, bytes_in
+        Rows, batches and Arrow bytes read from the sources.
+    events_out
+        Rows delivered to the outputs (dead-letter and late branches not counted).
+    watermark
+        The lowest event-time watermark among the outputs (a datetime for Datetime
+        columns), or None without event time or once the input has ended.
+    event_time_lag_s
+        Wall clock minus the watermark in seconds, where the time unit is known.
+    late_events, dead_letters
+        Events dropped as late (or sent to the late output) and records refused.
+    behind_watermark
+        Events whose event time was already behind the watermark when they arrived
+        (the events a window would find late).
+    elapsed_s, events_per_s
+        Wall-clock run time and events_in per second of it.
+    steps
+        Per-step counters, keyed by the step's label.
+    """
+
+    events_in: int = 0
+    batches_in: int = 0
+    bytes_in: int = 0
+    events_out: int = 0
+    watermark: Any = None
+    event_time_lag_s: float | None = None
+    late_events: int = 0
+    dead_letters: int = 0
+    behind_watermark: int = 0
+    elapsed_s: float = 0.0
+    events_per_s: float = 0.0
+    running: bool = False
+    steps: dict[str, StepMetrics] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        """One line for logs and the demo."""
+        wm = "-" if self.watermark is None else str(self.watermark)
+        return (
+            f"{self.events_in:,} events in ({self.bytes_in / 1e6:,.1f} MB, {self.batches_in:,} "
+            f"batches), {self.events_out:,} out, {self.elapsed_s:.3f} s, "
+            f"{self.events_per_s:,.0f} events/s, watermark {wm}, late {self.late_events:,}, "
+            f"dead letters {self.dead_letters:,}"
+        )
+
+    def __str__(self) -> str:
+        return self.summary()

@@ -1,0 +1,705 @@
+"""The fluent Stream API. Every method builds and checks a plan node; nothing runs until a
+terminal call (``collect``, ``iter_batches``, ``sink_*``, ``start``)."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, Literal, overload
+
+import polars as pl
+
+from vstream._duration import Duration, TimeUnit, parse_duration, wall_seconds
+from vstream.errors import (
+    ColumnNotFoundError,
+    EventTimeError,
+    ExpressionError,
+    PipelineError,
+    SchemaError,
+    UnboundedError,
+)
+from vstream.io.sinks import CallbackSink, CollectSink, ParquetSink, ResultsSink, Sink
+from vstream.plan.explain import explain
+from vstream.plan.expressions import check_row_wise, check_row_wise_on_sample, infer_schema
+from vstream.plan.nodes import (
+    ConcatNode,
+    DeadLettersNode,
+    EventTime,
+    HeadNode,
+    Node,
+    StepNode,
+    WatermarkNode,
+)
+from vstream.runtime.executor import Executor, Target
+from vstream.runtime.metrics import Metrics
+
+if TYPE_CHECKING:
+    from vstream.runtime.job import Job
+
+__all__ = ["LazySink", "Stream", "collect_all", "concat", "start_all"]
+
+IntoExpr = pl.Expr | str | int | float | bool | None
+_TIME_UNITS = ("ns", "us", "ms", "s")
+
+
+def _to_expr(value: IntoExpr, *, str_as_col: bool = True) -> pl.Expr:
+    if isinstance(value, pl.Expr):
+        return value
+    if isinstance(value, str) and str_as_col:
+        return pl.col(value)
+    return pl.lit(value)
+
+
+def _short(value: object, limit: int = 60) -> str:
+    text = str(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class Stream:
+    """A lazily built stream of micro-batches, the streaming counterpart of a LazyFrame.
+
+    Build one with a source (:func:`vstream.from_polars`, :func:`vstream.from_parquet`,
+    ...), chain steps, then run it with a terminal call.
+
+    Examples
+    --------
+    >>> import polars as pl
+    >>> import vstream as vs
+    >>> df = pl.DataFrame({"ts": [1, 2, 3], "host": ["a", "b", "a"], "cpu": [10.0, -1.0, 30.0]})
+    >>> (
+    ...     vs.from_polars(df, batch_size=2)
+    ...     .filter(pl.col("cpu") >= 0)
+    ...     .with_columns(load=pl.col("cpu") / 100)
+    ...     .collect()
+    ... )
+    shape: (2, 4)
+    ┌─────┬──────┬──────┬──────┐
+    │ ts  ┆ host ┆ cpu  ┆ load │
+    │ --- ┆ ---  ┆ ---  ┆ ---  │
+    │ i64 ┆ str  ┆ f64  ┆ f64  │
+    ╞═════╪══════╪══════╪══════╡
+    │ 1   ┆ a    ┆ 10.0 ┆ 0.1  │
+    │ 3   ┆ a    ┆ 30.0 ┆ 0.3  │
+    └─────┴──────┴──────┴──────┘
+    """
+
+    def __init__(self, node: Node) -> None:
+        self._node = node
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def schema(self) -> pl.Schema:
+        """The schema of the stream's batches, known before running."""
+        return self._node.schema
+
+    @property
+    def columns(self) -> list[str]:
+        """Column names."""
+        return list(self._node.schema.names())
+
+    @property
+    def event_time(self) -> str | None:
+        """The event-time column set by :meth:`with_watermark`, if any."""
+        et = self._node.event_time
+        return None if et is None else et.column
+
+    @property
+    def is_bounded(self) -> bool:
+        """Whether the input ends by itself (files, DataFrames, ``head``)."""
+        return self._node.bounded
+
+    def __repr__(self) -> str:
+        return f"<vstream.Stream {self._node.label!r}: {dict(self.schema)}>"
+
+    def explain(self) -> str:
+        """The plan as text: every step with its output schema, sources at the leaves.
+
+        Examples
+        --------
+        >>> import polars as pl
+        >>> import vstream as vs
+        >>> s = vs.from_polars(pl.DataFrame({"x": [1, 2]})).filter(pl.col("x") > 1)
+        >>> print(s.explain())  # doctest: +ELLIPSIS
+        [...] filter([(col("x")) > (dyn int: 1)])
+        │  {x: Int64}
+        └─ [...] from_polars(2 rows, batch_size=65536)
+              {x: Int64}
+        """
+        return explain([self._node])
+
+    # ------------------------------------------------------------------ event time
+    def with_watermark(
+        self,
+        column: str,
+        max_out_of_orderness: Duration = 0,
+        *,
+        idle_timeout: Duration | float | None = None,
+        time_unit: TimeUnit | None = None,
+    ) -> Stream:
+        """Declare the event-time column and how far out of order events may arrive.
+
+        Each source split tracks ``max(event time seen) - max_out_of_orderness``; the
+        stream's watermark is the minimum over unfinished, non-idle splits and never
+        decreases. Rows with a null event time go to :meth:`dead_letters`.
+
+        Parameters
+        ----------
+        column
+            An integer or ``pl.Datetime`` column.
+        max_out_of_orderness
+            How late an event may be relative to the newest one seen: an int in the
+            column's unit, or a Polars duration string / timedelta (for an integer
+            column only when ``time_unit`` is declared).
+        idle_timeout
+            Wall-clock time (duration string, timedelta or seconds) after which a split
+            without data stops holding the watermark back; when every split is idle the
+            watermark follows the wall clock.
+        time_unit
+            The unit of an integer event-time column: ``"ns"``, ``"us"``, ``"ms"``, ``"s"``.
+
+        Examples
+        --------
+        >>> import polars as pl
+        >>> import vstream as vs
+        >>> df = pl.DataFrame({"ts": [1_000, 3_000, 2_000]})
+        >>> vs.from_polars(df).with_watermark("ts", "1s", time_unit="ms").event_time
+        'ts'
+        """
+        step = f"with_watermark({column!r})"
+        if self._node.event_time is not None:
+            msg = (
+                f"{step}: the stream already has event time {self._node.event_time.column!r}; "
+                "call with_watermark once per stream"
+            )
+            raise EventTimeError(msg)
+        if column not in self.schema:
+            msg = f"{step}: no column {column!r}; the stream has {self.columns}"
+            raise ColumnNotFoundError(msg)
+        dtype = self.schema[column]
+        unit: TimeUnit | None
+        if isinstance(dtype, pl.Datetime):
+            unit = dtype.time_unit  # type: ignore[assignment]
+            if time_unit is not None and time_unit != unit:
+                msg = f"{step}: time_unit={time_unit!r} but the column is {dtype} (unit {unit!r})"
+                raise EventTimeError(msg)
+        elif dtype.is_integer():
+            if time_unit is not None and time_unit not in _TIME_UNITS:
+                msg = f"{step}: time_unit must be one of {_TIME_UNITS}, got {time_unit!r}"
+                raise EventTimeError(msg)
+            unit = time_unit
+        else:
+            hint = (
+                " (cast it with pl.col(...).cast(pl.Datetime('ms')) first)"
+                if dtype in (pl.Date, pl.String)
+                else ""
+            )
+            msg = f"{step}: the event-time column must be an integer or Datetime, {column!r} is {dtype}{hint}"
+            raise EventTimeError(msg)
+        delay = parse_duration(max_out_of_orderness, unit, what=f"{step} max_out_of_orderness")
+        idle = None if idle_timeout is None else wall_seconds(idle_timeout, f"{step} idle_timeout")
+        et = EventTime(column, dtype, unit, delay, idle)
+        shown = (
+            f"{max_out_of_orderness}"
+            if not isinstance(max_out_of_orderness, timedelta)
+            else (f"{delay}{unit}")
+        )
+        label = f"with_watermark({column!r}, max_out_of_orderness={shown})"
+        return Stream(WatermarkNode(self._node, et, label))
+
+    # ------------------------------------------------------------------ stateless steps
+    def _step(
+        self,
+        label: str,
+        fn: Callable[[pl.DataFrame], pl.DataFrame],
+        *,
+        exprs: Sequence[pl.Expr] = (),
+        check_schema: bool = False,
+        time_preserved: bool = True,
+    ) -> Stream:
+        for e in exprs:
+            check_row_wise(e, label)
+        schema = infer_schema(label, self.schema, fn)
+        if exprs:
+            check_row_wise_on_sample(list(exprs), self.schema, label)
+        et = self._node.event_time
+        if et is not None and et.column not in schema:
+            et = None  # the event-time column was dropped: downstream has no event time
+        node = StepNode(
+            self._node,
+            label,
+            fn,
+            schema,
+            et,
+            check_schema=check_schema,
+            time_preserved=time_preserved,
+        )
+        return Stream(node)
+
+    def _guard_time_column(self, label: str, names: list[str]) -> None:
+        et = self._node.event_time
+        if et is not None and et.column in names:
+            msg = (
+                f"{label}: assigns the event-time column {et.column!r} after with_watermark; "
+                "compute it before with_watermark, or write the result to another column"
+            )
+            raise EventTimeError(msg)
+
+    def filter(self, *predicates: pl.Expr, **constraints: Any) -> Stream:
+        """Keep the rows where every predicate is true (row-wise Polars expressions).
+
+        Examples
+        --------
+        >>> import polars as pl
+        >>> import vstream as vs
+        >>> vs.from_polars(pl.DataFrame({"x": [1, 5, 3]})).filter(pl.col("x") > 2).collect()["x"].to_list()
+        [5, 3]
+        """
+        label = f"filter({', '.join(_short(p) for p in predicates) or ''}"
+        label += (
+            (", " if predicates and constraints else "")
+            + ", ".join(f"{k}={v!r}" for k, v in constraints.items())
+            + ")"
+        )
+        exprs = [pl.col(k) == v for k, v in constraints.items()]
+        for p in predicates:
+            if isinstance(p, str) or not isinstance(p, pl.Expr):
+                msg = f"{label}: a predicate must be a Polars expression, got {type(p).__name__} {p!r}"
+                raise ExpressionError(msg)
+            exprs.append(p)
+        if not exprs:
+            msg = "filter() needs at least one predicate"
+            raise ExpressionError(msg)
+        for e in exprs:
+            check_row_wise(e, label)
+            dtype = infer_schema(label, self.schema, lambda df, e=e: df.select(e)).dtypes()[0]
+            if dtype not in (pl.Boolean, pl.Null):
+                msg = f"{label}: the predicate {_short(e)} is {dtype}, not Boolean"
+                raise ExpressionError(msg)
+        predicate = pl.all_horizontal(exprs) if len(exprs) > 1 else exprs[0]
+        return self._step(label, lambda df: df.filter(predicate), exprs=exprs)
+
+    def with_columns(self, *exprs: IntoExpr, **named: IntoExpr) -> Stream:
+        """Add or replace columns with row-wise Polars expressions.
+
+        Examples
+        --------
+        >>> import polars as pl
+        >>> import vstream as vs
+        >>> s = vs.from_polars(pl.DataFrame({"ms": [1500]})).with_columns(s=pl.col("ms") / 1000)
+        >>> s.collect()["s"].to_list()
+        [1.5]
+        """
+        es = [_to_expr(e) for e in exprs] + [_to_expr(v).alias(k) for k, v in named.items()]
+        label = f"with_columns({', '.join([_short(e) for e in exprs] + [f'{k}={_short(v)}' for k, v in named.items()])})"
+        for e in es:
+            check_row_wise(e, label)
+        names = infer_schema(label, self.schema, lambda df: df.select(es)).names()
+        self._guard_time_column(label, names)
+        return self._step(label, lambda df: df.with_columns(es), exprs=es)
+
+    def select(self, *exprs: IntoExpr, **named: IntoExpr) -> Stream:
+        """Keep or compute columns with row-wise Polars expressions.
+
+        Examples
+        --------
+        >>> import polars as pl
+        >>> import vstream as vs
+        >>> vs.from_polars(pl.DataFrame({"a": [1], "b": [2]})).select("b", c=pl.col("a") + 1).columns
+        ['b', 'c']
+        """
+        es = [_to_expr(e) for e in exprs] + [_to_expr(v).alias(k) for k, v in named.items()]
+        label = f"select({', '.join([_short(e) for e in exprs] + [f'{k}={_short(v)}' for k, v in named.items()])})"
+        if not es:
+            msg = "select() needs at least one column or expression"
+            raise ExpressionError(msg)
+        for e in es:
+            check_row_wise(e, label)
+        et = self._node.event_time
+        preserved = True
+        if et is not None:
+            for e in es:
+                out = infer_schema(label, self.schema, lambda df, e=e: df.select(e)).names()
+                passthrough = e.meta.is_column() and e.meta.output_name() == et.column
+                if et.column in out and not passthrough:
+                    self._guard_time_column(label, [et.column])
+        return self._step(label, lambda df: df.select(es), exprs=es, time_preserved=preserved)
+
+    def drop(self, *columns: str) -> Stream:
+        """Remove columns (all must exist).
+
+        Examples
+        --------
+        >>> import polars as pl
+        >>> import vstream as vs
+        >>> vs.from_polars(pl.DataFrame({"a": [1], "b": [2]})).drop("a").columns
+        ['b']
+        """
+        cols = [c for group in columns for c in ([group] if isinstance(group, str) else group)]
+        missing = [c for c in cols if c not in self.schema]
+        if missing:
+            msg = f"drop({', '.join(map(repr, cols))}): no column {missing[0]!r}; the stream has {self.columns}"
+            raise ColumnNotFoundError(msg)
+        return self._step(f"drop({', '.join(map(repr, cols))})", lambda df: df.drop(cols))
+
+    def rename(self, mapping: Mapping[str, str]) -> Stream:
+        """Rename columns; the event-time column may be renamed too.
+
+        Examples
+        --------
+        >>> import polars as pl
+        >>> import vstream as vs
+        >>> vs.from_polars(pl.DataFrame({"a": [1]})).rename({"a": "b"}).columns
+        ['b']
+        """
+        mapping = dict(mapping)
+        label = f"rename({mapping})"
+        missing = [c for c in mapping if c not in self.schema]
+        if missing:
+            msg = f"{label}: no column {missing[0]!r}; the stream has {self.columns}"
+            raise ColumnNotFoundError(msg)
+        out = self._step(label, lambda df: df.rename(mapping))
+        et = self._node.event_time
+        if et is not None and et.column in mapping:
+            node = out._node
+            assert isinstance(node, StepNode)
+            node.event_time = EventTime(
+                mapping[et.column], et.dtype, et.unit, et.delay, et.idle_timeout
+            )
+            node.time_preserved = False
+        return out
+
+    def map_batches(
+        self,
+        fn: Callable[[pl.DataFrame], pl.DataFrame],
+        *,
+        schema: Mapping[str, pl.DataType] | pl.Schema | None = None,
+        name: str | None = None,
+    ) -> Stream:
+        """Apply any function to each micro-batch: the explicit escape hatch.
+
+        The function sees one batch at a time, so anything it computes across rows is
+        per batch. Its output schema is ``schema`` or, if not given, found by calling it
+        on an empty frame when the pipeline is built.
+
+        Examples
+        --------
+        >>> import polars as pl
+        >>> import vstream as vs
+        >>> s = vs.from_polars(pl.DataFrame({"a": [1, 2]})).map_batches(lambda df: df * 10)
+        >>> s.collect()["a"].to_list()
+        [10, 20]
+        """
+        if not callable(fn):
+            msg = f"map_batches takes a function of a polars.DataFrame, got {type(fn).__name__}"
+            raise PipelineError(msg)
+        label = f"map_batches({name or getattr(fn, '__name__', type(fn).__name__)})"
+        if schema is not None:
+            expected = pl.Schema(schema)
+            out = Stream(
+                StepNode(
+                    self._node, label, fn, expected, None, check_schema=True, time_preserved=False
+                )
+            )
+        else:
+
+            def checked(df: pl.DataFrame) -> pl.DataFrame:
+                res = fn(df)
+                if not isinstance(res, pl.DataFrame):
+                    msg = f"{label} must return a polars.DataFrame, got {type(res).__name__}"
+                    raise PipelineError(msg)
+                return res
+
+            out = self._step(label, checked, check_schema=True, time_preserved=False)
+        et = self._node.event_time
+        keeps_time = et is not None and out.schema.get(et.column) == et.dtype
+        out._node.event_time = et if keeps_time else None
+        return out
+
+    def head(self, n: int) -> Stream:
+        """The first ``n`` rows; bounds an unbounded stream so it can be collected.
+
+        Examples
+        --------
+        >>> import polars as pl
+        >>> import vstream as vs
+        >>> vs.from_polars(pl.DataFrame({"a": range(10)}), batch_size=3).head(4).collect().height
+        4
+        """
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            msg = f"head(n): n must be an int >= 0, got {n!r}"
+            raise PipelineError(msg)
+        return Stream(HeadNode(self._node, n))
+
+    # ------------------------------------------------------------------ branches
+    def dead_letters(self) -> Stream:
+        """The records refused anywhere upstream: columns ``record`` (the raw record as
+        text), ``reason`` and ``step``. Collect it with the main output in one run with
+        :func:`vstream.collect_all`.
+
+        Examples
+        --------
+        >>> import vstream as vs
+        >>> s = vs.from_ndjson([b'{"x": 1}', b'{"x": oops}', b'{"x": 2}'], schema={"x": pl.Int64})
+        >>> main, dead = vs.collect_all([s, s.dead_letters()])
+        >>> main["x"].to_list(), dead["record"].to_list()
+        ([1, 2], ['{"x": oops}'])
+        """
+        return Stream(DeadLettersNode(self._node))
+
+    # ------------------------------------------------------------------ terminals
+    def collect(
+        self, *, timeout: Duration | float | None = None, return_metrics: bool = False
+    ) -> Any:
+        """Run to the end of the input and return the rows as a ``polars.DataFrame``.
+
+        Refused on an unbounded stream unless it is bounded by :meth:`head` or
+        ``timeout`` (after which the input is treated as ended). With
+        ``return_metrics=True`` returns ``(DataFrame, Metrics)``.
+        """
+        results, metrics = _run([self], timeout=timeout)
+        return (results[0], metrics) if return_metrics else results[0]
+
+    def iter_batches(self, *, timeout: Duration | float | None = None) -> Iterator[pl.DataFrame]:
+        """Run and yield output batches as they are produced (works on unbounded input).
+
+        Examples
+        --------
+        >>> import polars as pl
+        >>> import vstream as vs
+        >>> [b.height for b in vs.from_polars(pl.DataFrame({"a": range(5)}), batch_size=2).iter_batches()]
+        [2, 2, 1]
+        """
+        sink = CollectSink()
+        deadline = None if timeout is None else time.monotonic() + wall_seconds(timeout, "timeout")
+        ex = Executor([Target(self._node, sink)])
+        steps = ex.run(deadline)
+        try:
+            for _ in steps:
+                if sink.frames:
+                    frames, sink.frames = sink.frames, []
+                    yield from frames
+            yield from sink.frames
+        finally:
+            steps.close()
+
+    def sink_parquet(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        rows_per_file: int = 1_000_000,
+        flush_interval: Duration | float | None = "10s",
+        compression: str = "zstd",
+        lazy: bool = False,
+        timeout: Duration | float | None = None,
+    ) -> Any:
+        """Write the stream to Parquet part files in a directory.
+
+        Each file is written under a hidden temporary name and renamed when complete, so
+        readers never see a half-written file. Returns the run's :class:`Metrics`, or a
+        :class:`LazySink` with ``lazy=True`` for :func:`vstream.collect_all`.
+        """
+        interval = (
+            None if flush_interval is None else wall_seconds(flush_interval, "flush_interval")
+        )
+        sink = LazySink(
+            self,
+            lambda: ParquetSink(
+                path, rows_per_file=rows_per_file, flush_interval=interval, compression=compression
+            ),
+        )
+        sink._factory()  # validate the arguments now, not at run time
+        return sink if lazy else sink.run(timeout=timeout)
+
+    def sink_callback(
+        self,
+        fn: Callable[[pl.DataFrame], object],
+        *,
+        lazy: bool = False,
+        timeout: Duration | float | None = None,
+    ) -> Any:
+        """Call ``fn`` with every output batch (a ``polars.DataFrame``).
+
+        Examples
+        --------
+        >>> import polars as pl
+        >>> import vstream as vs
+        >>> seen = []
+        >>> _ = vs.from_polars(pl.DataFrame({"a": range(5)}), batch_size=2).sink_callback(
+        ...     lambda df: seen.append(df.height))
+        >>> seen
+        [2, 2, 1]
+        """
+        CallbackSink(fn)
+        sink = LazySink(self, lambda: CallbackSink(fn))
+        return sink if lazy else sink.run(timeout=timeout)
+
+    def start(self, *, keep: int = 100_000) -> Job:
+        """Run in a background thread; see :class:`vstream.Job`.
+
+        ``job.results`` holds the newest ``keep`` output rows while it runs.
+        """
+        from vstream.runtime.job import Job
+
+        return Job.launch([self], keep=keep)
+
+
+class LazySink:
+    """A sink not yet run: pass several to :func:`vstream.collect_all` to run them as one
+    job over one plan, or call :meth:`run`."""
+
+    def __init__(self, stream: Stream, factory: Callable[[], Sink]) -> None:
+        self.stream = stream
+        self._factory = factory
+
+    def run(self, *, timeout: Duration | float | None = None) -> Metrics:
+        """Run this sink alone; returns the run's metrics."""
+        _, metrics = _run([self], timeout=timeout)
+        return metrics
+
+    def start(self) -> Job:
+        """Run in a background thread."""
+        from vstream.runtime.job import Job
+
+        return Job.launch([self])
+
+    def __repr__(self) -> str:
+        return f"<vstream.LazySink of {self.stream._node.label!r}>"
+
+
+def _targets(items: Sequence[Stream | LazySink], keep: int | None = None) -> list[Target]:
+    targets = []
+    for item in items:
+        if isinstance(item, Stream):
+            sink: Sink = CollectSink() if keep is None else ResultsSink(keep)
+            targets.append(Target(item._node, sink))
+        elif isinstance(item, LazySink):
+            targets.append(Target(item.stream._node, item._factory()))
+        else:
+            msg = f"expected Streams or lazy sinks (sink_*(..., lazy=True)), got {type(item).__name__}"
+            raise PipelineError(msg)
+    return targets
+
+
+def _run(
+    items: Sequence[Stream | LazySink], *, timeout: Duration | float | None
+) -> tuple[list[pl.DataFrame | None], Metrics]:
+    if not items:
+        msg = "nothing to run: pass at least one Stream or lazy sink"
+        raise PipelineError(msg)
+    if timeout is None:
+        for item in items:
+            stream = item if isinstance(item, Stream) else item.stream
+            if isinstance(stream, Stream) and not stream.is_bounded:
+                msg = (
+                    f"cannot run {stream._node.label!r} to its end: its input is unbounded. "
+                    "Bound it with .head(n), pass timeout='10s', or run it in the background "
+                    "with .start()"
+                )
+                raise UnboundedError(msg)
+    deadline = None if timeout is None else time.monotonic() + wall_seconds(timeout, "timeout")
+    targets = _targets(items)
+    ex = Executor(targets)
+    for _ in ex.run(deadline):
+        pass
+    results = [t.sink.result() if isinstance(t.sink, CollectSink) else None for t in targets]
+    return results, ex.metrics
+
+
+@overload
+def collect_all(
+    items: Sequence[Stream | LazySink],
+    *,
+    timeout: Duration | float | None = ...,
+    return_metrics: Literal[False] = ...,
+) -> list[pl.DataFrame | None]: ...
+@overload
+def collect_all(
+    items: Sequence[Stream | LazySink],
+    *,
+    timeout: Duration | float | None = ...,
+    return_metrics: Literal[True],
+) -> tuple[list[pl.DataFrame | None], Metrics]: ...
+def collect_all(
+    items: Sequence[Stream | LazySink],
+    *,
+    timeout: Duration | float | None = None,
+    return_metrics: bool = False,
+) -> Any:
+    """Run several branches of one plan together, as ``pl.collect_all`` does.
+
+    Shared steps run once. Returns one DataFrame per Stream (None for a lazy sink).
+
+    Examples
+    --------
+    >>> import polars as pl
+    >>> import vstream as vs
+    >>> s = vs.from_polars(pl.DataFrame({"x": [1, 2, 3, 4]}))
+    >>> even, odd = vs.collect_all([s.filter(pl.col("x") % 2 == 0), s.filter(pl.col("x") % 2 == 1)])
+    >>> even["x"].to_list(), odd["x"].to_list()
+    ([2, 4], [1, 3])
+    """
+    results, metrics = _run(items, timeout=timeout)
+    return (results, metrics) if return_metrics else results
+
+
+def start_all(items: Sequence[Stream | LazySink], *, keep: int = 100_000) -> Job:
+    """Run several branches of one plan in one background job."""
+    from vstream.runtime.job import Job
+
+    return Job.launch(items, keep=keep)
+
+
+def concat(streams: Sequence[Stream]) -> Stream:
+    """The union of streams with the same schema.
+
+    Its watermark is the minimum of its inputs', and the input furthest behind in
+    event time is read first.
+
+    Examples
+    --------
+    >>> import polars as pl
+    >>> import vstream as vs
+    >>> a = vs.from_polars(pl.DataFrame({"x": [1, 2]}))
+    >>> b = vs.from_polars(pl.DataFrame({"x": [3]}))
+    >>> sorted(vs.concat([a, b]).collect()["x"].to_list())
+    [1, 2, 3]
+    """
+    streams = list(streams)
+    if not streams or not all(isinstance(s, Stream) for s in streams):
+        msg = "concat takes a non-empty list of Streams"
+        raise PipelineError(msg)
+    first = streams[0]
+    for k, s in enumerate(streams[1:], start=1):
+        if s.schema != first.schema:
+            diff = next(
+                (
+                    f"column {n!r} is {first.schema.get(n)} in input 0 and {s.schema.get(n)} in input {k}"
+                    for n in dict.fromkeys([*first.schema.names(), *s.schema.names()])
+                    if first.schema.get(n) != s.schema.get(n)
+                ),
+                "the columns are in a different order",
+            )
+            msg = f"concat: inputs need the same schema; {diff}"
+            raise SchemaError(msg)
+    times = [s._node.event_time for s in streams]
+    if any(t is not None for t in times):
+        if any(t is None for t in times):
+            msg = (
+                "concat: some inputs have event time (with_watermark) and some do not; call "
+                "with_watermark on every input, or once after concat"
+            )
+            raise EventTimeError(msg)
+        cols = {t.column for t in times if t is not None}
+        if len(cols) > 1:
+            msg = f"concat: the inputs' event-time columns differ: {sorted(cols)}"
+            raise EventTimeError(msg)
+        et = times[0]
+        assert et is not None
+        et = EventTime(
+            et.column, et.dtype, et.unit, max(t.delay for t in times if t), et.idle_timeout
+        )
+    else:
+        et = None
+    return Stream(ConcatNode(tuple(s._node for s in streams), et))
