@@ -434,8 +434,9 @@ class Stream:
 
     # ------------------------------------------------------------------ branches
     def dead_letters(self) -> Stream:
-        """The records refused anywhere upstream: columns ``record`` (the raw record as
-        text), ``reason`` and ``step``. Collect it with the main output in one run with
+        """The records refused anywhere upstream: columns ``record`` (the raw line or
+        record as text; rows refused after parsing, e.g. for a null event time, are
+        re-serialized as JSON), ``reason`` and ``step``. Collect it with the main output in one run with
         :func:`vstream.collect_all`.
 
         Examples
@@ -592,8 +593,12 @@ def _run(
         for item in items:
             stream = item if isinstance(item, Stream) else item.stream
             if isinstance(stream, Stream) and not stream.is_bounded:
+                from vstream.plan.nodes import SourceNode, ancestors
+
+                culprits = [n.label for n in ancestors([stream._node])
+                            if isinstance(n, SourceNode) and not n.bounded]
                 msg = (
-                    f"cannot run {stream._node.label!r} to its end: its input is unbounded. "
+                    f"cannot run to the end of {', '.join(culprits)}: it is unbounded. "
                     "Bound it with .head(n), pass timeout='10s', or run it in the background "
                     "with .start()"
                 )

@@ -18,7 +18,6 @@ from vstream._duration import Duration
 from vstream.errors import PipelineError, SourceError
 from vstream.io._schema import SchemaLike, to_arrow_schema
 from vstream.io.base import (
-    DEAD_LETTER_SCHEMA,
     Data,
     Reader,
     Source,
@@ -279,10 +278,15 @@ class NdjsonSource(Source):
         reader: ThreadedReader
 
         def on_idle() -> Data | None:
-            with lock:
+            # never wait for the lock: the producer may hold it while blocked on a full queue
+            if not lock.acquire(blocking=False):
+                return None
+            try:
                 if buf and reader.queue_empty() and time.monotonic() - first_at[0] >= delay:
                     return flush()
-            return None
+                return None
+            finally:
+                lock.release()
 
         reader = ThreadedReader(
             produce,
@@ -296,5 +300,3 @@ class NdjsonSource(Source):
 def _as_bytes(line: bytes | str) -> bytes:
     return line.encode() if isinstance(line, str) else bytes(line)
 
-
-_ = DEAD_LETTER_SCHEMA

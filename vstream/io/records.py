@@ -154,17 +154,13 @@ class RecordsSource(Source):
         pos = [0]
         step = "from_records"
 
-        def flush(put: Callable[[Data], bool] | None) -> Data | None:
+        def flush() -> Data:
             # called with the lock held
             nonlocal buf
             rows, buf = buf, []
             batch, dead = convert_rows(rows, schema, step)
             pos[0] += len(rows)
-            event = Data(0, batch, pos[0], dead)
-            if put is not None:
-                put(event)
-                return None
-            return event
+            return Data(0, batch, pos[0], dead)
 
         def produce(put: Callable[[object], bool]) -> None:
             for rec in rows_iter:
@@ -172,21 +168,27 @@ class RecordsSource(Source):
                     if not buf:
                         first_at[0] = time.monotonic()
                     buf.append(rec)
-                    if len(buf) >= bs:
-                        # put under the lock: an idle flush cannot overtake this batch
-                        flush(put)
+                    # put under the lock: an idle flush cannot overtake this batch;
+                    # put returns False once the run is over, and the thread ends
+                    if len(buf) >= bs and not put(flush()):
+                        return
             with lock:
-                if buf:
-                    flush(put)
+                if buf and not put(flush()):
+                    return
             put(SplitEnd(0))
 
         reader: ThreadedReader
 
         def on_idle() -> Data | None:
-            with lock:
+            # never wait for the lock: the producer may hold it while blocked on a full queue
+            if not lock.acquire(blocking=False):
+                return None
+            try:
                 if buf and reader.queue_empty() and time.monotonic() - first_at[0] >= delay:
-                    return flush(None)
-            return None
+                    return flush()
+                return None
+            finally:
+                lock.release()
 
         reader = ThreadedReader(
             produce,

@@ -51,7 +51,8 @@ class CollectSink(Sink):
     def result(self) -> pl.DataFrame:
         if not self.frames:
             return pl.DataFrame(schema=self.schema)
-        return pl.concat(self.frames, how="vertical", rechunk=True)
+        # no rechunk: Polars works on chunked frames, and copying 10 M rows costs ~0.2 s
+        return pl.concat(self.frames, how="vertical", rechunk=False)
 
 
 class ResultsSink(Sink):

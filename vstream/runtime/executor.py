@@ -68,9 +68,14 @@ class Executor:
             self.sinks.setdefault(self.index[t.node.id], []).append(t.sink)
         self.step_metrics = [StepMetrics() for _ in range(n)]
         self.metrics = Metrics()
+        # the same StepMetrics objects, updated in place: building the dict per step costs
+        self._steps_view = {f"[{n.id}] {n.label}": self.step_metrics[i]
+                            for i, n in enumerate(self.nodes)}
         self._dead_uncollected = 0
         self._stop = threading.Event()
         self._drain = False
+        self._readers: dict[int, Reader] | None = None
+        self._t0 = time.perf_counter()
         self._wire_sources()
         self._wire_dead_letters()
 
@@ -252,19 +257,32 @@ class Executor:
             )
         return all(done[self.index[t.node.id]] for t in self.targets)
 
-    def run(self, deadline: float | None = None) -> Iterator[None]:
-        """Run to the end; yields after every step (so callers can stream results)."""
+    def open(self) -> None:
+        """Open sinks and sources (in the caller's thread, so errors surface at once)."""
+        if self._readers is not None:
+            return
+        self._t0 = time.perf_counter()
         for t in self.targets:
             t.sink.open(t.node.schema)
         readers: dict[int, Reader] = {}
-        start = time.perf_counter()
-        self._t0 = start
+        try:
+            for s in self.sources:
+                readers[s] = self.nodes[s].source.open()  # type: ignore[attr-defined]
+        except BaseException:
+            for r in readers.values():
+                r.close()
+            raise
+        self._readers = readers
+
+    def run(self, deadline: float | None = None) -> Iterator[None]:
+        """Run to the end; yields after every step (so callers can stream results)."""
+        self.open()
+        readers = self._readers
+        assert readers is not None
         self.metrics.running = True
         rr = 0
         last_tick = time.monotonic()
         try:
-            for s in self.sources:
-                readers[s] = self.nodes[s].source.open()  # type: ignore[attr-defined]
             while readers:
                 if self._stop.is_set():
                     if not self._drain:
@@ -318,6 +336,7 @@ class Executor:
     def _on_data(self, s: int, ev: Data) -> None:
         sid = self.split_ids[s][ev.split]
         if ev.dead is not None and ev.dead.num_rows:
+            self.metrics.events_in += ev.dead.num_rows
             self.ops[s].emit_side("dead_letters", pl.from_arrow(ev.dead))  # type: ignore[arg-type]
             self._drain_side(s)
         first: Emission = []
@@ -359,4 +378,4 @@ class Executor:
                 m.event_time_lag_s = time.time() - wm * unit_to_ns(et.unit) / 1e9
             else:
                 m.event_time_lag_s = None
-        m.steps = {f"[{i}] {n.label}": self.step_metrics[i] for i, n in enumerate(self.nodes)}
+        m.steps = self._steps_view

@@ -41,7 +41,9 @@ class Job:
     def launch(cls, items: Sequence[Stream | LazySink], *, keep: int = 100_000) -> Job:
         from vstream.stream import _targets
 
-        job = cls(Executor(_targets(items, keep=keep)))
+        executor = Executor(_targets(items, keep=keep))
+        executor.open()  # a source that cannot be opened fails here, not in the thread
+        job = cls(executor)
         job._thread.start()
         return job
 

@@ -25,7 +25,8 @@ class Metrics:
     Attributes
     ----------
     events_in, batches_in, bytes_in
-        Rows, batches and Arrow bytes read from the sources.
+        Records read from the sources (including those a source refused as dead
+        letters), and the batches and Arrow bytes they made.
     events_out
         Rows delivered to the outputs (dead-letter and late branches not counted).
     watermark
@@ -70,3 +71,6 @@ class Metrics:
 
     def __str__(self) -> str:
         return self.summary()
+
+    def __repr__(self) -> str:
+        return f"<vstream.Metrics: {self.summary()}>"
