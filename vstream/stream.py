@@ -32,6 +32,7 @@ from vstream.plan.nodes import (
     StepNode,
     WatermarkNode,
 )
+from vstream.ops.stateless import filter_frame, with_columns_frame
 from vstream.runtime.executor import Executor, Target
 from vstream.runtime.metrics import Metrics
 
@@ -278,7 +279,7 @@ class Stream:
                 msg = f"{label}: the predicate {_short(e)} is {dtype}, not Boolean"
                 raise ExpressionError(msg)
         predicate = pl.all_horizontal(exprs) if len(exprs) > 1 else exprs[0]
-        return self._step(label, lambda df: df.filter(predicate), exprs=exprs)
+        return self._step(label, lambda df: filter_frame(df, predicate), exprs=exprs)
 
     def with_columns(self, *exprs: IntoExpr, **named: IntoExpr) -> Stream:
         """Add or replace columns with row-wise Polars expressions.
@@ -297,6 +298,8 @@ class Stream:
             check_row_wise(e, label)
         names = infer_schema(label, self.schema, lambda df: df.select(es)).names()
         self._guard_time_column(label, names)
+        if len(set(names)) == len(names) and not set(names) & set(self.schema.names()):
+            return self._step(label, lambda df: with_columns_frame(df, es, names), exprs=es)
         return self._step(label, lambda df: df.with_columns(es), exprs=es)
 
     def select(self, *exprs: IntoExpr, **named: IntoExpr) -> Stream:
