@@ -12,14 +12,14 @@ import os
 os.environ.setdefault("POLARS_MAX_THREADS", "1")
 os.environ.setdefault("NUMBA_NUM_THREADS", "1")
 
-import sys  # noqa: E402
-from pathlib import Path  # noqa: E402
+import sys
+from pathlib import Path
 
-import pytest  # noqa: E402
+import pytest
 
 # pytest imports test modules by path (importlib mode): make the shared module importable
 sys.path.insert(0, str(Path(__file__).parent))
-from _bench import PAIRS, RESULTS  # noqa: E402
+from _bench import PAIRS, RESULTS
 
 
 @pytest.fixture
@@ -46,7 +46,9 @@ def pytest_terminal_summary(terminalreporter) -> None:  # type: ignore[no-untype
     tr.section("vstream throughput (best round)")
     for name, (sec, events, nbytes) in RESULTS.items():
         extra = f", {nbytes / sec / 1e6:8.1f} MB/s" if nbytes else ""
-        tr.write_line(f"{name:45s} {events / sec / 1e6:8.2f} M events/s ({sec * 1e3:8.1f} ms){extra}")
+        tr.write_line(
+            f"{name:45s} {events / sec / 1e6:8.2f} M events/s ({sec * 1e3:8.1f} ms){extra}"
+        )
     for ours, peer in PAIRS:
         if ours in RESULTS and peer in RESULTS:
             ratio = RESULTS[peer][0] / RESULTS[ours][0]

@@ -29,9 +29,17 @@ def ndjson_file(tmp_path_factory, records) -> tuple[str, int]:  # type: ignore[n
     return str(path), len(text.encode())
 
 
-SCHEMA = {"ts": pl.Int64, "host": pl.String, "host_id": pl.Int32, "region": pl.String,
-          "cpu": pl.Float64, "mem": pl.Float64, "latency_ms": pl.Float64, "status": pl.Int32,
-          "bytes": pl.Int64}
+SCHEMA = {
+    "ts": pl.Int64,
+    "host": pl.String,
+    "host_id": pl.Int32,
+    "region": pl.String,
+    "cpu": pl.Float64,
+    "mem": pl.Float64,
+    "latency_ms": pl.Float64,
+    "status": pl.Int32,
+    "bytes": pl.Int64,
+}
 
 
 def test_from_records(benchmark, record, records) -> None:  # type: ignore[no-untyped-def]

@@ -18,11 +18,16 @@ BATCH = 65_536
 PRED = pl.col("cpu") >= 10
 COLS = {"lat_s": pl.col("latency_ms") / 1000, "load": pl.col("cpu") * pl.col("mem") / 100}
 
-PAIRS.extend([
-    ("vstream filter+with_columns", "polars eager (DataFrame in memory)"),
-    ("vstream filter+with_columns", "polars eager (from the same Arrow table)"),
-    ("vstream filter+with_columns (large_string batches)", "polars eager (from large_string Arrow)"),
-])
+PAIRS.extend(
+    [
+        ("vstream filter+with_columns", "polars eager (DataFrame in memory)"),
+        ("vstream filter+with_columns", "polars eager (from the same Arrow table)"),
+        (
+            "vstream filter+with_columns (large_string batches)",
+            "polars eager (from large_string Arrow)",
+        ),
+    ]
+)
 
 
 @pytest.fixture(scope="module")

@@ -18,8 +18,11 @@ def _demo(args: argparse.Namespace) -> int:
     n, hosts = args.events, args.hosts
     print(f"vstream {vs.__version__} demo: {n:,} telemetry events from {hosts:,} hosts")
     t0 = time.perf_counter()
-    batches = list(vs.datasets.telemetry_batches(n, hosts=hosts, batch_size=args.batch_size,
-                                                 max_disorder="2s"))
+    batches = list(
+        vs.datasets.telemetry_batches(
+            n, hosts=hosts, batch_size=args.batch_size, max_disorder="2s"
+        )
+    )
     print(f"generated {len(batches):,} Arrow batches in {time.perf_counter() - t0:.2f} s")
 
     stream = (
@@ -40,19 +43,28 @@ def _demo(args: argparse.Namespace) -> int:
         print(out.select("ts", "host", "region", "cpu", "lat_s", "error", "load").head(5))
         summary = (
             out.group_by("region")
-            .agg(pl.len().alias("events"), pl.col("cpu").mean().alias("cpu_mean"),
-                 pl.col("lat_s").quantile(0.99).alias("lat_p99_s"),
-                 pl.col("error").mean().alias("error_rate"))
+            .agg(
+                pl.len().alias("events"),
+                pl.col("cpu").mean().alias("cpu_mean"),
+                pl.col("lat_s").quantile(0.99).alias("lat_p99_s"),
+                pl.col("error").mean().alias("error_rate"),
+            )
             .sort("region")
         )
-        print("\nper region (Polars over the collected output; windowed aggregation in the "
-              "stream comes with .window(...)):")
+        print(
+            "\nper region (Polars over the collected output; windowed aggregation in the "
+            "stream comes with .window(...)):"
+        )
         print(summary)
-    print(f"\nthroughput: {metrics.events_per_s:,.0f} events/s "
-          f"({metrics.events_in:,} in, {metrics.events_out:,} out, {metrics.elapsed_s:.3f} s, "
-          f"{metrics.batches_in:,} batches, POLARS_MAX_THREADS={os.environ['POLARS_MAX_THREADS']})")
-    print(f"late events: {metrics.late_events:,}; behind watermark: "
-          f"{metrics.behind_watermark:,}; dead letters: {metrics.dead_letters:,}")
+    print(
+        f"\nthroughput: {metrics.events_per_s:,.0f} events/s "
+        f"({metrics.events_in:,} in, {metrics.events_out:,} out, {metrics.elapsed_s:.3f} s, "
+        f"{metrics.batches_in:,} batches, POLARS_MAX_THREADS={os.environ['POLARS_MAX_THREADS']})"
+    )
+    print(
+        f"late events: {metrics.late_events:,}; behind watermark: "
+        f"{metrics.behind_watermark:,}; dead letters: {metrics.dead_letters:,}"
+    )
     return 0
 
 

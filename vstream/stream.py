@@ -21,6 +21,7 @@ from vstream.errors import (
     UnboundedError,
 )
 from vstream.io.sinks import CallbackSink, CollectSink, ParquetSink, ResultsSink, Sink
+from vstream.ops.stateless import filter_frame, with_columns_frame
 from vstream.plan.explain import explain
 from vstream.plan.expressions import check_row_wise, check_row_wise_on_sample, infer_schema
 from vstream.plan.nodes import (
@@ -32,7 +33,6 @@ from vstream.plan.nodes import (
     StepNode,
     WatermarkNode,
 )
-from vstream.ops.stateless import filter_frame, with_columns_frame
 from vstream.runtime.executor import Executor, Target
 from vstream.runtime.metrics import Metrics
 
@@ -51,6 +51,11 @@ def _to_expr(value: IntoExpr, *, str_as_col: bool = True) -> pl.Expr:
     if isinstance(value, str) and str_as_col:
         return pl.col(value)
     return pl.lit(value)
+
+
+def _label(step: str, exprs: Sequence[object], named: Mapping[str, object]) -> str:
+    parts = [_short(e) for e in exprs] + [f"{k}={_short(v)}" for k, v in named.items()]
+    return f"{step}({', '.join(parts)})"
 
 
 def _short(value: object, limit: int = 60) -> str:
@@ -196,7 +201,10 @@ class Stream:
                 if dtype in (pl.Date, pl.String)
                 else ""
             )
-            msg = f"{step}: the event-time column must be an integer or Datetime, {column!r} is {dtype}{hint}"
+            msg = (
+                f"{step}: the event-time column must be an integer or Datetime, "
+                f"{column!r} is {dtype}{hint}"
+            )
             raise EventTimeError(msg)
         delay = parse_duration(max_out_of_orderness, unit, what=f"{step} max_out_of_orderness")
         idle = None if idle_timeout is None else wall_seconds(idle_timeout, f"{step} idle_timeout")
@@ -254,7 +262,8 @@ class Stream:
         --------
         >>> import polars as pl
         >>> import vstream as vs
-        >>> vs.from_polars(pl.DataFrame({"x": [1, 5, 3]})).filter(pl.col("x") > 2).collect()["x"].to_list()
+        >>> s = vs.from_polars(pl.DataFrame({"x": [1, 5, 3]})).filter(pl.col("x") > 2)
+        >>> s.collect()["x"].to_list()
         [5, 3]
         """
         label = f"filter({', '.join(_short(p) for p in predicates) or ''}"
@@ -266,7 +275,8 @@ class Stream:
         exprs = [pl.col(k) == v for k, v in constraints.items()]
         for p in predicates:
             if isinstance(p, str) or not isinstance(p, pl.Expr):
-                msg = f"{label}: a predicate must be a Polars expression, got {type(p).__name__} {p!r}"
+                kind = type(p).__name__
+                msg = f"{label}: a predicate must be a Polars expression, got {kind} {p!r}"
                 raise ExpressionError(msg)
             exprs.append(p)
         if not exprs:
@@ -293,7 +303,7 @@ class Stream:
         [1.5]
         """
         es = [_to_expr(e) for e in exprs] + [_to_expr(v).alias(k) for k, v in named.items()]
-        label = f"with_columns({', '.join([_short(e) for e in exprs] + [f'{k}={_short(v)}' for k, v in named.items()])})"
+        label = _label("with_columns", exprs, named)
         for e in es:
             check_row_wise(e, label)
         names = infer_schema(label, self.schema, lambda df: df.select(es)).names()
@@ -309,11 +319,12 @@ class Stream:
         --------
         >>> import polars as pl
         >>> import vstream as vs
-        >>> vs.from_polars(pl.DataFrame({"a": [1], "b": [2]})).select("b", c=pl.col("a") + 1).columns
+        >>> s = vs.from_polars(pl.DataFrame({"a": [1], "b": [2]}))
+        >>> s.select("b", c=pl.col("a") + 1).columns
         ['b', 'c']
         """
         es = [_to_expr(e) for e in exprs] + [_to_expr(v).alias(k) for k, v in named.items()]
-        label = f"select({', '.join([_short(e) for e in exprs] + [f'{k}={_short(v)}' for k, v in named.items()])})"
+        label = _label("select", exprs, named)
         if not es:
             msg = "select() needs at least one column or expression"
             raise ExpressionError(msg)
@@ -342,7 +353,8 @@ class Stream:
         cols = [c for group in columns for c in ([group] if isinstance(group, str) else group)]
         missing = [c for c in cols if c not in self.schema]
         if missing:
-            msg = f"drop({', '.join(map(repr, cols))}): no column {missing[0]!r}; the stream has {self.columns}"
+            shown = ", ".join(map(repr, cols))
+            msg = f"drop({shown}): no column {missing[0]!r}; the stream has {self.columns}"
             raise ColumnNotFoundError(msg)
         return self._step(f"drop({', '.join(map(repr, cols))})", lambda df: df.drop(cols))
 
@@ -439,8 +451,8 @@ class Stream:
     def dead_letters(self) -> Stream:
         """The records refused anywhere upstream: columns ``record`` (the raw line or
         record as text; rows refused after parsing, e.g. for a null event time, are
-        re-serialized as JSON), ``reason`` and ``step``. Collect it with the main output in one run with
-        :func:`vstream.collect_all`.
+        re-serialized as JSON), ``reason`` and ``step``. Collect it with the main output
+        in one run with :func:`vstream.collect_all`.
 
         Examples
         --------
@@ -472,7 +484,8 @@ class Stream:
         --------
         >>> import polars as pl
         >>> import vstream as vs
-        >>> [b.height for b in vs.from_polars(pl.DataFrame({"a": range(5)}), batch_size=2).iter_batches()]
+        >>> s = vs.from_polars(pl.DataFrame({"a": range(5)}), batch_size=2)
+        >>> [b.height for b in s.iter_batches()]
         [2, 2, 1]
         """
         sink = CollectSink()
@@ -581,7 +594,8 @@ def _targets(items: Sequence[Stream | LazySink], keep: int | None = None) -> lis
         elif isinstance(item, LazySink):
             targets.append(Target(item.stream._node, item._factory()))
         else:
-            msg = f"expected Streams or lazy sinks (sink_*(..., lazy=True)), got {type(item).__name__}"
+            kind = type(item).__name__
+            msg = f"expected Streams or lazy sinks (sink_*(..., lazy=True)), got {kind}"
             raise PipelineError(msg)
     return targets
 
@@ -598,8 +612,11 @@ def _run(
             if isinstance(stream, Stream) and not stream.is_bounded:
                 from vstream.plan.nodes import SourceNode, ancestors
 
-                culprits = [n.label for n in ancestors([stream._node])
-                            if isinstance(n, SourceNode) and not n.bounded]
+                culprits = [
+                    n.label
+                    for n in ancestors([stream._node])
+                    if isinstance(n, SourceNode) and not n.bounded
+                ]
                 msg = (
                     f"cannot run to the end of {', '.join(culprits)}: it is unbounded. "
                     "Bound it with .head(n), pass timeout='10s', or run it in the background "
@@ -644,7 +661,9 @@ def collect_all(
     >>> import polars as pl
     >>> import vstream as vs
     >>> s = vs.from_polars(pl.DataFrame({"x": [1, 2, 3, 4]}))
-    >>> even, odd = vs.collect_all([s.filter(pl.col("x") % 2 == 0), s.filter(pl.col("x") % 2 == 1)])
+    >>> even = s.filter(pl.col("x") % 2 == 0)
+    >>> odd = s.filter(pl.col("x") % 2 == 1)
+    >>> even, odd = vs.collect_all([even, odd])
     >>> even["x"].to_list(), odd["x"].to_list()
     ([2, 4], [1, 3])
     """
@@ -683,7 +702,8 @@ def concat(streams: Sequence[Stream]) -> Stream:
         if s.schema != first.schema:
             diff = next(
                 (
-                    f"column {n!r} is {first.schema.get(n)} in input 0 and {s.schema.get(n)} in input {k}"
+                    f"column {n!r} is {first.schema.get(n)} in input 0 "
+                    f"and {s.schema.get(n)} in input {k}"
                     for n in dict.fromkeys([*first.schema.names(), *s.schema.names()])
                     if first.schema.get(n) != s.schema.get(n)
                 ),

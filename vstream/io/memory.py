@@ -99,7 +99,8 @@ class ArrowSource(Source):
             self.bounded = bool(bounded)
             self.label = f"from_arrow({type(data).__name__} of batches)"
         else:
-            msg = f"from_arrow takes a pyarrow Table, RecordBatchReader or batches; got {type(data).__name__}"
+            kind = type(data).__name__
+            msg = f"from_arrow takes a pyarrow Table, RecordBatchReader or batches; got {kind}"
             raise PipelineError(msg)
         self._batch_size = (
             None if batch_size is None else check_batch_size(batch_size, "from_arrow")

@@ -144,7 +144,8 @@ class NdjsonSource(Source):
         ):
             self._files = expand_paths(source, ".ndjson")  # type: ignore[arg-type]
             self.bounded = True
-            self.label = f"from_ndjson({os.fspath(source) if not isinstance(source, list) else '[...]'}, {len(self._files)} file(s))"
+            shown = os.fspath(source) if not isinstance(source, list) else "[...]"
+            self.label = f"from_ndjson({shown}, {len(self._files)} file(s))"
             if given is None:
                 with open(self._files[0], "rb") as f:
                     sample = next(iter(_last_newline_block(f, 1 << 20)), (0, b""))[1]
@@ -166,7 +167,8 @@ class NdjsonSource(Source):
             self._lines = it
             self.label = f"from_ndjson(lines, batch_size={batch_size})"
         else:
-            msg = f"from_ndjson takes a path, a file object or an iterable of lines, got {type(source).__name__}"
+            kind = type(source).__name__
+            msg = f"from_ndjson takes a path, a file object or an iterable of lines, got {kind}"
             raise PipelineError(msg)
         if given is None:
             table, _ = parse_ndjson(sample, None)
@@ -220,7 +222,10 @@ class NdjsonSource(Source):
             return ThreadedReader(produce_files, name="vstream-from_ndjson")
         if self._fileobj is not None:
             if self._used:
-                msg = "from_ndjson reads a file object that an earlier run consumed; pass a path to run twice"
+                msg = (
+                    "from_ndjson reads a file object that an earlier run consumed; "
+                    "pass a path to run the stream twice"
+                )
                 raise SourceError(msg)
             self._used = True
             fobj = self._fileobj
@@ -299,4 +304,3 @@ class NdjsonSource(Source):
 
 def _as_bytes(line: bytes | str) -> bytes:
     return line.encode() if isinstance(line, str) else bytes(line)
-

@@ -62,12 +62,14 @@ class ParquetSource(Source):
             if not s.remove_metadata().equals(first):
                 msg = (
                     f"from_parquet: {f!r} has schema {s.remove_metadata()} but "
-                    f"{self._files[0]!r} has {first}; every file of one source needs the same schema"
+                    f"{self._files[0]!r} has {first}; "
+                    "every file of one source needs the same schema"
                 )
                 raise SchemaError(msg)
         self._schema = first
         n = len(self._files)
-        self.label = f"from_parquet({os.fspath(path) if not isinstance(path, list) else '[...]'!s}, {n} file{'s' * (n != 1)})"
+        shown = os.fspath(path) if not isinstance(path, list) else "[...]"
+        self.label = f"from_parquet({shown}, {n} file{'s' * (n != 1)})"
 
     def splits(self) -> list[str]:
         return list(self._files)
@@ -84,9 +86,18 @@ class ParquetSource(Source):
         out: list[int | None] = []
         for f in self._files:
             md = pq.ParquetFile(f).metadata
-            idx = next((i for i in range(md.num_columns)
-                        if md.row_group(0).column(i).path_in_schema == column), None) if (
-                md.num_row_groups) else None
+            idx = (
+                next(
+                    (
+                        i
+                        for i in range(md.num_columns)
+                        if md.row_group(0).column(i).path_in_schema == column
+                    ),
+                    None,
+                )
+                if (md.num_row_groups)
+                else None
+            )
             lows = []
             for g in range(md.num_row_groups if idx is not None else 0):
                 stats = md.row_group(g).column(idx).statistics

@@ -102,7 +102,10 @@ class RecordsSource(Source):
             records if callable(records) and not isinstance(records, Iterable) else None
         )
         if self._factory is None and not isinstance(records, Iterable):
-            msg = f"from_records takes an iterable of dicts or a function returning one, got {type(records).__name__}"
+            kind = type(records).__name__
+            msg = (
+                f"from_records takes an iterable of dicts or a function returning one, got {kind}"
+            )
             raise PipelineError(msg)
         first = self._factory() if self._factory is not None else records
         self.bounded = bounded if bounded is not None else isinstance(first, Sized)

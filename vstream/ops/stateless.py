@@ -9,7 +9,14 @@ import polars as pl
 from vstream.errors import VStreamError
 from vstream.ops.base import MAX_WM, Chunk, Operator
 
-__all__ = ["ConcatOp", "DeadLetterOp", "HeadOp", "StatelessOp", "filter_frame", "with_columns_frame"]
+__all__ = [
+    "ConcatOp",
+    "DeadLetterOp",
+    "HeadOp",
+    "StatelessOp",
+    "filter_frame",
+    "with_columns_frame",
+]
 
 
 def filter_frame(df: pl.DataFrame, predicate: pl.Expr) -> pl.DataFrame:

@@ -69,8 +69,9 @@ class Executor:
         self.step_metrics = [StepMetrics() for _ in range(n)]
         self.metrics = Metrics()
         # the same StepMetrics objects, updated in place: building the dict per step costs
-        self._steps_view = {f"[{n.id}] {n.label}": self.step_metrics[i]
-                            for i, n in enumerate(self.nodes)}
+        self._steps_view = {
+            f"[{n.id}] {n.label}": self.step_metrics[i] for i, n in enumerate(self.nodes)
+        }
         self._dead_uncollected = 0
         self._stop = threading.Event()
         self._drain = False
@@ -122,7 +123,8 @@ class Executor:
         """Per-split lower bounds of the event-time column, when the source knows them
         (file statistics) and every step between passes the column through unchanged."""
         node = self.nodes[w]
-        assert isinstance(node, WatermarkNode) and node.event_time is not None
+        assert isinstance(node, WatermarkNode)
+        assert node.event_time is not None
         cur: Node = node.inputs[0]
         while cur is not self.nodes[s]:
             if (isinstance(cur, StepNode) and cur.time_preserved) or isinstance(cur, HeadNode):
