@@ -225,7 +225,8 @@ class Stream:
         *,
         exprs: Sequence[pl.Expr] = (),
         check_schema: bool = False,
-        time_preserved: bool = True,
+        assigns: frozenset[str] | None = frozenset(),
+        renames: dict[str, str] | None = None,
     ) -> Stream:
         for e in exprs:
             check_row_wise(e, label)
@@ -242,7 +243,8 @@ class Stream:
             schema,
             et,
             check_schema=check_schema,
-            time_preserved=time_preserved,
+            assigns=assigns,
+            renames=renames,
         )
         return Stream(node)
 
@@ -309,8 +311,15 @@ class Stream:
         names = infer_schema(label, self.schema, lambda df: df.select(es)).names()
         self._guard_time_column(label, names)
         if len(set(names)) == len(names) and not set(names) & set(self.schema.names()):
-            return self._step(label, lambda df: with_columns_frame(df, es, names), exprs=es)
-        return self._step(label, lambda df: df.with_columns(es), exprs=es)
+            return self._step(
+                label,
+                lambda df: with_columns_frame(df, es, names),
+                exprs=es,
+                assigns=frozenset(names),
+            )
+        return self._step(
+            label, lambda df: df.with_columns(es), exprs=es, assigns=frozenset(names)
+        )
 
     def select(self, *exprs: IntoExpr, **named: IntoExpr) -> Stream:
         """Keep or compute columns with row-wise Polars expressions.
@@ -330,18 +339,21 @@ class Stream:
             raise ExpressionError(msg)
         for e in es:
             check_row_wise(e, label)
-        et = self._node.event_time
-        preserved = True
-        if et is not None:
-            for e in es:
-                out = infer_schema(label, self.schema, lambda df, e=e: df.select(e)).names()
-                passthrough = e.meta.is_column() and e.meta.output_name() == et.column
-                if et.column in out and not passthrough:
-                    self._guard_time_column(label, [et.column])
-        return self._step(label, lambda df: df.select(es), exprs=es, time_preserved=preserved)
+        computed: set[str] = set()
+        for e in es:
+            out = infer_schema(label, self.schema, lambda df, e=e: df.select(e)).names()
+            passthrough = (
+                e.meta.is_column()
+                and e.meta.output_name() in self.schema
+                and (e.meta.root_names() == [e.meta.output_name()])
+            )
+            if not passthrough:
+                computed.update(out)
+        self._guard_time_column(label, sorted(computed))
+        return self._step(label, lambda df: df.select(es), exprs=es, assigns=frozenset(computed))
 
-    def drop(self, *columns: str) -> Stream:
-        """Remove columns (all must exist).
+    def drop(self, *columns: str | Any) -> Stream:
+        """Remove columns: names (all must exist) or Polars selectors.
 
         Examples
         --------
@@ -350,13 +362,10 @@ class Stream:
         >>> vs.from_polars(pl.DataFrame({"a": [1], "b": [2]})).drop("a").columns
         ['b']
         """
-        cols = [c for group in columns for c in ([group] if isinstance(group, str) else group)]
-        missing = [c for c in cols if c not in self.schema]
-        if missing:
-            shown = ", ".join(map(repr, cols))
-            msg = f"drop({shown}): no column {missing[0]!r}; the stream has {self.columns}"
-            raise ColumnNotFoundError(msg)
-        return self._step(f"drop({', '.join(map(repr, cols))})", lambda df: df.drop(cols))
+        label = f"drop({', '.join(_short(c) for c in columns)})"
+        kept = infer_schema(label, self.schema, lambda df: df.drop(*columns)).names()
+        gone = [c for c in self.schema.names() if c not in kept]
+        return self._step(label, lambda df: df.drop(gone))
 
     def rename(self, mapping: Mapping[str, str]) -> Stream:
         """Rename columns; the event-time column may be renamed too.
@@ -374,7 +383,11 @@ class Stream:
         if missing:
             msg = f"{label}: no column {missing[0]!r}; the stream has {self.columns}"
             raise ColumnNotFoundError(msg)
-        out = self._step(label, lambda df: df.rename(mapping))
+        out = self._step(
+            label,
+            lambda df: df.rename(mapping),
+            renames={new: old for old, new in mapping.items()},
+        )
         et = self._node.event_time
         if et is not None and et.column in mapping:
             node = out._node
@@ -382,7 +395,6 @@ class Stream:
             node.event_time = EventTime(
                 mapping[et.column], et.dtype, et.unit, et.delay, et.idle_timeout
             )
-            node.time_preserved = False
         return out
 
     def map_batches(
@@ -413,9 +425,7 @@ class Stream:
         if schema is not None:
             expected = pl.Schema(schema)
             out = Stream(
-                StepNode(
-                    self._node, label, fn, expected, None, check_schema=True, time_preserved=False
-                )
+                StepNode(self._node, label, fn, expected, None, check_schema=True, assigns=None)
             )
         else:
 
@@ -426,7 +436,7 @@ class Stream:
                     raise PipelineError(msg)
                 return res
 
-            out = self._step(label, checked, check_schema=True, time_preserved=False)
+            out = self._step(label, checked, check_schema=True, assigns=None)
         et = self._node.event_time
         keeps_time = et is not None and out.schema.get(et.column) == et.dtype
         out._node.event_time = et if keeps_time else None

@@ -97,9 +97,6 @@ _REFUSED_FUNCTIONS = frozenset(
         "Corr",
         "Cov",
         "Product",
-        "Any",
-        "All",
-        "ConcatVertical",
         "Median",
         "Quantile",
         "Repeat",
@@ -112,7 +109,9 @@ _REFUSED_FUNCTIONS = frozenset(
         "Reshape",
         "ArgWhere",
         "NullCount",
-        "MaxHorizontal0",
+        "QCut",
+        "DropNans",
+        "DropNulls",
     ]
 )
 
@@ -130,12 +129,19 @@ def _walk(node: Any) -> Iterator[str]:
     if not isinstance(node, dict):
         return
     for key, value in node.items():
+        if key == "Agg" and isinstance(value, dict):
+            kinds = ", ".join(k.lower() for k in value)
+            yield f"an aggregation ({kinds})"
+            yield from _walk(list(value.values()))
+            continue
         if key in _REFUSED_NODES:
             yield _REFUSED_NODES[key]
+        if key == "Eval" and isinstance(value, dict):
+            # list.eval / list.unique / ...: the evaluation runs within each row's list
+            yield from _walk(value.get("expr"))
+            continue
         if key == "Function" and isinstance(value, dict):
-            for name in _function_names(value.get("function")):
-                if name in _REFUSED_FUNCTIONS:
-                    yield name
+            yield from _refused_function(value.get("function"))
             yield from _walk(value.get("input", []))
             continue
         if key == "Literal":
@@ -143,17 +149,53 @@ def _walk(node: Any) -> Iterator[str]:
         yield from _walk(value)
 
 
-def _function_names(spec: Any) -> Iterator[str]:
-    """Names in a serialized function spec: 'Shift', {'Diff': ...}, {'Boolean': 'Any'}, ..."""
+# namespaces whose functions are row-wise except for these
+_REFUSED_IN_NAMESPACE = {
+    "Boolean": frozenset(
+        {"Any", "All", "IsUnique", "IsDuplicated", "IsFirstDistinct", "IsLastDistinct"}
+    ),
+    "StringExpr": frozenset({"ConcatVertical"}),
+}
+# namespaces that work within one row's value (a list, an array, a struct, a date, ...)
+_ROW_NAMESPACES = frozenset(
+    {
+        "ListExpr",
+        "ArrayExpr",
+        "StructExpr",
+        "TemporalExpr",
+        "BinaryExpr",
+        "CategoricalExpr",
+        "ExtensionExpr",
+    }
+)
+
+
+def _refused_function(spec: Any) -> Iterator[str]:
+    """Names of the non-row-wise parts of a serialized function spec: 'Shift',
+    {'Diff': ...}, {'Boolean': 'Any'}, {'Bin': {'method': {'Quantiles': ...}}}, ..."""
     if isinstance(spec, str):
-        yield spec
-    elif isinstance(spec, dict):
-        for key, value in spec.items():
-            yield key
-            if isinstance(value, str):
-                yield value
-            elif isinstance(value, dict):
-                yield from (k for k in value if isinstance(k, str))
+        if spec in _REFUSED_FUNCTIONS:
+            yield spec
+        return
+    if not isinstance(spec, dict):
+        return
+    for name, inner in spec.items():
+        if name in _REFUSED_FUNCTIONS:
+            yield name
+        elif name == "Bin" and isinstance(inner, dict):
+            method = inner.get("method")
+            if isinstance(method, dict) and {"Quantiles", "Ranks"} & set(method):
+                yield "bin_quantiles/bin_ranks (bins from the batch's own values)"
+        elif name in _REFUSED_IN_NAMESPACE:
+            inner_name = (
+                inner
+                if isinstance(inner, str)
+                else next(iter(inner), None)
+                if (isinstance(inner, dict))
+                else None
+            )
+            if inner_name in _REFUSED_IN_NAMESPACE[name]:
+                yield f"{inner_name}"
 
 
 def check_row_wise(expr: pl.Expr, step: str) -> None:
@@ -199,9 +241,17 @@ def check_row_wise_on_sample(exprs: list[pl.Expr], schema: pl.Schema, step: str)
     if sample is None:
         return
     for expr in exprs:
+        # with_columns broadcasts literals as the step will; a value that depends on the
+        # whole frame (a mean, a rank, a length) then differs from the row-by-row one
+        probe = expr.alias("__vstream_probe__")
         try:
-            whole = sample.select(expr)
-            rows = pl.concat([sample.slice(i, 1).select(expr) for i in range(sample.height)])
+            whole = sample.with_columns(probe).select("__vstream_probe__")
+            rows = pl.concat(
+                [
+                    sample.slice(i, 1).with_columns(probe).select("__vstream_probe__")
+                    for i in range(sample.height)
+                ]
+            )
         except Exception:
             continue  # sample values may not suit the expression (strict casts, ...)
         if whole.height != sample.height or not whole.equals(rows):

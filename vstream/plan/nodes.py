@@ -96,7 +96,8 @@ class StepNode(Node):
         event_time: EventTime | None,
         *,
         check_schema: bool = False,
-        time_preserved: bool = True,
+        assigns: frozenset[str] | None = frozenset(),
+        renames: dict[str, str] | None = None,
     ) -> None:
         super().__init__()
         self.inputs = (input,)
@@ -106,9 +107,11 @@ class StepNode(Node):
         self.event_time = event_time
         self.bounded = input.bounded
         self.check_schema = check_schema
-        # whether the event-time column's values pass through unchanged (file statistics
-        # of the column then still bound them)
-        self.time_preserved = time_preserved
+        # the columns this step computes (None: any column may change, as in map_batches)
+        # and its renames (new name -> old name): file statistics of a source column bound
+        # the event time only if it reaches with_watermark unchanged
+        self.assigns = assigns
+        self.renames = renames or {}
 
     def make_op(self) -> Operator:
         return StatelessOp(self.label, self.fn, self.schema if self.check_schema else None)

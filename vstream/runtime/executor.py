@@ -76,6 +76,8 @@ class Executor:
         self._stop = threading.Event()
         self._drain = False
         self._readers: dict[int, Reader] | None = None
+        #: global split id -> position after the last batch consumed
+        self.positions: dict[int, object] = {}
         # only a head() can finish a branch before its sources end
         self._may_end_early = any(isinstance(n, HeadNode) for n in self.nodes)
         self._t0 = time.perf_counter()
@@ -125,14 +127,19 @@ class Executor:
         node = self.nodes[w]
         assert isinstance(node, WatermarkNode)
         assert node.event_time is not None
+        column = node.event_time.column
         cur: Node = node.inputs[0]
         while cur is not self.nodes[s]:
-            if (isinstance(cur, StepNode) and cur.time_preserved) or isinstance(cur, HeadNode):
-                cur = cur.inputs[0]
-            else:
+            if isinstance(cur, StepNode):
+                if cur.assigns is None or column in cur.assigns:
+                    return None
+                column = cur.renames.get(column, column)
+            elif not isinstance(cur, HeadNode):
                 return None
-        bounds = getattr(self.nodes[s].source, "split_lower_bounds", None)  # type: ignore[attr-defined]
-        return None if bounds is None else bounds(node.event_time.column, node.event_time.dtype)
+            cur = cur.inputs[0]
+        source = self.nodes[s].source  # type: ignore[attr-defined]
+        bounds = getattr(source, "split_lower_bounds", None)
+        return None if bounds is None else bounds(column, node.event_time.dtype)
 
     def _wire_dead_letters(self) -> None:
         self.dead_routes: dict[int, list[int]] = {}
@@ -342,6 +349,9 @@ class Executor:
 
     def _on_data(self, s: int, ev: Data) -> None:
         sid = self.split_ids[s][ev.split]
+        # what a checkpoint records: the position after the last batch the operators took,
+        # not whatever the reader has prefetched into its queue
+        self.positions[sid] = ev.position
         if ev.dead is not None and ev.dead.num_rows:
             self.metrics.events_in += ev.dead.num_rows
             self.ops[s].emit_side("dead_letters", pl.DataFrame(ev.dead))
