@@ -484,7 +484,7 @@ class Stream:
         ``timeout`` (after which the input is treated as ended). With
         ``return_metrics=True`` returns ``(DataFrame, Metrics)``.
         """
-        results, metrics = _run([self], timeout=timeout)
+        results, metrics = _run([self], timeout=timeout, stacklevel=2)
         return (results[0], metrics) if return_metrics else results[0]
 
     def iter_batches(self, *, timeout: Duration | float | None = None) -> Iterator[pl.DataFrame]:
@@ -508,6 +508,7 @@ class Stream:
                     frames, sink.frames = sink.frames, []
                     yield from frames
             yield from sink.frames
+            ex.warn_uncollected(2)
         finally:
             steps.close()
 
@@ -537,7 +538,7 @@ class Stream:
             ),
         )
         sink._factory()  # validate the arguments now, not at run time
-        return sink if lazy else sink.run(timeout=timeout)
+        return sink if lazy else sink.run(timeout=timeout, stacklevel=3)
 
     def sink_callback(
         self,
@@ -560,7 +561,7 @@ class Stream:
         """
         CallbackSink(fn)
         sink = LazySink(self, lambda: CallbackSink(fn))
-        return sink if lazy else sink.run(timeout=timeout)
+        return sink if lazy else sink.run(timeout=timeout, stacklevel=3)
 
     def start(self, *, keep: int = 100_000) -> Job:
         """Run in a background thread; see :class:`vstream.Job`.
@@ -580,9 +581,9 @@ class LazySink:
         self.stream = stream
         self._factory = factory
 
-    def run(self, *, timeout: Duration | float | None = None) -> Metrics:
+    def run(self, *, timeout: Duration | float | None = None, stacklevel: int = 2) -> Metrics:
         """Run this sink alone; returns the run's metrics."""
-        _, metrics = _run([self], timeout=timeout)
+        _, metrics = _run([self], timeout=timeout, stacklevel=stacklevel)
         return metrics
 
     def start(self) -> Job:
@@ -611,11 +612,16 @@ def _targets(items: Sequence[Stream | LazySink], keep: int | None = None) -> lis
 
 
 def _run(
-    items: Sequence[Stream | LazySink], *, timeout: Duration | float | None
+    items: Sequence[Stream | LazySink],
+    *,
+    timeout: Duration | float | None,
+    stacklevel: int = 2,
 ) -> tuple[list[pl.DataFrame | None], Metrics]:
+    """Run items as one job; ``stacklevel`` of the user's call relative to our caller."""
     if not items:
         msg = "nothing to run: pass at least one Stream or lazy sink"
         raise PipelineError(msg)
+    targets = _targets(items)
     if timeout is None:
         for item in items:
             stream = item if isinstance(item, Stream) else item.stream
@@ -634,10 +640,10 @@ def _run(
                 )
                 raise UnboundedError(msg)
     deadline = None if timeout is None else time.monotonic() + wall_seconds(timeout, "timeout")
-    targets = _targets(items)
     ex = Executor(targets)
     for _ in ex.run(deadline):
         pass
+    ex.warn_uncollected(stacklevel + 1)
     results = [t.sink.result() if isinstance(t.sink, CollectSink) else None for t in targets]
     return results, ex.metrics
 
@@ -677,7 +683,7 @@ def collect_all(
     >>> even["x"].to_list(), odd["x"].to_list()
     ([2, 4], [1, 3])
     """
-    results, metrics = _run(items, timeout=timeout)
+    results, metrics = _run(items, timeout=timeout, stacklevel=2)
     return (results, metrics) if return_metrics else results
 
 

@@ -29,7 +29,20 @@ class PolarsSource(Source):
             raise PipelineError(msg)
         self._df = df
         self._batch_size = check_batch_size(batch_size, "from_polars")
-        self._schema = df.slice(0, 0).to_arrow().schema
+        try:
+            self._schema = df.slice(0, 0).to_arrow().schema
+        except Exception as exc:
+            bad = []
+            for name in df.columns:
+                try:
+                    df.select(name).slice(0, 0).to_arrow()
+                except Exception:
+                    bad.append(f"{name!r} ({df.schema[name]})")
+            msg = (
+                f"from_polars: the column(s) {', '.join(bad) or '?'} have a type Arrow cannot "
+                f"hold ({exc}); cast them first, e.g. pl.col(...).cast(pl.Int64)"
+            )
+            raise SchemaError(msg) from exc
         self.label = f"from_polars({df.height} rows, batch_size={batch_size})"
 
     def splits(self) -> list[str]:

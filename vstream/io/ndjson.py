@@ -8,9 +8,10 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sized
+from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
 from typing import IO, Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.json as pj
 
@@ -53,35 +54,77 @@ def _empty(schema: pa.Schema) -> pa.Table:
     return schema.empty_table()
 
 
+def _line_stats(data: bytes) -> tuple[int, bool]:
+    """(number of non-empty lines, whether each starts with '{' and ends with '}'),
+    vectorized over the bytes: a block passes without looking at its lines one by one."""
+    buf = np.frombuffer(data, dtype=np.uint8)
+    nl = np.flatnonzero(buf == 10)
+    starts = np.concatenate(([0], nl + 1))
+    ends = np.concatenate((nl, [buf.size]))
+    cr = (ends > starts) & (buf[np.maximum(ends - 1, 0)] == 13)
+    ends = ends - cr
+    keep = ends > starts
+    starts, ends = starts[keep], ends[keep]
+    objects = bool((buf[starts] == 123).all() and (buf[ends - 1] == 125).all())
+    return int(starts.size), objects
+
+
+class _NotOneObject(ValueError):
+    pass
+
+
+def _segment(lines: list[bytes], schema: pa.Schema | None) -> pa.Table:
+    data = b"\n".join(lines)
+    n, objects = _line_stats(data)
+    if not objects:
+        raise _NotOneObject("not a JSON object")
+    table = _read(data, schema)
+    if table.num_rows != n:
+        raise _NotOneObject("more than one JSON value on the line")
+    return table
+
+
+# a failing block is bisected in pieces of this many lines, so one bad line does not
+# make every level of the bisection re-parse the whole block
+_PIECE = 256
+
+
 def parse_ndjson(data: bytes, schema: pa.Schema | None) -> tuple[pa.Table, pa.RecordBatch | None]:
     """Parse a block of NDJSON; malformed lines come back as dead letters, in order.
 
-    The block parses in one call; only a failing block is split into lines and bisected,
-    so a few bad lines cost about k·log(n) small parses.
+    A line must hold exactly one JSON object. The block parses in one call; only a
+    failing block is split into lines and bisected, piece by piece, so k bad lines cost
+    about k·log(256) small parses.
     """
     if not data.strip():
         return (_empty(schema) if schema is not None else pa.table({})), None
-    try:
-        return _read(data, schema), None
-    except pa.ArrowInvalid:
-        pass
-    lines = [ln for ln in data.split(b"\n") if ln.strip()]
+    n, objects = _line_stats(data)
+    if objects:
+        try:
+            table = _read(data, schema)
+            if table.num_rows == n:
+                return table, None
+        except pa.ArrowInvalid:
+            pass
+    raw = [ln for ln in data.split(b"\n") if ln.strip()]
+    lines = [ln.strip() for ln in raw]
     good: list[pa.Table] = []
     bad: list[str] = []
     reasons: list[str] = []
-    stack = [(0, len(lines))]
-    while stack:
-        lo, hi = stack.pop()
-        try:
-            good.append(_read(b"\n".join(lines[lo:hi]), schema))
-        except pa.ArrowInvalid as exc:
-            if hi - lo == 1:
-                bad.append(lines[lo].decode("utf-8", errors="replace"))
-                reasons.append(_ROW_SUFFIX.sub("", str(exc)))
-            else:
-                mid = (lo + hi) // 2
-                stack.append((mid, hi))
-                stack.append((lo, mid))
+    for first in range(0, len(lines), _PIECE):
+        stack = [(first, min(first + _PIECE, len(lines)))]
+        while stack:
+            lo, hi = stack.pop()
+            try:
+                good.append(_segment(lines[lo:hi], schema))
+            except (pa.ArrowInvalid, _NotOneObject) as exc:
+                if hi - lo == 1:
+                    bad.append(raw[lo].rstrip(b"\r").decode("utf-8", errors="replace"))
+                    reasons.append(_ROW_SUFFIX.sub("", str(exc)))
+                else:
+                    mid = (lo + hi) // 2
+                    stack.append((mid, hi))
+                    stack.append((lo, mid))
     dead = dead_letter_batch(bad, reasons, _STEP)
     if schema is None:
         if not good:
@@ -89,14 +132,16 @@ def parse_ndjson(data: bytes, schema: pa.Schema | None) -> tuple[pa.Table, pa.Re
         unified = pa.unify_schemas([t.schema for t in good], promote_options="permissive")
         good = [t.cast(unified) if t.schema != unified else t for t in good]
         schema = unified
-    table = pa.concat_tables(good) if good else _empty(schema)
+    table = pa.concat_tables(good).combine_chunks() if good else _empty(schema)
     return table, dead
 
 
-def _last_newline_block(f: IO[bytes], block: int) -> Iterator[tuple[int, bytes]]:
-    """Yield (offset, bytes) blocks of whole lines."""
+def _last_newline_block(
+    f: IO[bytes], block: int, prefix: bytes = b""
+) -> Iterator[tuple[int, bytes]]:
+    """Yield (offset, bytes) blocks of whole lines; ``prefix`` was read from ``f`` before."""
     offset = 0
-    rest = b""
+    rest = prefix
     while True:
         chunk = f.read(block)
         if isinstance(chunk, str):
@@ -132,6 +177,7 @@ class NdjsonSource(Source):
         self._fileobj: Any = None
         self._lines: Iterator[bytes | str] | None = None
         self._peeked: list[bytes | str] = []
+        self._sequence: Sequence[bytes | str] | None = None
         self._used = False
         given = to_arrow_schema(schema) if schema is not None else None
         sample = b""
@@ -154,15 +200,24 @@ class NdjsonSource(Source):
             self.bounded = True
             self.label = "from_ndjson(file object)"
             if given is None:
-                # keep what inference read: a file object cannot be rewound in general
-                first = next(iter(_last_newline_block(source, 1 << 20)), (0, b""))[1]  # type: ignore[arg-type]
-                sample = first
-                self._prefix = first
+                # keep every byte inference reads: a file object cannot be rewound in general
+                head = b""
+                while b"\n" not in head:
+                    chunk = source.read(1 << 20)  # type: ignore[union-attr]
+                    if not chunk:
+                        break
+                    head += chunk.encode() if isinstance(chunk, str) else chunk
+                cut = head.rfind(b"\n")
+                sample = head[: cut + 1] if cut >= 0 else head
+                self._prefix = head
         elif isinstance(source, Iterable) and not isinstance(source, bytes):
             self.bounded = bounded if bounded is not None else isinstance(source, Sized)
+            # a list (any sequence) can be read again; a plain iterator only once
+            self._sequence = source if isinstance(source, Sequence) else None
             it = iter(source)
             if given is None:
-                self._peeked = list(itertools.islice(it, min(1000, self._batch_size)))
+                # the sample does not depend on batch_size, so neither does the schema
+                self._peeked = list(itertools.islice(it, 1000))
                 sample = b"\n".join(_as_bytes(x) for x in self._peeked)
             self._lines = it
             self.label = f"from_ndjson(lines, batch_size={batch_size})"
@@ -232,12 +287,7 @@ class NdjsonSource(Source):
             prefix = getattr(self, "_prefix", b"")
 
             def produce_file(put) -> None:  # type: ignore[no-untyped-def]
-                blocks = _last_newline_block(fobj, block)
-                if prefix:
-                    blocks = itertools.chain(
-                        [(0, prefix)], ((o + len(prefix), d) for o, d in blocks)
-                    )
-                for off, data in blocks:
+                for off, data in _last_newline_block(fobj, block, prefix):
                     table, dead = parse_ndjson(data, schema)
                     if not self._emit_table(put, 0, table, dead, off + len(data)):
                         return
@@ -247,12 +297,18 @@ class NdjsonSource(Source):
         return self._open_lines()
 
     def _open_lines(self) -> Reader:
-        if self._used:
-            msg = "from_ndjson reads a one-shot iterable of lines that an earlier run consumed"
+        if self._used and self._sequence is not None:
+            lines: Iterator[bytes | str] = iter(self._sequence)
+        elif self._used:
+            msg = (
+                "from_ndjson reads a one-shot iterable of lines that an earlier run consumed; "
+                "pass a list to run the stream twice"
+            )
             raise SourceError(msg)
+        else:
+            assert self._lines is not None
+            lines = itertools.chain(self._peeked, self._lines)
         self._used = True
-        assert self._lines is not None
-        lines = itertools.chain(self._peeked, self._lines)
         schema, bs, delay = self._schema, self._batch_size, self._max_delay
         lock = threading.Lock()
         buf: list[bytes] = []

@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from vstream.errors import SchemaError, SourceError
+from vstream.io._schema import polars_schema
 from vstream.io.base import Data, Reader, Source, SplitEnd, ThreadedReader
 from vstream.io.memory import check_batch_size
 
@@ -58,11 +59,13 @@ class ParquetSource(Source):
             msg = f"from_parquet: cannot read {exc}"
             raise SourceError(msg) from exc
         first = schemas[0].remove_metadata()
+        # Polars reads string/large_string, nullable or not, as one type: so do we
+        want = polars_schema(first)
         for f, s in zip(self._files, schemas, strict=True):
-            if not s.remove_metadata().equals(first):
+            if polars_schema(s) != want:
                 msg = (
-                    f"from_parquet: {f!r} has schema {s.remove_metadata()} but "
-                    f"{self._files[0]!r} has {first}; "
+                    f"from_parquet: {f!r} has schema {dict(polars_schema(s))} but "
+                    f"{self._files[0]!r} has {dict(want)}; "
                     "every file of one source needs the same schema"
                 )
                 raise SchemaError(msg)

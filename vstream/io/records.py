@@ -6,9 +6,11 @@ import itertools
 import json
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sized
+from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
 from typing import Any
 
+import numpy as np
+import polars as pl
 import pyarrow as pa
 
 from vstream._duration import Duration, wall_seconds
@@ -33,56 +35,86 @@ def _record_text(rec: object) -> str:
         return repr(rec)
 
 
+_CONVERT_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError)
+
+
+def _to_struct(rows: list[Any], struct: pa.StructType) -> pa.StructArray:
+    # a struct array refuses anything but a dict (str, list, tuple) in C, unlike
+    # RecordBatch.from_pylist, and is faster (4.0 M vs 2.8 M dicts/s here)
+    return pa.array(rows, type=struct)  # type: ignore[return-value]
+
+
 def convert_rows(
     rows: list[Any], schema: pa.Schema, step: str
 ) -> tuple[pa.RecordBatch, pa.RecordBatch | None]:
     """Rows to a batch of ``schema``; rows that do not fit go to a dead-letter batch.
 
     The whole list converts in one call; only when that fails is it bisected, so the
-    cost of finding k bad rows is about k·log(n) small conversions, not n.
+    cost of finding k bad rows is about k·log(n) small conversions, not n. ``None``
+    records come back as null structs and are dead-lettered from the validity mask.
     """
+    struct = pa.struct(list(schema))
     try:
-        return pa.RecordBatch.from_pylist(rows, schema=schema), None
-    except (
-        pa.ArrowInvalid,
-        pa.ArrowTypeError,
-        TypeError,
-        ValueError,
-        AttributeError,
-        OverflowError,
-    ):
-        pass
+        pieces = [(0, _to_struct(rows, struct))]
+        refused: list[tuple[int, str]] = []
+    except _CONVERT_ERRORS:
+        pieces, refused = [], []
+        stack = [(0, len(rows))]
+        while stack:
+            lo, hi = stack.pop()
+            try:
+                pieces.append((lo, _to_struct(rows[lo:hi], struct)))
+            except _CONVERT_ERRORS as exc:
+                if hi - lo == 1:
+                    rec = rows[lo]
+                    reason = (
+                        f"does not fit the schema: {exc}"
+                        if isinstance(rec, dict)
+                        else f"not a dict but {type(rec).__name__}"
+                    )
+                    refused.append((lo, reason))
+                else:
+                    mid = (lo + hi) // 2
+                    stack.append((mid, hi))  # pushed first so the left half is done first
+                    stack.append((lo, mid))
     good: list[pa.RecordBatch] = []
-    bad_records: list[str] = []
-    reasons: list[str] = []
-    stack = [(0, len(rows))]
-    while stack:
-        lo, hi = stack.pop()
-        try:
-            good.append(pa.RecordBatch.from_pylist(rows[lo:hi], schema=schema))
-        except (
-            pa.ArrowInvalid,
-            pa.ArrowTypeError,
-            TypeError,
-            ValueError,
-            AttributeError,
-            OverflowError,
-        ) as exc:
-            if hi - lo == 1:
-                rec = rows[lo]
-                bad_records.append(_record_text(rec))
-                reason = (
-                    f"not a dict but {type(rec).__name__}"
-                    if not isinstance(rec, dict)
-                    else f"does not fit the schema: {exc}"
-                )
-                reasons.append(reason)
-            else:
-                mid = (lo + hi) // 2
-                stack.append((mid, hi))  # pushed first so the left half is done first
-                stack.append((lo, mid))
-    batch = pa.concat_batches(good) if good else pa.RecordBatch.from_pylist([], schema=schema)
-    return batch, dead_letter_batch(bad_records, reasons, step)
+    for start, arr in pieces:
+        if arr.null_count:
+            valid = arr.is_valid()
+            for k in np.flatnonzero(~np.asarray(valid)):
+                refused.append((start + int(k), "not a dict but NoneType"))
+            arr = arr.filter(valid)
+        good.append(pa.RecordBatch.from_struct_array(arr))
+    batch = pa.concat_batches(good) if len(good) != 1 else good[0]
+    if batch.schema != schema:
+        batch = batch.cast(schema)
+    if not refused:
+        return batch, None
+    refused.sort()
+    dead = dead_letter_batch(
+        [_record_text(rows[k]) for k, _ in refused], [r for _, r in refused], step
+    )
+    return batch, dead
+
+
+def infer_records_schema(sample: list[Any]) -> pa.Schema:
+    """The schema of a sample of dicts: every key seen, types unified as Polars does."""
+    dicts = [r for r in sample if isinstance(r, dict)]
+    if not dicts:
+        msg = (
+            "from_records cannot infer a schema: the first records are not dicts or there "
+            "are none; pass schema={'ts': pl.Int64, ...}"
+        )
+        raise SourceError(msg)
+    try:
+        inferred = pl.from_dicts(dicts, infer_schema_length=None).schema
+    except Exception as exc:
+        msg = (
+            f"from_records cannot infer a schema from the first {len(dicts)} records "
+            f"({exc}); pass schema={{...}}"
+        )
+        raise SourceError(msg) from exc
+    return to_arrow_schema(inferred)
 
 
 class RecordsSource(Source):
@@ -109,20 +141,16 @@ class RecordsSource(Source):
             raise PipelineError(msg)
         first = self._factory() if self._factory is not None else records
         self.bounded = bounded if bounded is not None else isinstance(first, Sized)
+        # a list (any sequence) can be read again; a plain iterator only once
+        self._sequence = first if isinstance(first, Sequence) else None
         self._peeked: list[Any] = []
         self._iter: Iterator[Any] | None = None
         if schema is None:
+            # the sample does not depend on batch_size, so neither does the schema
             it = iter(first)  # type: ignore[arg-type]
-            self._peeked = list(itertools.islice(it, min(_INFER_ROWS, self._batch_size)))
+            self._peeked = list(itertools.islice(it, _INFER_ROWS))
             self._iter = it
-            dicts = [r for r in self._peeked if isinstance(r, dict)]
-            if not dicts:
-                msg = (
-                    "from_records cannot infer a schema: the first records are not dicts or "
-                    "there are none; pass schema={'ts': pl.Int64, ...}"
-                )
-                raise SourceError(msg)
-            self._schema = pa.Table.from_pylist(dicts).schema
+            self._schema = infer_records_schema(self._peeked)
         else:
             self._schema = to_arrow_schema(schema)
             self._iter = iter(first)  # type: ignore[arg-type]
@@ -136,6 +164,8 @@ class RecordsSource(Source):
         return self._schema
 
     def _rows(self) -> Iterator[Any]:
+        if self._used and self._sequence is not None:
+            return iter(self._sequence)
         if self._used:
             if self._factory is None:
                 msg = (

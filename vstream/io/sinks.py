@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import threading
@@ -94,6 +95,7 @@ class CallbackSink(Sink):
 
 
 _PART = re.compile(r"^part-(\d+)\.parquet$")
+_COMPRESSIONS = frozenset({"lz4", "uncompressed", "snappy", "gzip", "brotli", "zstd"})
 
 
 class ParquetSink(Sink):
@@ -112,8 +114,16 @@ class ParquetSink(Sink):
         flush_interval: float | None,
         compression: str,
     ) -> None:
-        if rows_per_file < 1:
-            msg = f"sink_parquet: rows_per_file must be >= 1, got {rows_per_file}"
+        if (
+            isinstance(rows_per_file, bool)
+            or not isinstance(rows_per_file, int)
+            or (rows_per_file < 1)
+        ):
+            msg = f"sink_parquet: rows_per_file must be an int >= 1, got {rows_per_file!r}"
+            raise PipelineError(msg)
+        if compression not in _COMPRESSIONS:
+            allowed = sorted(_COMPRESSIONS)
+            msg = f"sink_parquet: compression must be one of {allowed}, got {compression!r}"
             raise PipelineError(msg)
         self.dir = Path(path)
         if self.dir.exists() and not self.dir.is_dir():
@@ -160,15 +170,33 @@ class ParquetSink(Sink):
             self._buf, self._rows = [], 0
 
     def _write_file(self, df: pl.DataFrame) -> None:
-        name = f"part-{self._seq:06d}.parquet"
-        tmp = self.dir / f".{name}.tmp"
+        tmp = self.dir / f".part-{os.getpid()}-{id(self):x}-{self._seq:06d}.parquet.tmp"
         try:
             df.write_parquet(tmp, compression=self.compression)  # type: ignore[arg-type]
-            os.replace(tmp, self.dir / name)
+            # claim the next free name atomically: a hard link fails if the name exists,
+            # so two sinks (or runs) writing into one directory never replace each other
+            while True:
+                final = self.dir / f"part-{self._seq:06d}.parquet"
+                try:
+                    os.link(tmp, final)
+                except FileExistsError:
+                    self._seq += 1
+                    continue
+                except OSError as exc:
+                    if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP):
+                        raise
+                    # no hard links on this file system: a plain rename (not race-free)
+                    while final.exists():
+                        self._seq += 1
+                        final = self.dir / f"part-{self._seq:06d}.parquet"
+                    os.replace(tmp, final)
+                    break
+                os.unlink(tmp)
+                break
         except OSError as exc:
-            msg = f"{self.label}: cannot write {name}: {exc}"
+            msg = f"{self.label}: cannot write part-{self._seq:06d}.parquet: {exc}"
             raise SinkError(msg) from exc
-        self.files.append(self.dir / name)
+        self.files.append(final)
         self._seq += 1
 
     def close(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 import warnings
@@ -337,14 +338,27 @@ class Executor:
                 r.close()
             self.metrics.running = False
             self._update_metrics()
+            # sinks are closed whatever ended the run: rows they accepted are written
+            self._close_sinks()
+
+    def _close_sinks(self) -> None:
+        errors = []
         for t in self.targets:
-            t.sink.close()
+            try:
+                t.sink.close()
+            except Exception as exc:
+                errors.append(exc)
+        if errors and sys.exc_info()[1] is None:
+            raise errors[0]
+
+    def warn_uncollected(self, stacklevel: int) -> None:
+        """Warn (pointing at the user's call) if records were refused and nobody saw them."""
         if self._dead_uncollected:
             warnings.warn(
                 f"{self._dead_uncollected} records were refused (dead letters) and no branch "
                 "collects them: add stream.dead_letters() to vs.collect_all([...]) to see "
                 "them with their reasons",
-                stacklevel=3,
+                stacklevel=stacklevel + 1,
             )
 
     def _on_data(self, s: int, ev: Data) -> None:
