@@ -92,7 +92,9 @@ def from_records(
     A partial batch is flushed once ``max_delay`` of wall-clock time has passed since its
     first row, even while the iterable is blocked. Records that do not fit the schema go
     to :meth:`Stream.dead_letters`. Without ``schema`` it is inferred from the first
-    records. A list is bounded; any other iterable is unbounded unless ``bounded=True``.
+    1,000 records (every key seen, types unified as Polars does), which are read when
+    the pipeline is built: pass ``schema`` for a live source. A list is bounded; any
+    other iterable is unbounded unless ``bounded=True``.
     Pass a function returning a fresh iterable to run the stream more than once.
 
     Examples
