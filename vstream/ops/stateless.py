@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import polars as pl
+import pyarrow as pa
 
 from vstream.errors import VStreamError
 from vstream.ops.base import MAX_WM, Chunk, Operator
@@ -99,6 +100,16 @@ class HeadOp(Operator):
 
     def output_watermark(self) -> int:
         return MAX_WM if self.done else self.input_watermark
+
+    def snapshot(self) -> dict[str, pa.Table]:
+        return {"head": pa.table({"remaining": pa.array([self._left], pa.int64())})}
+
+    def restore(self, state: dict[str, pa.Table]) -> None:
+        if set(state) != {"head"}:
+            msg = f"{self.name}: expected a snapshot with the table 'head', got {sorted(state)}"
+            raise VStreamError(msg)
+        self._left = int(state["head"].column("remaining")[0].as_py())
+        self.done = self._left <= 0
 
 
 class ConcatOp(Operator):

@@ -6,7 +6,9 @@ import time
 from dataclasses import dataclass
 
 import polars as pl
+import pyarrow as pa
 
+from vstream.errors import VStreamError
 from vstream.kernels.event_time import event_time_stats
 from vstream.ops.base import MAX_WM, MIN_WM, Chunk, Operator
 
@@ -122,3 +124,48 @@ class WatermarkOp(Operator):
             return self._idle_base
         elapsed = int((now - self._all_idle_since) * 1e9) // self.ns_per_unit
         return self._idle_base + elapsed
+
+    def snapshot(self) -> dict[str, pa.Table]:
+        """Per-split progress and the operator's watermark, as Arrow tables."""
+        ids = sorted(self.splits)
+        sts = [self.splits[i] for i in ids]
+        splits = pa.table(
+            {
+                "split": pa.array(ids, pa.int64()),
+                "max_ts": pa.array([st.max_ts for st in sts], pa.int64()),
+                "lower": pa.array([st.lower for st in sts], pa.int64()),
+                "started": pa.array([st.started for st in sts], pa.bool_()),
+                "finished": pa.array([st.finished for st in sts], pa.bool_()),
+            }
+        )
+        progress = pa.table(
+            {
+                "watermark": pa.array([self._out_wm], pa.int64()),
+                "max_event_time": pa.array([self.max_event_time], pa.int64()),
+                "behind_watermark": pa.array([self.behind_watermark], pa.int64()),
+            }
+        )
+        return {"splits": splits, "progress": progress}
+
+    def restore(self, state: dict[str, pa.Table]) -> None:
+        """Take back what :meth:`snapshot` returned (idle clocks restart from now)."""
+        missing = {"splits", "progress"} - set(state)
+        if missing:
+            msg = f"{self.name}: the snapshot lacks the table(s) {sorted(missing)}"
+            raise VStreamError(msg)
+        now = time.monotonic()
+        rows = state["splits"].to_pylist()
+        self.splits = {
+            int(r["split"]): _Split(
+                max_ts=int(r["max_ts"]),
+                lower=None if r["lower"] is None else int(r["lower"]),
+                started=bool(r["started"]),
+                finished=bool(r["finished"]),
+                last_active=now,
+            )
+            for r in rows
+        }
+        progress = state["progress"].to_pylist()[0]
+        self._out_wm = int(progress["watermark"])
+        self.max_event_time = int(progress["max_event_time"])
+        self.behind_watermark = int(progress["behind_watermark"])
