@@ -383,3 +383,15 @@ def test_head_bounds_an_unbounded_source() -> None:
     assert head.is_bounded
     expected = pl.DataFrame({"v": range(1_000)}).filter(pl.col("v") % 3 != 0).head(25)
     assert_frame_equal(head.collect(), expected)
+
+
+def test_steps_accept_lists_of_expressions_as_polars_does() -> None:
+    df = pl.DataFrame({"a": [1, 2, 3, 4]})
+    s = vs.from_polars(df, batch_size=3)
+    preds = [pl.col("a") > 1, pl.col("a") < 4]
+    assert s.filter(preds).collect().equals(df.filter(preds))
+    exprs = [(pl.col("a") * 2).alias("b"), "a"]
+    assert s.select(exprs).collect().equals(df.select(exprs))
+    assert s.with_columns([pl.col("a").alias("c")]).collect().equals(
+        df.with_columns([pl.col("a").alias("c")])
+    )

@@ -53,6 +53,17 @@ def _to_expr(value: IntoExpr, *, str_as_col: bool = True) -> pl.Expr:
     return pl.lit(value)
 
 
+def _flatten(items: Sequence[Any]) -> tuple[Any, ...]:
+    """Accept lists of expressions as Polars does: ``select([a, b])`` is ``select(a, b)``."""
+    out: list[Any] = []
+    for item in items:
+        if isinstance(item, list | tuple):
+            out.extend(item)
+        else:
+            out.append(item)
+    return tuple(out)
+
+
 def _label(step: str, exprs: Sequence[object], named: Mapping[str, object]) -> str:
     parts = [_short(e) for e in exprs] + [f"{k}={_short(v)}" for k, v in named.items()]
     return f"{step}({', '.join(parts)})"
@@ -268,6 +279,7 @@ class Stream:
         >>> s.collect()["x"].to_list()
         [5, 3]
         """
+        predicates = _flatten(predicates)
         label = f"filter({', '.join(_short(p) for p in predicates) or ''}"
         label += (
             (", " if predicates and constraints else "")
@@ -304,6 +316,7 @@ class Stream:
         >>> s.collect()["s"].to_list()
         [1.5]
         """
+        exprs = _flatten(exprs)
         es = [_to_expr(e) for e in exprs] + [_to_expr(v).alias(k) for k, v in named.items()]
         label = _label("with_columns", exprs, named)
         for e in es:
@@ -332,6 +345,7 @@ class Stream:
         >>> s.select("b", c=pl.col("a") + 1).columns
         ['b', 'c']
         """
+        exprs = _flatten(exprs)
         es = [_to_expr(e) for e in exprs] + [_to_expr(v).alias(k) for k, v in named.items()]
         label = _label("select", exprs, named)
         if not es:
