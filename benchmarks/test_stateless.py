@@ -51,6 +51,22 @@ def test_vstream(benchmark, record, data) -> None:  # type: ignore[no-untyped-de
     record("vstream filter+with_columns", N)
 
 
+SWEEP = [16_384, 65_536, 262_144, 1_048_576]
+PAIRS.extend(
+    (f"vstream filter+with_columns, batch {b:,}", "polars eager (DataFrame in memory)")
+    for b in SWEEP
+)
+
+
+@pytest.mark.parametrize("batch", SWEEP)
+def test_vstream_batch_sweep(benchmark, record, data, batch: int) -> None:  # type: ignore[no-untyped-def]
+    """The fixed cost per batch: how the ratio to Polars moves with the batch size."""
+    _, table, _ = data
+    batches = table.to_batches(max_chunksize=batch)
+    benchmark(lambda: _pipeline(batches).sink_callback(lambda b: None))
+    record(f"vstream filter+with_columns, batch {batch:,}", N)
+
+
 def test_vstream_large_string(benchmark, record, data) -> None:  # type: ignore[no-untyped-def]
     df, _, _ = data
     # large_string (what most Arrow producers write): Polars converts strings to views

@@ -21,7 +21,7 @@ from vstream.errors import (
     UnboundedError,
 )
 from vstream.io.sinks import CallbackSink, CollectSink, ParquetSink, ResultsSink, Sink
-from vstream.ops.stateless import filter_frame, with_columns_frame
+from vstream.ops.stateless import filter_frame
 from vstream.plan.explain import explain
 from vstream.plan.expressions import check_row_wise, check_row_wise_on_sample, infer_schema
 from vstream.plan.nodes import (
@@ -323,13 +323,6 @@ class Stream:
             check_row_wise(e, label)
         names = infer_schema(label, self.schema, lambda df: df.select(es)).names()
         self._guard_time_column(label, names)
-        if len(set(names)) == len(names) and not set(names) & set(self.schema.names()):
-            return self._step(
-                label,
-                lambda df: with_columns_frame(df, es, names),
-                exprs=es,
-                assigns=frozenset(names),
-            )
         return self._step(
             label, lambda df: df.with_columns(es), exprs=es, assigns=frozenset(names)
         )
