@@ -15,28 +15,9 @@ os.environ.setdefault("NUMBA_NUM_THREADS", "1")
 import sys
 from pathlib import Path
 
-import pytest
-
 # pytest imports test modules by path (importlib mode): make the shared module importable
 sys.path.insert(0, str(Path(__file__).parent))
 from _bench import PAIRS, RESULTS
-
-
-@pytest.fixture
-def record(benchmark):  # type: ignore[no-untyped-def]
-    """Call ``record(name, events, nbytes=0)`` after ``benchmark(...)`` to report throughput."""
-
-    def _record(name: str, events: int, nbytes: int = 0) -> None:
-        stats = getattr(benchmark, "stats", None)
-        if stats is None:  # --benchmark-disable: nothing was timed
-            return
-        seconds = stats.stats.min
-        RESULTS[name] = (seconds, events, nbytes)
-        benchmark.extra_info["events_per_s"] = events / seconds
-        if nbytes:
-            benchmark.extra_info["MB_per_s"] = nbytes / seconds / 1e6
-
-    return _record
 
 
 def pytest_terminal_summary(terminalreporter) -> None:  # type: ignore[no-untyped-def]

@@ -6,14 +6,11 @@ import json
 
 import polars as pl
 import pytest
-from _bench import PAIRS, size
+from _bench import paired, size
 
 import vstream as vs
 
 N = size(1_000_000, 20_000)
-
-PAIRS.append(("vstream from_ndjson", "polars read_ndjson"))
-PAIRS.append(("vstream from_records", "polars from_dicts"))
 
 
 @pytest.fixture(scope="module")
@@ -42,30 +39,29 @@ SCHEMA = {
 }
 
 
-def test_from_records(benchmark, record, records) -> None:  # type: ignore[no-untyped-def]
-    def run() -> int:
-        return vs.from_records(records, schema=SCHEMA).collect().height
+def test_from_records(benchmark, records) -> None:  # type: ignore[no-untyped-def]
+    assert vs.from_records(records, schema=SCHEMA).collect().height == N
+    paired(
+        benchmark,
+        lambda: vs.from_records(records, schema=SCHEMA).collect(),
+        lambda: pl.from_dicts(records, schema=SCHEMA),
+        name="vstream from_records",
+        peer_name="polars from_dicts",
+        events=N,
+        rounds=5,
+    )
 
-    assert benchmark(run) == N
-    record("vstream from_records", N)
 
-
-def test_polars_from_dicts(benchmark, record, records) -> None:  # type: ignore[no-untyped-def]
-    benchmark(lambda: pl.from_dicts(records, schema=SCHEMA))
-    record("polars from_dicts", N)
-
-
-def test_from_ndjson(benchmark, record, ndjson_file) -> None:  # type: ignore[no-untyped-def]
+def test_from_ndjson(benchmark, ndjson_file) -> None:  # type: ignore[no-untyped-def]
     path, nbytes = ndjson_file
-
-    def run() -> int:
-        return vs.from_ndjson(path, schema=SCHEMA).collect().height
-
-    assert benchmark(run) == N
-    record("vstream from_ndjson", N, nbytes)
-
-
-def test_polars_read_ndjson(benchmark, record, ndjson_file) -> None:  # type: ignore[no-untyped-def]
-    path, nbytes = ndjson_file
-    benchmark(lambda: pl.read_ndjson(path, schema=SCHEMA))
-    record("polars read_ndjson", N, nbytes)
+    assert vs.from_ndjson(path, schema=SCHEMA).collect().height == N
+    paired(
+        benchmark,
+        lambda: vs.from_ndjson(path, schema=SCHEMA).collect(),
+        lambda: pl.read_ndjson(path, schema=SCHEMA),
+        name="vstream from_ndjson",
+        peer_name="polars read_ndjson",
+        events=N,
+        nbytes=nbytes,
+        rounds=5,
+    )

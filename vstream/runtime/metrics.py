@@ -26,7 +26,8 @@ class Metrics:
     ----------
     events_in, batches_in, bytes_in
         Records read from the sources (including those a source refused as dead
-        letters), and the batches and Arrow bytes they made.
+        letters), the batches they made and those batches' in-memory size (Polars'
+        ``estimated_size``).
     events_out
         Rows delivered to the outputs (dead-letter and late branches not counted).
     watermark
