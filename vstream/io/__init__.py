@@ -1,1 +1,1 @@
-"""io."""
+"""Sources (pull-based, Arrow batches, resumable positions) and sinks."""

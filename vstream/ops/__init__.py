@@ -1,1 +1,1 @@
-"""ops."""
+"""Physical operators: one batch-and-watermark interface, snapshot()/restore() as Arrow."""

@@ -1,1 +1,1 @@
-"""plan."""
+"""Logical plan: nodes built by the Stream API, expression checks, explain()."""

@@ -1,1 +1,1 @@
-"""runtime."""
+"""The micro-batch executor, run metrics and background jobs."""
