@@ -8,6 +8,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pyarrow as pa
 
@@ -19,6 +20,7 @@ __all__ = [
     "SplitEnd",
     "SyncReader",
     "ThreadedReader",
+    "buffered_reader",
     "dead_letter_batch",
     "DEAD_LETTER_SCHEMA",
 ]
@@ -212,3 +214,69 @@ class Source(ABC):
     def total_rows(self) -> int | None:
         """The number of rows, where known without reading (for progress reporting)."""
         return None
+
+
+def buffered_reader(
+    items: Iterator[object],
+    convert: Callable[[list[Any]], tuple[pa.RecordBatch | None, pa.RecordBatch | None]],
+    *,
+    batch_size: int,
+    max_delay: float,
+    name: str,
+) -> ThreadedReader:
+    """A reader thread that buffers ``items`` into batches of ``batch_size``.
+
+    A partial batch is handed out once ``max_delay`` seconds have passed since its first
+    item, even while the iterator is blocked: the consumer's ``poll`` flushes it.
+    ``convert`` turns a list of items into ``(batch, dead letters)``; positions count
+    items.
+    """
+    lock = threading.Lock()
+    buf: list[Any] = []
+    first_at = 0.0
+    pos = 0
+
+    def flush() -> Data:
+        # called with the lock held
+        nonlocal buf, pos
+        taken, buf = buf, []
+        pos += len(taken)
+        batch, dead = convert(taken)
+        return Data(
+            0,
+            batch if batch is not None and batch.num_rows else None,
+            pos,
+            dead if dead is not None and dead.num_rows else None,
+        )
+
+    def produce(put: Callable[[object], bool]) -> None:
+        nonlocal first_at
+        for item in items:
+            with lock:
+                if not buf:
+                    first_at = time.monotonic()
+                buf.append(item)
+                # put under the lock: an idle flush cannot overtake this batch; put
+                # returns False once the run is over, and the thread ends
+                if len(buf) >= batch_size and not put(flush()):
+                    return
+        with lock:
+            if buf and not put(flush()):
+                return
+        put(SplitEnd(0))
+
+    def on_idle() -> Data | None:
+        # never wait for the lock: the producer may hold it while blocked on a full queue
+        if not lock.acquire(blocking=False):
+            return None
+        try:
+            if buf and reader.queue_empty() and time.monotonic() - first_at >= max_delay:
+                return flush()
+            return None
+        finally:
+            lock.release()
+
+    reader = ThreadedReader(
+        produce, on_idle=on_idle, idle_interval=max(max_delay / 4, 0.001), name=name
+    )
+    return reader

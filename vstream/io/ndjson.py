@@ -6,8 +6,6 @@ import io
 import itertools
 import os
 import re
-import threading
-import time
 from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
 from typing import IO, Any
 
@@ -24,6 +22,7 @@ from vstream.io.base import (
     Source,
     SplitEnd,
     ThreadedReader,
+    buffered_reader,
     dead_letter_batch,
 )
 from vstream.io.memory import check_batch_size
@@ -309,53 +308,21 @@ class NdjsonSource(Source):
             assert self._lines is not None
             lines = itertools.chain(self._peeked, self._lines)
         self._used = True
-        schema, bs, delay = self._schema, self._batch_size, self._max_delay
-        lock = threading.Lock()
-        buf: list[bytes] = []
-        first_at = [0.0]
-        pos = [0]
+        schema = self._schema
 
-        def flush() -> Data:
-            nonlocal buf
-            taken, buf = buf, []
-            pos[0] += len(taken)
-            table, dead = parse_ndjson(b"\n".join(taken), schema)
-            rb = pa.concat_batches(table.to_batches()) if table.num_rows else None
-            return Data(0, rb, pos[0], dead if dead is not None and dead.num_rows else None)
+        def convert(
+            taken: list[bytes | str],
+        ) -> tuple[pa.RecordBatch | None, pa.RecordBatch | None]:
+            table, dead = parse_ndjson(b"\n".join(_as_bytes(x) for x in taken), schema)
+            return (pa.concat_batches(table.to_batches()) if table.num_rows else None), dead
 
-        def produce(put) -> None:  # type: ignore[no-untyped-def]
-            for line in lines:
-                with lock:
-                    if not buf:
-                        first_at[0] = time.monotonic()
-                    buf.append(_as_bytes(line))
-                    if len(buf) >= bs and not put(flush()):
-                        return
-            with lock:
-                if buf and not put(flush()):
-                    return
-            put(SplitEnd(0))
-
-        reader: ThreadedReader
-
-        def on_idle() -> Data | None:
-            # never wait for the lock: the producer may hold it while blocked on a full queue
-            if not lock.acquire(blocking=False):
-                return None
-            try:
-                if buf and reader.queue_empty() and time.monotonic() - first_at[0] >= delay:
-                    return flush()
-                return None
-            finally:
-                lock.release()
-
-        reader = ThreadedReader(
-            produce,
-            on_idle=on_idle,
-            idle_interval=max(delay / 4, 0.001),
+        return buffered_reader(
+            lines,
+            convert,
+            batch_size=self._batch_size,
+            max_delay=self._max_delay,
             name="vstream-from_ndjson",
         )
-        return reader
 
 
 def _as_bytes(line: bytes | str) -> bytes:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import threading
-import time
 from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
 from typing import Any
 
@@ -16,7 +14,7 @@ import pyarrow as pa
 from vstream._duration import Duration, wall_seconds
 from vstream.errors import PipelineError, SourceError
 from vstream.io._schema import SchemaLike, to_arrow_schema
-from vstream.io.base import Data, Reader, Source, SplitEnd, ThreadedReader, dead_letter_batch
+from vstream.io.base import Reader, Source, buffered_reader, dead_letter_batch
 from vstream.io.memory import check_batch_size
 
 __all__ = ["RecordsSource", "convert_rows", "max_delay_seconds"]
@@ -180,53 +178,11 @@ class RecordsSource(Source):
 
     def open(self) -> Reader:
         rows_iter = self._rows()
-        schema, bs, delay = self._schema, self._batch_size, self._max_delay
-        lock = threading.Lock()
-        buf: list[Any] = []
-        first_at = [0.0]
-        pos = [0]
-        step = "from_records"
-
-        def flush() -> Data:
-            # called with the lock held
-            nonlocal buf
-            rows, buf = buf, []
-            batch, dead = convert_rows(rows, schema, step)
-            pos[0] += len(rows)
-            return Data(0, batch, pos[0], dead)
-
-        def produce(put: Callable[[object], bool]) -> None:
-            for rec in rows_iter:
-                with lock:
-                    if not buf:
-                        first_at[0] = time.monotonic()
-                    buf.append(rec)
-                    # put under the lock: an idle flush cannot overtake this batch;
-                    # put returns False once the run is over, and the thread ends
-                    if len(buf) >= bs and not put(flush()):
-                        return
-            with lock:
-                if buf and not put(flush()):
-                    return
-            put(SplitEnd(0))
-
-        reader: ThreadedReader
-
-        def on_idle() -> Data | None:
-            # never wait for the lock: the producer may hold it while blocked on a full queue
-            if not lock.acquire(blocking=False):
-                return None
-            try:
-                if buf and reader.queue_empty() and time.monotonic() - first_at[0] >= delay:
-                    return flush()
-                return None
-            finally:
-                lock.release()
-
-        reader = ThreadedReader(
-            produce,
-            on_idle=on_idle,
-            idle_interval=max(delay / 4, 0.001),
+        schema = self._schema
+        return buffered_reader(
+            rows_iter,
+            lambda rows: convert_rows(rows, schema, "from_records"),
+            batch_size=self._batch_size,
+            max_delay=self._max_delay,
             name="vstream-from_records",
         )
-        return reader
