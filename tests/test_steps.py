@@ -392,6 +392,8 @@ def test_steps_accept_lists_of_expressions_as_polars_does() -> None:
     assert s.filter(preds).collect().equals(df.filter(preds))
     exprs = [(pl.col("a") * 2).alias("b"), "a"]
     assert s.select(exprs).collect().equals(df.select(exprs))
-    assert s.with_columns([pl.col("a").alias("c")]).collect().equals(
-        df.with_columns([pl.col("a").alias("c")])
+    assert (
+        s.with_columns([pl.col("a").alias("c")])
+        .collect()
+        .equals(df.with_columns([pl.col("a").alias("c")]))
     )

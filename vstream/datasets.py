@@ -87,7 +87,7 @@ def _check_int(value: object, name: str, low: int, high: int | None = None) -> i
         allowed = f">= {low}" if high is None else f"between {low} and {high}"
         msg = f"{name} must be {allowed}, got {out}"
         raise PipelineError(msg)
-    return out
+    return int(out)
 
 
 def _spec(
@@ -185,7 +185,8 @@ def _mix64(x: np.ndarray) -> np.ndarray:
     x = x * np.uint64(0xBF58476D1CE4E5B9)
     x = x ^ (x >> np.uint64(27))
     x = x * np.uint64(0x94D049BB133111EB)
-    return x ^ (x >> np.uint64(31))
+    out: np.ndarray = x ^ (x >> np.uint64(31))
+    return out
 
 
 class _Generator:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal, overload
 
@@ -51,6 +51,10 @@ def _to_expr(value: IntoExpr, *, str_as_col: bool = True) -> pl.Expr:
     if isinstance(value, str) and str_as_col:
         return pl.col(value)
     return pl.lit(value)
+
+
+def _selector(expr: pl.Expr) -> Callable[[pl.DataFrame], pl.DataFrame]:
+    return lambda df: df.select(expr)
 
 
 def _flatten(items: Sequence[Any]) -> tuple[Any, ...]:
@@ -197,7 +201,7 @@ class Stream:
         dtype = self.schema[column]
         unit: TimeUnit | None
         if isinstance(dtype, pl.Datetime):
-            unit = dtype.time_unit  # type: ignore[assignment]
+            unit = dtype.time_unit
             if time_unit is not None and time_unit != unit:
                 msg = f"{step}: time_unit={time_unit!r} but the column is {dtype} (unit {unit!r})"
                 raise EventTimeError(msg)
@@ -298,7 +302,7 @@ class Stream:
             raise ExpressionError(msg)
         for e in exprs:
             check_row_wise(e, label)
-            dtype = infer_schema(label, self.schema, lambda df, e=e: df.select(e)).dtypes()[0]
+            dtype = infer_schema(label, self.schema, _selector(e)).dtypes()[0]
             if dtype not in (pl.Boolean, pl.Null):
                 msg = f"{label}: the predicate {_short(e)} is {dtype}, not Boolean"
                 raise ExpressionError(msg)
@@ -348,7 +352,7 @@ class Stream:
             check_row_wise(e, label)
         computed: set[str] = set()
         for e in es:
-            out = infer_schema(label, self.schema, lambda df, e=e: df.select(e)).names()
+            out = infer_schema(label, self.schema, _selector(e)).names()
             passthrough = (
                 e.meta.is_column()
                 and e.meta.output_name() in self.schema
@@ -508,7 +512,7 @@ class Stream:
         sink = CollectSink()
         deadline = None if timeout is None else time.monotonic() + wall_seconds(timeout, "timeout")
         ex = Executor([Target(self._node, sink)])
-        steps = ex.run(deadline)
+        steps: Generator[None, None, None] = ex.run(deadline)
         try:
             for _ in steps:
                 if sink.frames:

@@ -78,7 +78,8 @@ def assert_batch_size_independent(
         except AssertionError as exc:
             msg = f"batch size {b} gives another result than batch size {batch_sizes[0]}: {exc}"
             raise AssertionError(msg) from exc
-    return results[0]
+    first: pl.DataFrame = results[0]
+    return first
 
 
 def _sorted(df: pl.DataFrame) -> pl.DataFrame:

@@ -249,7 +249,7 @@ def buffered_reader(
             dead if dead is not None and dead.num_rows else None,
         )
 
-    def produce(put: Callable[[object], bool]) -> None:
+    def produce(put: Callable[[SourceEvent], bool]) -> None:
         nonlocal first_at
         for item in items:
             with lock:

@@ -7,7 +7,7 @@ import itertools
 import os
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import numpy as np
 import pyarrow as pa
@@ -164,10 +164,15 @@ class NdjsonSource(Source):
 
     def __init__(
         self,
-        source: str | os.PathLike[str] | list[str] | IO[bytes] | IO[str] | Iterable[bytes | str],
+        source: str
+        | os.PathLike[str]
+        | list[str | os.PathLike[str]]
+        | IO[bytes]
+        | IO[str]
+        | Iterable[bytes | str],
         schema: SchemaLike | None,
         batch_size: int,
-        max_delay: Duration,
+        max_delay: Duration | float,
         bounded: bool | None,
     ) -> None:
         self._batch_size = check_batch_size(batch_size, _STEP)
@@ -187,7 +192,7 @@ class NdjsonSource(Source):
             and not isinstance(source[0], bytes)
             and os.path.exists(os.fspath(source[0]))
         ):
-            self._files = expand_paths(source, ".ndjson")  # type: ignore[arg-type]
+            self._files = expand_paths(source, ".ndjson")
             self.bounded = True
             shown = os.fspath(source) if not isinstance(source, list) else "[...]"
             self.label = f"from_ndjson({shown}, {len(self._files)} file(s))"
@@ -202,7 +207,7 @@ class NdjsonSource(Source):
                 # keep every byte inference reads: a file object cannot be rewound in general
                 head = b""
                 while b"\n" not in head:
-                    chunk = source.read(1 << 20)  # type: ignore[union-attr]
+                    chunk = source.read(1 << 20)
                     if not chunk:
                         break
                     head += chunk.encode() if isinstance(chunk, str) else chunk
@@ -211,9 +216,10 @@ class NdjsonSource(Source):
                 self._prefix = head
         elif isinstance(source, Iterable) and not isinstance(source, bytes):
             self.bounded = bounded if bounded is not None else isinstance(source, Sized)
+            lines_in = cast("Iterable[bytes | str]", source)
             # a list (any sequence) can be read again; a plain iterator only once
-            self._sequence = source if isinstance(source, Sequence) else None
-            it = iter(source)
+            self._sequence = lines_in if isinstance(lines_in, Sequence) else None
+            it = iter(lines_in)
             if given is None:
                 # the sample does not depend on batch_size, so neither does the schema
                 self._peeked = list(itertools.islice(it, 1000))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import glob
 import os
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pyarrow as pa
@@ -101,7 +102,7 @@ class ParquetSource(Source):
                 if (md.num_row_groups)
                 else None
             )
-            lows = []
+            lows: list[Any] = []
             for g in range(md.num_row_groups if idx is not None else 0):
                 stats = md.row_group(g).column(idx).statistics
                 if stats is None or not stats.has_min_max:

@@ -22,7 +22,7 @@ __all__ = ["RecordsSource", "convert_rows", "max_delay_seconds"]
 _INFER_ROWS = 1_000
 
 
-def max_delay_seconds(max_delay: Duration, where: str) -> float:
+def max_delay_seconds(max_delay: Duration | float, where: str) -> float:
     return wall_seconds(max_delay, f"{where} max_delay")
 
 
@@ -39,7 +39,7 @@ _CONVERT_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, Ov
 def _to_struct(rows: list[Any], struct: pa.StructType) -> pa.StructArray:
     # a struct array refuses anything but a dict (str, list, tuple) in C, unlike
     # RecordBatch.from_pylist, and is faster (4.0 M vs 2.8 M dicts/s here)
-    return pa.array(rows, type=struct)  # type: ignore[return-value]
+    return pa.array(rows, type=struct)
 
 
 def convert_rows(
@@ -123,7 +123,7 @@ class RecordsSource(Source):
         records: Iterable[dict[str, Any]] | Callable[[], Iterable[dict[str, Any]]],
         schema: SchemaLike | None,
         batch_size: int,
-        max_delay: Duration,
+        max_delay: Duration | float,
         bounded: bool | None,
     ) -> None:
         self._batch_size = check_batch_size(batch_size, "from_records")

@@ -6,7 +6,7 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass
 
 import polars as pl
@@ -286,7 +286,7 @@ class Executor:
             raise
         self._readers = readers
 
-    def run(self, deadline: float | None = None) -> Iterator[None]:
+    def run(self, deadline: float | None = None) -> Generator[None, None, None]:
         """Run to the end; yields after every step (so callers can stream results)."""
         self.open()
         readers = self._readers
@@ -378,7 +378,7 @@ class Executor:
             self.metrics.events_in += rb.num_rows
             self.metrics.batches_in += 1
             # Arrow's nbytes walks string views (28 µs a batch); this is 1 µs
-            self.metrics.bytes_in += df.estimated_size()
+            self.metrics.bytes_in += int(df.estimated_size())
             first = [(Chunk(df, sid), self.out_wm[s])]
         if first or ev.dead is not None:
             self._push(s, first)
