@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
 
@@ -76,7 +77,10 @@ class WatermarkOp(Operator):
             ts = df.get_column(self.column)
         if not df.height:
             return []
-        values = ts.to_physical().cast(pl.Int64).to_numpy()  # zero-copy: no nulls left
+        # zero-copy (no nulls are left); Series.to_physical() would cost 30-50 µs a batch
+        values = ts.to_numpy()
+        if values.dtype.kind == "M":
+            values = values.view(np.int64)
         top, behind = event_time_stats(values, self._out_wm)
         self.behind_watermark += behind
         st = self.splits.get(chunk.split)
