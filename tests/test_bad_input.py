@@ -313,3 +313,13 @@ def test_unreadable_schema(schema: Any) -> None:
 def test_bad_max_delay(max_delay: Any) -> None:
     with pytest.raises(vs.DurationError):
         vs.from_records([{"a": 1}], max_delay=max_delay)
+
+
+def test_float_with_a_fraction_for_an_integer_field_is_a_dead_letter() -> None:
+    # Arrow would turn 1.5 into 1 silently; 2.0 is an integer and stays, so do huge ints
+    records = [{"a": 1}, {"a": 1.5}, {"a": 2.0}, {"a": 2**62 + 1}, {"a": -0.25}, {"a": None}]
+    s = vs.from_records(records, schema={"a": pl.Int64})
+    main, dead = vs.collect_all([s, s.dead_letters()])
+    assert main["a"].to_list() == [1, 2, 2**62 + 1, None]
+    assert dead["record"].to_list() == ['{"a": 1.5}', '{"a": -0.25}']
+    assert all("integer column" in r for r in dead["reason"])

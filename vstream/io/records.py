@@ -42,6 +42,53 @@ def _to_struct(rows: list[Any], struct: pa.StructType) -> pa.StructArray:
     return pa.array(rows, type=struct)
 
 
+def _fractions(rows: list[Any], arr: pa.StructArray, ints: list[str]) -> list[tuple[int, str]]:
+    """Rows where a float with a fraction was given for an integer field.
+
+    Arrow's conversion turns 1.5 into 1 without a word. Reading the integer fields once
+    more as Float64 (Polars' dict reader, ~0.06 µs a value) and comparing finds them:
+    an integer gives the same float both ways, even beyond 2**53; 1.5 gives 1.5 and 1.0.
+    """
+    try:
+        as_float = pl.from_dicts(rows, schema={n: pl.Float64 for n in ints})
+    except Exception:
+        return _fractions_exact(rows, ints)
+    found: list[tuple[int, str]] = []
+    for name in ints:
+        got = pl.Series(arr.field(name)).cast(pl.Float64)
+        differs = (got != as_float.get_column(name)).fill_null(False)
+        found.extend((int(k), name) for k in differs.arg_true())
+    return sorted(found)
+
+
+def _fractions_exact(rows: list[Any], ints: list[str]) -> list[tuple[int, str]]:
+    """:func:`_fractions` for rows Polars cannot read: a decimal conversion refuses
+    every Python float, so bisecting finds the rows holding floats, and only those with
+    a fraction are refused (2.0 is fine)."""
+    dec = pa.struct([(n, pa.decimal128(38, 0)) for n in ints])
+    found: list[tuple[int, str]] = []
+    stack = [(0, len(rows))]
+    while stack:
+        lo, hi = stack.pop()
+        try:
+            pa.array(rows[lo:hi], type=dec)
+            continue
+        except _CONVERT_ERRORS:
+            pass
+        if hi - lo == 1:
+            rec = rows[lo]
+            for name in ints:
+                v = rec.get(name) if isinstance(rec, dict) else None
+                if isinstance(v, float) and not v.is_integer():
+                    found.append((lo, name))
+                    break
+        else:
+            mid = (lo + hi) // 2
+            stack.append((mid, hi))
+            stack.append((lo, mid))
+    return found
+
+
 def convert_rows(
     rows: list[Any], schema: pa.Schema, step: str
 ) -> tuple[pa.RecordBatch, pa.RecordBatch | None]:
@@ -75,13 +122,17 @@ def convert_rows(
                     mid = (lo + hi) // 2
                     stack.append((mid, hi))  # pushed first so the left half is done first
                     stack.append((lo, mid))
+    ints = [f.name for f in schema if pa.types.is_integer(f.type)]
     good: list[pa.RecordBatch] = []
     for start, arr in pieces:
-        if arr.null_count:
-            valid = arr.is_valid()
-            for k in np.flatnonzero(~np.asarray(valid)):
-                refused.append((start + int(k), "not a dict but NoneType"))
-            arr = arr.filter(valid)
+        keep = np.asarray(arr.is_valid())
+        refused.extend((start + int(k), "not a dict but NoneType") for k in np.flatnonzero(~keep))
+        if ints:
+            for row, name in _fractions(rows[start : start + len(arr)], arr, ints):
+                refused.append((start + row, f"{name!r} is an integer column, got a fraction"))
+                keep[row] = False
+        if not keep.all():
+            arr = arr.filter(pa.array(keep))
         good.append(pa.RecordBatch.from_struct_array(arr))
     batch = pa.concat_batches(good) if len(good) != 1 else good[0]
     if batch.schema != schema:
