@@ -1,0 +1,185 @@
+"""The key index and its hash-table kernel against plain Python references."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import numpy as np
+import polars as pl
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import vstream as vs
+from vstream.kernels.hashing import assign_ids, assign_ids_reference, rehash
+from vstream.state.key_index import KeyIndex
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.lists(st.integers(-(2**63), 2**63 - 1), max_size=60), max_size=8))
+def test_assign_ids_matches_reference(batches: list[list[int]]) -> None:
+    table = (np.zeros(8, np.int64), np.zeros(8, np.int32), np.zeros(8, np.bool_))
+    known: dict[int, int] = {}
+    n = 0
+    for batch in batches:
+        keys = np.array(batch, dtype=np.int64)
+        size = table[0].shape[0]
+        while size < 2 * (n + len(keys)):
+            size *= 2
+        table = rehash(*table, size)
+        ids, n = assign_ids(*table, keys, n)
+        assert ids.tolist() == assign_ids_reference(keys, known).tolist()
+    assert n == len(known)
+
+
+def test_assign_ids_refuses_a_full_table() -> None:
+    table = (np.zeros(4, np.int64), np.zeros(4, np.int32), np.zeros(4, np.bool_))
+    with pytest.raises(ValueError, match="grow"):
+        assign_ids(*table, np.arange(3, dtype=np.int64), 0)
+
+
+def _check_index(index: KeyIndex, batches: list[pl.DataFrame]) -> None:
+    """Across batches: one id per distinct key, ids dense, keys(ids) gives the keys back."""
+    seen: dict[tuple[object, ...], int] = {}
+    for df in batches:
+        ids = index.ids(df)
+        assert ids.dtype == np.int32
+        assert len(ids) == df.height
+        for row, i in zip(df.rows(), ids.tolist(), strict=True):
+            assert seen.setdefault(row, i) == i  # same key, same id, in every batch
+        back = index.keys(ids)
+        assert back.rows() == df.select(index.columns).rows()
+    assert sorted(seen.values()) == list(range(len(seen)))  # dense and injective
+    assert len(index) == len(seen)
+
+
+int_batches = st.lists(
+    st.lists(st.one_of(st.none(), st.integers(-5, 5), st.integers(-(2**62), 2**62)), max_size=40),
+    min_size=1,
+    max_size=6,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(int_batches)
+def test_integer_keys(batches: list[list[int | None]]) -> None:
+    index = KeyIndex(pl.Schema({"k": pl.Int64}))
+    _check_index(index, [pl.DataFrame({"k": b}, schema={"k": pl.Int64}) for b in batches])
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.lists(st.one_of(st.none(), st.text(max_size=3)), max_size=40), min_size=1, max_size=6
+    )
+)
+def test_string_keys(batches: list[list[str | None]]) -> None:
+    index = KeyIndex(pl.Schema({"k": pl.String}))
+    _check_index(index, [pl.DataFrame({"k": b}, schema={"k": pl.String}) for b in batches])
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(
+        st.lists(
+            st.tuples(
+                st.sampled_from(["eu", "us", None]), st.one_of(st.none(), st.integers(0, 3))
+            ),
+            max_size=30,
+        ),
+        min_size=1,
+        max_size=5,
+    )
+)
+def test_multi_column_keys(batches: list[list[tuple[str | None, int | None]]]) -> None:
+    schema = pl.Schema({"region": pl.String, "host": pl.Int32})
+    index = KeyIndex(schema)
+    frames = [pl.DataFrame(b, schema=schema, orient="row") for b in batches]
+    _check_index(index, frames)
+
+
+@pytest.mark.parametrize(
+    ("dtype", "values"),
+    [
+        (pl.UInt64, [0, 2**64 - 1, 5, None, 2**63]),
+        (pl.Boolean, [True, False, None, True]),
+        (pl.Date, [datetime(2024, 1, 1).date(), None, datetime(1969, 5, 1).date()]),
+        (pl.Datetime("ms"), [datetime(2024, 1, 1), datetime(2024, 1, 1, 0, 0, 1), None]),
+        (pl.Duration("us"), [timedelta(seconds=1), timedelta(0), None]),
+        (pl.Int8, [-128, 127, None, 0]),
+        (pl.Categorical(), ["a", "b", None, "a"]),
+    ],
+)
+def test_key_dtypes_round_trip(dtype: pl.DataType, values: list[object]) -> None:
+    index = KeyIndex(pl.Schema({"k": dtype}))
+    df = pl.DataFrame({"k": values}, schema={"k": dtype})
+    _check_index(index, [df, df.reverse()])
+    assert index.keys(index.ids(df)).schema == df.schema
+
+
+@pytest.mark.parametrize("dtype", [pl.Int64, pl.String])
+def test_snapshot_restore_keeps_every_id(dtype: pl.DataType) -> None:
+    df = vs.datasets.telemetry(3_000, hosts=300, seed=4)
+    col = "host_id" if dtype == pl.Int64 else "host"
+    keys = df.select(pl.col(col).cast(dtype).alias("k"))
+    keys = pl.concat([keys, pl.DataFrame({"k": [None]}, schema={"k": dtype})])
+    index = KeyIndex(pl.Schema({"k": dtype}))
+    before = index.ids(keys)
+    state = index.snapshot()
+    assert pl.from_arrow(state["keys"]).height == len(index)  # type: ignore[union-attr]
+    restored = KeyIndex(pl.Schema({"k": dtype}))
+    restored.restore(state)
+    assert restored.ids(keys).tolist() == before.tolist()
+    later = pl.DataFrame({"k": keys["k"].head(5).to_list()}, schema={"k": dtype})
+    assert restored.ids(later).tolist() == index.ids(later).tolist()
+    fresh = pl.DataFrame({"k": [None]}, schema={"k": dtype})
+    assert restored.ids(fresh).tolist() == index.ids(fresh).tolist()
+
+
+def test_many_integer_keys_grow_the_table() -> None:
+    index = KeyIndex(pl.Schema({"k": pl.Int64}))
+    keys = np.random.default_rng(0).permutation(100_000).astype(np.int64)
+    ids = index.ids(pl.DataFrame({"k": keys}))
+    assert len(index) == 100_000
+    assert (np.sort(ids) == np.arange(100_000)).all()
+    assert (index.keys(ids)["k"].to_numpy() == keys).all()
+
+
+def test_bad_batches_are_refused() -> None:
+    index = KeyIndex(pl.Schema({"k": pl.Int64}))
+    with pytest.raises(vs.SchemaError, match="lacks the key column"):
+        index.ids(pl.DataFrame({"x": [1]}))
+    with pytest.raises(vs.VStreamError, match="ids must be in"):
+        index.keys([3])
+    with pytest.raises(vs.SchemaError):
+        KeyIndex(pl.Schema({}))
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(
+        st.lists(st.one_of(st.none(), st.text(max_size=2)), max_size=30), min_size=1, max_size=6
+    )
+)
+def test_hash_collisions_fall_back_to_joins(batches: list[list[str | None]]) -> None:
+    # a hash with three values: almost every batch collides, and ids must stay right
+    real = KeyIndex._hash
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(KeyIndex, "_hash", lambda self, keys: real(self, keys) % 3)
+        index = KeyIndex(pl.Schema({"k": pl.String}))
+        frames = [pl.DataFrame({"k": b}, schema={"k": pl.String}) for b in batches]
+        _check_index(index, frames)
+        distinct = {v for b in batches for v in b}
+        # with more than three distinct keys, some two must share one of the three hashes
+        if len(distinct) > 3:
+            assert not index._hashed
+
+
+def test_string_keys_use_the_hash_table_without_collisions() -> None:
+    index = KeyIndex(pl.Schema({"host": pl.String}))
+    df = vs.datasets.telemetry(50_000, hosts=2_000).select("host")
+    with pytest.MonkeyPatch.context() as mp:
+        # no collision among 2,000 host names: the join path must never run
+        mp.setattr(KeyIndex, "_general_ids", lambda self, keys: pytest.fail("joins used"))
+        _check_index(index, [df.slice(i, 5_000) for i in range(0, df.height, 5_000)])
+    assert index._hashed

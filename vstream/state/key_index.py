@@ -1,0 +1,255 @@
+"""The persistent key index: group keys (one or more columns) to dense int32 ids.
+
+Window and join state is struct-of-arrays indexed by these ids. One integer-like key
+column (ints, booleans, dates, datetimes, durations) goes through a numba hash table
+directly. Other keys (strings, categoricals, several columns) are hashed by Polars and
+the 64-bit hashes go through the same table; every row's key is then checked against
+the key stored for its id (vectorised, exact), and should two keys ever share a hash the
+index switches for good to Polars joins over each batch's distinct keys. Never a Python
+loop over rows. A null key is a key like any other (its own
+group, as in Polars). Ids are dense, assigned in order of first sight, and never reused.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+
+from vstream.errors import SchemaError, VStreamError
+from vstream.kernels.hashing import assign_ids, insert_pairs, rehash
+
+__all__ = ["KeyIndex"]
+
+_ID = "__vstream_key_id__"
+
+
+def _integer_like(dtype: pl.DataType) -> bool:
+    return (
+        bool(dtype.is_integer())
+        or dtype in (pl.Boolean, pl.Date, pl.Time)
+        or isinstance(dtype, pl.Datetime | pl.Duration)
+    )
+
+
+class KeyIndex:
+    """Maps the key columns of batches to dense int32 ids, across batches.
+
+    Examples
+    --------
+    >>> import polars as pl
+    >>> index = KeyIndex(pl.Schema({"host": pl.String}))
+    >>> index.ids(pl.DataFrame({"host": ["a", "b", "a", None]})).tolist()
+    [0, 1, 0, 2]
+    >>> index.ids(pl.DataFrame({"host": ["c", "b"]})).tolist()
+    [3, 1]
+    >>> index.keys([3, 2])["host"].to_list()
+    ['c', None]
+    """
+
+    def __init__(self, schema: pl.Schema) -> None:
+        if not len(schema):
+            msg = "a key index needs at least one key column"
+            raise SchemaError(msg)
+        self.schema = pl.Schema(schema)
+        self.columns = list(self.schema.names())
+        self._n = 0
+        self._int = len(self.columns) == 1 and _integer_like(self.schema.dtypes()[0])
+        if self._int:
+            size = 1024
+            self._table = (
+                np.zeros(size, np.int64),
+                np.zeros(size, np.int32),
+                np.zeros(size, np.bool_),
+            )
+            self._values = np.zeros(size // 2, np.int64)  # key of each id
+            self._null = np.zeros(size // 2, np.bool_)  # whether id is the null key
+            self._null_id = -1
+        else:
+            # key rows in id order (row i is id i); used to check hashes and by keys()
+            self._known = pl.DataFrame(schema={**self.schema, _ID: pl.Int32})
+            self._hashed = True  # False after a hash collision: joins from then on
+            size = 1024
+            self._table = (
+                np.zeros(size, np.int64),
+                np.zeros(size, np.int32),
+                np.zeros(size, np.bool_),
+            )
+
+    def __len__(self) -> int:
+        return self._n
+
+    # ------------------------------------------------------------------ lookups
+    def ids(self, df: pl.DataFrame) -> np.ndarray:
+        """The id of every row's key (new keys get new ids)."""
+        missing = [c for c in self.columns if c not in df.columns]
+        if missing:
+            msg = f"key index: the batch lacks the key column(s) {missing}"
+            raise SchemaError(msg)
+        if df.height == 0:
+            return np.empty(0, np.int32)
+        if self._int:
+            return self._int_ids(df.get_column(self.columns[0]))
+        keys = df.select(self.columns)
+        if self._hashed:
+            ids = self._hashed_ids(keys)
+            if ids is not None:
+                return ids
+        return self._general_ids(keys)
+
+    def _physical(self, s: pl.Series) -> np.ndarray:
+        if s.dtype == pl.Boolean:
+            s = s.cast(pl.Int8)
+        values = s.to_numpy()
+        if values.dtype.kind in "mM":
+            return values.view(np.int64)
+        if values.dtype == np.uint64:
+            return values.view(np.int64)  # a bijection: distinct keys stay distinct
+        return values.astype(np.int64, copy=False)
+
+    def _grow(self, more: int) -> None:
+        need = self._n + more + 1
+        size = self._table[0].shape[0]
+        if size >= 2 * need:
+            return
+        while size < 2 * need:
+            size *= 2
+        self._table = rehash(*self._table, size)
+        if not self._int:
+            return
+        for name in ("_values", "_null"):
+            old = getattr(self, name)
+            new = np.zeros(size // 2, old.dtype)
+            new[: old.shape[0]] = old
+            setattr(self, name, new)
+
+    def _int_ids(self, s: pl.Series) -> np.ndarray:
+        nulls = s.null_count()
+        valid = s.drop_nulls() if nulls else s
+        keys = self._physical(valid)
+        self._grow(keys.shape[0])
+        first_new = self._n
+        ids, self._n = assign_ids(*self._table, keys, self._n)
+        if self._n > first_new:
+            # remember the key of each new id (for keys()); new ids are first_new.. in order
+            fresh = np.flatnonzero(ids >= first_new)
+            order = np.unique(ids[fresh], return_index=True)[1]
+            self._values[first_new : self._n] = keys[fresh[order]]
+        if not nulls:
+            return ids
+        if self._null_id < 0:
+            self._grow(1)
+            self._null_id = self._n
+            self._null[self._n] = True
+            self._n += 1
+        out = np.full(s.len(), self._null_id, np.int32)
+        out[~s.is_null().to_numpy()] = ids
+        return out
+
+    def _hash(self, keys: pl.DataFrame) -> np.ndarray:
+        expr = pl.col(self.columns[0]) if len(self.columns) == 1 else pl.struct(self.columns)
+        hashed: np.ndarray = keys.select(expr.hash()).to_series().to_numpy()
+        return hashed.view(np.int64)
+
+    def _hashed_ids(self, keys: pl.DataFrame) -> np.ndarray | None:
+        """Ids through the hash table; None (and joins from now on) on a collision."""
+        hashes = self._hash(keys)
+        self._grow(hashes.shape[0])
+        first_new = self._n
+        ids, n = assign_ids(*self._table, hashes, self._n)
+        if n > first_new:
+            fresh = np.flatnonzero(ids >= first_new)
+            first_rows = fresh[np.unique(ids[fresh], return_index=True)[1]]
+            new = keys[first_rows].with_columns(
+                pl.int_range(first_new, n, dtype=pl.Int32).alias(_ID)
+            )
+            self._known = pl.concat([self._known, new], how="vertical")
+            self._n = n
+        stored = self._known.select(self.columns)[ids]
+        same = all(stored.get_column(c).eq_missing(keys.get_column(c)).all() for c in self.columns)
+        if same:
+            return ids
+        # two keys share a hash: the table cannot hold both; ids given so far stay valid
+        # (each stored key has its own id), and joins take over
+        self._hashed = False
+        return None
+
+    def _general_ids(self, keys: pl.DataFrame) -> np.ndarray:
+        distinct = keys.unique(maintain_order=True)
+        seen = distinct.join(
+            self._known, on=self.columns, how="left", nulls_equal=True, maintain_order="left"
+        )
+        new = seen.filter(pl.col(_ID).is_null()).drop(_ID)
+        if new.height:
+            new = new.with_columns(
+                pl.int_range(self._n, self._n + new.height, dtype=pl.Int32).alias(_ID)
+            )
+            self._known = pl.concat([self._known, new], how="vertical")
+            self._n += new.height
+        mapped = keys.join(
+            self._known, on=self.columns, how="left", nulls_equal=True, maintain_order="left"
+        )
+        return mapped.get_column(_ID).to_numpy().astype(np.int32, copy=False)
+
+    def keys(self, ids: np.ndarray | list[int]) -> pl.DataFrame:
+        """The key columns for ``ids`` (e.g. to label window results)."""
+        idx = np.asarray(ids, dtype=np.int64)
+        if idx.size and (idx.min() < 0 or idx.max() >= self._n):
+            msg = f"key index: ids must be in [0, {self._n}), got {idx.min()}..{idx.max()}"
+            raise VStreamError(msg)
+        if not self._int:
+            by_id = self._known.sort(_ID)
+            return (
+                by_id.select(self.columns)[idx.tolist()] if idx.size else by_id.clear().drop(_ID)
+            )
+        name, dtype = self.columns[0], self.schema.dtypes()[0]
+        values = self._values[idx]
+        nulls = self._null[idx]
+        if dtype == pl.UInt64:
+            arr = pa.array(values.view(np.uint64), mask=nulls)
+        else:
+            arr = pa.array(values, mask=nulls)
+        col = pl.Series(name, arr)
+        if dtype == pl.Boolean:
+            col = col.cast(pl.Int8)
+        return pl.DataFrame([col.cast(dtype)])
+
+    # ------------------------------------------------------------------ state
+    def snapshot(self) -> dict[str, pa.Table]:
+        """Every key with its id, as an Arrow table (``pl.read_ipc`` reads it back)."""
+        keys = self.keys(np.arange(self._n)).with_columns(
+            pl.Series(_ID, np.arange(self._n, dtype=np.int32))
+        )
+        return {"keys": keys.to_arrow()}
+
+    def restore(self, state: dict[str, pa.Table]) -> None:
+        """Take back a :meth:`snapshot`: the same keys get the same ids."""
+        if "keys" not in state:
+            msg = f"key index: the snapshot lacks the 'keys' table (got {sorted(state)})"
+            raise VStreamError(msg)
+        table = pl.from_arrow(state["keys"])
+        assert isinstance(table, pl.DataFrame)
+        fresh = KeyIndex(self.schema)
+        if not fresh._int:
+            known = table.select([*self.columns, _ID]).cast({_ID: pl.Int32}).sort(_ID)
+            fresh._known = known
+            fresh._n = known.height
+            hashes = fresh._hash(known.select(self.columns))
+            if np.unique(hashes).shape[0] == hashes.shape[0]:
+                fresh._grow(0)
+                insert_pairs(*fresh._table, hashes, known.get_column(_ID).to_numpy())
+            else:
+                fresh._hashed = False
+        else:
+            col = table.get_column(self.columns[0])
+            ids = table.get_column(_ID).to_numpy().astype(np.int32)
+            fresh._grow(table.height)
+            valid = ~col.is_null().to_numpy()
+            keys = fresh._physical(col.drop_nulls())
+            insert_pairs(*fresh._table, keys, ids[valid])
+            fresh._values[ids[valid]] = keys
+            if (~valid).any():
+                fresh._null_id = int(ids[~valid][0])
+                fresh._null[fresh._null_id] = True
+            fresh._n = table.height
+        self.__dict__.update(fresh.__dict__)
