@@ -58,6 +58,11 @@ class Executor:
         self.index = {n.id: i for i, n in enumerate(self.nodes)}
         self.ops: list[Operator] = [n.make_op() for n in self.nodes]
         n = len(self.nodes)
+        # per node, the positions of its inputs; the dead-letter branches
+        self.parents = [[self.index[p.id] for p in nd.inputs] for nd in self.nodes]
+        self.dead_letter_nodes = {
+            i for i, op in enumerate(self.ops) if isinstance(op, DeadLetterOp)
+        }
         self.children: list[list[int]] = [[] for _ in range(n)]
         for i, node in enumerate(self.nodes):
             for parent in node.inputs:
@@ -175,14 +180,13 @@ class Executor:
             if j == origin:
                 continue
             op = self.ops[j]
-            node = self.nodes[j]
             calls: list[tuple[int, Emission]] = []
-            for port, parent in enumerate(node.inputs):
-                em = emitted.get(self.index[parent.id])
+            for port, parent in enumerate(self.parents[j]):
+                em = emitted.get(parent)
                 if em:
                     calls.append((port, em))
             wake = (force is not None and j in force) or (
-                isinstance(op, DeadLetterOp) and op.pending
+                j in self.dead_letter_nodes and op.pending  # type: ignore[attr-defined]
             )
             if not calls and not wake:
                 continue
