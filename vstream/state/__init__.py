@@ -1,6 +1,6 @@
-"""Keyed state stores and their Arrow snapshot format.
+"""Keyed state and its Arrow snapshot format.
 
-Empty until windowed aggregation (the next issue) brings the first keyed state; the
-operators that hold state today (event-time assignment, head) snapshot small Arrow
-tables of their own.
+``key_index.KeyIndex`` maps group keys to dense ids across batches (a numba hash table
+for integer keys, hashed and checked for the rest); window and join state, indexed by
+those ids, arrives with windowed aggregation.
 """
