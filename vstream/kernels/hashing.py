@@ -50,26 +50,6 @@ def _assign(
 
 
 @numba.njit(cache=True, nogil=True)
-def _rehash(
-    old_keys: np.ndarray,
-    old_ids: np.ndarray,
-    old_used: np.ndarray,
-    new_keys: np.ndarray,
-    new_ids: np.ndarray,
-    new_used: np.ndarray,
-) -> None:
-    mask = np.int64(new_keys.shape[0] - 1)
-    for i in range(old_keys.shape[0]):
-        if old_used[i]:
-            j = _slot(old_keys[i], mask)
-            while new_used[j]:
-                j = (j + 1) & mask
-            new_used[j] = True
-            new_keys[j] = old_keys[i]
-            new_ids[j] = old_ids[i]
-
-
-@numba.njit(cache=True, nogil=True)
 def _insert(
     table_keys: np.ndarray,
     table_ids: np.ndarray,
@@ -140,7 +120,7 @@ def rehash(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The same table with ``size`` slots (a power of two)."""
     new = np.zeros(size, np.int64), np.zeros(size, np.int32), np.zeros(size, np.bool_)
-    _rehash(table_keys, table_ids, used, *new)
+    _insert(*new, table_keys[used], table_ids[used])
     return new
 
 
