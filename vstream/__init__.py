@@ -24,9 +24,18 @@ from vstream.errors import (
     VStreamError,
 )
 from vstream.io.api import from_arrow, from_ndjson, from_parquet, from_polars, from_records
+from vstream.plan.windows import Hopping, Session, Tumbling, hopping, session, tumbling
 from vstream.runtime.job import Job
 from vstream.runtime.metrics import Metrics
-from vstream.stream import LazySink, Stream, collect_all, concat, start_all
+from vstream.stream import (
+    LazySink,
+    Stream,
+    WindowBuilder,
+    WindowedStream,
+    collect_all,
+    concat,
+    start_all,
+)
 
 __version__ = "0.1.0"
 
@@ -35,15 +44,20 @@ __all__ = [
     "DurationError",
     "EventTimeError",
     "ExpressionError",
+    "Hopping",
     "Job",
     "LazySink",
     "Metrics",
     "PipelineError",
     "SchemaError",
+    "Session",
     "SourceError",
     "Stream",
+    "Tumbling",
     "UnboundedError",
     "VStreamError",
+    "WindowBuilder",
+    "WindowedStream",
     "__version__",
     "collect_all",
     "concat",
@@ -53,5 +67,8 @@ __all__ = [
     "from_parquet",
     "from_polars",
     "from_records",
+    "hopping",
+    "session",
     "start_all",
+    "tumbling",
 ]

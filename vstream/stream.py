@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 
 import polars as pl
 
-from vstream._duration import Duration, TimeUnit, parse_duration, wall_seconds
+from vstream._duration import Duration, TimeUnit, parse_duration, unit_to_ns, wall_seconds
 from vstream.errors import (
     ColumnNotFoundError,
     EventTimeError,
@@ -22,6 +22,9 @@ from vstream.errors import (
 )
 from vstream.io.sinks import CallbackSink, CollectSink, ParquetSink, ResultsSink, Sink
 from vstream.ops.stateless import filter_frame
+from vstream.ops.window import WindowSetup
+from vstream.plan.aggregates import NUNIQUE as A_NUNIQUE
+from vstream.plan.aggregates import plan_aggregations
 from vstream.plan.explain import explain
 from vstream.plan.expressions import check_row_wise, check_row_wise_on_sample, infer_schema
 from vstream.plan.nodes import (
@@ -33,13 +36,30 @@ from vstream.plan.nodes import (
     StepNode,
     WatermarkNode,
 )
+from vstream.plan.windows import (
+    LateEventsNode,
+    LateMode,
+    TimeMode,
+    WindowNode,
+    WindowSpec,
+    processing_time,
+    resolve,
+)
 from vstream.runtime.executor import Executor, Target
 from vstream.runtime.metrics import Metrics
 
 if TYPE_CHECKING:
     from vstream.runtime.job import Job
 
-__all__ = ["LazySink", "Stream", "collect_all", "concat", "start_all"]
+__all__ = [
+    "LazySink",
+    "Stream",
+    "WindowBuilder",
+    "WindowedStream",
+    "collect_all",
+    "concat",
+    "start_all",
+]
 
 IntoExpr = pl.Expr | str | int | float | bool | None
 _TIME_UNITS = ("ns", "us", "ms", "s")
@@ -468,6 +488,80 @@ class Stream:
             raise PipelineError(msg)
         return Stream(HeadNode(self._node, n))
 
+    # ------------------------------------------------------------------ windows
+    def window(
+        self,
+        spec: WindowSpec,
+        by: str | Sequence[str] | None = None,
+        *,
+        allowed_lateness: Duration = 0,
+        late: LateMode = "drop",
+        early: Duration | float | None = None,
+        time: TimeMode = "event",
+    ) -> WindowBuilder:
+        """Group the stream into windows (per key ``by``); finish with ``.agg(...)``.
+
+        Parameters
+        ----------
+        spec
+            :func:`vstream.tumbling`, :func:`vstream.hopping` or :func:`vstream.session`.
+        by
+            Key column(s): integer, string, categorical, boolean or date; null keys form
+            their own group. None: windows over all rows.
+        allowed_lateness
+            How long after firing a window keeps its state: a late event within it
+            updates the window, which is emitted again with ``revision`` + 1.
+        late
+            ``"drop"`` (counted in the metrics) or ``"side"``: events late for all their
+            windows also go to :meth:`WindowedStream.late_events`.
+        early
+            Wall-clock interval at which open windows emit their current partial result
+            (with a ``revision`` column); the final result follows when the window fires.
+        time
+            ``"event"`` (the column set by :meth:`with_watermark`) or ``"processing"``
+            (the wall clock at arrival; windows fire by the wall clock).
+
+        Examples
+        --------
+        >>> import polars as pl
+        >>> import vstream as vs
+        >>> df = pl.DataFrame({"ts": [0, 500, 1_500], "cpu": [1.0, 3.0, 5.0]})
+        >>> (
+        ...     vs.from_polars(df)
+        ...     .with_watermark("ts", "1s", time_unit="ms")
+        ...     .window(vs.tumbling("1s"))
+        ...     .agg(pl.len(), pl.col("cpu").mean())
+        ...     .collect()
+        ... )
+        shape: (2, 4)
+        ┌──────────────┬────────────┬─────┬─────┐
+        │ window_start ┆ window_end ┆ len ┆ cpu │
+        │ ---          ┆ ---        ┆ --- ┆ --- │
+        │ i64          ┆ i64        ┆ u32 ┆ f64 │
+        ╞══════════════╪════════════╪═════╪═════╡
+        │ 0            ┆ 1000       ┆ 2   ┆ 2.0 │
+        │ 1000         ┆ 2000       ┆ 1   ┆ 5.0 │
+        └──────────────┴────────────┴─────┴─────┘
+        """
+        return WindowBuilder(
+            self, spec, by, allowed_lateness=allowed_lateness, late=late, early=early, time=time
+        )
+
+    def group_by(self, *by: Any, **kwargs: Any) -> None:
+        """Not a streaming operation: a running group-by never ends. Use windows.
+
+        Raises
+        ------
+        PipelineError
+            Always, pointing to ``.window(...).agg(...)``.
+        """
+        msg = (
+            "group_by(...) on a stream would never finish (its groups change with every "
+            "event): aggregate over windows instead, e.g. "
+            ".window(vs.tumbling('1m'), by=...).agg(...)"
+        )
+        raise PipelineError(msg)
+
     # ------------------------------------------------------------------ branches
     def dead_letters(self) -> Stream:
         """The records refused anywhere upstream: columns ``record`` (the raw line or
@@ -582,6 +676,181 @@ class Stream:
         from vstream.runtime.job import Job
 
         return Job.launch([self], keep=keep)
+
+
+class WindowBuilder:
+    """A stream grouped into windows; :meth:`agg` says what to compute per window."""
+
+    def __init__(
+        self,
+        stream: Stream,
+        spec: WindowSpec,
+        by: str | Sequence[str] | None,
+        *,
+        allowed_lateness: Duration,
+        late: LateMode,
+        early: Duration | float | None,
+        time: TimeMode,
+    ) -> None:
+        self._stream = stream
+        keys = [] if by is None else [by] if isinstance(by, str) else list(by)
+        step = f"window({spec}{', by=' + repr(by) if by is not None else ''})"
+        self._step = step
+        schema = stream.schema
+        for k in keys:
+            if not isinstance(k, str):
+                msg = f"{step}: by must be column names, got {k!r}"
+                raise PipelineError(msg)
+            if k not in schema:
+                msg = f"{step}: no key column {k!r}; the stream has {stream.columns}"
+                raise ColumnNotFoundError(msg)
+            dt = schema[k]
+            if dt.is_float() or dt.is_nested() or isinstance(dt, pl.Object | pl.Null):
+                msg = (
+                    f"{step}: key column {k!r} is {dt}; keys must be integer, string, "
+                    "categorical, boolean or temporal (cast floats, e.g. to Int64, first)"
+                )
+                raise SchemaError(msg)
+        if len(set(keys)) != len(keys):
+            msg = f"{step}: a key column appears twice in by={keys}"
+            raise PipelineError(msg)
+        if time not in ("event", "processing"):
+            msg = f"{step}: time must be 'event' or 'processing', got {time!r}"
+            raise PipelineError(msg)
+        if late not in ("drop", "side"):
+            msg = f"{step}: late must be 'drop' or 'side', got {late!r}"
+            raise PipelineError(msg)
+        et = stream._node.event_time
+        if time == "event":
+            if et is None:
+                msg = (
+                    f"{step}: the stream has no event time; call .with_watermark(column, "
+                    "max_out_of_orderness) before .window(...), or use time='processing'"
+                )
+                raise EventTimeError(msg)
+            unit = et.unit
+            tcol: str | None = et.column
+            tdtype = et.dtype
+            ns = unit_to_ns(unit) if unit is not None else 1
+            shift = et.shift
+        else:
+            tdtype, ns = processing_time()
+            unit, tcol, shift = "us", None, 0
+        kind, size, slide, offset, gap = resolve(spec, unit, step)
+        lateness = parse_duration(allowed_lateness, unit, what=f"{step} allowed_lateness")
+        if lateness < 0:
+            msg = f"{step}: allowed_lateness must be >= 0, got {allowed_lateness!r}"
+            raise DurationError(msg)
+        early_s = None if early is None else wall_seconds(early, f"{step} early")
+        if early_s is not None and early_s <= 0:
+            msg = f"{step}: early must be a positive wall-clock interval, got {early!r}"
+            raise DurationError(msg)
+        self._parts = dict(
+            kind=kind,
+            size=size,
+            slide=slide,
+            offset=offset,
+            gap=gap,
+            by=keys,
+            key_schema=pl.Schema({k: schema[k] for k in keys}),
+            time_column=tcol,
+            time_shift=shift,
+            time_dtype=tdtype,
+            ns_per_unit=ns,
+            lateness=lateness,
+            late_side=late == "side",
+            early=early_s,
+        )
+
+    def agg(self, *aggs: pl.Expr | Sequence[pl.Expr], **named: pl.Expr) -> WindowedStream:
+        """Compute aggregations per key and window: Polars expressions such as
+        ``pl.len()``, ``pl.col("cpu").mean()``, ``pl.col("x").sum() / pl.len()``.
+
+        The output has the columns ``*by, window_start, window_end, [revision],
+        *aggregates``, one row per key and window with data, emitted when the watermark
+        passes the window's end.
+
+        Examples
+        --------
+        >>> import polars as pl
+        >>> import vstream as vs
+        >>> df = pl.DataFrame({"ts": [0, 1, 2], "k": ["a", "b", "a"], "x": [1, 2, 3]})
+        >>> out = (
+        ...     vs.from_polars(df)
+        ...     .with_watermark("ts", 0)
+        ...     .window(vs.tumbling(10), by="k")
+        ...     .agg(n=pl.len(), total=pl.col("x").sum())
+        ...     .collect()
+        ... )
+        >>> out.sort("k").select("k", "n", "total").rows()
+        [('a', 2, 4), ('b', 1, 2)]
+        """
+        exprs: list[pl.Expr] = []
+        for a in _flatten(aggs):
+            if isinstance(a, str):
+                a = pl.col(a)
+            if not isinstance(a, pl.Expr):
+                msg = f"{self._step}.agg: expected Polars expressions, got {a!r}"
+                raise ExpressionError(msg)
+            exprs.append(a)
+        exprs.extend(e.alias(name) for name, e in named.items())
+        parts = self._parts
+        keys: list[str] = parts["by"]  # type: ignore[assignment]
+        reserved = [*keys, "window_start", "window_end"]
+        revisions = bool(parts["lateness"]) or parts["early"] is not None
+        if revisions:
+            reserved.append("revision")
+        step = f"{self._step}.agg(...)"
+        plan = plan_aggregations(exprs, self._stream.schema, step, reserved)
+        if parts["kind"] == "session" and any(lf.kind == A_NUNIQUE for lf in plan.leaves):
+            msg = (
+                f"{step}: n_unique is not supported on session windows yet (tumbling and "
+                "hopping windows support it)"
+            )
+            raise ExpressionError(msg)
+        tdtype = parts["time_dtype"]
+        out: dict[str, pl.DataType] = {k: self._stream.schema[k] for k in keys}
+        out["window_start"] = tdtype  # type: ignore[assignment]
+        out["window_end"] = tdtype  # type: ignore[assignment]
+        if revisions:
+            out["revision"] = pl.UInt32()
+        out.update(plan.schema)
+        setup = WindowSetup(aggs=plan, schema=pl.Schema(out), **parts)  # type: ignore[arg-type]
+        label = f"{self._step}.agg({', '.join(_short(e, 40) for e in exprs)})"
+        return WindowedStream(WindowNode(self._stream._node, setup, label))
+
+
+class WindowedStream(Stream):
+    """The result of a window aggregation: a Stream, plus its late-events branch."""
+
+    def late_events(self) -> Stream:
+        """The input rows that were late for all their windows (with ``late="side"``),
+        as a branch of the same plan: collect it with :func:`vstream.collect_all`.
+
+        Examples
+        --------
+        >>> import polars as pl
+        >>> import vstream as vs
+        >>> batches = [pl.DataFrame({"ts": [5, 30]}), pl.DataFrame({"ts": [1]})]
+        >>> w = (
+        ...     vs.from_arrow([b.to_arrow() for b in batches])
+        ...     .with_watermark("ts", 0)
+        ...     .window(vs.tumbling(10), late="side")
+        ...     .agg(pl.len())
+        ... )
+        >>> main, late = vs.collect_all([w, w.late_events()])
+        >>> late["ts"].to_list()
+        [1]
+        """
+        node = self._node
+        assert isinstance(node, WindowNode)
+        if not node.setup.late_side:
+            msg = (
+                f"{node.label}: late_events() needs late='side' in .window(...); "
+                "late events are otherwise dropped (and counted in the metrics)"
+            )
+            raise PipelineError(msg)
+        return Stream(LateEventsNode(node))
 
 
 class LazySink:

@@ -39,6 +39,7 @@ class EventTime:
     unit: TimeUnit | None  # None: a plain integer column with no declared unit
     delay: int  # max out-of-orderness, in the column's unit
     idle_timeout: float | None  # seconds of wall-clock time
+    shift: int = 0  # event time = column + shift (window results carry window_end - 1)
 
     def to_python(self, value: int) -> Any:
         """A watermark value as the user sees it (a datetime for Datetime columns)."""

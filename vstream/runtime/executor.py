@@ -26,6 +26,7 @@ from vstream.plan.nodes import (
     WatermarkNode,
     ancestors,
 )
+from vstream.plan.windows import LateEventsNode
 from vstream.runtime.metrics import Metrics, StepMetrics
 
 __all__ = ["Executor", "Target"]
@@ -149,6 +150,16 @@ class Executor:
 
     def _wire_dead_letters(self) -> None:
         self.dead_routes: dict[int, list[int]] = {}
+        # window -> its late_events() branches
+        self.late_routes: dict[int, list[int]] = {}
+        for k, nd in enumerate(self.nodes):
+            if isinstance(nd, LateEventsNode):
+                self.late_routes.setdefault(self.index[nd.of.id], []).append(k)
+        # operators driven by the wall clock too (processing time, early results)
+        self.ticking = [j for j, op in enumerate(self.ops) if getattr(op, "ticking", False)]
+        self.tick_origin = {
+            j: next(s for s in self.sources if j in self.down[s]) for j in self.ticking
+        }
         for k, nd in enumerate(self.nodes):
             if isinstance(nd, DeadLettersNode):
                 for a in ancestors([nd.of]):
@@ -168,6 +179,11 @@ class Executor:
                 if not routes:
                     self._dead_uncollected += rows
                 for k in routes:
+                    dl = self.ops[k]
+                    assert isinstance(dl, DeadLetterOp)
+                    dl.pending.extend(frames)
+            elif name == "late_events":
+                for k in self.late_routes.get(j, []):
                     dl = self.ops[k]
                     assert isinstance(dl, DeadLetterOp)
                     dl.pending.extend(frames)
@@ -392,6 +408,10 @@ class Executor:
             force = {j for j in self.wm_ops[s] if self.ops[j].tick(now)}
             if force and not self.finished[s]:
                 self._push(s, [], force)
+        for j in self.ticking:
+            s = self.tick_origin[j]
+            if self.ops[j].tick(now) and not self.finished[s]:
+                self._push(s, [], {j})
         for t in self.targets:
             t.sink.tick(now)
 

@@ -1,0 +1,200 @@
+"""Incremental aggregate kernels: update a state slot with one row (chunk), merge two
+slots (combine). Finalize is vectorized numpy in :mod:`vstream.ops.window`.
+
+State is two matrices, ``F`` (float64) and ``I`` (int64), one row per field and one
+column per slot. ``prog`` has one row per aggregate:
+``(kind, input column, validity column, first float field, first int field)``. Kinds and
+their fields (numbers shared with :mod:`vstream.plan.aggregates`):
+
+======== ====================== ===========================================
+kind     float fields           int fields
+======== ====================== ===========================================
+LEN      -                      rows
+COUNT    -                      non-null rows
+SUM_F    sum                    -
+SUM_I    -                      sum
+MEAN     sum                    non-null rows
+MIN/MAX  value (float)          non-null rows, non-NaN rows (NaN is skipped
+                                unless every value is NaN, as in Polars)
+MIN/MAX  -                      value, non-null rows (integer-like columns)
+FIRST/   value (float)          arrival number, is-null
+LAST     -                      value, arrival number, is-null (integer-like)
+VAR      mean, M2 (Welford)     non-null rows
+NUNIQUE  -                      distinct values (maintained outside the kernels)
+======== ====================== ===========================================
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from vstream.plan.aggregates import (
+    COUNT,
+    FIRST_F,
+    FIRST_I,
+    LAST_F,
+    LAST_I,
+    LEN,
+    MAX_F,
+    MAX_I,
+    MEAN,
+    MIN_F,
+    MIN_I,
+    SUM_F,
+    SUM_I,
+    VAR,
+)
+
+__all__ = ["combine_slot", "init_slot", "update_row"]
+
+I64_MAX = np.iinfo(np.int64).max
+
+
+@njit(cache=True, nogil=True)
+def init_slot(F, I, slot, init_f, init_i):  # type: ignore[no-untyped-def]
+    for f in range(F.shape[0]):
+        F[f, slot] = init_f[f]
+    for i in range(I.shape[0]):
+        I[i, slot] = init_i[i]
+
+
+@njit(cache=True, nogil=True)
+def update_row(prog, F, I, slot, Xf, Xi, M, vmap, r, seq):  # type: ignore[no-untyped-def]
+    """Fold row ``r`` of the input matrices into ``slot``."""
+    for a in range(prog.shape[0]):
+        kind = prog[a, 0]
+        x = prog[a, 1]
+        v = prog[a, 2]
+        f0 = prog[a, 3]
+        i0 = prog[a, 4]
+        valid = True
+        if v >= 0:
+            m = vmap[v]
+            if m >= 0:
+                valid = M[m, r]
+        if kind == LEN:
+            I[i0, slot] += 1
+        elif kind == COUNT:
+            if valid:
+                I[i0, slot] += 1
+        elif kind == SUM_F:
+            if valid:
+                F[f0, slot] += Xf[x, r]
+        elif kind == SUM_I:
+            if valid:
+                I[i0, slot] += Xi[x, r]
+        elif kind == MEAN:
+            if valid:
+                F[f0, slot] += Xf[x, r]
+                I[i0, slot] += 1
+        elif kind == MIN_F or kind == MAX_F:
+            if valid:
+                val = Xf[x, r]
+                I[i0, slot] += 1
+                if not np.isnan(val):
+                    if I[i0 + 1, slot] == 0:
+                        F[f0, slot] = val
+                    elif kind == MIN_F:
+                        if val < F[f0, slot]:
+                            F[f0, slot] = val
+                    elif val > F[f0, slot]:
+                        F[f0, slot] = val
+                    I[i0 + 1, slot] += 1
+        elif kind == MIN_I or kind == MAX_I:
+            if valid:
+                ival = Xi[x, r]
+                if I[i0 + 1, slot] == 0:
+                    I[i0, slot] = ival
+                elif kind == MIN_I:
+                    if ival < I[i0, slot]:
+                        I[i0, slot] = ival
+                elif ival > I[i0, slot]:
+                    I[i0, slot] = ival
+                I[i0 + 1, slot] += 1
+        elif kind == FIRST_F or kind == LAST_F:
+            if (seq < I[i0, slot]) if kind == FIRST_F else (seq > I[i0, slot]):
+                F[f0, slot] = Xf[x, r] if valid else 0.0
+                I[i0, slot] = seq
+                I[i0 + 1, slot] = 0 if valid else 1
+        elif kind == FIRST_I or kind == LAST_I:
+            if (seq < I[i0 + 1, slot]) if kind == FIRST_I else (seq > I[i0 + 1, slot]):
+                I[i0, slot] = Xi[x, r] if valid else 0
+                I[i0 + 1, slot] = seq
+                I[i0 + 2, slot] = 0 if valid else 1
+        elif kind == VAR:
+            if valid:
+                val = Xf[x, r]
+                n = I[i0, slot] + 1
+                d = val - F[f0, slot]
+                F[f0, slot] += d / n
+                F[f0 + 1, slot] += d * (val - F[f0, slot])
+                I[i0, slot] = n
+
+
+@njit(cache=True, nogil=True)
+def combine_slot(prog, F, I, j, F2, I2, k):  # type: ignore[no-untyped-def]
+    """Merge slot ``k`` of (F2, I2) into slot ``j`` of (F, I)."""
+    for a in range(prog.shape[0]):
+        kind = prog[a, 0]
+        f0 = prog[a, 3]
+        i0 = prog[a, 4]
+        if kind == LEN or kind == COUNT or kind == SUM_I:
+            I[i0, j] += I2[i0, k]
+        elif kind == SUM_F:
+            F[f0, j] += F2[f0, k]
+        elif kind == MEAN:
+            F[f0, j] += F2[f0, k]
+            I[i0, j] += I2[i0, k]
+        elif kind == MIN_F or kind == MAX_F:
+            if I2[i0 + 1, k] > 0:
+                val = F2[f0, k]
+                if I[i0 + 1, j] == 0:
+                    F[f0, j] = val
+                elif kind == MIN_F:
+                    if val < F[f0, j]:
+                        F[f0, j] = val
+                elif val > F[f0, j]:
+                    F[f0, j] = val
+            I[i0, j] += I2[i0, k]
+            I[i0 + 1, j] += I2[i0 + 1, k]
+        elif kind == MIN_I or kind == MAX_I:
+            if I2[i0 + 1, k] > 0:
+                ival = I2[i0, k]
+                if I[i0 + 1, j] == 0:
+                    I[i0, j] = ival
+                elif kind == MIN_I:
+                    if ival < I[i0, j]:
+                        I[i0, j] = ival
+                elif ival > I[i0, j]:
+                    I[i0, j] = ival
+                I[i0 + 1, j] += I2[i0 + 1, k]
+        elif kind == FIRST_F or kind == LAST_F:
+            s2 = I2[i0, k]
+            if (s2 < I[i0, j]) if kind == FIRST_F else (s2 > I[i0, j]):
+                F[f0, j] = F2[f0, k]
+                I[i0, j] = s2
+                I[i0 + 1, j] = I2[i0 + 1, k]
+        elif kind == FIRST_I or kind == LAST_I:
+            s2 = I2[i0 + 1, k]
+            if (s2 < I[i0 + 1, j]) if kind == FIRST_I else (s2 > I[i0 + 1, j]):
+                I[i0, j] = I2[i0, k]
+                I[i0 + 1, j] = s2
+                I[i0 + 2, j] = I2[i0 + 2, k]
+        elif kind == VAR:
+            n2 = I2[i0, k]
+            if n2 > 0:
+                n1 = I[i0, j]
+                n = n1 + n2
+                d = F2[f0, k] - F[f0, j]
+                F[f0, j] += d * n2 / n
+                F[f0 + 1, j] += F2[f0 + 1, k] + d * d * n1 * n2 / n
+                I[i0, j] = n
+
+
+@njit(cache=True, nogil=True)
+def copy_slot(F, I, j, F2, I2, k):  # type: ignore[no-untyped-def]
+    for f in range(F.shape[0]):
+        F[f, j] = F2[f, k]
+    for i in range(I.shape[0]):
+        I[i, j] = I2[i, k]

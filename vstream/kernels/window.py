@@ -1,0 +1,564 @@
+"""Window kernels: panes (slices) for tumbling and hopping windows, sessions.
+
+Panes: time is cut into panes of ``gcd(size, slide)``; window ``k`` covers panes
+``[k*s, k*s + n)`` (``s`` = slide / pane, ``n`` = size / pane; pane 0 starts at the
+offset). State is one slot per (pane, key) that has data, found through an open-addressing
+table. When windows fire, the live slots they cover are sorted by (key, pane) and each
+window is combined from at most two precomputed partials per key: the panes are cut into
+blocks of ``n``; a window of ``n`` consecutive panes is the suffix of one block plus the
+prefix of the next, so a window costs O(1) combines whatever ``size / slide`` is.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from vstream.kernels.aggregate import combine_slot, copy_slot, init_slot, update_row
+
+__all__ = [
+    "compact_panes",
+    "fire_hopping",
+    "fire_tumbling",
+    "floor_div",
+    "pane_update",
+    "rebuild_table",
+]
+
+_M1 = np.uint64(0x9E3779B97F4A7C15)
+_M2 = np.uint64(0xC2B2AE3D27D4EB4F)
+
+
+@njit(cache=True, nogil=True)
+def floor_div(a, b):  # type: ignore[no-untyped-def]
+    q = a // b  # numba's // on ints floors like Python's
+    return q
+
+
+@njit(cache=True, nogil=True)
+def _slot_hash(p, k, mask):  # type: ignore[no-untyped-def]
+    h = np.uint64(p) * _M1 ^ np.uint64(k) * _M2
+    h ^= h >> np.uint64(31)
+    return np.int64(h & np.uint64(mask))
+
+
+@njit(cache=True, nogil=True)
+def _find_or_insert(tp, tk, tv, p, k, n_slots):  # type: ignore[no-untyped-def]
+    """The slot of (p, k); a new slot ``n_slots`` is inserted if absent (returns -1 - slot)."""
+    mask = tp.shape[0] - 1
+    h = _slot_hash(p, k, mask)
+    while True:
+        v = tv[h]
+        if v < 0:
+            tp[h] = p
+            tk[h] = k
+            tv[h] = n_slots
+            return -1 - n_slots
+        if tp[h] == p and tk[h] == k:
+            return v
+        h = (h + 1) & mask
+
+
+@njit(cache=True, nogil=True)
+def find_slot(tp, tk, tv, p, k):  # type: ignore[no-untyped-def]
+    mask = tp.shape[0] - 1
+    h = _slot_hash(p, k, mask)
+    while True:
+        v = tv[h]
+        if v < 0:
+            return -1
+        if tp[h] == p and tk[h] == k:
+            return v
+        h = (h + 1) & mask
+
+
+@njit(cache=True, nogil=True)
+def rebuild_table(tp, tk, tv, slot_pane, slot_key, n_slots):  # type: ignore[no-untyped-def]
+    tv[:] = -1
+    for j in range(n_slots):
+        _find_or_insert(tp, tk, tv, slot_pane[j], slot_key[j], j)
+
+
+@njit(cache=True, nogil=True)
+def pane_update(  # type: ignore[no-untyped-def]
+    ts,
+    kid,
+    geom,
+    wm,
+    tp,
+    tk,
+    tv,
+    n_slots,
+    slot_pane,
+    slot_key,
+    F,
+    I,
+    init_f,
+    init_i,
+    prog,
+    Xf,
+    Xi,
+    M,
+    vmap,
+    seq0,
+    late,
+    dirty_p,
+    dirty_k,
+):
+    """Fold a batch into pane slots. ``geom`` = (pane, offset, s, n, lateness).
+
+    Rows late for every window (``wm >= end + lateness`` for the last window containing
+    them, ``wm`` being the watermark from before the batch) are marked in ``late`` and
+    skipped. Rows that update a window that already fired but is kept for lateness are
+    reported as (pane, key) in ``dirty_*``. Returns (slots, late rows, dirty rows).
+    """
+    pane, offset, s, n, lateness = geom[0], geom[1], geom[2], geom[3], geom[4]
+    n_late = 0
+    n_dirty = 0
+    for r in range(ts.shape[0]):
+        p = (ts[r] - offset) // pane
+        k = kid[r]
+        if wm > -9223372036854775807:
+            last_end = ((p // s) * s + n) * pane + offset
+            if last_end + lateness <= wm:
+                late[r] = True
+                n_late += 1
+                continue
+            if lateness > 0:
+                first = -((-(p - n + 1)) // s)
+                if (first * s + n) * pane + offset <= wm:
+                    dirty_p[n_dirty] = p
+                    dirty_k[n_dirty] = k
+                    n_dirty += 1
+        slot = _find_or_insert(tp, tk, tv, p, k, n_slots)
+        if slot < 0:
+            slot = -1 - slot
+            slot_pane[slot] = p
+            slot_key[slot] = k
+            init_slot(F, I, slot, init_f, init_i)
+            n_slots += 1
+        update_row(prog, F, I, slot, Xf, Xi, M, vmap, r, seq0 + r)
+    return n_slots, n_late, n_dirty
+
+
+@njit(cache=True, nogil=True)
+def compact_panes(slot_pane, slot_key, F, I, n_slots, free_below):  # type: ignore[no-untyped-def]
+    """Drop slots of panes < ``free_below`` (their windows are closed); keep order."""
+    w = 0
+    for j in range(n_slots):
+        if slot_pane[j] >= free_below:
+            if w != j:
+                slot_pane[w] = slot_pane[j]
+                slot_key[w] = slot_key[j]
+                copy_slot(F, I, w, F, I, j)
+            w += 1
+    return w
+
+
+@njit(cache=True, nogil=True)
+def fire_tumbling(slot_pane, slot_key, F, I, n_slots, p_lo, p_hi):  # type: ignore[no-untyped-def]
+    """Slots of panes in [p_lo, p_hi) (tumbling: a pane is a window), ordered by pane."""
+    m = 0
+    lo = np.int64(9223372036854775807)
+    hi = np.int64(-9223372036854775807)
+    for j in range(n_slots):
+        p = slot_pane[j]
+        if p_lo <= p < p_hi:
+            m += 1
+            lo = min(lo, p)
+            hi = max(hi, p)
+    out_key = np.empty(m, np.int32)
+    out_pane = np.empty(m, np.int64)
+    Fo = np.empty((F.shape[0], m), np.float64)
+    Io = np.empty((I.shape[0], m), np.int64)
+    if m == 0:
+        return out_key, out_pane, Fo, Io
+    order = np.empty(m, np.int64)
+    span = hi - lo + 1
+    if span <= 4 * m + 1024:
+        # counting sort by pane: O(m), the firing order of the windows
+        counts = np.zeros(span + 1, np.int64)
+        for j in range(n_slots):
+            p = slot_pane[j]
+            if p_lo <= p < p_hi:
+                counts[p - lo + 1] += 1
+        for b in range(span):
+            counts[b + 1] += counts[b]
+        for j in range(n_slots):
+            p = slot_pane[j]
+            if p_lo <= p < p_hi:
+                order[counts[p - lo]] = j
+                counts[p - lo] += 1
+    else:
+        sel = np.empty(m, np.int64)
+        c = 0
+        for j in range(n_slots):
+            p = slot_pane[j]
+            if p_lo <= p < p_hi:
+                sel[c] = j
+                c += 1
+        idx = np.argsort(slot_pane[sel], kind="mergesort")
+        for c in range(m):
+            order[c] = sel[idx[c]]
+    for c in range(m):
+        j = order[c]
+        out_key[c] = slot_key[j]
+        out_pane[c] = slot_pane[j]
+        copy_slot(Fo, Io, c, F, I, j)
+    return out_key, out_pane, Fo, Io
+
+
+@njit(cache=True, nogil=True)
+def _sorted_by_key_pane(slot_pane, slot_key, n_slots, p_lo, p_hi, n_keys):  # type: ignore[no-untyped-def]
+    """Slots with pane in [p_lo, p_hi), sorted by (key, pane): counting sort by key, then
+    insertion sort by pane inside each key (panes of a key mostly arrive in order)."""
+    counts = np.zeros(n_keys + 1, np.int64)
+    m = 0
+    for j in range(n_slots):
+        p = slot_pane[j]
+        if p_lo <= p < p_hi:
+            counts[slot_key[j] + 1] += 1
+            m += 1
+    for b in range(n_keys):
+        counts[b + 1] += counts[b]
+    order = np.empty(m, np.int64)
+    for j in range(n_slots):
+        p = slot_pane[j]
+        if p_lo <= p < p_hi:
+            k = slot_key[j]
+            order[counts[k]] = j
+            counts[k] += 1
+    # counts[k] is now the end of key k's group
+    start = 0
+    for k in range(n_keys):
+        end = counts[k]
+        for a in range(start + 1, end):
+            j = order[a]
+            p = slot_pane[j]
+            b = a - 1
+            while b >= start and slot_pane[order[b]] > p:
+                order[b + 1] = order[b]
+                b -= 1
+            order[b + 1] = j
+        start = end
+    return order
+
+
+@njit(cache=True, nogil=True)
+def _first_window(p, s, n):  # type: ignore[no-untyped-def]
+    return -((-(p - n + 1)) // s)
+
+
+@njit(cache=True, nogil=True)
+def fire_hopping(  # type: ignore[no-untyped-def]
+    slot_pane, slot_key, F, I, n_slots, prog, s, n, k_lo, k_hi, n_keys
+):
+    """Every window k in [k_lo, k_hi] with data, per key: (key, k, F, I) of each."""
+    order = _sorted_by_key_pane(slot_pane, slot_key, n_slots, k_lo * s, k_hi * s + n, n_keys)
+    m = order.shape[0]
+    nf = F.shape[0]
+    ni = I.shape[0]
+    # prefix / suffix partials within blocks of n panes, over the sorted slots
+    Pf = np.empty((nf, m), np.float64)
+    Pi = np.empty((ni, m), np.int64)
+    Sf = np.empty((nf, m), np.float64)
+    Si = np.empty((ni, m), np.int64)
+    for c in range(m):
+        j = order[c]
+        copy_slot(Pf, Pi, c, F, I, j)
+        if c > 0:
+            jp = order[c - 1]
+            if slot_key[jp] == slot_key[j] and slot_pane[jp] // n == slot_pane[j] // n:
+                combine_slot(prog, Pf, Pi, c, Pf, Pi, c - 1)
+    for c in range(m - 1, -1, -1):
+        j = order[c]
+        copy_slot(Sf, Si, c, F, I, j)
+        if c < m - 1:
+            jn = order[c + 1]
+            if slot_key[jn] == slot_key[j] and slot_pane[jn] // n == slot_pane[j] // n:
+                combine_slot(prog, Sf, Si, c, Sf, Si, c + 1)
+    # two passes over the windows: count, then fill
+    total = 0
+    for rnd in range(2):
+        if rnd == 1:
+            out_key = np.empty(total, np.int32)
+            out_k = np.empty(total, np.int64)
+            Fo = np.empty((nf, total), np.float64)
+            Io = np.empty((ni, total), np.int64)
+        w = 0
+        g0 = 0
+        while g0 < m:
+            key = slot_key[order[g0]]
+            g1 = g0
+            while g1 < m and slot_key[order[g1]] == key:
+                g1 += 1
+            a = g0
+            b = g0
+            k = max(k_lo, _first_window(slot_pane[order[g0]], s, n))
+            while k <= k_hi:
+                ws = k * s
+                while a < g1 and slot_pane[order[a]] < ws:
+                    a += 1
+                if a == g1:
+                    break
+                pa = slot_pane[order[a]]
+                if pa >= ws + n:
+                    k = max(k + 1, _first_window(pa, s, n))
+                    continue
+                if b < a:
+                    b = a
+                while b < g1 and slot_pane[order[b]] < ws + n:
+                    b += 1
+                if rnd == 1:
+                    out_key[w] = key
+                    out_k[w] = k
+                    last = b - 1
+                    ba = slot_pane[order[a]] // n
+                    bb = slot_pane[order[last]] // n
+                    if ba == bb:
+                        if bb == (ws + n - 1) // n:
+                            copy_slot(Fo, Io, w, Pf, Pi, last)
+                        else:
+                            copy_slot(Fo, Io, w, Sf, Si, a)
+                    else:
+                        copy_slot(Fo, Io, w, Sf, Si, a)
+                        combine_slot(prog, Fo, Io, w, Pf, Pi, last)
+                w += 1
+                k += 1
+            g0 = g1
+        total = w
+    return out_key, out_k, Fo, Io
+
+
+@njit(cache=True, nogil=True)
+def windows_of(  # type: ignore[no-untyped-def]
+    tp, tk, tv, F, I, prog, init_f, init_i, s, n, ks, keys
+):
+    """The state of given windows (k, key), merged pane by pane (for re-emissions)."""
+    m = ks.shape[0]
+    Fo = np.empty((F.shape[0], m), np.float64)
+    Io = np.empty((I.shape[0], m), np.int64)
+    for c in range(m):
+        init_slot(Fo, Io, c, init_f, init_i)
+        for p in range(ks[c] * s, ks[c] * s + n):
+            j = find_slot(tp, tk, tv, p, keys[c])
+            if j >= 0:
+                combine_slot(prog, Fo, Io, c, F, I, j)
+    return Fo, Io
+
+
+# ---------------------------------------------------------------------- sessions
+@njit(cache=True, nogil=True)
+def _order_by_key_time(ts, kid, n_keys):  # type: ignore[no-untyped-def]
+    """Row order sorted by (key, time): counting sort by key when the key range is small
+    next to the batch, else a merge sort; then insertion sort by time inside each key."""
+    n = ts.shape[0]
+    if n_keys <= 4 * n + 1024:
+        counts = np.zeros(n_keys + 1, np.int64)
+        for r in range(n):
+            counts[kid[r] + 1] += 1
+        for b in range(n_keys):
+            counts[b + 1] += counts[b]
+        order = np.empty(n, np.int64)
+        for r in range(n):
+            order[counts[kid[r]]] = r
+            counts[kid[r]] += 1
+    else:
+        order = np.argsort(kid, kind="mergesort")
+    g0 = 0
+    while g0 < n:
+        k = kid[order[g0]]
+        g1 = g0 + 1
+        while g1 < n and kid[order[g1]] == k:
+            g1 += 1
+        for a in range(g0 + 1, g1):
+            r = order[a]
+            t = ts[r]
+            b = a - 1
+            while b >= g0 and ts[order[b]] > t:
+                order[b + 1] = order[b]
+                b -= 1
+            order[b + 1] = r
+        g0 = g1
+    return order
+
+
+@njit(cache=True, nogil=True)
+def session_update(  # type: ignore[no-untyped-def]
+    ts,
+    kid,
+    n_keys,
+    gap,
+    lateness,
+    wm,
+    head,
+    nxt,
+    s_key,
+    s_start,
+    s_end,
+    s_rev,
+    s_final,
+    s_dirty,
+    free,
+    counters,
+    F,
+    I,
+    init_f,
+    init_i,
+    prog,
+    Xf,
+    Xi,
+    M,
+    vmap,
+    seq0,
+    late,
+):
+    """Fold a batch into per-key sessions, merging sessions an event bridges.
+
+    Per key, the batch's events (in time order) form runs (next - prev < gap); each run
+    merges with every live session it overlaps. A run that merges with nothing and whose
+    session would end at or before ``wm - lateness`` is late: its rows are marked in
+    ``late``. ``counters`` = [free slots, slots ever used, late rows]; returns the
+    smallest end among the sessions touched (for the next firing).
+    """
+    order = _order_by_key_time(ts, kid, n_keys)
+    n = ts.shape[0]
+    min_end = np.int64(9223372036854775807)
+    c = 0
+    while c < n:
+        r0 = order[c]
+        k = kid[r0]
+        # one run: consecutive rows of key k closer than gap
+        e = c + 1
+        while e < n and kid[order[e]] == k and ts[order[e]] - ts[order[e - 1]] < gap:
+            e += 1
+        start = ts[r0]
+        end = ts[order[e - 1]] + gap
+        # new slot for the run
+        if counters[0] > 0:
+            counters[0] -= 1
+            slot = free[counters[0]]
+        else:
+            slot = counters[1]
+            counters[1] += 1
+        init_slot(F, I, slot, init_f, init_i)
+        for a in range(c, e):
+            r = order[a]
+            update_row(prog, F, I, slot, Xf, Xi, M, vmap, r, seq0 + r)
+        merged = False
+        rev = np.int64(-1)
+        final = False
+        prev = -1
+        j = head[k]
+        while j >= 0:
+            jn = nxt[j]
+            if s_start[j] < end and start < s_end[j]:
+                merged = True
+                combine_slot(prog, F, I, slot, F, I, j)
+                start = min(start, s_start[j])
+                end = max(end, s_end[j])
+                rev = max(rev, s_rev[j])
+                final = final or s_final[j]
+                # unlink and free j
+                if prev < 0:
+                    head[k] = jn
+                else:
+                    nxt[prev] = jn
+                free[counters[0]] = j
+                counters[0] += 1
+                # a merge may now overlap sessions already passed: restart the scan
+                prev = -1
+                j = head[k]
+                continue
+            prev = j
+            j = jn
+        if not merged and wm > -9223372036854775807 and end + lateness <= wm:
+            for a in range(c, e):
+                late[order[a]] = True
+            counters[2] += e - c
+            free[counters[0]] = slot
+            counters[0] += 1
+        else:
+            s_key[slot] = k
+            s_start[slot] = start
+            s_end[slot] = end
+            s_rev[slot] = rev
+            s_final[slot] = final
+            s_dirty[slot] = True
+            nxt[slot] = head[k]
+            head[k] = slot
+            min_end = min(min_end, end)
+        c = e
+    return min_end
+
+
+@njit(cache=True, nogil=True)
+def session_fire(  # type: ignore[no-untyped-def]
+    head,
+    nxt,
+    s_key,
+    s_start,
+    s_end,
+    s_rev,
+    s_final,
+    s_dirty,
+    free,
+    counters,
+    F,
+    I,
+    n_keys,
+    wm,
+    lateness,
+    early,
+):
+    """Emit sessions: those the watermark closed (``end <= wm``) that are new or changed
+    since their last emission, plus (``early``) every open changed session. Then free the
+    sessions past their lateness. Returns the emitted rows and the next smallest end."""
+    m = 0
+    for rnd in range(2):
+        if rnd == 1:
+            out_key = np.empty(m, np.int32)
+            out_start = np.empty(m, np.int64)
+            out_end = np.empty(m, np.int64)
+            out_rev = np.empty(m, np.int64)
+            Fo = np.empty((F.shape[0], m), np.float64)
+            Io = np.empty((I.shape[0], m), np.int64)
+        w = 0
+        for k in range(n_keys):
+            j = head[k]
+            while j >= 0:
+                due = s_end[j] <= wm
+                if s_dirty[j] and (due or early):
+                    if rnd == 1:
+                        s_rev[j] += 1
+                        out_key[w] = k
+                        out_start[w] = s_start[j]
+                        out_end[w] = s_end[j]
+                        out_rev[w] = s_rev[j]
+                        copy_slot(Fo, Io, w, F, I, j)
+                        s_dirty[j] = False
+                        if due:
+                            s_final[j] = True
+                    w += 1
+                j = nxt[j]
+        m = w
+    # free what is past its lateness; find the next end to wait for
+    next_end = np.int64(9223372036854775807)
+    for k in range(n_keys):
+        prev = -1
+        j = head[k]
+        while j >= 0:
+            jn = nxt[j]
+            if s_end[j] + lateness <= wm:
+                if prev < 0:
+                    head[k] = jn
+                else:
+                    nxt[prev] = jn
+                free[counters[0]] = j
+                counters[0] += 1
+            else:
+                if not s_final[j] or s_dirty[j]:
+                    next_end = min(next_end, s_end[j])
+                prev = j
+            j = jn
+    return out_key, out_start, out_end, out_rev, Fo, Io, next_end

@@ -1,0 +1,754 @@
+"""Keyed window aggregation: the operator around the pane and session kernels.
+
+Config (what the user wrote) lives in :mod:`vstream.plan.windows`; this module is the
+logic the runtime runs; the state it owns is the slot arrays in :class:`PaneState` and
+:class:`SessionState`, snapshotted as Arrow tables.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+
+from vstream.errors import VStreamError
+from vstream.kernels.window import (
+    compact_panes,
+    fire_hopping,
+    fire_tumbling,
+    pane_update,
+    rebuild_table,
+    session_fire,
+    session_update,
+    windows_of,
+)
+from vstream.ops.base import MAX_WM, MIN_WM, Chunk, Operator
+from vstream.plan import aggregates as A
+from vstream.plan.aggregates import AggPlan
+from vstream.state.key_index import KeyIndex
+
+__all__ = ["WindowOp", "WindowSetup"]
+
+_REV = "revision"
+_I64_MAX = np.iinfo(np.int64).max
+_REV_KEYS = pl.Schema({"window": pl.Int64, "key": pl.Int32})
+_REV_SCHEMA = pl.Schema({**_REV_KEYS, "emitted": pl.Int64})
+
+
+@dataclass(frozen=True, slots=True)
+class WindowSetup:
+    """Everything the operator needs, resolved at build time (integers in time units)."""
+
+    kind: str  # "tumbling" | "hopping" | "session"
+    size: int
+    slide: int
+    offset: int
+    gap: int
+    by: list[str]
+    key_schema: pl.Schema
+    time_column: str | None  # None: processing time
+    time_shift: int  # event time = column + shift (window results: window_end - 1)
+    time_dtype: pl.DataType
+    ns_per_unit: int  # for processing time
+    lateness: int
+    late_side: bool
+    early: float | None  # seconds of wall clock between early results
+    aggs: AggPlan
+    schema: pl.Schema  # output schema
+
+
+def _init_values(plan: AggPlan) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    prog = np.zeros((len(plan.leaves), 5), np.int64)
+    init_f = np.zeros(max(plan.n_float, 0), np.float64)
+    init_i = np.zeros(max(plan.n_int, 0), np.int64)
+    fcols = plan.float_columns
+    icols = plan.int_columns
+    vcols = sorted({lf.input for lf in plan.leaves if lf.input is not None})
+    for a, lf in enumerate(plan.leaves):
+        x = -1
+        if lf.input is not None and lf.kind not in (A.COUNT, A.NUNIQUE):
+            x = fcols.index(lf.input) if A._reads_float(lf.kind) else icols.index(lf.input)
+        v = vcols.index(lf.input) if lf.input is not None else -1
+        prog[a] = (lf.kind, x, v, lf.f0, lf.i0)
+        if lf.kind == A.FIRST_F:
+            init_i[lf.i0] = _I64_MAX
+        elif lf.kind == A.FIRST_I:
+            init_i[lf.i0 + 1] = _I64_MAX
+        elif lf.kind in (A.LAST_F,):
+            init_i[lf.i0] = -1
+        elif lf.kind == A.LAST_I:
+            init_i[lf.i0 + 1] = -1
+    return prog, init_f, init_i
+
+
+def _physical_int(s: pl.Series) -> np.ndarray:
+    if s.dtype == pl.Boolean:
+        s = s.cast(pl.Int8)
+    values = s.to_numpy()
+    if values.dtype.kind in "mM":
+        return values.view(np.int64)
+    return values.astype(np.int64, copy=False)
+
+
+class _Inputs:
+    """A batch's aggregate inputs as the kernels take them: float and int matrices, and
+    the validity of the columns that have nulls in this batch."""
+
+    def __init__(self, plan: AggPlan) -> None:
+        self.plan = plan
+        self.exprs = list(plan.inputs.values())
+        self.fcols = plan.float_columns
+        self.icols = plan.int_columns
+        self.vcols = sorted({lf.input for lf in plan.leaves if lf.input is not None})
+
+    def build(self, df: pl.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        n = df.height
+        vals = df.select(self.exprs) if self.exprs else None
+        Xf = np.empty((len(self.fcols), n), np.float64)
+        Xi = np.empty((len(self.icols), n), np.int64)
+        vmap = np.full(max(len(self.vcols), 1), -1, np.int64)
+        masks: list[np.ndarray] = []
+        if vals is not None:
+            for v, name in enumerate(self.vcols):
+                s = vals.get_column(name)
+                if s.null_count():
+                    vmap[v] = len(masks)
+                    masks.append(s.is_not_null().to_numpy())
+            for c, name in enumerate(self.fcols):
+                s = vals.get_column(name)
+                if s.null_count():
+                    s = s.fill_null(0)
+                Xf[c] = s.cast(pl.Float64).to_numpy() if s.dtype != pl.Float64 else s.to_numpy()
+            for c, name in enumerate(self.icols):
+                s = vals.get_column(name)
+                if s.null_count():
+                    s = s.fill_null(0) if s.dtype != pl.Boolean else s.fill_null(False)
+                Xi[c] = _physical_int(s)
+        M = np.stack(masks) if masks else np.ones((1, 1), np.bool_)
+        return Xf, Xi, M, vmap
+
+
+class _Slots:
+    """Struct-of-arrays aggregate state, grown by doubling."""
+
+    def __init__(self, nf: int, ni: int, init_f: np.ndarray, init_i: np.ndarray) -> None:
+        self.cap = 0
+        self.F = np.zeros((nf, 0), np.float64)
+        self.I = np.zeros((ni, 0), np.int64)
+        self.init_f = init_f
+        self.init_i = init_i
+
+    def grow_arrays(self, need: int) -> int:
+        """Make room for ``need`` slots; returns the new capacity (0: unchanged)."""
+        if need <= self.cap:
+            return 0
+        cap = max(1024, self.cap)
+        while cap < need:
+            cap *= 2
+        F = np.zeros((self.F.shape[0], cap), np.float64)
+        I = np.zeros((self.I.shape[0], cap), np.int64)
+        F[:, : self.cap] = self.F
+        I[:, : self.cap] = self.I
+        self.F, self.I, self.cap = F, I, cap
+        return cap
+
+
+def _grown(a: np.ndarray, cap: int, fill: int = 0) -> np.ndarray:
+    out = np.full(cap, fill, a.dtype)
+    out[: a.shape[0]] = a
+    return out
+
+
+class WindowOp(Operator):
+    """Window aggregation over one input; emits rows when the watermark closes windows."""
+
+    def __init__(self, name: str, setup: WindowSetup) -> None:
+        super().__init__(name)
+        self.setup = setup
+        self.plan = setup.aggs
+        self.prog, init_f, init_i = _init_values(self.plan)
+        self.inputs = _Inputs(self.plan)
+        self.keys = KeyIndex(setup.key_schema) if setup.by else None
+        self.slots = _Slots(self.plan.n_float, self.plan.n_int, init_f, init_i)
+        self.revisions = setup.lateness > 0 or setup.early is not None
+        self.seq = 0  # arrival number of the next row (first / last)
+        self.ticking = setup.early is not None or setup.time_column is None
+        self._next_early = time.monotonic() + (setup.early or 0.0)
+        self._pending: list[pl.DataFrame] = []
+        self._proc_wm = MIN_WM
+        self.nunique = [lf for lf in self.plan.leaves if lf.kind == A.NUNIQUE]
+        if setup.kind == "session":
+            self.state: _PaneLogic | _SessionLogic = _SessionLogic(self)
+        else:
+            self.state = _PaneLogic(self)
+
+    # ------------------------------------------------------------------ runtime
+    def _wm(self) -> int:
+        wm = self.input_watermark
+        if self.setup.time_column is None and wm != MAX_WM:
+            return self._proc_wm  # processing time: the wall clock, from tick()
+        return wm
+
+    def _now(self) -> int:
+        return time.time_ns() // self.setup.ns_per_unit
+
+    def process(self, port: int, chunk: Chunk | None, watermark: int) -> tuple[list[Chunk], int]:
+        before = self._wm()
+        if chunk is not None and chunk.df.height:
+            self._on_rows(chunk.df, before)
+        self._in_wm[port] = max(self._in_wm[port], watermark)
+        wm = self._wm()
+        if self.setup.time_column is None and wm == MAX_WM:
+            self._proc_wm = MAX_WM
+        frames = self._pending
+        self._pending = []
+        frames.extend(self.state.fire(wm, early=False))
+        self._out_wm = max(self._out_wm, wm)
+        return [Chunk(f) for f in frames if f.height], self._out_wm
+
+    def _on_rows(self, df: pl.DataFrame, wm: int) -> None:
+        st = self.setup
+        n = df.height
+        if st.time_column is None:
+            ts = np.full(n, max(self._now(), self._proc_wm), np.int64)
+        else:
+            ts = _physical_int(df.get_column(st.time_column))
+            if st.time_shift:
+                ts = ts + st.time_shift
+        if self.keys is not None:
+            kid = self.keys.ids(df)
+        else:
+            kid = np.zeros(n, np.int32)
+        Xf, Xi, M, vmap = self.inputs.build(df)
+        late = np.zeros(n, np.bool_)
+        self.state.update(df, ts, kid, Xf, Xi, M, vmap, late, wm)
+        self.seq += n
+        n_late = int(late.sum()) if n else 0
+        if n_late:
+            self.late_events += n_late
+            if st.late_side:
+                self.emit_side("late_events", df.filter(pl.Series(late)))
+
+    def tick(self, now: float) -> bool:
+        st = self.setup
+        moved = False
+        if st.time_column is None and self._proc_wm != MAX_WM:
+            wm = self._now()
+            if wm > self._proc_wm:
+                self._proc_wm = wm
+                moved = True
+        if st.early is not None and now >= self._next_early:
+            self._next_early = now + st.early
+            self._pending.extend(self.state.fire(self._wm(), early=True))
+            moved = moved or bool(self._pending)
+        return moved
+
+    # ------------------------------------------------------------------ output
+    def result(
+        self,
+        kid: np.ndarray,
+        start: np.ndarray,
+        end: np.ndarray,
+        rev: np.ndarray | None,
+        Fo: np.ndarray,
+        Io: np.ndarray,
+        nunique: dict[str, np.ndarray] | None = None,
+    ) -> pl.DataFrame:
+        """Output rows from emitted state: keys, window bounds, finalized aggregates."""
+        st = self.setup
+        cols: list[pl.Series] = []
+        if self.keys is not None:
+            cols.extend(self.keys.keys(kid).iter_columns())
+        tdt = st.time_dtype
+        cols.append(pl.Series("window_start", start).cast(tdt))
+        cols.append(pl.Series("window_end", end).cast(tdt))
+        if self.revisions:
+            assert rev is not None
+            cols.append(pl.Series(_REV, rev, pl.Int64).cast(pl.UInt32))
+        leaves = pl.DataFrame([_finalize(lf, Fo, Io, nunique) for lf in self.plan.leaves])
+        aggs = (
+            leaves.select(self.plan.final) if len(kid) else pl.DataFrame(schema=self.plan.schema)
+        )
+        out = pl.DataFrame(cols).hstack(aggs) if len(kid) else pl.DataFrame(schema=st.schema)
+        return out
+
+    # ------------------------------------------------------------------ state
+    def snapshot(self) -> dict[str, pa.Table]:
+        out = self.state.snapshot()
+        if self.keys is not None:
+            for k, v in self.keys.snapshot().items():
+                out[f"keys.{k}"] = v
+        meta = {
+            "seq": self.seq,
+            "in_wm": self._in_wm[0],
+            "out_wm": self._out_wm,
+            "late_events": self.late_events,
+        }
+        out["meta"] = pa.table({k: [v] for k, v in meta.items()})
+        return out
+
+    def restore(self, state: dict[str, pa.Table]) -> None:
+        meta = state["meta"].to_pylist()[0]
+        self.seq = meta["seq"]
+        self._in_wm[0] = meta["in_wm"]
+        self._out_wm = meta["out_wm"]
+        self.late_events = meta["late_events"]
+        if self.keys is not None:
+            self.keys.restore({k[5:]: v for k, v in state.items() if k.startswith("keys.")})
+        self.state.restore(state)
+
+
+def _masked(values: np.ndarray, null: np.ndarray | None, name: str) -> pl.Series:
+    if null is None or not null.any():
+        return pl.Series(name, values)
+    return pl.Series(name, pa.array(values, mask=null))
+
+
+def _finalize(
+    lf: A.AggLeaf, Fo: np.ndarray, Io: np.ndarray, nunique: dict[str, np.ndarray] | None
+) -> pl.Series:
+    k, f0, i0, name = lf.kind, lf.f0, lf.i0, lf.name
+    if k in (A.LEN, A.COUNT):
+        s = pl.Series(name, Io[i0])
+    elif k == A.NUNIQUE:
+        assert nunique is not None
+        s = pl.Series(name, nunique[name])
+    elif k == A.SUM_F:
+        s = pl.Series(name, Fo[f0])
+    elif k == A.SUM_I:
+        s = pl.Series(name, Io[i0])
+    elif k == A.MEAN:
+        cnt = Io[i0]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            s = _masked(Fo[f0] / cnt, cnt == 0, name)
+        if lf.input_dtype is not None and not (
+            lf.input_dtype.is_numeric() or lf.input_dtype == pl.Boolean
+        ):
+            s = s.cast(pl.Int64)  # temporal means are truncated to their unit
+    elif k in (A.MIN_F, A.MAX_F):
+        vals = Fo[f0].copy()
+        vals[(Io[i0 + 1] == 0) & (Io[i0] > 0)] = np.nan  # only NaNs seen: NaN, as Polars
+        s = _masked(vals, Io[i0] == 0, name)
+    elif k in (A.MIN_I, A.MAX_I):
+        s = _masked(Io[i0], Io[i0 + 1] == 0, name)
+    elif k in (A.FIRST_F, A.LAST_F):
+        s = _masked(Fo[f0], Io[i0 + 1] == 1, name)
+    elif k in (A.FIRST_I, A.LAST_I):
+        s = _masked(Io[i0], Io[i0 + 2] == 1, name)
+    elif k == A.VAR:
+        n = Io[i0]
+        denom = n - lf.ddof
+        with np.errstate(invalid="ignore", divide="ignore"):
+            var = Fo[f0 + 1] / denom
+            var = np.where(var < 0, 0.0, var)
+            vals = np.sqrt(var) if lf.std else var
+        s = _masked(vals, denom <= 0, name)
+    else:  # pragma: no cover - plan_aggregations only makes the kinds above
+        msg = f"unknown aggregate kind {k}"
+        raise VStreamError(msg)
+    if s.dtype != lf.dtype:
+        if lf.dtype.is_integer() and s.dtype.is_integer():
+            s = pl.Series(name, s.to_numpy().astype(_np(lf.dtype)))
+        else:
+            s = s.cast(lf.dtype)
+    return s
+
+
+def _np(dtype: pl.DataType) -> type:
+    return {
+        pl.Int8: np.int8,
+        pl.Int16: np.int16,
+        pl.Int32: np.int32,
+        pl.Int64: np.int64,
+        pl.UInt8: np.uint8,
+        pl.UInt16: np.uint16,
+        pl.UInt32: np.uint32,
+        pl.UInt64: np.uint64,
+    }[type(dtype)]
+
+
+# ---------------------------------------------------------------------- panes
+class _PaneLogic:
+    """Tumbling and hopping windows over panes of gcd(size, slide)."""
+
+    def __init__(self, op: WindowOp) -> None:
+        self.op = op
+        st = op.setup
+        self.pane = math.gcd(st.size, st.slide)
+        self.s = st.slide // self.pane
+        self.n = st.size // self.pane
+        self.geom = np.array([self.pane, st.offset, self.s, self.n, st.lateness], np.int64)
+        self.n_slots = 0
+        self.slot_pane = np.zeros(0, np.int64)
+        self.slot_key = np.zeros(0, np.int32)
+        self.tp = np.zeros(0, np.int64)
+        self.tk = np.zeros(0, np.int32)
+        self.tv = np.full(0, -1, np.int32)
+        self.fired_k = None  # windows with index <= fired_k have fired
+        self.max_pane = None
+        # revisions: emissions so far per (window index, key), while the window is kept
+        self.rev = pl.DataFrame(schema=_REV_SCHEMA)
+        self.distinct: list[pl.DataFrame] = []  # n_unique: distinct (pane, key, value)
+
+    # window k = panes [k*s, k*s + n): its time bounds
+    def start_of(self, k: np.ndarray | int) -> np.ndarray | int:
+        return k * self.s * self.pane + self.op.setup.offset
+
+    def end_of(self, k: int) -> int:
+        return (k * self.s + self.n) * self.pane + self.op.setup.offset
+
+    def _reserve(self, more: int) -> None:
+        need = self.n_slots + more
+        cap = self.op.slots.grow_arrays(need)
+        if cap:
+            self.slot_pane = _grown(self.slot_pane, cap)
+            self.slot_key = _grown(self.slot_key, cap)
+        size = max(self.tp.shape[0], 2048)
+        while size < 2 * need:
+            size *= 2
+        if size != self.tp.shape[0]:
+            self.tp = np.zeros(size, np.int64)
+            self.tk = np.zeros(size, np.int32)
+            self.tv = np.full(size, -1, np.int32)
+            rebuild_table(self.tp, self.tk, self.tv, self.slot_pane, self.slot_key, self.n_slots)
+
+    def update(self, df, ts, kid, Xf, Xi, M, vmap, late, wm) -> None:  # type: ignore[no-untyped-def]
+        op = self.op
+        n = ts.shape[0]
+        self._reserve(n)
+        dirty_p = np.empty(n if op.setup.lateness > 0 else 0, np.int64)
+        dirty_k = np.empty(n if op.setup.lateness > 0 else 0, np.int32)
+        sl = op.slots
+        self.n_slots, n_late, n_dirty = pane_update(
+            ts, kid, self.geom, wm, self.tp, self.tk, self.tv, self.n_slots,
+            self.slot_pane, self.slot_key, sl.F, sl.I, sl.init_f, sl.init_i,
+            op.prog, Xf, Xi, M, vmap, op.seq, late, dirty_p, dirty_k,
+        )  # fmt: skip
+        ok = ~late if n_late else None
+        mp = (
+            int(((ts if ok is None else ts[ok]).max() - op.setup.offset) // self.pane)
+            if (n - n_late)
+            else None
+        )
+        if mp is not None:
+            self.max_pane = mp if self.max_pane is None else max(self.max_pane, mp)
+        if op.nunique and n > n_late:
+            panes = (ts - op.setup.offset) // self.pane
+            self._add_distinct(df, panes, kid, ok)
+        if n_dirty:
+            self._reemit(dirty_p[:n_dirty], dirty_k[:n_dirty], wm)
+
+    def _add_distinct(self, df, panes, kid, ok) -> None:  # type: ignore[no-untyped-def]
+        vals = df.select([self.op.plan.inputs[lf.input] for lf in self.op.nunique])  # type: ignore[index]
+        frame = vals.with_columns(__p=pl.Series(panes), __k=pl.Series(kid))
+        if ok is not None:
+            frame = frame.filter(pl.Series(ok))
+        self.distinct.append(frame.unique())
+
+    def _nunique(self, keys: np.ndarray, ks: np.ndarray) -> dict[str, np.ndarray]:
+        op = self.op
+        out: dict[str, np.ndarray] = {}
+        if not self.distinct:
+            return {lf.name: np.zeros(len(keys), np.int64) for lf in op.nunique}
+        store = pl.concat(self.distinct, how="vertical").unique()
+        self.distinct = [store]
+        wanted = pl.DataFrame({"__k": keys, "__w": ks, "__i": np.arange(len(keys))})
+        first = -((-(pl.col("__p") - self.n + 1)) // self.s)
+        exploded = store.with_columns(__w=pl.int_ranges(first, pl.col("__p") // self.s + 1))
+        exploded = exploded.explode("__w").join(wanted, on=["__k", "__w"])
+        for lf in op.nunique:
+            assert lf.input is not None
+            counts = exploded.group_by("__i").agg(pl.col(lf.input).n_unique().alias("n"))
+            arr = np.zeros(len(keys), np.int64)
+            arr[counts["__i"].to_numpy()] = counts["n"].to_numpy()
+            out[lf.name] = arr
+        return out
+
+    def _emit(
+        self, kid: np.ndarray, ks: np.ndarray, Fo: np.ndarray, Io: np.ndarray
+    ) -> pl.DataFrame:
+        op = self.op
+        starts = np.asarray(self.start_of(ks), np.int64)
+        ends = starts + op.setup.size
+        rev = self.bump(ks, kid) if op.revisions else None
+        nunique = self._nunique(kid, ks) if op.nunique else None
+        return op.result(kid, starts, ends, rev, Fo, Io, nunique)
+
+    def bump(self, ks: np.ndarray, kid: np.ndarray) -> np.ndarray:
+        """The revision of each emitted (window, key): 0 the first time, then 1, 2, ..."""
+        q = pl.DataFrame(
+            {"window": ks.astype(np.int64), "key": kid.astype(np.int32)}, schema=_REV_KEYS
+        )
+        got = q.join(self.rev, on=["window", "key"], how="left", maintain_order="left")
+        rev = got.get_column("emitted").fill_null(-1).to_numpy() + 1
+        new = q.with_columns(emitted=pl.Series(rev, dtype=pl.Int64))
+        self.rev = pl.concat([self.rev.join(q, on=["window", "key"], how="anti"), new])
+        return rev
+
+    def _reemit(self, panes: np.ndarray, keys: np.ndarray, wm: int) -> None:
+        """Windows that already fired and got late rows within the lateness: emit again."""
+        op = self.op
+        s, n, L = self.s, self.n, op.setup.lateness
+        pairs = np.unique(np.stack([panes, keys.astype(np.int64)]), axis=1)
+        first = -((-(pairs[0] - n + 1)) // s)
+        last = pairs[0] // s
+        counts = last - first + 1
+        ks = np.repeat(first, counts) + (
+            np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+        )
+        kk = np.repeat(pairs[1], counts)
+        ends = (ks * s + n) * self.pane + op.setup.offset
+        keep = (ends <= wm) & (ends + L > wm)
+        ks, kk = ks[keep], kk[keep]
+        if not len(ks):
+            return
+        both = np.unique(np.stack([ks, kk]), axis=1)
+        ks, kk = both[0].copy(), both[1].astype(np.int32)
+        sl = op.slots
+        Fo, Io = windows_of(
+            self.tp, self.tk, self.tv, sl.F, sl.I, op.prog, sl.init_f, sl.init_i, s, n, ks, kk
+        )
+        op._pending.append(self._emit(kk, ks, Fo, Io))
+
+    def fire(self, wm: int, *, early: bool) -> list[pl.DataFrame]:
+        op = self.op
+        if self.max_pane is None or wm == MIN_WM:
+            return []
+        s, n, pane, off = self.s, self.n, self.pane, op.setup.offset
+        # the last window whose end <= wm
+        if wm >= MAX_WM:
+            k_hi = self.max_pane // s
+        else:
+            k_hi = ((wm - off) // pane - n) // s
+            k_hi = min(k_hi, self.max_pane // s)
+        lo_first = self.fired_k + 1 if self.fired_k is not None else None
+        out: list[pl.DataFrame] = []
+        if early:
+            k_lo = k_hi + 1 if lo_first is None else max(lo_first, k_hi + 1)
+            k_top = self.max_pane // s
+            if k_top >= k_lo:
+                out.append(self._fire_range(k_lo, k_top))
+            return out
+        if lo_first is None:
+            # nothing fired yet: start from the first window of the oldest live pane
+            if self.n_slots == 0:
+                return out
+            lo_first = -((-(int(self.slot_pane[: self.n_slots].min()) - n + 1)) // s)
+        if k_hi >= lo_first:
+            out.append(self._fire_range(lo_first, k_hi))
+            self.fired_k = k_hi
+        self._free(wm)
+        return out
+
+    def _fire_range(self, k_lo: int, k_hi: int) -> pl.DataFrame:
+        op = self.op
+        sl = op.slots
+        if self.s == 1 and self.n == 1:
+            kid, panes, Fo, Io = fire_tumbling(
+                self.slot_pane, self.slot_key, sl.F, sl.I, self.n_slots, k_lo, k_hi + 1
+            )
+            return self._emit(kid, panes, Fo, Io)
+        n_keys = len(op.keys) if op.keys is not None else 1
+        kid, ks, Fo, Io = fire_hopping(
+            self.slot_pane, self.slot_key, sl.F, sl.I, self.n_slots, op.prog,
+            self.s, self.n, k_lo, k_hi, n_keys,
+        )  # fmt: skip
+        return self._emit(kid, ks, Fo, Io)
+
+    def _free(self, wm: int) -> None:
+        """Drop panes whose every window is past its lateness."""
+        op = self.op
+        s, n, pane, off, L = self.s, self.n, self.pane, op.setup.offset, op.setup.lateness
+        if wm >= MAX_WM:
+            free_below = _I64_MAX
+        else:
+            # pane p is free when its last window (k = p // s) has end + L <= wm
+            k_closed = ((wm - L - off) // pane - n) // s  # last closed window
+            free_below = (k_closed + 1) * s  # panes below this are in closed windows only
+        if self.n_slots and int(self.slot_pane[: self.n_slots].min()) < free_below:
+            sl = op.slots
+            self.n_slots = compact_panes(
+                self.slot_pane, self.slot_key, sl.F, sl.I, self.n_slots, free_below
+            )
+            rebuild_table(self.tp, self.tk, self.tv, self.slot_pane, self.slot_key, self.n_slots)
+            if self.distinct:
+                self.distinct = [
+                    pl.concat(self.distinct).filter(pl.col("__p") >= free_below).unique()
+                ]
+            if self.rev.height:
+                self.rev = self.rev.filter(pl.col("window") >= free_below // s)
+
+    # ------------------------------------------------------------------ state
+    def snapshot(self) -> dict[str, pa.Table]:
+        m = self.n_slots
+        sl = self.op.slots
+        cols: dict[str, np.ndarray] = {"pane": self.slot_pane[:m], "key": self.slot_key[:m]}
+        for f in range(sl.F.shape[0]):
+            cols[f"f{f}"] = sl.F[f, :m]
+        for i in range(sl.I.shape[0]):
+            cols[f"i{i}"] = sl.I[i, :m]
+        rev = self.rev.to_arrow()
+        meta = pa.table(
+            {
+                "fired_k": pa.array([self.fired_k], pa.int64()),
+                "max_pane": pa.array([self.max_pane], pa.int64()),
+            }
+        )
+        out = {"slots": pa.table(cols), "revisions": rev, "panes": meta}
+        if self.distinct:
+            out["distinct"] = pl.concat(self.distinct).unique().to_arrow()
+        return out
+
+    def restore(self, state: dict[str, pa.Table]) -> None:
+        slots = state["slots"]
+        m = slots.num_rows
+        self.n_slots = 0
+        self._reserve(m)
+        sl = self.op.slots
+        self.slot_pane[:m] = slots["pane"].to_numpy()
+        self.slot_key[:m] = slots["key"].to_numpy()
+        for f in range(sl.F.shape[0]):
+            sl.F[f, :m] = slots[f"f{f}"].to_numpy()
+        for i in range(sl.I.shape[0]):
+            sl.I[i, :m] = slots[f"i{i}"].to_numpy()
+        self.n_slots = m
+        rebuild_table(self.tp, self.tk, self.tv, self.slot_pane, self.slot_key, m)
+        self.rev = pl.DataFrame(state["revisions"], schema=_REV_SCHEMA)
+        meta = state["panes"].to_pylist()[0]
+        self.fired_k, self.max_pane = meta["fired_k"], meta["max_pane"]
+        self.distinct = [pl.DataFrame(state["distinct"])] if "distinct" in state else []
+
+
+# ---------------------------------------------------------------------- sessions
+class _SessionLogic:
+    """Session windows: per key, a linked list of live sessions in slot arrays."""
+
+    def __init__(self, op: WindowOp) -> None:
+        self.op = op
+        self.head = np.full(0, -1, np.int32)
+        self.cap = 0
+        self.nxt = np.zeros(0, np.int32)
+        self.s_key = np.zeros(0, np.int32)
+        self.s_start = np.zeros(0, np.int64)
+        self.s_end = np.zeros(0, np.int64)
+        self.s_rev = np.zeros(0, np.int64)
+        self.s_final = np.zeros(0, np.bool_)
+        self.s_dirty = np.zeros(0, np.bool_)
+        self.free = np.zeros(0, np.int32)
+        self.counters = np.zeros(3, np.int64)  # free slots, slots used, late rows
+        self.next_end = _I64_MAX
+
+    def _n_keys(self) -> int:
+        return len(self.op.keys) if self.op.keys is not None else 1
+
+    def _reserve(self, more: int) -> None:
+        need = int(self.counters[1]) + more
+        cap = self.op.slots.grow_arrays(need)
+        if cap:
+            for name in (
+                "nxt",
+                "s_key",
+                "s_start",
+                "s_end",
+                "s_rev",
+                "s_final",
+                "s_dirty",
+                "free",
+            ):
+                setattr(self, name, _grown(getattr(self, name), cap))
+            self.cap = cap
+        nk = self._n_keys()
+        if self.head.shape[0] < nk:
+            size = max(1024, self.head.shape[0])
+            while size < nk:
+                size *= 2
+            self.head = _grown(self.head, size, -1)
+
+    def update(self, df, ts, kid, Xf, Xi, M, vmap, late, wm) -> None:  # type: ignore[no-untyped-def]
+        op = self.op
+        self._reserve(ts.shape[0])
+        sl = op.slots
+        st = op.setup
+        end = session_update(
+            ts, kid, self._n_keys(), st.gap, st.lateness, wm, self.head, self.nxt,
+            self.s_key, self.s_start, self.s_end, self.s_rev, self.s_final, self.s_dirty,
+            self.free, self.counters, sl.F, sl.I, sl.init_f, sl.init_i, op.prog,
+            Xf, Xi, M, vmap, op.seq, late,
+        )  # fmt: skip
+        self.next_end = min(self.next_end, int(end))
+        # a fired session updated within the lateness is due at once
+        if st.lateness > 0 and end <= wm:
+            op._pending.extend(self.fire(wm, early=False))
+
+    def fire(self, wm: int, *, early: bool) -> list[pl.DataFrame]:
+        if not early and wm < self.next_end:
+            return []
+        op = self.op
+        sl = op.slots
+        kid, start, end, rev, Fo, Io, nxt_end = session_fire(
+            self.head, self.nxt, self.s_key, self.s_start, self.s_end, self.s_rev,
+            self.s_final, self.s_dirty, self.free, self.counters, sl.F, sl.I,
+            self._n_keys(), wm, op.setup.lateness, early,
+        )  # fmt: skip
+        self.next_end = int(nxt_end)
+        if not len(kid):
+            return []
+        return [op.result(kid, start, end, rev, Fo, Io)]
+
+    def bump(self, ks: np.ndarray, kid: np.ndarray) -> np.ndarray:  # pragma: no cover
+        raise NotImplementedError
+
+    def snapshot(self) -> dict[str, pa.Table]:
+        live = []
+        for k in range(self._n_keys()):
+            j = int(self.head[k]) if k < self.head.shape[0] else -1
+            while j >= 0:
+                live.append(j)
+                j = int(self.nxt[j])
+        idx = np.array(live, np.int64)
+        sl = self.op.slots
+        cols: dict[str, np.ndarray] = {
+            "key": self.s_key[idx],
+            "start": self.s_start[idx],
+            "end": self.s_end[idx],
+            "emitted": self.s_rev[idx],
+            "final": self.s_final[idx],
+            "dirty": self.s_dirty[idx],
+        }
+        for f in range(sl.F.shape[0]):
+            cols[f"f{f}"] = sl.F[f, idx]
+        for i in range(sl.I.shape[0]):
+            cols[f"i{i}"] = sl.I[i, idx]
+        return {"sessions": pa.table(cols)}
+
+    def restore(self, state: dict[str, pa.Table]) -> None:
+        t = state["sessions"]
+        m = t.num_rows
+        self.counters[:] = 0
+        self._reserve(m)
+        sl = self.op.slots
+        self.head[:] = -1
+        for name, col in (
+            ("s_key", "key"),
+            ("s_start", "start"),
+            ("s_end", "end"),
+            ("s_rev", "emitted"),
+            ("s_final", "final"),
+            ("s_dirty", "dirty"),
+        ):
+            getattr(self, name)[:m] = t[col].to_numpy()
+        for f in range(sl.F.shape[0]):
+            sl.F[f, :m] = t[f"f{f}"].to_numpy()
+        for i in range(sl.I.shape[0]):
+            sl.I[i, :m] = t[f"i{i}"].to_numpy()
+        for j in range(m):  # relink: one step per live session, at restore only
+            k = int(self.s_key[j])
+            self.nxt[j] = self.head[k]
+            self.head[k] = j
+        self.counters[1] = m
+        ends = self.s_end[:m][~self.s_final[:m] | self.s_dirty[:m]]
+        self.next_end = int(ends.min()) if len(ends) else _I64_MAX

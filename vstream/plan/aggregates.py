@@ -1,0 +1,327 @@
+"""Aggregation expressions -> incremental specs (chunk / combine / finalize).
+
+``.agg(...)`` takes Polars expressions. Each is read through
+``Expr.meta.serialize(format="json")``; every aggregation inside it (``pl.len()``,
+``pl.col("x").mean()``, ...) becomes a *leaf*: a kernel kind with its state fields, which
+the window kernels update per batch (chunk), merge across panes and sessions (combine) and
+turn into a column when a window fires (finalize, in :mod:`vstream.ops.window`). What is
+around the leaves (``.alias``, ``/``, ``.name.suffix``) is evaluated by Polars on the
+finalized leaf columns, so its names and dtypes are exactly Polars'.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import polars as pl
+
+from vstream.errors import ExpressionError
+from vstream.plan.expressions import check_row_wise
+
+__all__ = ["AggLeaf", "AggPlan", "plan_aggregations"]
+
+# kernel kinds (vstream.kernels.window reads the same numbers)
+LEN, COUNT, SUM_F, SUM_I, MEAN, MIN_F, MAX_F, MIN_I, MAX_I = range(9)
+FIRST_F, FIRST_I, LAST_F, LAST_I, VAR, NUNIQUE = range(9, 15)
+
+#: kind -> (float fields, int fields); see vstream.kernels.window for what each holds
+FIELDS: dict[int, tuple[int, int]] = {
+    LEN: (0, 1),
+    COUNT: (0, 1),
+    SUM_F: (1, 0),
+    SUM_I: (0, 1),
+    MEAN: (1, 1),
+    MIN_F: (1, 2),
+    MAX_F: (1, 2),
+    MIN_I: (0, 2),
+    MAX_I: (0, 2),
+    FIRST_F: (1, 2),
+    FIRST_I: (0, 3),
+    LAST_F: (1, 2),
+    LAST_I: (0, 3),
+    VAR: (2, 1),
+    NUNIQUE: (0, 1),
+}
+
+_INCREMENTAL = ("Len", "Count", "Sum", "Mean", "Min", "Max", "First", "Last", "Var", "Std")
+_SUGGEST = (
+    "pl.len(), count, sum, mean, min, max, first, last, var, std, n_unique, their "
+    "aliases and arithmetic on them"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class AggLeaf:
+    """One incremental aggregation: its kernel kind, its input and its state fields."""
+
+    kind: int
+    name: str  # the leaf's temporary column name in the finalize frame
+    input: str | None  # the temporary input column (None for pl.len())
+    dtype: pl.DataType  # the leaf's result dtype, as Polars gives it
+    input_dtype: pl.DataType | None
+    ddof: int = 1
+    std: bool = False
+    f0: int = -1  # first float field
+    i0: int = -1  # first int field
+
+
+@dataclass(frozen=True, slots=True)
+class AggPlan:
+    """What ``.agg(...)`` computes: input projections, leaves, and the final expressions."""
+
+    inputs: dict[str, pl.Expr]  # temporary input column -> row-wise expression
+    leaves: list[AggLeaf]
+    final: list[pl.Expr]  # over the leaf columns; one per output column
+    schema: pl.Schema  # output aggregate columns
+    n_float: int
+    n_int: int
+
+    @property
+    def float_columns(self) -> list[str]:
+        """Input columns read as float64 (in this order in the kernels' float matrix)."""
+        return _ordered({lf.input for lf in self.leaves if lf.input and _reads_float(lf.kind)})
+
+    @property
+    def int_columns(self) -> list[str]:
+        """Input columns read as int64 (physical values)."""
+        return _ordered({lf.input for lf in self.leaves if lf.input and not _reads_float(lf.kind)})
+
+
+def _ordered(names: set[str | None]) -> list[str]:
+    return sorted(n for n in names if n is not None)
+
+
+def _reads_float(kind: int) -> bool:
+    return kind in (SUM_F, MEAN, MIN_F, MAX_F, FIRST_F, LAST_F, VAR)
+
+
+def _deserialize(node: Any) -> pl.Expr:
+    return pl.Expr.deserialize(io.StringIO(json.dumps(node)), format="json")
+
+
+def _empty_eval(schema: pl.Schema, expr: pl.Expr) -> pl.Schema:
+    return pl.DataFrame(schema=schema).select(expr).schema
+
+
+class _Planner:
+    def __init__(self, schema: pl.Schema, step: str) -> None:
+        self.schema = schema
+        self.step = step
+        self.inputs: dict[str, pl.Expr] = {}
+        self._input_keys: dict[str, str] = {}
+        self._input_dtypes: dict[str, pl.DataType] = {}
+        self.leaves: list[AggLeaf] = []
+        self._leaf_keys: dict[str, str] = {}
+        self.n_float = 0
+        self.n_int = 0
+
+    def fail(self, expr: pl.Expr, why: str) -> ExpressionError:
+        return ExpressionError(
+            f"{self.step}: cannot compute {expr} incrementally: {why}. Window aggregations "
+            f"support {_SUGGEST}; for anything else collect the window's rows with "
+            "map_batches or aggregate in Polars after collect()"
+        )
+
+    # ------------------------------------------------------------------ leaves
+    def _input(self, node: Any, expr: pl.Expr) -> tuple[str, pl.DataType]:
+        key = json.dumps(node, sort_keys=True)
+        if key not in self._input_keys:
+            e = _deserialize(node)
+            check_row_wise(e, self.step)
+            name = f"__vs_in{len(self._input_keys)}"
+            try:
+                dtype = _empty_eval(self.schema, e.alias(name))[name]
+            except pl.exceptions.PolarsError as exc:
+                why = f"its input {e} fails on the stream's schema ({exc})"
+                raise self.fail(expr, why) from None
+            self._input_keys[key] = name
+            self.inputs[name] = e.alias(name)
+            self._input_dtypes[name] = dtype
+        name = self._input_keys[key]
+        return name, self._input_dtypes[name]
+
+    def leaf(self, node: Any, expr: pl.Expr) -> dict[str, str]:
+        """Register the aggregation ``node`` (a JSON dict) and return its replacement."""
+        key = json.dumps(node, sort_keys=True)
+        if key in self._leaf_keys:
+            return {"Column": self._leaf_keys[key]}
+        name = f"__vs_agg{len(self.leaves)}"
+        leaf_expr = _deserialize(node)
+        try:
+            dtype = _empty_eval(self.schema, leaf_expr.alias(name))[name]
+        except pl.exceptions.PolarsError as exc:
+            raise self.fail(expr, f"Polars rejects it on the stream's schema ({exc})") from None
+        if node == "Len":
+            kind, inp, in_dtype, ddof, std = LEN, None, None, 1, False
+        else:
+            ((op, arg),) = node["Agg"].items()
+            ddof, std = 1, False
+            if op in ("Var", "Std"):
+                arg, ddof = arg
+                std = op == "Std"
+            elif op in ("Min", "Max", "Count"):
+                if op == "Count" and arg.get("include_nulls"):
+                    op = "Len"
+                arg = arg["input"]
+            if op not in (*_INCREMENTAL, "NUnique"):
+                raise self.fail(expr, f"{op} is not an incremental aggregation")
+            inp, in_dtype = self._input(arg, expr)
+            kind = self._kind(op, in_dtype, expr)
+        nf, ni = FIELDS[kind]
+        leaf = AggLeaf(kind, name, inp, dtype, in_dtype, ddof, std, self.n_float, self.n_int)
+        self.n_float += nf
+        self.n_int += ni
+        self.leaves.append(leaf)
+        self._leaf_keys[key] = name
+        return {"Column": name}
+
+    def _kind(self, op: str, dtype: pl.DataType, expr: pl.Expr) -> int:
+        numeric = dtype.is_numeric() or dtype == pl.Boolean
+        integer_like = (
+            dtype.is_integer()
+            or dtype in (pl.Boolean, pl.Date, pl.Time)
+            or isinstance(dtype, pl.Datetime | pl.Duration)
+        )
+        if op == "Len":
+            return LEN
+        if op == "Count":
+            return COUNT
+        if op == "NUnique":
+            return NUNIQUE
+        if op in ("Sum", "Mean", "Var", "Std") and not (
+            numeric or (op == "Mean" and integer_like)
+        ):
+            raise self.fail(expr, f"{op.lower()} needs a numeric column, the input is {dtype}")
+        if op == "Sum":
+            return SUM_F if dtype.is_float() else SUM_I
+        if op == "Mean":
+            return MEAN
+        if op in ("Var", "Std"):
+            return VAR
+        if not (dtype.is_float() or integer_like):
+            raise self.fail(
+                expr,
+                f"{op.lower()} of a {dtype} column is not supported in windows yet "
+                "(numeric, boolean and temporal columns are)",
+            )
+        table = {
+            "Min": (MIN_F, MIN_I),
+            "Max": (MAX_F, MAX_I),
+            "First": (FIRST_F, FIRST_I),
+            "Last": (LAST_F, LAST_I),
+        }
+        f, i = table[op]
+        return f if dtype.is_float() else i
+
+    # ------------------------------------------------------------------ walking
+    def rewrite(self, node: Any, expr: pl.Expr, function: str | None = None) -> Any:
+        """Replace every aggregation under ``node`` by a column of its result."""
+        if node == "Len" or (isinstance(node, dict) and "Agg" in node):
+            return self.leaf(node, expr)
+        if isinstance(node, dict):
+            if set(node) & {"Column", "Selector", "Columns", "Nth", "DtypeColumn"}:
+                if function is not None:
+                    why = f"{function} is not an incremental aggregation"
+                else:
+                    why = (
+                        f"{_deserialize(node)} is used outside an aggregation (in a window, "
+                        "every column must be aggregated, e.g. pl.col(...).first())"
+                    )
+                raise self.fail(expr, why)
+            if "Window" in node or "Over" in node:
+                raise self.fail(expr, "window functions (.over) do not apply to windows")
+            if "Function" in node and isinstance(node["Function"], dict):
+                fn = node["Function"].get("function")
+                function = next(iter(fn)) if isinstance(fn, dict) else str(fn)
+            return {k: self.rewrite(v, expr, function) for k, v in node.items()}
+        if isinstance(node, list):
+            return [self.rewrite(v, expr, function) for v in node]
+        return node
+
+
+def _expand(expr: pl.Expr, schema: pl.Schema) -> list[pl.Expr]:
+    """One expression per output column (``pl.col("a", "b").mean()`` is two)."""
+    if not expr.meta.has_multiple_outputs():
+        return [expr]
+    tree = json.loads(expr.meta.serialize(format="json"))
+    selectors: list[Any] = []
+
+    def find(node: Any) -> None:
+        if isinstance(node, dict):
+            if "Selector" in node or "Columns" in node or "DtypeColumn" in node:
+                selectors.append(node)
+                return
+            for v in node.values():
+                find(v)
+        elif isinstance(node, list):
+            for v in node:
+                find(v)
+
+    find(tree)
+    if len(selectors) != 1:
+        return [expr]  # let the planner explain what it cannot do
+    sel = selectors[0]
+    names = pl.DataFrame(schema=schema).select(_deserialize(sel)).columns
+
+    def subst(node: Any, name: str) -> Any:
+        if node is sel:
+            return {"Column": name}
+        if isinstance(node, dict):
+            return {k: subst(v, name) for k, v in node.items()}
+        if isinstance(node, list):
+            return [subst(v, name) for v in node]
+        return node
+
+    return [_deserialize(subst(tree, n)) for n in names]
+
+
+def plan_aggregations(
+    exprs: list[pl.Expr], schema: pl.Schema, step: str, reserved: list[str]
+) -> AggPlan:
+    """Map ``.agg(...)`` expressions to incremental leaves, or refuse with a clear error.
+
+    Examples
+    --------
+    >>> import polars as pl
+    >>> plan = plan_aggregations(
+    ...     [pl.len(), pl.col("x").mean(), pl.col("x").sum() / pl.len()],
+    ...     pl.Schema({"x": pl.Float64}), "agg", [],
+    ... )
+    >>> [leaf.name for leaf in plan.leaves], list(plan.schema)
+    (['__vs_agg0', '__vs_agg1', '__vs_agg2'], ['len', 'x', 'x'])
+    """
+    if not exprs:
+        msg = f"{step}: give at least one aggregation, e.g. .agg(pl.len())"
+        raise ExpressionError(msg)
+    planner = _Planner(schema, step)
+    final: list[pl.Expr] = []
+    out: dict[str, pl.DataType] = {}
+    for expr in exprs:
+        for e in _expand(expr, schema):
+            try:
+                out_schema = _empty_eval(schema, e)
+            except pl.exceptions.PolarsError as exc:
+                msg = f"{step}: {e} fails on the stream's schema: {exc}"
+                raise ExpressionError(msg) from None
+            ((name, dtype),) = out_schema.items()
+            tree = json.loads(e.meta.serialize(format="json"))
+            rewritten = _deserialize(planner.rewrite(tree, e))
+            final.append(rewritten.alias(name))
+            if name in out or name in reserved:
+                msg = (
+                    f"{step}: the output column {name!r} appears twice (or clashes with a "
+                    "key or window column); give it another name with .alias(...)"
+                )
+                raise ExpressionError(msg)
+            out[name] = dtype
+    return AggPlan(
+        planner.inputs,
+        planner.leaves,
+        final,
+        pl.Schema(out),
+        planner.n_float,
+        planner.n_int,
+    )

@@ -1,0 +1,263 @@
+"""Window specifications (what users write) and the plan node of a window aggregation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Literal, TypeAlias
+
+import polars as pl
+
+from vstream._duration import Duration, TimeUnit, parse_duration, unit_to_ns
+from vstream.errors import DurationError
+from vstream.ops.base import Operator
+from vstream.ops.window import WindowOp, WindowSetup
+from vstream.plan.nodes import EventTime, Node
+
+__all__ = [
+    "Hopping",
+    "LateEventsNode",
+    "LateMode",
+    "Session",
+    "TimeMode",
+    "Tumbling",
+    "WindowNode",
+    "hopping",
+    "session",
+    "tumbling",
+]
+
+LateMode: TypeAlias = Literal["drop", "side"]
+TimeMode: TypeAlias = Literal["event", "processing"]
+
+
+def _check(value: object, what: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | str | timedelta):
+        msg = f"{what} must be an int, a Polars duration string or a timedelta, got {value!r}"
+        raise DurationError(msg)
+
+
+@dataclass(frozen=True, slots=True)
+class Tumbling:
+    """Fixed, non-overlapping windows ``[k*size + offset, (k+1)*size + offset)``."""
+
+    size: Duration
+    offset: Duration = 0
+
+    def __post_init__(self) -> None:
+        _check(self.size, "tumbling(size)")
+        _check(self.offset, "tumbling(offset=)")
+
+    def __str__(self) -> str:
+        extra = f", offset={self.offset!r}" if self.offset else ""
+        return f"tumbling({self.size!r}{extra})"
+
+
+@dataclass(frozen=True, slots=True)
+class Hopping:
+    """Windows of ``size`` starting every ``slide``; an event is in every window that
+    contains it."""
+
+    size: Duration
+    slide: Duration
+    offset: Duration = 0
+
+    def __post_init__(self) -> None:
+        _check(self.size, "hopping(size)")
+        _check(self.slide, "hopping(slide=)")
+        _check(self.offset, "hopping(offset=)")
+
+    def __str__(self) -> str:
+        extra = f", offset={self.offset!r}" if self.offset else ""
+        return f"hopping({self.size!r}, slide={self.slide!r}{extra})"
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """Per key, events closer than ``gap`` share a window ``[first, last + gap)``."""
+
+    gap: Duration
+
+    def __post_init__(self) -> None:
+        _check(self.gap, "session(gap)")
+
+    def __str__(self) -> str:
+        return f"session(gap={self.gap!r})"
+
+
+WindowSpec: TypeAlias = Tumbling | Hopping | Session
+
+
+def tumbling(size: Duration, *, offset: Duration = 0) -> Tumbling:
+    """Tumbling windows of ``size``: ``start = floor((t - offset) / size) * size + offset``.
+
+    Examples
+    --------
+    >>> import polars as pl
+    >>> import vstream as vs
+    >>> df = pl.DataFrame({"ts": [0, 400, 1_200, 2_500], "host": ["a", "a", "b", "a"]})
+    >>> (
+    ...     vs.from_polars(df)
+    ...     .with_watermark("ts", "1s", time_unit="ms")
+    ...     .window(vs.tumbling("1s"), by="host")
+    ...     .agg(pl.len())
+    ...     .collect()
+    ...     .sort("window_start")
+    ... )
+    shape: (3, 4)
+    ┌──────┬──────────────┬────────────┬─────┐
+    │ host ┆ window_start ┆ window_end ┆ len │
+    │ ---  ┆ ---          ┆ ---        ┆ --- │
+    │ str  ┆ i64          ┆ i64        ┆ u32 │
+    ╞══════╪══════════════╪════════════╪═════╡
+    │ a    ┆ 0            ┆ 1000       ┆ 2   │
+    │ b    ┆ 1000         ┆ 2000       ┆ 1   │
+    │ a    ┆ 2000         ┆ 3000       ┆ 1   │
+    └──────┴──────────────┴────────────┴─────┘
+    """
+    return Tumbling(size, offset)
+
+
+def hopping(size: Duration, slide: Duration, *, offset: Duration = 0) -> Hopping:
+    """Hopping (sliding) windows of ``size`` starting every ``slide`` (at
+    ``k*slide + offset``); each event counts in every window that contains it.
+
+    Examples
+    --------
+    >>> import polars as pl
+    >>> import vstream as vs
+    >>> df = pl.DataFrame({"ts": [0, 1_500]})
+    >>> (
+    ...     vs.from_polars(df)
+    ...     .with_watermark("ts", 0, time_unit="ms")
+    ...     .window(vs.hopping("2s", slide="1s"))
+    ...     .agg(pl.len())
+    ...     .collect()
+    ...     .sort("window_start")
+    ... )
+    shape: (3, 3)
+    ┌──────────────┬────────────┬─────┐
+    │ window_start ┆ window_end ┆ len │
+    │ ---          ┆ ---        ┆ --- │
+    │ i64          ┆ i64        ┆ u32 │
+    ╞══════════════╪════════════╪═════╡
+    │ -1000        ┆ 1000       ┆ 1   │
+    │ 0            ┆ 2000       ┆ 2   │
+    │ 1000         ┆ 3000       ┆ 1   │
+    └──────────────┴────────────┴─────┘
+    """
+    return Hopping(size, slide, offset)
+
+
+def session(gap: Duration) -> Session:
+    """Session windows: per key, events closer than ``gap`` (``next - prev < gap``) share
+    a session ``[first, last + gap)``; a late event that bridges two sessions merges them.
+
+    Examples
+    --------
+    >>> import polars as pl
+    >>> import vstream as vs
+    >>> df = pl.DataFrame({"ts": [0, 3, 10, 11], "user": ["u", "u", "u", "v"]})
+    >>> (
+    ...     vs.from_polars(df)
+    ...     .with_watermark("ts", 0)
+    ...     .window(vs.session(gap=5), by="user")
+    ...     .agg(pl.len())
+    ...     .collect()
+    ...     .sort("user", "window_start")
+    ... )
+    shape: (3, 4)
+    ┌──────┬──────────────┬────────────┬─────┐
+    │ user ┆ window_start ┆ window_end ┆ len │
+    │ ---  ┆ ---          ┆ ---        ┆ --- │
+    │ str  ┆ i64          ┆ i64        ┆ u32 │
+    ╞══════╪══════════════╪════════════╪═════╡
+    │ u    ┆ 0            ┆ 8          ┆ 2   │
+    │ u    ┆ 10           ┆ 15         ┆ 1   │
+    │ v    ┆ 11           ┆ 16         ┆ 1   │
+    └──────┴──────────────┴────────────┴─────┘
+    """
+    return Session(gap)
+
+
+def resolve(spec: WindowSpec, unit: TimeUnit | None, step: str) -> tuple[str, int, int, int, int]:
+    """(kind, size, slide, offset, gap) in the time column's unit, checked."""
+
+    def dur(value: Duration, what: str, *, positive: bool = True) -> int:
+        out = parse_duration(value, unit, what=f"{step} {what}", allow_zero=not positive)
+        if positive and out <= 0:
+            msg = f"{step}: {what} must be positive, got {value!r}"
+            raise DurationError(msg)
+        return out
+
+    if isinstance(spec, Tumbling):
+        size = dur(spec.size, "size")
+        return "tumbling", size, size, dur(spec.offset, "offset", positive=False) % size, 0
+    if isinstance(spec, Hopping):
+        size = dur(spec.size, "size")
+        slide = dur(spec.slide, "slide")
+        if slide > size:
+            msg = (
+                f"{step}: slide ({spec.slide!r}) is larger than size ({spec.size!r}): events "
+                "between windows would belong to none; use a slide <= size"
+            )
+            raise DurationError(msg)
+        offset = dur(spec.offset, "offset", positive=False) % slide
+        return ("tumbling" if slide == size else "hopping"), size, slide, offset, 0
+    if isinstance(spec, Session):
+        return "session", 0, 0, 0, dur(spec.gap, "gap")
+    msg = f"{step}: expected vs.tumbling(...), vs.hopping(...) or vs.session(...), got {spec!r}"
+    raise DurationError(msg)
+
+
+class WindowNode(Node):
+    """A keyed window aggregation."""
+
+    def __init__(self, input: Node, setup: WindowSetup, label: str) -> None:
+        super().__init__()
+        self.inputs = (input,)
+        self.setup = setup
+        self.schema = setup.schema
+        self.bounded = input.bounded
+        self.label = label
+        unit: TimeUnit | None
+        if setup.time_column is None:
+            unit = "us"
+        else:
+            assert input.event_time is not None
+            unit = input.event_time.unit
+        # downstream, a result row's event time is window_end - 1 (Flink's convention)
+        self.event_time = EventTime(
+            "window_end",
+            setup.time_dtype,
+            unit,
+            0,
+            None,
+            shift=-1,
+        )
+
+    def make_op(self) -> Operator:
+        return WindowOp(self.label, self.setup)
+
+
+class LateEventsNode(Node):
+    """The input rows a window dropped as late (with ``late="side"``)."""
+
+    def __init__(self, of: WindowNode) -> None:
+        super().__init__()
+        self.inputs = (of,)
+        self.of = of
+        self.schema = of.inputs[0].schema
+        self.event_time = of.inputs[0].event_time
+        self.bounded = of.bounded
+        self.label = f"late_events of [{of.id}]"
+
+    def make_op(self) -> Operator:
+        from vstream.ops.stateless import DeadLetterOp
+
+        return DeadLetterOp(self.label)
+
+
+def processing_time() -> tuple[pl.DataType, int]:
+    """The dtype and unit of processing-time window bounds."""
+    return pl.Datetime("us"), unit_to_ns("us")
