@@ -14,6 +14,7 @@ import polars as pl
 from vstream._duration import Duration, TimeUnit, parse_duration, unit_to_ns, wall_seconds
 from vstream.errors import (
     ColumnNotFoundError,
+    DurationError,
     EventTimeError,
     ExpressionError,
     PipelineError,

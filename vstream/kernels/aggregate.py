@@ -1,7 +1,7 @@
 """Incremental aggregate kernels: update a state slot with one row (chunk), merge two
 slots (combine). Finalize is vectorized numpy in :mod:`vstream.ops.window`.
 
-State is two matrices, ``F`` (float64) and ``I`` (int64), one row per field and one
+State is two matrices, ``F`` (float64) and ``In`` (int64), one row per field and one
 column per slot. ``prog`` has one row per aggregate:
 ``(kind, input column, validity column, first float field, first int field)``. Kinds and
 their fields (numbers shared with :mod:`vstream.plan.aggregates`):
@@ -52,15 +52,15 @@ I64_MAX = np.iinfo(np.int64).max
 
 
 @njit(cache=True, nogil=True)
-def init_slot(F, I, slot, init_f, init_i):  # type: ignore[no-untyped-def]
+def init_slot(F, In, slot, init_f, init_i):  # type: ignore[no-untyped-def]
     for f in range(F.shape[0]):
         F[f, slot] = init_f[f]
-    for i in range(I.shape[0]):
-        I[i, slot] = init_i[i]
+    for i in range(In.shape[0]):
+        In[i, slot] = init_i[i]
 
 
 @njit(cache=True, nogil=True)
-def update_row(prog, F, I, slot, Xf, Xi, M, vmap, r, seq):  # type: ignore[no-untyped-def]
+def update_row(prog, F, In, slot, Xf, Xi, M, vmap, r, seq):  # type: ignore[no-untyped-def]
     """Fold row ``r`` of the input matrices into ``slot``."""
     for a in range(prog.shape[0]):
         kind = prog[a, 0]
@@ -74,127 +74,127 @@ def update_row(prog, F, I, slot, Xf, Xi, M, vmap, r, seq):  # type: ignore[no-un
             if m >= 0:
                 valid = M[m, r]
         if kind == LEN:
-            I[i0, slot] += 1
+            In[i0, slot] += 1
         elif kind == COUNT:
             if valid:
-                I[i0, slot] += 1
+                In[i0, slot] += 1
         elif kind == SUM_F:
             if valid:
                 F[f0, slot] += Xf[x, r]
         elif kind == SUM_I:
             if valid:
-                I[i0, slot] += Xi[x, r]
+                In[i0, slot] += Xi[x, r]
         elif kind == MEAN:
             if valid:
                 F[f0, slot] += Xf[x, r]
-                I[i0, slot] += 1
+                In[i0, slot] += 1
         elif kind == MIN_F or kind == MAX_F:
             if valid:
                 val = Xf[x, r]
-                I[i0, slot] += 1
+                In[i0, slot] += 1
                 if not np.isnan(val):
-                    if I[i0 + 1, slot] == 0:
+                    if In[i0 + 1, slot] == 0:
                         F[f0, slot] = val
                     elif kind == MIN_F:
                         if val < F[f0, slot]:
                             F[f0, slot] = val
                     elif val > F[f0, slot]:
                         F[f0, slot] = val
-                    I[i0 + 1, slot] += 1
+                    In[i0 + 1, slot] += 1
         elif kind == MIN_I or kind == MAX_I:
             if valid:
                 ival = Xi[x, r]
-                if I[i0 + 1, slot] == 0:
-                    I[i0, slot] = ival
+                if In[i0 + 1, slot] == 0:
+                    In[i0, slot] = ival
                 elif kind == MIN_I:
-                    if ival < I[i0, slot]:
-                        I[i0, slot] = ival
-                elif ival > I[i0, slot]:
-                    I[i0, slot] = ival
-                I[i0 + 1, slot] += 1
+                    if ival < In[i0, slot]:
+                        In[i0, slot] = ival
+                elif ival > In[i0, slot]:
+                    In[i0, slot] = ival
+                In[i0 + 1, slot] += 1
         elif kind == FIRST_F or kind == LAST_F:
-            if (seq < I[i0, slot]) if kind == FIRST_F else (seq > I[i0, slot]):
+            if (seq < In[i0, slot]) if kind == FIRST_F else (seq > In[i0, slot]):
                 F[f0, slot] = Xf[x, r] if valid else 0.0
-                I[i0, slot] = seq
-                I[i0 + 1, slot] = 0 if valid else 1
+                In[i0, slot] = seq
+                In[i0 + 1, slot] = 0 if valid else 1
         elif kind == FIRST_I or kind == LAST_I:
-            if (seq < I[i0 + 1, slot]) if kind == FIRST_I else (seq > I[i0 + 1, slot]):
-                I[i0, slot] = Xi[x, r] if valid else 0
-                I[i0 + 1, slot] = seq
-                I[i0 + 2, slot] = 0 if valid else 1
+            if (seq < In[i0 + 1, slot]) if kind == FIRST_I else (seq > In[i0 + 1, slot]):
+                In[i0, slot] = Xi[x, r] if valid else 0
+                In[i0 + 1, slot] = seq
+                In[i0 + 2, slot] = 0 if valid else 1
         elif kind == VAR:
             if valid:
                 val = Xf[x, r]
-                n = I[i0, slot] + 1
+                n = In[i0, slot] + 1
                 d = val - F[f0, slot]
                 F[f0, slot] += d / n
                 F[f0 + 1, slot] += d * (val - F[f0, slot])
-                I[i0, slot] = n
+                In[i0, slot] = n
 
 
 @njit(cache=True, nogil=True)
-def combine_slot(prog, F, I, j, F2, I2, k):  # type: ignore[no-untyped-def]
-    """Merge slot ``k`` of (F2, I2) into slot ``j`` of (F, I)."""
+def combine_slot(prog, F, In, j, F2, In2, k):  # type: ignore[no-untyped-def]
+    """Merge slot ``k`` of (F2, In2) into slot ``j`` of (F, In)."""
     for a in range(prog.shape[0]):
         kind = prog[a, 0]
         f0 = prog[a, 3]
         i0 = prog[a, 4]
         if kind == LEN or kind == COUNT or kind == SUM_I:
-            I[i0, j] += I2[i0, k]
+            In[i0, j] += In2[i0, k]
         elif kind == SUM_F:
             F[f0, j] += F2[f0, k]
         elif kind == MEAN:
             F[f0, j] += F2[f0, k]
-            I[i0, j] += I2[i0, k]
+            In[i0, j] += In2[i0, k]
         elif kind == MIN_F or kind == MAX_F:
-            if I2[i0 + 1, k] > 0:
+            if In2[i0 + 1, k] > 0:
                 val = F2[f0, k]
-                if I[i0 + 1, j] == 0:
+                if In[i0 + 1, j] == 0:
                     F[f0, j] = val
                 elif kind == MIN_F:
                     if val < F[f0, j]:
                         F[f0, j] = val
                 elif val > F[f0, j]:
                     F[f0, j] = val
-            I[i0, j] += I2[i0, k]
-            I[i0 + 1, j] += I2[i0 + 1, k]
+            In[i0, j] += In2[i0, k]
+            In[i0 + 1, j] += In2[i0 + 1, k]
         elif kind == MIN_I or kind == MAX_I:
-            if I2[i0 + 1, k] > 0:
-                ival = I2[i0, k]
-                if I[i0 + 1, j] == 0:
-                    I[i0, j] = ival
+            if In2[i0 + 1, k] > 0:
+                ival = In2[i0, k]
+                if In[i0 + 1, j] == 0:
+                    In[i0, j] = ival
                 elif kind == MIN_I:
-                    if ival < I[i0, j]:
-                        I[i0, j] = ival
-                elif ival > I[i0, j]:
-                    I[i0, j] = ival
-                I[i0 + 1, j] += I2[i0 + 1, k]
+                    if ival < In[i0, j]:
+                        In[i0, j] = ival
+                elif ival > In[i0, j]:
+                    In[i0, j] = ival
+                In[i0 + 1, j] += In2[i0 + 1, k]
         elif kind == FIRST_F or kind == LAST_F:
-            s2 = I2[i0, k]
-            if (s2 < I[i0, j]) if kind == FIRST_F else (s2 > I[i0, j]):
+            s2 = In2[i0, k]
+            if (s2 < In[i0, j]) if kind == FIRST_F else (s2 > In[i0, j]):
                 F[f0, j] = F2[f0, k]
-                I[i0, j] = s2
-                I[i0 + 1, j] = I2[i0 + 1, k]
+                In[i0, j] = s2
+                In[i0 + 1, j] = In2[i0 + 1, k]
         elif kind == FIRST_I or kind == LAST_I:
-            s2 = I2[i0 + 1, k]
-            if (s2 < I[i0 + 1, j]) if kind == FIRST_I else (s2 > I[i0 + 1, j]):
-                I[i0, j] = I2[i0, k]
-                I[i0 + 1, j] = s2
-                I[i0 + 2, j] = I2[i0 + 2, k]
+            s2 = In2[i0 + 1, k]
+            if (s2 < In[i0 + 1, j]) if kind == FIRST_I else (s2 > In[i0 + 1, j]):
+                In[i0, j] = In2[i0, k]
+                In[i0 + 1, j] = s2
+                In[i0 + 2, j] = In2[i0 + 2, k]
         elif kind == VAR:
-            n2 = I2[i0, k]
+            n2 = In2[i0, k]
             if n2 > 0:
-                n1 = I[i0, j]
+                n1 = In[i0, j]
                 n = n1 + n2
                 d = F2[f0, k] - F[f0, j]
                 F[f0, j] += d * n2 / n
                 F[f0 + 1, j] += F2[f0 + 1, k] + d * d * n1 * n2 / n
-                I[i0, j] = n
+                In[i0, j] = n
 
 
 @njit(cache=True, nogil=True)
-def copy_slot(F, I, j, F2, I2, k):  # type: ignore[no-untyped-def]
+def copy_slot(F, In, j, F2, In2, k):  # type: ignore[no-untyped-def]
     for f in range(F.shape[0]):
         F[f, j] = F2[f, k]
-    for i in range(I.shape[0]):
-        I[i, j] = I2[i, k]
+    for i in range(In.shape[0]):
+        In[i, j] = In2[i, k]

@@ -92,7 +92,7 @@ def pane_update(  # type: ignore[no-untyped-def]
     slot_pane,
     slot_key,
     F,
-    I,
+    In,
     init_f,
     init_i,
     prog,
@@ -135,14 +135,14 @@ def pane_update(  # type: ignore[no-untyped-def]
             slot = -1 - slot
             slot_pane[slot] = p
             slot_key[slot] = k
-            init_slot(F, I, slot, init_f, init_i)
+            init_slot(F, In, slot, init_f, init_i)
             n_slots += 1
-        update_row(prog, F, I, slot, Xf, Xi, M, vmap, r, seq0 + r)
+        update_row(prog, F, In, slot, Xf, Xi, M, vmap, r, seq0 + r)
     return n_slots, n_late, n_dirty
 
 
 @njit(cache=True, nogil=True)
-def compact_panes(slot_pane, slot_key, F, I, n_slots, free_below):  # type: ignore[no-untyped-def]
+def compact_panes(slot_pane, slot_key, F, In, n_slots, free_below):  # type: ignore[no-untyped-def]
     """Drop slots of panes < ``free_below`` (their windows are closed); keep order."""
     w = 0
     for j in range(n_slots):
@@ -150,13 +150,13 @@ def compact_panes(slot_pane, slot_key, F, I, n_slots, free_below):  # type: igno
             if w != j:
                 slot_pane[w] = slot_pane[j]
                 slot_key[w] = slot_key[j]
-                copy_slot(F, I, w, F, I, j)
+                copy_slot(F, In, w, F, In, j)
             w += 1
     return w
 
 
 @njit(cache=True, nogil=True)
-def fire_tumbling(slot_pane, slot_key, F, I, n_slots, p_lo, p_hi):  # type: ignore[no-untyped-def]
+def fire_tumbling(slot_pane, slot_key, F, In, n_slots, p_lo, p_hi):  # type: ignore[no-untyped-def]
     """Slots of panes in [p_lo, p_hi) (tumbling: a pane is a window), ordered by pane."""
     m = 0
     lo = np.int64(9223372036854775807)
@@ -170,7 +170,7 @@ def fire_tumbling(slot_pane, slot_key, F, I, n_slots, p_lo, p_hi):  # type: igno
     out_key = np.empty(m, np.int32)
     out_pane = np.empty(m, np.int64)
     Fo = np.empty((F.shape[0], m), np.float64)
-    Io = np.empty((I.shape[0], m), np.int64)
+    Io = np.empty((In.shape[0], m), np.int64)
     if m == 0:
         return out_key, out_pane, Fo, Io
     order = np.empty(m, np.int64)
@@ -204,7 +204,7 @@ def fire_tumbling(slot_pane, slot_key, F, I, n_slots, p_lo, p_hi):  # type: igno
         j = order[c]
         out_key[c] = slot_key[j]
         out_pane[c] = slot_pane[j]
-        copy_slot(Fo, Io, c, F, I, j)
+        copy_slot(Fo, Io, c, F, In, j)
     return out_key, out_pane, Fo, Io
 
 
@@ -251,13 +251,13 @@ def _first_window(p, s, n):  # type: ignore[no-untyped-def]
 
 @njit(cache=True, nogil=True)
 def fire_hopping(  # type: ignore[no-untyped-def]
-    slot_pane, slot_key, F, I, n_slots, prog, s, n, k_lo, k_hi, n_keys
+    slot_pane, slot_key, F, In, n_slots, prog, s, n, k_lo, k_hi, n_keys
 ):
-    """Every window k in [k_lo, k_hi] with data, per key: (key, k, F, I) of each."""
+    """Every window k in [k_lo, k_hi] with data, per key: (key, k, F, In) of each."""
     order = _sorted_by_key_pane(slot_pane, slot_key, n_slots, k_lo * s, k_hi * s + n, n_keys)
     m = order.shape[0]
     nf = F.shape[0]
-    ni = I.shape[0]
+    ni = In.shape[0]
     # prefix / suffix partials within blocks of n panes, over the sorted slots
     Pf = np.empty((nf, m), np.float64)
     Pi = np.empty((ni, m), np.int64)
@@ -265,14 +265,14 @@ def fire_hopping(  # type: ignore[no-untyped-def]
     Si = np.empty((ni, m), np.int64)
     for c in range(m):
         j = order[c]
-        copy_slot(Pf, Pi, c, F, I, j)
+        copy_slot(Pf, Pi, c, F, In, j)
         if c > 0:
             jp = order[c - 1]
             if slot_key[jp] == slot_key[j] and slot_pane[jp] // n == slot_pane[j] // n:
                 combine_slot(prog, Pf, Pi, c, Pf, Pi, c - 1)
     for c in range(m - 1, -1, -1):
         j = order[c]
-        copy_slot(Sf, Si, c, F, I, j)
+        copy_slot(Sf, Si, c, F, In, j)
         if c < m - 1:
             jn = order[c + 1]
             if slot_key[jn] == slot_key[j] and slot_pane[jn] // n == slot_pane[j] // n:
@@ -332,18 +332,18 @@ def fire_hopping(  # type: ignore[no-untyped-def]
 
 @njit(cache=True, nogil=True)
 def windows_of(  # type: ignore[no-untyped-def]
-    tp, tk, tv, F, I, prog, init_f, init_i, s, n, ks, keys
+    tp, tk, tv, F, In, prog, init_f, init_i, s, n, ks, keys
 ):
     """The state of given windows (k, key), merged pane by pane (for re-emissions)."""
     m = ks.shape[0]
     Fo = np.empty((F.shape[0], m), np.float64)
-    Io = np.empty((I.shape[0], m), np.int64)
+    Io = np.empty((In.shape[0], m), np.int64)
     for c in range(m):
         init_slot(Fo, Io, c, init_f, init_i)
         for p in range(ks[c] * s, ks[c] * s + n):
             j = find_slot(tp, tk, tv, p, keys[c])
             if j >= 0:
-                combine_slot(prog, Fo, Io, c, F, I, j)
+                combine_slot(prog, Fo, Io, c, F, In, j)
     return Fo, Io
 
 
@@ -402,7 +402,7 @@ def session_update(  # type: ignore[no-untyped-def]
     free,
     counters,
     F,
-    I,
+    In,
     init_f,
     init_i,
     prog,
@@ -441,10 +441,10 @@ def session_update(  # type: ignore[no-untyped-def]
         else:
             slot = counters[1]
             counters[1] += 1
-        init_slot(F, I, slot, init_f, init_i)
+        init_slot(F, In, slot, init_f, init_i)
         for a in range(c, e):
             r = order[a]
-            update_row(prog, F, I, slot, Xf, Xi, M, vmap, r, seq0 + r)
+            update_row(prog, F, In, slot, Xf, Xi, M, vmap, r, seq0 + r)
         merged = False
         rev = np.int64(-1)
         final = False
@@ -454,7 +454,7 @@ def session_update(  # type: ignore[no-untyped-def]
             jn = nxt[j]
             if s_start[j] < end and start < s_end[j]:
                 merged = True
-                combine_slot(prog, F, I, slot, F, I, j)
+                combine_slot(prog, F, In, slot, F, In, j)
                 start = min(start, s_start[j])
                 end = max(end, s_end[j])
                 rev = max(rev, s_rev[j])
@@ -505,7 +505,7 @@ def session_fire(  # type: ignore[no-untyped-def]
     free,
     counters,
     F,
-    I,
+    In,
     n_keys,
     wm,
     lateness,
@@ -522,7 +522,7 @@ def session_fire(  # type: ignore[no-untyped-def]
             out_end = np.empty(m, np.int64)
             out_rev = np.empty(m, np.int64)
             Fo = np.empty((F.shape[0], m), np.float64)
-            Io = np.empty((I.shape[0], m), np.int64)
+            Io = np.empty((In.shape[0], m), np.int64)
         w = 0
         for k in range(n_keys):
             j = head[k]
@@ -535,7 +535,7 @@ def session_fire(  # type: ignore[no-untyped-def]
                         out_start[w] = s_start[j]
                         out_end[w] = s_end[j]
                         out_rev[w] = s_rev[j]
-                        copy_slot(Fo, Io, w, F, I, j)
+                        copy_slot(Fo, Io, w, F, In, j)
                         s_dirty[j] = False
                         if due:
                             s_final[j] = True

@@ -149,11 +149,11 @@ class _Slots:
         cap = max(1024, self.cap)
         while cap < need:
             cap *= 2
-        F = np.zeros((self.F.shape[0], cap), np.float64)
-        I = np.zeros((self.I.shape[0], cap), np.int64)
-        F[:, : self.cap] = self.F
-        I[:, : self.cap] = self.I
-        self.F, self.I, self.cap = F, I, cap
+        fs = np.zeros((self.F.shape[0], cap), np.float64)
+        ints = np.zeros((self.I.shape[0], cap), np.int64)
+        fs[:, : self.cap] = self.F
+        ints[:, : self.cap] = self.I
+        self.F, self.I, self.cap = fs, ints, cap
         return cap
 
 
@@ -219,10 +219,7 @@ class WindowOp(Operator):
             ts = _physical_int(df.get_column(st.time_column))
             if st.time_shift:
                 ts = ts + st.time_shift
-        if self.keys is not None:
-            kid = self.keys.ids(df)
-        else:
-            kid = np.zeros(n, np.int32)
+        kid = self.keys.ids(df) if self.keys is not None else np.zeros(n, np.int32)
         Xf, Xi, M, vmap = self.inputs.build(df)
         late = np.zeros(n, np.bool_)
         self.state.update(df, ts, kid, Xf, Xi, M, vmap, late, wm)
@@ -624,6 +621,9 @@ class _PaneLogic:
 
 
 # ---------------------------------------------------------------------- sessions
+_SESSION_ARRAYS = ("nxt", "s_key", "s_start", "s_end", "s_rev", "s_final", "s_dirty", "free")
+
+
 class _SessionLogic:
     """Session windows: per key, a linked list of live sessions in slot arrays."""
 
