@@ -55,3 +55,50 @@ def paired(
     if (name, peer_name) not in PAIRS:
         PAIRS.append((name, peer_name))
     benchmark.extra_info["ratio"] = best[peer_name] / best[name]
+
+
+#: free-form result lines (memory, compile time, derived ratios) the summary prints
+NOTES: list[str] = []
+
+
+def note(line: str) -> None:
+    """Print ``line`` now and again in the summary."""
+    print(line)
+    NOTES.append(line)
+
+
+def compared(
+    benchmark,  # type: ignore[no-untyped-def]
+    runs: dict[str, object],
+    *,
+    events: int,
+    pairs: tuple[tuple[str, str], ...] = (),
+    rounds: int = 5,
+    nbytes: int = 0,
+) -> dict[str, float]:
+    """Like :func:`paired` for any number of callables: rounds alternate between all of
+    them, each records its best round, and every ``(ours, peer)`` of ``pairs`` goes to
+    the summary's ratios. Returns the best seconds by name (empty in quick mode)."""
+    import time
+
+    best = dict.fromkeys(runs, float("inf"))
+
+    def one_round() -> None:
+        for label, fn in runs.items():
+            t = time.perf_counter()
+            fn()  # type: ignore[operator]
+            best[label] = min(best[label], time.perf_counter() - t)
+
+    if getattr(benchmark, "disabled", False):
+        benchmark.pedantic(one_round, rounds=1, iterations=1)
+        return {}
+    for fn in runs.values():
+        fn()  # type: ignore[operator]  # warm-up: JIT, caches, lazy imports
+    benchmark.pedantic(one_round, rounds=rounds, iterations=1)
+    for label in runs:
+        RESULTS[label] = (best[label], events, nbytes)
+    for pair in pairs:
+        if pair not in PAIRS:
+            PAIRS.append(pair)
+        benchmark.extra_info[f"ratio {pair[0]} / {pair[1]}"] = best[pair[1]] / best[pair[0]]
+    return best

@@ -17,11 +17,11 @@ from pathlib import Path
 
 # pytest imports test modules by path (importlib mode): make the shared module importable
 sys.path.insert(0, str(Path(__file__).parent))
-from _bench import PAIRS, RESULTS
+from _bench import NOTES, PAIRS, RESULTS
 
 
 def pytest_terminal_summary(terminalreporter) -> None:  # type: ignore[no-untyped-def]
-    if not RESULTS:
+    if not RESULTS and not NOTES:
         return
     tr = terminalreporter
     tr.section("vstream throughput (best round)")
@@ -34,3 +34,5 @@ def pytest_terminal_summary(terminalreporter) -> None:  # type: ignore[no-untype
         if ours in RESULTS and peer in RESULTS:
             ratio = RESULTS[peer][0] / RESULTS[ours][0]
             tr.write_line(f"ratio {ours} / {peer}: {ratio:.2f}x")
+    for line in NOTES:
+        tr.write_line(line)

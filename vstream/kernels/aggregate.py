@@ -198,3 +198,69 @@ def copy_slot(F, In, j, F2, In2, k):  # type: ignore[no-untyped-def]
         F[f, j] = F2[f, k]
     for i in range(In.shape[0]):
         In[i, j] = In2[i, k]
+
+
+@njit(cache=True, nogil=True)
+def _valid(M, vmap, v, r):  # type: ignore[no-untyped-def]
+    if v < 0:
+        return True
+    m = vmap[v]
+    return m < 0 or M[m, r]
+
+
+@njit(cache=True, nogil=True)
+def apply_rows(prog, F, In, slots, Xf, Xi, M, vmap, seq0):  # type: ignore[no-untyped-def]
+    """Fold every row ``r`` with ``slots[r] >= 0`` into its slot: one tight loop per
+    aggregate (the group-id style of flox and numbagg), not a dispatch per row and
+    aggregate (10 M Q1 events: 58 -> 12 ns an event for four aggregates)."""
+    n = slots.shape[0]
+    for a in range(prog.shape[0]):
+        kind = prog[a, 0]
+        x = prog[a, 1]
+        v = prog[a, 2]
+        f0 = prog[a, 3]
+        i0 = prog[a, 4]
+        nullable = v >= 0 and vmap[v] >= 0
+        if kind == LEN:
+            for r in range(n):
+                j = slots[r]
+                if j >= 0:
+                    In[i0, j] += 1
+        elif not nullable and kind == SUM_F:
+            for r in range(n):
+                j = slots[r]
+                if j >= 0:
+                    F[f0, j] += Xf[x, r]
+        elif not nullable and kind == MEAN:
+            for r in range(n):
+                j = slots[r]
+                if j >= 0:
+                    F[f0, j] += Xf[x, r]
+                    In[i0, j] += 1
+        elif not nullable and kind == MAX_F:
+            for r in range(n):
+                j = slots[r]
+                if j >= 0:
+                    val = Xf[x, r]
+                    In[i0, j] += 1
+                    if val == val:  # not NaN
+                        if In[i0 + 1, j] == 0 or val > F[f0, j]:
+                            F[f0, j] = val
+                        In[i0 + 1, j] += 1
+        elif not nullable and kind == MIN_F:
+            for r in range(n):
+                j = slots[r]
+                if j >= 0:
+                    val = Xf[x, r]
+                    In[i0, j] += 1
+                    if val == val:
+                        if In[i0 + 1, j] == 0 or val < F[f0, j]:
+                            F[f0, j] = val
+                        In[i0 + 1, j] += 1
+        else:
+            # the general path: every kind, with or without nulls
+            one = prog[a : a + 1]
+            for r in range(n):
+                j = slots[r]
+                if j >= 0:
+                    update_row(one, F, In, j, Xf, Xi, M, vmap, r, seq0 + r)

@@ -16,11 +16,11 @@ import polars as pl
 import pyarrow as pa
 
 from vstream.errors import VStreamError
+from vstream.kernels.aggregate import apply_rows
 from vstream.kernels.window import (
     compact_panes,
     fire_hopping,
-    fire_tumbling,
-    pane_update,
+    pane_slots,
     rebuild_table,
     session_fire,
     session_update,
@@ -101,18 +101,29 @@ class _Inputs:
     def __init__(self, plan: AggPlan) -> None:
         self.plan = plan
         self.exprs = list(plan.inputs.values())
+        # inputs that are plain columns are read directly: a Polars select costs ~0.4 ms
+        self.direct: dict[str, str] = {}
+        for name, e in plan.inputs.items():
+            base = e.meta.undo_aliases()
+            if base.meta.is_column():
+                self.direct[name] = base.meta.output_name()
+        if len(self.direct) == len(self.exprs):
+            self.exprs = []
         self.fcols = plan.float_columns
         self.icols = plan.int_columns
         self.vcols = sorted({lf.input for lf in plan.leaves if lf.input is not None})
 
     def build(self, df: pl.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         n = df.height
-        vals = df.select(self.exprs) if self.exprs else None
+        if self.exprs:
+            vals = df.select(self.exprs)
+        else:
+            vals = pl.DataFrame([df.get_column(c).alias(n) for n, c in self.direct.items()])
         Xf = np.empty((len(self.fcols), n), np.float64)
         Xi = np.empty((len(self.icols), n), np.int64)
         vmap = np.full(max(len(self.vcols), 1), -1, np.int64)
         masks: list[np.ndarray] = []
-        if vals is not None:
+        if self.plan.inputs:
             for v, name in enumerate(self.vcols):
                 s = vals.get_column(name)
                 if s.null_count():
@@ -181,6 +192,13 @@ class WindowOp(Operator):
         self._pending: list[pl.DataFrame] = []
         self._proc_wm = MIN_WM
         self.nunique = [lf for lf in self.plan.leaves if lf.kind == A.NUNIQUE]
+        renames = []
+        for name, e in zip(self.plan.schema, self.plan.final, strict=True):
+            base = e.meta.undo_aliases()
+            if not base.meta.is_column():
+                break
+            renames.append((name, base.meta.output_name()))
+        self._renames = renames if len(renames) == len(self.plan.final) else None
         if setup.kind == "session":
             self.state: _PaneLogic | _SessionLogic = _SessionLogic(self)
         else:
@@ -266,12 +284,14 @@ class WindowOp(Operator):
         if self.revisions:
             assert rev is not None
             cols.append(pl.Series(_REV, rev, pl.Int64).cast(pl.UInt32))
-        leaves = pl.DataFrame([_finalize(lf, Fo, Io, nunique) for lf in self.plan.leaves])
-        aggs = (
-            leaves.select(self.plan.final) if len(kid) else pl.DataFrame(schema=self.plan.schema)
-        )
-        out = pl.DataFrame(cols).hstack(aggs) if len(kid) else pl.DataFrame(schema=st.schema)
-        return out
+        if not len(kid):
+            return pl.DataFrame(schema=st.schema)
+        leaves = {lf.name: _finalize(lf, Fo, Io, nunique) for lf in self.plan.leaves}
+        if self._renames is not None:  # every output is a leaf: skip the Polars select
+            cols.extend(leaves[src].alias(dst) for dst, src in self._renames)
+            return pl.DataFrame(cols)
+        aggs = pl.DataFrame(list(leaves.values())).select(self.plan.final)
+        return pl.DataFrame(cols).hstack(aggs)
 
     # ------------------------------------------------------------------ state
     def snapshot(self) -> dict[str, pa.Table]:
@@ -382,9 +402,7 @@ class _PaneLogic:
         self.n_slots = 0
         self.slot_pane = np.zeros(0, np.int64)
         self.slot_key = np.zeros(0, np.int32)
-        self.tp = np.zeros(0, np.int64)
-        self.tk = np.zeros(0, np.int32)
-        self.tv = np.full(0, -1, np.int32)
+        self.tab = np.zeros((0, 2), np.int64)
         self.fired_k = None  # windows with index <= fired_k have fired
         self.max_pane = None
         # revisions: emissions so far per (window index, key), while the window is kept
@@ -399,19 +417,21 @@ class _PaneLogic:
         return (k * self.s + self.n) * self.pane + self.op.setup.offset
 
     def _reserve(self, more: int) -> None:
-        need = self.n_slots + more
-        cap = self.op.slots.grow_arrays(need)
+        cap = self.op.slots.grow_arrays(self.n_slots + more)
         if cap:
             self.slot_pane = _grown(self.slot_pane, cap)
             self.slot_key = _grown(self.slot_key, cap)
-        size = max(self.tp.shape[0], 2048)
-        while size < 2 * need:
+        if self.tab.shape[0] < 2 * self.n_slots + 2048:
+            self._rehash(2 * self.n_slots + 2048)
+
+    def _rehash(self, need: int) -> None:
+        # the table holds the live slots at <= 1/2 load: sized by the state, not by the
+        # batch, so it stays in cache (pane_slots asks for more when it fills up)
+        size = 2048
+        while size < need:
             size *= 2
-        if size != self.tp.shape[0]:
-            self.tp = np.zeros(size, np.int64)
-            self.tk = np.zeros(size, np.int32)
-            self.tv = np.full(size, -1, np.int32)
-            rebuild_table(self.tp, self.tk, self.tv, self.slot_pane, self.slot_key, self.n_slots)
+        self.tab = np.zeros((size, 2), np.int64)
+        rebuild_table(self.tab, self.slot_pane, self.slot_key, self.n_slots)
 
     def update(self, df, ts, kid, Xf, Xi, M, vmap, late, wm) -> None:  # type: ignore[no-untyped-def]
         op = self.op
@@ -420,20 +440,28 @@ class _PaneLogic:
         dirty_p = np.empty(n if op.setup.lateness > 0 else 0, np.int64)
         dirty_k = np.empty(n if op.setup.lateness > 0 else 0, np.int32)
         sl = op.slots
-        self.n_slots, n_late, n_dirty = pane_update(
-            ts, kid, self.geom, wm, self.tp, self.tk, self.tv, self.n_slots,
-            self.slot_pane, self.slot_key, sl.F, sl.I, sl.init_f, sl.init_i,
-            op.prog, Xf, Xi, M, vmap, op.seq, late, dirty_p, dirty_k,
-        )  # fmt: skip
+        slots = np.empty(n, np.int32)
+        counts = np.array([self.n_slots, 0, 0], np.int64)
+        r = 0
+        while True:
+            r = pane_slots(
+                ts, kid, self.geom, wm, self.tab, self.slot_pane,
+                self.slot_key, sl.F, sl.I, sl.init_f, sl.init_i, slots, late, dirty_p,
+                dirty_k, counts, r,
+            )  # fmt: skip
+            if r == n:
+                break
+            self.n_slots = int(counts[0])
+            self._rehash(4 * self.n_slots)
+        apply_rows(op.prog, sl.F, sl.I, slots, Xf, Xi, M, vmap, op.seq)
+        self.n_slots, n_late, n_dirty = (int(c) for c in counts)
         ok = ~late if n_late else None
-        mp = (
-            int(((ts if ok is None else ts[ok]).max() - op.setup.offset) // self.pane)
-            if (n - n_late)
-            else None
-        )
-        if mp is not None:
+        live = n - n_late
+        if live:
+            top = int((ts if ok is None else ts[ok]).max())
+            mp = (top - op.setup.offset) // self.pane
             self.max_pane = mp if self.max_pane is None else max(self.max_pane, mp)
-        if op.nunique and n > n_late:
+        if op.nunique and live:
             panes = (ts - op.setup.offset) // self.pane
             self._add_distinct(df, panes, kid, ok)
         if n_dirty:
@@ -506,9 +534,7 @@ class _PaneLogic:
         both = np.unique(np.stack([ks, kk]), axis=1)
         ks, kk = both[0].copy(), both[1].astype(np.int32)
         sl = op.slots
-        Fo, Io = windows_of(
-            self.tp, self.tk, self.tv, sl.F, sl.I, op.prog, sl.init_f, sl.init_i, s, n, ks, kk
-        )
+        Fo, Io = windows_of(self.tab, sl.F, sl.I, op.prog, sl.init_f, sl.init_i, s, n, ks, kk)
         op._pending.append(self._emit(kk, ks, Fo, Io))
 
     def fire(self, wm: int, *, early: bool) -> list[pl.DataFrame]:
@@ -545,10 +571,11 @@ class _PaneLogic:
         op = self.op
         sl = op.slots
         if self.s == 1 and self.n == 1:
-            kid, panes, Fo, Io = fire_tumbling(
-                self.slot_pane, self.slot_key, sl.F, sl.I, self.n_slots, k_lo, k_hi + 1
-            )
-            return self._emit(kid, panes, Fo, Io)
+            # tumbling: a pane is a window. One firing's rows come in slot order (order
+            # within a firing is unspecified), taken with numpy's gathers
+            live = self.slot_pane[: self.n_slots]
+            idx = np.flatnonzero((live >= k_lo) & (live <= k_hi))
+            return self._emit(self.slot_key[idx], live[idx], sl.F[:, idx], sl.I[:, idx])
         n_keys = len(op.keys) if op.keys is not None else 1
         kid, ks, Fo, Io = fire_hopping(
             self.slot_pane, self.slot_key, sl.F, sl.I, self.n_slots, op.prog,
@@ -571,7 +598,7 @@ class _PaneLogic:
             self.n_slots = compact_panes(
                 self.slot_pane, self.slot_key, sl.F, sl.I, self.n_slots, free_below
             )
-            rebuild_table(self.tp, self.tk, self.tv, self.slot_pane, self.slot_key, self.n_slots)
+            rebuild_table(self.tab, self.slot_pane, self.slot_key, self.n_slots)
             if self.distinct:
                 self.distinct = [
                     pl.concat(self.distinct).filter(pl.col("__p") >= free_below).unique()
@@ -613,7 +640,7 @@ class _PaneLogic:
         for i in range(sl.I.shape[0]):
             sl.I[i, :m] = slots[f"i{i}"].to_numpy()
         self.n_slots = m
-        rebuild_table(self.tp, self.tk, self.tv, self.slot_pane, self.slot_key, m)
+        self._rehash(2 * m + 2048)
         self.rev = pl.DataFrame(state["revisions"], schema=_REV_SCHEMA)
         meta = state["panes"].to_pylist()[0]
         self.fired_k, self.max_pane = meta["fired_k"], meta["max_pane"]
