@@ -121,6 +121,17 @@ def test_an_event_late_for_some_hopping_windows_goes_to_the_others() -> None:
     assert m.late_events == 1
 
 
+def test_a_late_event_opens_no_window_that_has_already_ended() -> None:
+    # hopping(10, 5), bound 0: after [17] the watermark is 17. 12 is in [5, 15) and
+    # [10, 20); [5, 15) never opened but its end is behind the watermark, so 12 is late
+    # for it (emitting [5, 15) now would be a late result); it counts in [10, 20) only.
+    stream = source([17], [12]).with_watermark("ts", 0)
+    w = stream.window(vs.hopping(10, 5)).agg(pl.len(), pl.col("i").sum())
+    out, m = w.collect(return_metrics=True)
+    assert sorted_rows(out) == [(10, 20, 2, 1), (15, 25, 1, 0)]
+    assert m.late_events == 0
+
+
 def test_a_late_event_for_a_fired_session_is_dropped() -> None:
     # session(10), bound 0: after [0, 50] the watermark is 50 and [0, 10) has fired.
     # 5 would make [5, 15), which ends before the watermark: late. 45 joins 50's session.
@@ -188,7 +199,7 @@ def test_late_events_follow_the_watermark_model(
     the output is the reference over the other events, and every event is accounted for."""
     if batch_size < 10:
         df = df.head(300)
-    aggs = [pl.len(), pl.col("cpu").sum(), pl.col("bytes").max(), pl.col("cpu").last()]
+    aggs = [pl.len(), pl.col("cpu").sum(), pl.col("bytes").max(), pl.col("cpu").last().alias("c")]
     t = df["ts"].to_numpy()
     wm = ref.watermarks_before(t, ref.fixed_batches(df.height, batch_size), bound)
     late = ref.late_mask(t // size * size + size, wm)

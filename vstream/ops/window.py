@@ -402,7 +402,7 @@ class _PaneLogic:
         self.n_slots = 0
         self.slot_pane = np.zeros(0, np.int64)
         self.slot_key = np.zeros(0, np.int32)
-        self.tab = np.zeros((0, 2), np.int64)
+        self.tab = np.zeros(0, np.int32)
         self.fired_k = None  # windows with index <= fired_k have fired
         self.max_pane = None
         # revisions: emissions so far per (window index, key), while the window is kept
@@ -430,7 +430,7 @@ class _PaneLogic:
         size = 2048
         while size < need:
             size *= 2
-        self.tab = np.zeros((size, 2), np.int64)
+        self.tab = np.zeros(size, np.int32)
         rebuild_table(self.tab, self.slot_pane, self.slot_key, self.n_slots)
 
     def update(self, df, ts, kid, Xf, Xi, M, vmap, late, wm) -> None:  # type: ignore[no-untyped-def]
@@ -534,7 +534,20 @@ class _PaneLogic:
         both = np.unique(np.stack([ks, kk]), axis=1)
         ks, kk = both[0].copy(), both[1].astype(np.int32)
         sl = op.slots
-        Fo, Io = windows_of(self.tab, sl.F, sl.I, op.prog, sl.init_f, sl.init_i, s, n, ks, kk)
+        Fo, Io = windows_of(
+            self.tab,
+            self.slot_pane,
+            self.slot_key,
+            sl.F,
+            sl.I,
+            op.prog,
+            sl.init_f,
+            sl.init_i,
+            s,
+            n,
+            ks,
+            kk,
+        )
         op._pending.append(self._emit(kk, ks, Fo, Io))
 
     def fire(self, wm: int, *, early: bool) -> list[pl.DataFrame]:
