@@ -82,8 +82,10 @@ class ArrowSource(Source):
             if not data:
                 msg = "from_arrow got an empty list of batches: its schema is unknown"
                 raise SourceError(msg)
+            # a list may mix batches and tables (each table contributes its batches)
+            parts = [b for d in data for b in (d.to_batches() if isinstance(d, pa.Table) else [d])]
             try:
-                data = pa.Table.from_batches(list(data))
+                data = pa.Table.from_batches(parts)
             except (pa.ArrowInvalid, TypeError) as exc:
                 msg = f"from_arrow: the batches do not share one schema ({exc})"
                 raise SchemaError(msg) from exc

@@ -36,7 +36,7 @@ __all__ = ["WindowOp", "WindowSetup"]
 _REV = "revision"
 _I64_MAX = np.iinfo(np.int64).max
 _REV_KEYS = pl.Schema({"window": pl.Int64, "key": pl.Int32})
-_REV_SCHEMA = pl.Schema({**_REV_KEYS, "emitted": pl.Int64})
+_REV_SCHEMA = pl.Schema({"window": pl.Int64, "key": pl.Int32, "emitted": pl.Int64})
 
 
 @dataclass(frozen=True, slots=True)
@@ -376,7 +376,7 @@ def _finalize(
 
 
 def _np(dtype: pl.DataType) -> type:
-    return {
+    table: dict[type[pl.DataType], type] = {
         pl.Int8: np.int8,
         pl.Int16: np.int16,
         pl.Int32: np.int32,
@@ -385,7 +385,8 @@ def _np(dtype: pl.DataType) -> type:
         pl.UInt16: np.uint16,
         pl.UInt32: np.uint32,
         pl.UInt64: np.uint64,
-    }[type(dtype)]
+    }
+    return table[type(dtype)]
 
 
 # ---------------------------------------------------------------------- panes
@@ -403,8 +404,8 @@ class _PaneLogic:
         self.slot_pane = np.zeros(0, np.int64)
         self.slot_key = np.zeros(0, np.int32)
         self.tab = np.zeros(0, np.int32)
-        self.fired_k = None  # windows with index <= fired_k have fired
-        self.max_pane = None
+        self.fired_k: int | None = None  # windows with index <= fired_k have fired
+        self.max_pane: int | None = None
         # revisions: emissions so far per (window index, key), while the window is kept
         self.rev = pl.DataFrame(schema=_REV_SCHEMA)
         self.distinct: list[pl.DataFrame] = []  # n_unique: distinct (pane, key, value)

@@ -87,7 +87,13 @@ class AggPlan:
     @property
     def int_columns(self) -> list[str]:
         """Input columns read as int64 (physical values)."""
-        return _ordered({lf.input for lf in self.leaves if lf.input and not _reads_float(lf.kind)})
+        return _ordered(
+            {
+                lf.input
+                for lf in self.leaves
+                if lf.input and not _reads_float(lf.kind) and lf.kind not in (COUNT, NUNIQUE)
+            }
+        )
 
 
 def _ordered(names: set[str | None]) -> list[str]:
@@ -287,11 +293,13 @@ def plan_aggregations(
     --------
     >>> import polars as pl
     >>> plan = plan_aggregations(
-    ...     [pl.len(), pl.col("x").mean(), pl.col("x").sum() / pl.len()],
-    ...     pl.Schema({"x": pl.Float64}), "agg", [],
+    ...     [pl.len(), pl.col("x").mean(), (pl.col("x").sum() / pl.len()).alias("avg")],
+    ...     pl.Schema({"x": pl.Float64}),
+    ...     "agg",
+    ...     [],
     ... )
-    >>> [leaf.name for leaf in plan.leaves], list(plan.schema)
-    (['__vs_agg0', '__vs_agg1', '__vs_agg2'], ['len', 'x', 'x'])
+    >>> [leaf.kind for leaf in plan.leaves], list(plan.schema)
+    ([0, 4, 2], ['len', 'x', 'avg'])
     """
     if not exprs:
         msg = f"{step}: give at least one aggregation, e.g. .agg(pl.len())"
