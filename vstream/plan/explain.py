@@ -10,7 +10,10 @@ __all__ = ["explain"]
 def _schema_text(node: Node) -> str:
     cols = ", ".join(f"{k}: {v}" for k, v in node.schema.items())
     et = node.event_time
-    time = f"  event time {et.column!r}" if et is not None else ""
+    time = ""
+    if et is not None:
+        shift = f" {'+' if et.shift > 0 else '-'} {abs(et.shift)}" if et.shift else ""
+        time = f"  event time {et.column!r}{shift}"
     return f"{{{cols}}}{time}"
 
 
