@@ -553,31 +553,34 @@ class _PaneLogic:
 
     def fire(self, wm: int, *, early: bool) -> list[pl.DataFrame]:
         op = self.op
-        if self.max_pane is None or wm == MIN_WM:
+        if wm == MIN_WM:
             return []
         s, n, pane, off = self.s, self.n, self.pane, op.setup.offset
-        # the last window whose end <= wm
+        # every window k <= k_due has ended (end <= wm)
         if wm >= MAX_WM:
-            k_hi = self.max_pane // s
+            if self.max_pane is None:
+                return []
+            k_due = self.max_pane // s
         else:
-            k_hi = ((wm - off) // pane - n) // s
-            k_hi = min(k_hi, self.max_pane // s)
-        lo_first = self.fired_k + 1 if self.fired_k is not None else None
+            k_due = ((wm - off) // pane - n) // s
         out: list[pl.DataFrame] = []
         if early:
-            k_lo = k_hi + 1 if lo_first is None else max(lo_first, k_hi + 1)
-            k_top = self.max_pane // s
-            if k_top >= k_lo:
-                out.append(self._fire_range(k_lo, k_top))
+            if self.max_pane is not None and self.n_slots:
+                k_lo = k_due + 1 if self.fired_k is None else max(self.fired_k, k_due) + 1
+                if self.max_pane // s >= k_lo:
+                    out.append(self._fire_range(k_lo, self.max_pane // s))
             return out
-        if lo_first is None:
-            # nothing fired yet: start from the first window of the oldest live pane
-            if self.n_slots == 0:
-                return out
-            lo_first = -((-(int(self.slot_pane[: self.n_slots].min()) - n + 1)) // s)
-        if k_hi >= lo_first:
-            out.append(self._fire_range(lo_first, k_hi))
-            self.fired_k = k_hi
+        if self.max_pane is not None and self.n_slots:
+            if self.fired_k is not None:
+                k_lo = self.fired_k + 1
+            else:  # nothing fired yet: from the first window of the oldest live pane
+                k_lo = -((-(int(self.slot_pane[: self.n_slots].min()) - n + 1)) // s)
+            k_hi = min(k_due, self.max_pane // s)
+            if k_hi >= k_lo:
+                out.append(self._fire_range(k_lo, k_hi))
+        # windows that ended are done even if they had no data yet: a late event must
+        # not open them (it updates them only within the allowed lateness)
+        self.fired_k = k_due if self.fired_k is None else max(self.fired_k, k_due)
         self._free(wm)
         return out
 
@@ -728,6 +731,7 @@ class _SessionLogic:
     def fire(self, wm: int, *, early: bool) -> list[pl.DataFrame]:
         if not early and wm < self.next_end:
             return []
+        self._reserve(0)  # the key heads exist even before the first row
         op = self.op
         sl = op.slots
         kid, start, end, rev, Fo, Io, nxt_end = session_fire(

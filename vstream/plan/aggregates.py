@@ -18,7 +18,7 @@ from typing import Any
 
 import polars as pl
 
-from vstream.errors import ExpressionError
+from vstream.errors import ColumnNotFoundError, ExpressionError
 from vstream.plan.expressions import check_row_wise
 
 __all__ = ["AggLeaf", "AggPlan", "plan_aggregations"]
@@ -311,6 +311,12 @@ def plan_aggregations(
         for e in _expand(expr, schema):
             try:
                 out_schema = _empty_eval(schema, e)
+            except pl.exceptions.ColumnNotFoundError as exc:
+                msg = (
+                    f"{step}: {e} refers to a column the stream lacks ({exc}); "
+                    f"it has {list(schema)}"
+                )
+                raise ColumnNotFoundError(msg) from None
             except pl.exceptions.PolarsError as exc:
                 msg = f"{step}: {e} fails on the stream's schema: {exc}"
                 raise ExpressionError(msg) from None
