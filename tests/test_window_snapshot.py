@@ -32,7 +32,11 @@ AGGS = [
 
 def _make(kind: str, lateness: int) -> WindowOp:
     df = vs.datasets.telemetry(1, hosts=5)
-    aggs = [*AGGS, pl.col("region").n_unique().alias("regions")] if kind != "session" else AGGS
+    aggs = [
+        *AGGS,
+        pl.col("region").n_unique().alias("regions"),
+        pl.col("region").first().alias("first_region"),
+    ]
     w = (
         vs.from_polars(df)
         .with_watermark("ts", 300)

@@ -24,7 +24,6 @@ from vstream.errors import (
 from vstream.io.sinks import CallbackSink, CollectSink, ParquetSink, ResultsSink, Sink
 from vstream.ops.stateless import filter_frame
 from vstream.ops.window import WindowSetup
-from vstream.plan.aggregates import NUNIQUE as A_NUNIQUE
 from vstream.plan.aggregates import plan_aggregations
 from vstream.plan.explain import explain
 from vstream.plan.expressions import check_row_wise, check_row_wise_on_sample, infer_schema
@@ -803,12 +802,6 @@ class WindowBuilder:
             reserved.append("revision")
         step = f"{self._step}.agg(...)"
         plan = plan_aggregations(exprs, self._stream.schema, step, reserved)
-        if parts["kind"] == "session" and any(lf.kind == A_NUNIQUE for lf in plan.leaves):
-            msg = (
-                f"{step}: n_unique is not supported on session windows yet (tumbling and "
-                "hopping windows support it)"
-            )
-            raise ExpressionError(msg)
         tdtype = parts["time_dtype"]
         out: dict[str, pl.DataType] = {k: self._stream.schema[k] for k in keys}
         out["window_start"] = tdtype  # type: ignore[assignment]

@@ -386,14 +386,16 @@ def session_update(  # type: ignore[no-untyped-def]
     vmap,
     seq0,
     late,
+    merged_into,
 ):
     """Fold a batch into per-key sessions, merging sessions an event bridges.
 
     Per key, the batch's events (in time order) form runs (next - prev < gap); each run
     merges with every live session it overlaps. A run that merges with nothing and whose
     session would end at or before ``wm - lateness`` is late: its rows are marked in
-    ``late``. ``counters`` = [free slots, slots ever used, late rows]; returns the
-    smallest end among the sessions touched (for the next firing).
+    ``late``. ``counters`` = [free slots, slots ever used, late rows]. A session merged
+    into another gets ``merged_into[old] = new``. Returns the smallest end among the
+    sessions touched (for the next firing) and each row's (run) slot.
     """
     order = _order_by_key_time(ts, kid, n_keys)
     n = ts.shape[0]
@@ -444,6 +446,8 @@ def session_update(  # type: ignore[no-untyped-def]
                 end = max(end, s_end[j])
                 rev = max(rev, s_rev[j])
                 final = final or s_final[j]
+                if merged_into.shape[0]:
+                    merged_into[j] = slot
                 # unlink and free j
                 if prev < 0:
                     head[k] = jn
@@ -474,7 +478,7 @@ def session_update(  # type: ignore[no-untyped-def]
             head[k] = slot
             min_end = min(min_end, end)
         c = e
-    return min_end
+    return min_end, slots
 
 
 @njit(cache=True, nogil=True)
@@ -498,7 +502,8 @@ def session_fire(  # type: ignore[no-untyped-def]
 ):
     """Emit sessions: those the watermark closed (``end <= wm``) that are new or changed
     since their last emission, plus (``early``) every open changed session. Then free the
-    sessions past their lateness. Returns the emitted rows and the next smallest end."""
+    sessions past their lateness. Returns the emitted rows (with their slots) and the
+    next smallest end."""
     m = 0
     for rnd in range(2):
         if rnd == 1:
@@ -506,6 +511,7 @@ def session_fire(  # type: ignore[no-untyped-def]
             out_start = np.empty(m, np.int64)
             out_end = np.empty(m, np.int64)
             out_rev = np.empty(m, np.int64)
+            out_slot = np.empty(m, np.int64)
             Fo = np.empty((F.shape[0], m), np.float64)
             Io = np.empty((In.shape[0], m), np.int64)
         w = 0
@@ -520,6 +526,7 @@ def session_fire(  # type: ignore[no-untyped-def]
                         out_start[w] = s_start[j]
                         out_end[w] = s_end[j]
                         out_rev[w] = s_rev[j]
+                        out_slot[w] = j
                         copy_slot(Fo, Io, w, F, In, j)
                         s_dirty[j] = False
                         if due:
@@ -546,4 +553,16 @@ def session_fire(  # type: ignore[no-untyped-def]
                     next_end = min(next_end, s_end[j])
                 prev = j
             j = jn
-    return out_key, out_start, out_end, out_rev, Fo, Io, next_end
+    return out_key, out_start, out_end, out_rev, out_slot, Fo, Io, next_end
+
+
+@njit(cache=True, nogil=True)
+def session_live(head, nxt, n_keys, cap):  # type: ignore[no-untyped-def]
+    """Which slots hold a live session."""
+    live = np.zeros(cap, np.bool_)
+    for k in range(n_keys):
+        j = head[k]
+        while j >= 0:
+            live[j] = True
+            j = nxt[j]
+    return live

@@ -23,6 +23,7 @@ from vstream.kernels.window import (
     pane_slots,
     rebuild_table,
     session_fire,
+    session_live,
     session_update,
     windows_of,
 )
@@ -113,7 +114,9 @@ class _Inputs:
         self.icols = plan.int_columns
         self.vcols = sorted({lf.input for lf in plan.leaves if lf.input is not None})
 
-    def build(self, df: pl.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def build(
+        self, df: pl.DataFrame, stores: dict[str, pl.Series]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         n = df.height
         if self.exprs:
             vals = df.select(self.exprs)
@@ -136,6 +139,11 @@ class _Inputs:
                 Xf[c] = s.cast(pl.Float64).to_numpy() if s.dtype != pl.Float64 else s.to_numpy()
             for c, name in enumerate(self.icols):
                 s = vals.get_column(name)
+                if name in stores:  # values kept in the store; the kernels see their ids
+                    store = stores[name]
+                    Xi[c] = np.arange(store.len(), store.len() + n, dtype=np.int64)
+                    stores[name] = store.append(s)
+                    continue
                 if s.null_count():
                     s = s.fill_null(0) if s.dtype != pl.Boolean else s.fill_null(False)
                 Xi[c] = _physical_int(s)
@@ -192,6 +200,10 @@ class WindowOp(Operator):
         self._pending: list[pl.DataFrame] = []
         self._proc_wm = MIN_WM
         self.nunique = [lf for lf in self.plan.leaves if lf.kind == A.NUNIQUE]
+        self.stores: dict[str, pl.Series] = {
+            name: pl.Series(name, [], dtype=self.plan.leaves_by_input[name])
+            for name in self.plan.stored_columns
+        }
         renames = []
         for name, e in zip(self.plan.schema, self.plan.final, strict=True):
             base = e.meta.undo_aliases()
@@ -238,15 +250,31 @@ class WindowOp(Operator):
             if st.time_shift:
                 ts = ts + st.time_shift
         kid = self.keys.ids(df) if self.keys is not None else np.zeros(n, np.int32)
-        Xf, Xi, M, vmap = self.inputs.build(df)
+        Xf, Xi, M, vmap = self.inputs.build(df, self.stores)
         late = np.zeros(n, np.bool_)
         self.state.update(df, ts, kid, Xf, Xi, M, vmap, late, wm)
+        if self.stores:
+            self._compact_stores()
         self.seq += n
         n_late = int(late.sum()) if n else 0
         if n_late:
             self.late_events += n_late
             if st.late_side:
                 self.emit_side("late_events", df.filter(pl.Series(late)))
+
+    def _compact_stores(self) -> None:
+        """Keep only the stored values that live slots refer to (ids renumbered)."""
+        used = self.state.used_slots()
+        sl = self.slots
+        for name, store in self.stores.items():
+            fields = [lf.i0 for lf in self.plan.leaves if lf.stored and lf.input == name]
+            if not store.len():
+                continue
+            refs = np.clip(np.concatenate([sl.I[f, :used] for f in fields]), 0, store.len() - 1)
+            uniq, inv = np.unique(refs, return_inverse=True)
+            self.stores[name] = store.gather(uniq)
+            for i, f in enumerate(fields):
+                sl.I[f, :used] = inv[i * used : (i + 1) * used]
 
     def tick(self, now: float) -> bool:
         st = self.setup
@@ -286,7 +314,7 @@ class WindowOp(Operator):
             cols.append(pl.Series(_REV, rev, pl.Int64).cast(pl.UInt32))
         if not len(kid):
             return pl.DataFrame(schema=st.schema)
-        leaves = {lf.name: _finalize(lf, Fo, Io, nunique) for lf in self.plan.leaves}
+        leaves = {lf.name: _finalize(lf, Fo, Io, nunique, self.stores) for lf in self.plan.leaves}
         if self._renames is not None:  # every output is a leaf: skip the Polars select
             cols.extend(leaves[src].alias(dst) for dst, src in self._renames)
             return pl.DataFrame(cols)
@@ -306,6 +334,8 @@ class WindowOp(Operator):
             "late_events": self.late_events,
         }
         out["meta"] = pa.table({k: [v] for k, v in meta.items()})
+        for name, store in self.stores.items():
+            out[f"store.{name}"] = store.to_frame().to_arrow()
         return out
 
     def restore(self, state: dict[str, pa.Table]) -> None:
@@ -317,6 +347,8 @@ class WindowOp(Operator):
         if self.keys is not None:
             self.keys.restore({k[5:]: v for k, v in state.items() if k.startswith("keys.")})
         self.state.restore(state)
+        for name in self.stores:
+            self.stores[name] = pl.DataFrame(state[f"store.{name}"]).to_series()
 
 
 def _masked(values: np.ndarray, null: np.ndarray | None, name: str) -> pl.Series:
@@ -326,9 +358,18 @@ def _masked(values: np.ndarray, null: np.ndarray | None, name: str) -> pl.Series
 
 
 def _finalize(
-    lf: A.AggLeaf, Fo: np.ndarray, Io: np.ndarray, nunique: dict[str, np.ndarray] | None
+    lf: A.AggLeaf,
+    Fo: np.ndarray,
+    Io: np.ndarray,
+    nunique: dict[str, np.ndarray] | None,
+    stores: dict[str, pl.Series],
 ) -> pl.Series:
     k, f0, i0, name = lf.kind, lf.f0, lf.i0, lf.name
+    if lf.stored:
+        assert lf.input is not None
+        s = stores[lf.input].gather(Io[i0]).alias(name)
+        null = np.flatnonzero(Io[i0 + 2] == 1)
+        return s.scatter(null, None) if len(null) else s
     if k in (A.LEN, A.COUNT):
         s = pl.Series(name, Io[i0])
     elif k == A.NUNIQUE:
@@ -515,6 +556,9 @@ class _PaneLogic:
         self.rev = pl.concat([self.rev.join(q, on=["window", "key"], how="anti"), new])
         return rev
 
+    def used_slots(self) -> int:
+        return self.n_slots
+
     def _reemit(self, panes: np.ndarray, keys: np.ndarray, wm: int) -> None:
         """Windows that already fired and got late rows within the lateness: emit again."""
         op = self.op
@@ -685,6 +729,10 @@ class _SessionLogic:
         self.free = np.zeros(0, np.int32)
         self.counters = np.zeros(3, np.int64)  # free slots, slots used, late rows
         self.next_end = _I64_MAX
+        self.distinct: pl.DataFrame | None = None
+
+    def used_slots(self) -> int:
+        return int(self.counters[1])
 
     def _n_keys(self) -> int:
         return len(self.op.keys) if self.op.keys is not None else 1
@@ -717,16 +765,60 @@ class _SessionLogic:
         self._reserve(ts.shape[0])
         sl = op.slots
         st = op.setup
-        end = session_update(
+        merged = np.full(self.cap if op.nunique else 0, -1, np.int32)
+        end, slots = session_update(
             ts, kid, self._n_keys(), st.gap, st.lateness, wm, self.head, self.nxt,
             self.s_key, self.s_start, self.s_end, self.s_rev, self.s_final, self.s_dirty,
             self.free, self.counters, sl.F, sl.I, sl.init_f, sl.init_i, op.prog,
-            Xf, Xi, M, vmap, op.seq, late,
+            Xf, Xi, M, vmap, op.seq, late, merged,
         )  # fmt: skip
         self.next_end = min(self.next_end, int(end))
+        if op.nunique:
+            self._add_distinct(df, slots, late, merged)
         # a fired session updated within the lateness is due at once
         if st.lateness > 0 and end <= wm:
             op._pending.extend(self.fire(wm, early=False))
+
+    # n_unique: distinct (slot, value) rows; merged sessions move their rows to the new
+    # slot, and rows of sessions that are gone are dropped after every firing
+    def _add_distinct(self, df, slots, late, merged) -> None:  # type: ignore[no-untyped-def]
+        op = self.op
+        cols = [op.plan.inputs[lf.input] for lf in op.nunique if lf.input is not None]
+        new = df.select(cols).with_columns(__s=pl.Series(slots, dtype=pl.Int64))
+        if late.any():
+            new = new.filter(pl.Series(~late))
+        rows = new if self.distinct is None else pl.concat([self.distinct, new])
+        moved = np.flatnonzero(merged >= 0)
+        if len(moved):
+            to = np.arange(merged.shape[0], dtype=np.int64)
+            to[moved] = merged[moved]
+            while True:  # follow chains (a session merged into one merged again)
+                nxt = to[to]
+                if np.array_equal(nxt, to):
+                    break
+                to = nxt
+            rows = rows.with_columns(__s=pl.Series(to)[rows["__s"]])
+        frames = [rows]
+        self.distinct = pl.concat(frames).unique()
+
+    def _purge_distinct(self) -> None:
+        if self.distinct is None or not self.distinct.height:
+            return
+        live = session_live(self.head, self.nxt, self._n_keys(), self.cap)
+        self.distinct = self.distinct.filter(pl.Series(live)[self.distinct["__s"]])
+
+    def _nunique(self, slots: np.ndarray) -> dict[str, np.ndarray]:
+        out = {}
+        want = pl.DataFrame({"__s": slots, "__i": np.arange(len(slots))})
+        base = want.join(self.distinct, on="__s") if self.distinct is not None else None
+        for lf in self.op.nunique:
+            arr = np.zeros(len(slots), np.int64)
+            if base is not None and base.height:
+                assert lf.input is not None
+                c = base.group_by("__i").agg(pl.col(lf.input).n_unique().alias("n"))
+                arr[c["__i"].to_numpy()] = c["n"].to_numpy()
+            out[lf.name] = arr
+        return out
 
     def fire(self, wm: int, *, early: bool) -> list[pl.DataFrame]:
         if not early and wm < self.next_end:
@@ -734,15 +826,18 @@ class _SessionLogic:
         self._reserve(0)  # the key heads exist even before the first row
         op = self.op
         sl = op.slots
-        kid, start, end, rev, Fo, Io, nxt_end = session_fire(
+        kid, start, end, rev, slots, Fo, Io, nxt_end = session_fire(
             self.head, self.nxt, self.s_key, self.s_start, self.s_end, self.s_rev,
             self.s_final, self.s_dirty, self.free, self.counters, sl.F, sl.I,
             self._n_keys(), wm, op.setup.lateness, early,
         )  # fmt: skip
         self.next_end = int(nxt_end)
+        nunique = self._nunique(slots) if op.nunique and len(kid) else None
+        if op.nunique:
+            self._purge_distinct()
         if not len(kid):
             return []
-        return [op.result(kid, start, end, rev, Fo, Io)]
+        return [op.result(kid, start, end, rev, Fo, Io, nunique)]
 
     def bump(self, ks: np.ndarray, kid: np.ndarray) -> np.ndarray:  # pragma: no cover
         raise NotImplementedError
@@ -768,7 +863,14 @@ class _SessionLogic:
             cols[f"f{f}"] = sl.F[f, idx]
         for i in range(sl.I.shape[0]):
             cols[f"i{i}"] = sl.I[i, idx]
-        return {"sessions": pa.table(cols)}
+        out = {"sessions": pa.table(cols)}
+        if self.distinct is not None:
+            # slots are renumbered on restore: store the session's position instead
+            pos = np.full(max(self.cap, 1), -1, np.int64)
+            pos[idx] = np.arange(len(idx))
+            d = self.distinct.with_columns(__s=pl.Series(pos)[self.distinct["__s"]])
+            out["distinct"] = d.to_arrow()
+        return out
 
     def restore(self, state: dict[str, pa.Table]) -> None:
         t = state["sessions"]
@@ -795,5 +897,7 @@ class _SessionLogic:
             self.nxt[j] = self.head[k]
             self.head[k] = j
         self.counters[1] = m
+        if "distinct" in state:
+            self.distinct = pl.DataFrame(state["distinct"])
         ends = self.s_end[:m][~self.s_final[:m] | self.s_dirty[:m]]
         self.next_end = int(ends.min()) if len(ends) else _I64_MAX

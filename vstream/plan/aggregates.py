@@ -66,6 +66,9 @@ class AggLeaf:
     std: bool = False
     f0: int = -1  # first float field
     i0: int = -1  # first int field
+    # first / last of strings and other non-numeric values keep an id into a value
+    # store of the operator (compacted to the live slots after every batch)
+    stored: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +88,16 @@ class AggPlan:
         return _ordered({lf.input for lf in self.leaves if lf.input and _reads_float(lf.kind)})
 
     @property
+    def leaves_by_input(self) -> dict[str, pl.DataType]:
+        """The dtype of every input column."""
+        return {lf.input: lf.input_dtype for lf in self.leaves if lf.input and lf.input_dtype}
+
+    @property
+    def stored_columns(self) -> list[str]:
+        """Input columns whose first / last values live in a value store."""
+        return _ordered({lf.input for lf in self.leaves if lf.stored})
+
+    @property
     def int_columns(self) -> list[str]:
         """Input columns read as int64 (physical values)."""
         return _ordered(
@@ -98,6 +111,14 @@ class AggPlan:
 
 def _ordered(names: set[str | None]) -> list[str]:
     return sorted(n for n in names if n is not None)
+
+
+def _integer_like(dtype: pl.DataType | None) -> bool:
+    return dtype is not None and (
+        dtype.is_integer()
+        or dtype in (pl.Boolean, pl.Date, pl.Time)
+        or isinstance(dtype, pl.Datetime | pl.Duration)
+    )
 
 
 def _reads_float(kind: int) -> bool:
@@ -177,7 +198,10 @@ class _Planner:
             inp, in_dtype = self._input(arg, expr)
             kind = self._kind(op, in_dtype, expr)
         nf, ni = FIELDS[kind]
-        leaf = AggLeaf(kind, name, inp, dtype, in_dtype, ddof, std, self.n_float, self.n_int)
+        stored = kind in (FIRST_I, LAST_I) and not _integer_like(in_dtype)
+        leaf = AggLeaf(
+            kind, name, inp, dtype, in_dtype, ddof, std, self.n_float, self.n_int, stored
+        )
         self.n_float += nf
         self.n_int += ni
         self.leaves.append(leaf)
@@ -207,6 +231,8 @@ class _Planner:
             return MEAN
         if op in ("Var", "Std"):
             return VAR
+        if op in ("First", "Last") and not (dtype.is_float() or integer_like):
+            return FIRST_I if op == "First" else LAST_I  # values kept in a store
         if not (dtype.is_float() or integer_like):
             raise self.fail(
                 expr,
