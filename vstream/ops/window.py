@@ -445,6 +445,7 @@ class _PaneLogic:
         self.slot_pane = np.zeros(0, np.int64)
         self.slot_key = np.zeros(0, np.int32)
         self.tab = np.zeros(0, np.int32)
+        self.key_slot = np.full(1024, -1, np.int32)  # each key's last slot
         self.fired_k: int | None = None  # windows with index <= fired_k have fired
         self.max_pane: int | None = None
         # revisions: emissions so far per (window index, key), while the window is kept
@@ -459,6 +460,12 @@ class _PaneLogic:
         return (k * self.s + self.n) * self.pane + self.op.setup.offset
 
     def _reserve(self, more: int) -> None:
+        n_keys = len(self.op.keys) if self.op.keys is not None else 1
+        if self.key_slot.shape[0] < n_keys:
+            size = self.key_slot.shape[0]
+            while size < n_keys:
+                size *= 2
+            self.key_slot = np.full(size, -1, np.int32)
         cap = self.op.slots.grow_arrays(self.n_slots + more)
         if cap:
             self.slot_pane = _grown(self.slot_pane, cap)
@@ -474,6 +481,7 @@ class _PaneLogic:
             size *= 2
         self.tab = np.zeros(size, np.int32)
         rebuild_table(self.tab, self.slot_pane, self.slot_key, self.n_slots)
+        self.key_slot[:] = -1
 
     def update(self, df, ts, kid, Xf, Xi, M, vmap, late, wm) -> None:  # type: ignore[no-untyped-def]
         op = self.op
@@ -484,12 +492,22 @@ class _PaneLogic:
         sl = op.slots
         slots = np.empty(n, np.int32)
         counts = np.array([self.n_slots, 0, 0], np.int64)
+        st = op.setup
+        s, nn, pane, off, lat = self.s, self.n, self.pane, st.offset, st.lateness
+        lo = -(2**63)
+        late_below, dirty_below = lo, lo
+        if wm != MIN_WM:
+            # pane p is past every window's lateness when its last window (k = p // s)
+            # has end + L <= wm; it is in a fired window when its first one has end <= wm
+            late_below = (((wm - lat - off) // pane - nn) // s + 1) * s
+            dirty_below = (((wm - off) // pane - nn) // s) * s + nn if lat else lo
+        geom = np.array([pane, off, max(late_below, lo + 1), max(dirty_below, lo + 1)], np.int64)
         r = 0
         while True:
             r = pane_slots(
-                ts, kid, self.geom, wm, self.tab, self.slot_pane,
+                ts, kid, geom, self.tab, self.slot_pane,
                 self.slot_key, sl.F, sl.I, sl.init_f, sl.init_i, slots, late, dirty_p,
-                dirty_k, counts, r,
+                dirty_k, counts, r, self.key_slot,
             )  # fmt: skip
             if r == n:
                 break
@@ -660,6 +678,7 @@ class _PaneLogic:
                 self.slot_pane, self.slot_key, sl.F, sl.I, self.n_slots, free_below
             )
             rebuild_table(self.tab, self.slot_pane, self.slot_key, self.n_slots)
+            self.key_slot[:] = -1  # slots were renumbered
             if self.distinct:
                 self.distinct = [
                     pl.concat(self.distinct).filter(pl.col("__p") >= free_below).unique()
