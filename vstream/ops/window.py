@@ -31,6 +31,7 @@ from vstream.ops.base import MAX_WM, MIN_WM, Chunk, Operator
 from vstream.plan import aggregates as A
 from vstream.plan.aggregates import AggPlan
 from vstream.state.key_index import KeyIndex
+from vstream.state.slots import SlotStore, grown
 
 __all__ = ["WindowOp", "WindowSetup"]
 
@@ -151,37 +152,6 @@ class _Inputs:
         return Xf, Xi, M, vmap
 
 
-class _Slots:
-    """Struct-of-arrays aggregate state, grown by doubling."""
-
-    def __init__(self, nf: int, ni: int, init_f: np.ndarray, init_i: np.ndarray) -> None:
-        self.cap = 0
-        self.F = np.zeros((nf, 0), np.float64)
-        self.I = np.zeros((ni, 0), np.int64)
-        self.init_f = init_f
-        self.init_i = init_i
-
-    def grow_arrays(self, need: int) -> int:
-        """Make room for ``need`` slots; returns the new capacity (0: unchanged)."""
-        if need <= self.cap:
-            return 0
-        cap = max(1024, self.cap)
-        while cap < need:
-            cap *= 2
-        fs = np.zeros((self.F.shape[0], cap), np.float64)
-        ints = np.zeros((self.I.shape[0], cap), np.int64)
-        fs[:, : self.cap] = self.F
-        ints[:, : self.cap] = self.I
-        self.F, self.I, self.cap = fs, ints, cap
-        return cap
-
-
-def _grown(a: np.ndarray, cap: int, fill: int = 0) -> np.ndarray:
-    out = np.full(cap, fill, a.dtype)
-    out[: a.shape[0]] = a
-    return out
-
-
 class WindowOp(Operator):
     """Window aggregation over one input; emits rows when the watermark closes windows."""
 
@@ -192,7 +162,7 @@ class WindowOp(Operator):
         self.prog, init_f, init_i = _init_values(self.plan)
         self.inputs = _Inputs(self.plan)
         self.keys = KeyIndex(setup.key_schema) if setup.by else None
-        self.slots = _Slots(self.plan.n_float, self.plan.n_int, init_f, init_i)
+        self.slots = SlotStore(self.plan.n_float, self.plan.n_int, init_f, init_i)
         self.revisions = setup.lateness > 0 or setup.early is not None
         self.seq = 0  # arrival number of the next row (first / last)
         self.ticking = setup.early is not None or setup.time_column is None
@@ -468,8 +438,8 @@ class _PaneLogic:
             self.key_slot = np.full(size, -1, np.int32)
         cap = self.op.slots.grow_arrays(self.n_slots + more)
         if cap:
-            self.slot_pane = _grown(self.slot_pane, cap)
-            self.slot_key = _grown(self.slot_key, cap)
+            self.slot_pane = grown(self.slot_pane, cap)
+            self.slot_key = grown(self.slot_key, cap)
         if self.tab.shape[0] < 2 * self.n_slots + 2048:
             self._rehash(2 * self.n_slots + 2048)
 
@@ -770,14 +740,14 @@ class _SessionLogic:
                 "s_dirty",
                 "free",
             ):
-                setattr(self, name, _grown(getattr(self, name), cap))
+                setattr(self, name, grown(getattr(self, name), cap))
             self.cap = cap
         nk = self._n_keys()
         if self.head.shape[0] < nk:
             size = max(1024, self.head.shape[0])
             while size < nk:
                 size *= 2
-            self.head = _grown(self.head, size, -1)
+            self.head = grown(self.head, size, -1)
 
     def update(self, df, ts, kid, Xf, Xi, M, vmap, late, wm) -> None:  # type: ignore[no-untyped-def]
         op = self.op

@@ -1,6 +1,7 @@
 """Keyed state and its Arrow snapshot format.
 
 ``key_index.KeyIndex`` maps group keys to dense ids across batches (a numba hash table
-for integer keys, hashed and checked for the rest); window and join state, indexed by
-those ids, arrives with windowed aggregation.
+for integer keys, hashed and checked for the rest); ``slots.SlotStore`` holds aggregate
+state as struct-of-arrays columns indexed by slot (a (pane, key) pair or a session),
+which the window operator snapshots as Arrow tables.
 """
