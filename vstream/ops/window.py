@@ -422,13 +422,6 @@ class _PaneLogic:
         self.rev = pl.DataFrame(schema=_REV_SCHEMA)
         self.distinct: list[pl.DataFrame] = []  # n_unique: distinct (pane, key, value)
 
-    # window k = panes [k*s, k*s + n): its time bounds
-    def start_of(self, k: np.ndarray | int) -> np.ndarray | int:
-        return k * self.s * self.pane + self.op.setup.offset
-
-    def end_of(self, k: int) -> int:
-        return (k * self.s + self.n) * self.pane + self.op.setup.offset
-
     def _reserve(self, more: int) -> None:
         n_keys = len(self.op.keys) if self.op.keys is not None else 1
         if self.key_slot.shape[0] < n_keys:
@@ -527,7 +520,8 @@ class _PaneLogic:
         self, kid: np.ndarray, ks: np.ndarray, Fo: np.ndarray, Io: np.ndarray
     ) -> pl.DataFrame:
         op = self.op
-        starts = np.asarray(self.start_of(ks), np.int64)
+        starts = ks * (self.s * self.pane)
+        starts += op.setup.offset
         ends = starts + op.setup.size
         rev = self.bump(ks, kid) if op.revisions else None
         nunique = self._nunique(kid, ks) if op.nunique else None

@@ -164,6 +164,8 @@ class KeyIndex:
                 pl.int_range(first_new, n, dtype=pl.Int32).alias(_ID)
             )
             self._known = pl.concat([self._known, new], how="vertical")
+            if self._known.n_chunks() > 16:  # keys() gathers from it: keep few chunks
+                self._known = self._known.rechunk()
             self._n = n
         stored = self._known.select(self.columns)[ids]
         same = all(stored.get_column(c).eq_missing(keys.get_column(c)).all() for c in self.columns)
@@ -198,18 +200,17 @@ class KeyIndex:
             msg = f"key index: ids must be in [0, {self._n}), got {idx.min()}..{idx.max()}"
             raise VStreamError(msg)
         if not self._int:
-            by_id = self._known.sort(_ID)
-            return (
-                by_id.select(self.columns)[idx.tolist()] if idx.size else by_id.clear().drop(_ID)
-            )
+            # rows of _known are in id order: a gather (as a numpy index, never a list)
+            known = self._known.select(self.columns)
+            return known[idx] if idx.size else known.clear()
         name, dtype = self.columns[0], self.schema.dtypes()[0]
         values = self._values[idx]
-        nulls = self._null[idx]
         if dtype == pl.UInt64:
-            arr = pa.array(values.view(np.uint64), mask=nulls)
+            values = values.view(np.uint64)
+        if self._null_id >= 0:
+            col = pl.Series(name, pa.array(values, mask=self._null[idx]))
         else:
-            arr = pa.array(values, mask=nulls)
-        col = pl.Series(name, arr)
+            col = pl.Series(name, values)
         if dtype == pl.Boolean:
             col = col.cast(pl.Int8)
         return pl.DataFrame([col.cast(dtype)])
