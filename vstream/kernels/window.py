@@ -105,6 +105,7 @@ def pane_slots(  # type: ignore[no-untyped-def]
     counts,
     start,
     key_slot,
+    key_pane,
 ):
     """The slot of every row of a batch from row ``start`` on (new (pane, key) pairs get
     new slots). ``geom`` = (pane, offset, late_below, dirty_below); ``counts`` = [slots
@@ -114,8 +115,9 @@ def pane_slots(  # type: ignore[no-untyped-def]
     -1 and are marked in ``late``. Panes below ``dirty_below`` belong to a window that
     already fired (kept for lateness): their rows are reported as (pane, key) in
     ``dirty_*``. Stops early, returning the row to resume from, when the table is half
-    full (the caller grows it); else returns len(ts). ``key_slot`` caches each key's
-    last slot (-1: none): a key's events mostly stay in one pane, which skips the table.
+    full (the caller grows it); else returns len(ts). ``key_slot`` / ``key_pane`` cache
+    each key's last slot and its pane (slot -1: none): a key's events mostly stay in one
+    pane, which skips the table.
     """
     pane, offset, late_below, dirty_below = geom[0], geom[1], geom[2], geom[3]
     n_slots, n_late, n_dirty = counts[0], counts[1], counts[2]
@@ -152,7 +154,7 @@ def pane_slots(  # type: ignore[no-untyped-def]
             dirty_k[n_dirty] = k
             n_dirty += 1
         slot = key_slot[k]
-        if slot < 0 or slot_pane[slot] != p:
+        if slot < 0 or key_pane[k] != p:
             slot = _find_or_insert(tab, slot_pane, slot_key, p, k, n_slots)
             if slot < 0:
                 slot = -1 - slot
@@ -161,6 +163,7 @@ def pane_slots(  # type: ignore[no-untyped-def]
                 init_slot(F, In, slot, init_f, init_i)
                 n_slots += 1
             key_slot[k] = slot
+            key_pane[k] = p
         slots[r] = slot
         r += 1
     counts[0], counts[1], counts[2] = n_slots, n_late, n_dirty

@@ -416,6 +416,7 @@ class _PaneLogic:
         self.slot_key = np.zeros(0, np.int32)
         self.tab = np.zeros(0, np.int32)
         self.key_slot = np.full(1024, -1, np.int32)  # each key's last slot
+        self.key_pane = np.zeros(1024, np.int64)  # and its pane
         self.fired_k: int | None = None  # windows with index <= fired_k have fired
         self.max_pane: int | None = None
         # revisions: emissions so far per (window index, key), while the window is kept
@@ -429,6 +430,7 @@ class _PaneLogic:
             while size < n_keys:
                 size *= 2
             self.key_slot = np.full(size, -1, np.int32)
+            self.key_pane = np.zeros(size, np.int64)
         cap = self.op.slots.grow_arrays(self.n_slots + more)
         if cap:
             self.slot_pane = grown(self.slot_pane, cap)
@@ -470,7 +472,7 @@ class _PaneLogic:
             r = pane_slots(
                 ts, kid, geom, self.tab, self.slot_pane,
                 self.slot_key, sl.F, sl.I, sl.init_f, sl.init_i, slots, late, dirty_p,
-                dirty_k, counts, r, self.key_slot,
+                dirty_k, counts, r, self.key_slot, self.key_pane,
             )  # fmt: skip
             if r == n:
                 break
