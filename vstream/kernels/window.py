@@ -116,12 +116,14 @@ def pane_slots(  # type: ignore[no-untyped-def]
     already fired (kept for lateness): their rows are reported as (pane, key) in
     ``dirty_*``. Stops early, returning the row to resume from, when the table is half
     full (the caller grows it); else returns len(ts). ``key_slot`` / ``key_pane`` cache
-    each key's last slot and its pane (slot -1: none): a key's events mostly stay in one
-    pane, which skips the table.
+    the slots of each key's recent panes (``R`` = len / keys ways, pane mod R; slot -1:
+    none): out-of-order events of a key mostly hit one of its last few panes, which skips
+    the table (slide sweep with 0.5 s panes: 20 -> 12 ns a row).
     """
     pane, offset, late_below, dirty_below = geom[0], geom[1], geom[2], geom[3]
     n_slots, n_late, n_dirty = counts[0], counts[1], counts[2]
     limit = tab.shape[0] // 2
+    ways = geom[4]
     # events come nearly in time order: a row usually falls in the previous row's pane or
     # a neighbour, found by stepping instead of an integer division (Q1: 29 -> 22 ns a row)
     p = (ts[start] - offset) // pane if start < ts.shape[0] else 0
@@ -153,8 +155,9 @@ def pane_slots(  # type: ignore[no-untyped-def]
             dirty_p[n_dirty] = p
             dirty_k[n_dirty] = k
             n_dirty += 1
-        slot = key_slot[k]
-        if slot < 0 or key_pane[k] != p:
+        cell = k * ways + (p & (ways - 1))
+        slot = key_slot[cell]
+        if slot < 0 or key_pane[cell] != p:
             slot = _find_or_insert(tab, slot_pane, slot_key, p, k, n_slots)
             if slot < 0:
                 slot = -1 - slot
@@ -162,8 +165,8 @@ def pane_slots(  # type: ignore[no-untyped-def]
                 slot_key[slot] = k
                 init_slot(F, In, slot, init_f, init_i)
                 n_slots += 1
-            key_slot[k] = slot
-            key_pane[k] = p
+            key_slot[cell] = slot
+            key_pane[cell] = p
         slots[r] = slot
         r += 1
     counts[0], counts[1], counts[2] = n_slots, n_late, n_dirty

@@ -410,13 +410,14 @@ class _PaneLogic:
         self.pane = math.gcd(st.size, st.slide)
         self.s = st.slide // self.pane
         self.n = st.size // self.pane
-        self.geom = np.array([self.pane, st.offset, self.s, self.n, st.lateness], np.int64)
         self.n_slots = 0
         self.slot_pane = np.zeros(0, np.int64)
         self.slot_key = np.zeros(0, np.int32)
         self.tab = np.zeros(0, np.int32)
-        self.key_slot = np.full(1024, -1, np.int32)  # each key's last slot
-        self.key_pane = np.zeros(1024, np.int64)  # and its pane
+        # per key, the slots of its last few panes (a cache in front of the table)
+        self.ways = 8
+        self.key_slot = np.full(1024 * self.ways, -1, np.int32)
+        self.key_pane = np.zeros(1024 * self.ways, np.int64)
         self.fired_k: int | None = None  # windows with index <= fired_k have fired
         self.max_pane: int | None = None
         # revisions: emissions so far per (window index, key), while the window is kept
@@ -425,10 +426,13 @@ class _PaneLogic:
 
     def _reserve(self, more: int) -> None:
         n_keys = len(self.op.keys) if self.op.keys is not None else 1
-        if self.key_slot.shape[0] < n_keys:
-            size = self.key_slot.shape[0]
+        if self.key_slot.shape[0] < n_keys * self.ways:
+            if n_keys * 8 > 1 << 21:
+                self.ways = 1  # many keys: one cached pane each keeps the cache small
+            size = 1024
             while size < n_keys:
                 size *= 2
+            size *= self.ways
             self.key_slot = np.full(size, -1, np.int32)
             self.key_pane = np.zeros(size, np.int64)
         cap = self.op.slots.grow_arrays(self.n_slots + more)
@@ -466,7 +470,9 @@ class _PaneLogic:
             # has end + L <= wm; it is in a fired window when its first one has end <= wm
             late_below = (((wm - lat - off) // pane - nn) // s + 1) * s
             dirty_below = (((wm - off) // pane - nn) // s) * s + nn if lat else lo
-        geom = np.array([pane, off, max(late_below, lo + 1), max(dirty_below, lo + 1)], np.int64)
+        geom = np.array(
+            [pane, off, max(late_below, lo + 1), max(dirty_below, lo + 1), self.ways], np.int64
+        )
         r = 0
         while True:
             r = pane_slots(
