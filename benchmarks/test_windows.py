@@ -529,7 +529,6 @@ def test_compile_time(benchmark) -> None:  # type: ignore[no-untyped-def]
     filled (best of three reported: one run on this VM varies by 2x)."""
     cache = tempfile.mkdtemp(prefix="vstream-numba-cache-")
     found: dict[str, float] = {}
-
     warm: list[float] = []
 
     def measure() -> None:

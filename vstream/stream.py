@@ -93,6 +93,17 @@ def _label(step: str, exprs: Sequence[object], named: Mapping[str, object]) -> s
     return f"{step}({', '.join(parts)})"
 
 
+def _root_columns(exprs: Sequence[pl.Expr]) -> frozenset[str] | None:
+    """The input columns expressions read (None when a wildcard or selector hides them)."""
+    names: set[str] = set()
+    for e in exprs:
+        tree = e.meta.serialize(format="json")
+        if any(k in tree for k in ('"Wildcard"', '"Selector"', '"Nth"', '"DtypeColumn"')):
+            return None
+        names.update(e.meta.root_names())
+    return frozenset(names)
+
+
 def _short(value: object, limit: int = 60) -> str:
     text = str(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
@@ -262,6 +273,7 @@ class Stream:
         check_schema: bool = False,
         assigns: frozenset[str] | None = frozenset(),
         renames: dict[str, str] | None = None,
+        uses: frozenset[str] | None = None,
     ) -> Stream:
         for e in exprs:
             check_row_wise(e, label)
@@ -280,6 +292,9 @@ class Stream:
             check_schema=check_schema,
             assigns=assigns,
             renames=renames,
+            uses=(_root_columns(exprs) or frozenset()) | (uses or frozenset())
+            if _root_columns(exprs) is not None
+            else None,
         )
         return Stream(node)
 
@@ -396,7 +411,7 @@ class Stream:
         label = f"drop({', '.join(_short(c) for c in columns)})"
         kept = infer_schema(label, self.schema, lambda df: df.drop(*columns)).names()
         gone = [c for c in self.schema.names() if c not in kept]
-        return self._step(label, lambda df: df.drop(gone))
+        return self._step(label, lambda df: df.drop(gone), uses=frozenset(gone))
 
     def rename(self, mapping: Mapping[str, str]) -> Stream:
         """Rename columns; the event-time column may be renamed too.

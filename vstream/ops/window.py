@@ -379,25 +379,9 @@ def _finalize(
         msg = f"unknown aggregate kind {k}"
         raise VStreamError(msg)
     if s.dtype != lf.dtype:
-        if lf.dtype.is_integer() and s.dtype.is_integer():
-            s = pl.Series(name, s.to_numpy().astype(_np(lf.dtype)))
-        else:
-            s = s.cast(lf.dtype)
+        # integer sums wrap like Polars' (Int32 sum of Int32 values); nulls stay null
+        s = s.cast(lf.dtype, wrap_numerical=lf.dtype.is_integer() and s.dtype.is_integer())
     return s
-
-
-def _np(dtype: pl.DataType) -> type:
-    table: dict[type[pl.DataType], type] = {
-        pl.Int8: np.int8,
-        pl.Int16: np.int16,
-        pl.Int32: np.int32,
-        pl.Int64: np.int64,
-        pl.UInt8: np.uint8,
-        pl.UInt16: np.uint16,
-        pl.UInt32: np.uint32,
-        pl.UInt64: np.uint64,
-    }
-    return table[type(dtype)]
 
 
 # ---------------------------------------------------------------------- panes

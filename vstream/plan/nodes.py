@@ -54,6 +54,11 @@ class Node:
     """A logical operator. ``inputs`` make the plan a graph; a node shared by several
     branches is one node, computed once per run."""
 
+    def needs(self, wanted: set[str]) -> set[str] | None:
+        """The input columns this node reads to produce the output columns ``wanted``
+        (None: all of them). Sources then convert only those (projection pushdown)."""
+        return None
+
     inputs: tuple[Node, ...] = ()
     schema: pl.Schema
     event_time: EventTime | None = None
@@ -99,6 +104,7 @@ class StepNode(Node):
         check_schema: bool = False,
         assigns: frozenset[str] | None = frozenset(),
         renames: dict[str, str] | None = None,
+        uses: frozenset[str] | None = frozenset(),
     ) -> None:
         super().__init__()
         self.inputs = (input,)
@@ -113,6 +119,14 @@ class StepNode(Node):
         # the event time only if it reaches with_watermark unchanged
         self.assigns = assigns
         self.renames = renames or {}
+        self.uses = uses  # the input columns its expressions read (None: unknown)
+
+    def needs(self, wanted: set[str]) -> set[str] | None:
+        if self.assigns is None or self.uses is None:
+            return None
+        if self.renames:  # renaming needs every renamed column present
+            return {self.renames.get(c, c) for c in wanted} | set(self.renames.values())
+        return (wanted - self.assigns) | self.uses
 
     def make_op(self) -> Operator:
         return StatelessOp(self.label, self.fn, self.schema if self.check_schema else None)
@@ -126,6 +140,10 @@ class WatermarkNode(Node):
         self.event_time = event_time
         self.bounded = input.bounded
         self.label = label
+
+    def needs(self, wanted: set[str]) -> set[str] | None:
+        assert self.event_time is not None
+        return wanted | {self.event_time.column}
 
     def make_op(self) -> Operator:
         et = self.event_time
@@ -152,6 +170,9 @@ class HeadNode(Node):
         self.bounded = True
         self.label = f"head({n})"
 
+    def needs(self, wanted: set[str]) -> set[str] | None:
+        return wanted
+
     def make_op(self) -> Operator:
         return HeadOp(self.label, self.n)
 
@@ -164,6 +185,9 @@ class ConcatNode(Node):
         self.event_time = event_time
         self.bounded = all(n.bounded for n in inputs)
         self.label = f"concat({len(inputs)} inputs)"
+
+    def needs(self, wanted: set[str]) -> set[str] | None:
+        return wanted
 
     def make_op(self) -> Operator:
         return ConcatOp(self.label, len(self.inputs))
@@ -184,6 +208,32 @@ class DeadLettersNode(Node):
 
     def make_op(self) -> Operator:
         return DeadLetterOp(self.label)
+
+
+def required_columns(order: list[Node], targets: list[Node]) -> dict[int, set[str] | None]:
+    """Per node (by id), the columns its consumers read; None: all. ``order`` is
+    topological. Targets keep every column; a late-events branch needs every column of
+    its window's input (its rows come from there)."""
+    req: dict[int, set[str] | None] = {t.id: None for t in targets}
+    if any(isinstance(n, DeadLettersNode) for n in order):
+        # refused rows are reported whole: keep every column
+        return {n.id: None for n in order}
+
+    def merge(node: Node, cols: set[str] | None) -> None:
+        if node.id in req and req[node.id] is None:
+            return
+        req[node.id] = None if cols is None else (req.get(node.id) or set()) | cols
+
+    for node in reversed(order):
+        got = req.get(node.id, set())
+        wanted = set(node.schema.names()) if got is None else got
+        late_of = getattr(node, "late_of", None)
+        if late_of is not None:
+            merge(late_of.inputs[0], None if got is None else wanted)
+        for parent in node.inputs:
+            need = node.needs(wanted)
+            merge(parent, None if need is None else need & set(parent.schema.names()))
+    return req
 
 
 def ancestors(nodes: list[Node]) -> list[Node]:

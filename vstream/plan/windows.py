@@ -236,6 +236,18 @@ class WindowNode(Node):
             shift=-1,
         )
 
+    def needs(self, wanted: set[str]) -> set[str] | None:
+        st = self.setup
+        cols = set(st.by)
+        if st.time_column is not None:
+            cols.add(st.time_column)
+        for e in st.aggs.inputs.values():
+            tree = e.meta.serialize(format="json")
+            if any(k in tree for k in ('"Wildcard"', '"Selector"', '"Nth"', '"DtypeColumn"')):
+                return None
+            cols.update(e.meta.root_names())
+        return cols
+
     def make_op(self) -> Operator:
         return WindowOp(self.label, self.setup)
 
@@ -247,10 +259,14 @@ class LateEventsNode(Node):
         super().__init__()
         self.inputs = (of,)
         self.of = of
+        self.late_of = of  # its rows come from the window's input (see required_columns)
         self.schema = of.inputs[0].schema
         self.event_time = of.inputs[0].event_time
         self.bounded = of.bounded
         self.label = f"late_events of [{of.id}]"
+
+    def needs(self, wanted: set[str]) -> set[str] | None:
+        return set()  # nothing from the window's output
 
     def make_op(self) -> Operator:
         from vstream.ops.stateless import DeadLetterOp
