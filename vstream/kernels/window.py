@@ -238,8 +238,7 @@ def fire_hopping(  # type: ignore[no-untyped-def]
     nf = F.shape[0]
     ni = In.shape[0]
     # gather the slots once in (key, pane) order: every pass below then reads memory in
-    # sequence (random reads of the slot arrays cost 3/4 of this kernel; Q2 39 -> 12 ns
-    # an output row)
+    # sequence (Q2, 10 s windows sliding 1 s: 39 -> 30 ns an output row)
     sp = np.empty(m, np.int64)
     sk = np.empty(m, np.int32)
     blk = np.empty(m, np.int64)
@@ -271,8 +270,12 @@ def fire_hopping(  # type: ignore[no-untyped-def]
         g0 = g1
     out_key = np.empty(bound, np.int32)
     out_k = np.empty(bound, np.int64)
-    Fo = np.empty((nf, bound), np.float64)
-    Io = np.empty((ni, bound), np.int64)
+    # where each window's state comes from: 0 one pane (G), 1 a prefix (P), 2 a suffix
+    # (S), 3 a suffix combined with a prefix; the states are copied field by field after
+    # (tight loops instead of a call per window: Q2 30 -> 23 ns an output row)
+    src = np.empty(bound, np.int8)
+    i1 = np.empty(bound, np.int64)
+    i2 = np.empty(bound, np.int64)
     # prefix / suffix partials within blocks of n panes (keys with several panes only)
     Pf = np.empty((nf, m), np.float64)
     Pi = np.empty((ni, m), np.int64)
@@ -314,20 +317,47 @@ def fire_hopping(  # type: ignore[no-untyped-def]
             out_k[w] = k
             last = b - 1
             if a == last:  # one pane: its own state (the common case of sparse keys)
-                copy_slot(Fo, Io, w, Gf, Gi, a)
+                src[w] = 0
+                i1[w] = a
             elif blk[a] == blk[last]:
                 # one block: the window's later block if it starts inside the window
                 if blk[last] * n >= ws:
-                    copy_slot(Fo, Io, w, Pf, Pi, last)
+                    src[w] = 1
+                    i1[w] = last
                 else:
-                    copy_slot(Fo, Io, w, Sf, Si, a)
+                    src[w] = 2
+                    i1[w] = a
             else:
-                copy_slot(Fo, Io, w, Sf, Si, a)
-                combine_slot(prog, Fo, Io, w, Pf, Pi, last)
+                src[w] = 3
+                i1[w] = a
+                i2[w] = last
             w += 1
             k += 1
         g0 = g1
-    return out_key[:w], out_k[:w], Fo[:, :w], Io[:, :w]
+    Fo = np.empty((nf, w), np.float64)
+    Io = np.empty((ni, w), np.int64)
+    for f in range(nf):
+        for r in range(w):
+            t = src[r]
+            if t == 0:
+                Fo[f, r] = Gf[f, i1[r]]
+            elif t == 1:
+                Fo[f, r] = Pf[f, i1[r]]
+            else:
+                Fo[f, r] = Sf[f, i1[r]]
+    for i in range(ni):
+        for r in range(w):
+            t = src[r]
+            if t == 0:
+                Io[i, r] = Gi[i, i1[r]]
+            elif t == 1:
+                Io[i, r] = Pi[i, i1[r]]
+            else:
+                Io[i, r] = Si[i, i1[r]]
+    for r in range(w):
+        if src[r] == 3:
+            combine_slot(prog, Fo, Io, r, Pf, Pi, i2[r])
+    return out_key[:w], out_k[:w], Fo, Io
 
 
 @njit(cache=True, nogil=True)
