@@ -195,7 +195,9 @@ class KeyIndex:
 
     def keys(self, ids: np.ndarray | list[int]) -> pl.DataFrame:
         """The key columns for ``ids`` (e.g. to label window results)."""
-        idx = np.asarray(ids, dtype=np.int64)
+        idx = np.asarray(ids)
+        if idx.dtype.kind not in "iu":
+            idx = idx.astype(np.int64)
         if idx.size and (idx.min() < 0 or idx.max() >= self._n):
             msg = f"key index: ids must be in [0, {self._n}), got {idx.min()}..{idx.max()}"
             raise VStreamError(msg)
