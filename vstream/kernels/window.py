@@ -22,6 +22,7 @@ __all__ = [
     "floor_div",
     "pane_slots",
     "rebuild_table",
+    "take_panes",
 ]
 
 _M1 = np.uint64(0x9E3779B97F4A7C15)
@@ -185,6 +186,40 @@ def compact_panes(slot_pane, slot_key, F, In, n_slots, free_below):  # type: ign
                 copy_slot(F, In, w, F, In, j)
             w += 1
     return w
+
+
+@njit(cache=True, nogil=True)
+def take_panes(slot_pane, slot_key, F, In, n_slots, p_lo, p_hi):  # type: ignore[no-untyped-def]
+    """Tumbling windows: the slots of panes in [p_lo, p_hi], in slot order (one pass to
+    count, one to copy; numpy's mask + nine gathers took 3x longer on Q1)."""
+    m = 0
+    for j in range(n_slots):
+        if p_lo <= slot_pane[j] <= p_hi:
+            m += 1
+    out_key = np.empty(m, np.int32)
+    out_pane = np.empty(m, np.int64)
+    Fo = np.empty((F.shape[0], m), np.float64)
+    Io = np.empty((In.shape[0], m), np.int64)
+    w = 0
+    for j in range(n_slots):
+        p = slot_pane[j]
+        if p_lo <= p <= p_hi:
+            out_key[w] = slot_key[j]
+            out_pane[w] = p
+            w += 1
+    for f in range(F.shape[0]):
+        w = 0
+        for j in range(n_slots):
+            if p_lo <= slot_pane[j] <= p_hi:
+                Fo[f, w] = F[f, j]
+                w += 1
+    for i in range(In.shape[0]):
+        w = 0
+        for j in range(n_slots):
+            if p_lo <= slot_pane[j] <= p_hi:
+                Io[i, w] = In[i, j]
+                w += 1
+    return out_key, out_pane, Fo, Io
 
 
 @njit(cache=True, nogil=True)

@@ -25,6 +25,7 @@ from vstream.kernels.window import (
     session_fire,
     session_live,
     session_update,
+    take_panes,
     windows_of,
 )
 from vstream.ops.base import MAX_WM, MIN_WM, Chunk, Operator
@@ -607,10 +608,11 @@ class _PaneLogic:
         sl = op.slots
         if self.s == 1 and self.n == 1:
             # tumbling: a pane is a window. One firing's rows come in slot order (order
-            # within a firing is unspecified), taken with numpy's gathers
-            live = self.slot_pane[: self.n_slots]
-            idx = np.flatnonzero((live >= k_lo) & (live <= k_hi))
-            return self._emit(self.slot_key[idx], live[idx], sl.F[:, idx], sl.I[:, idx])
+            # within a firing is unspecified)
+            kid, panes, Fo, Io = take_panes(
+                self.slot_pane, self.slot_key, sl.F, sl.I, self.n_slots, k_lo, k_hi
+            )
+            return self._emit(kid, panes, Fo, Io)
         n_keys = len(op.keys) if op.keys is not None else 1
         kid, ks, Fo, Io = fire_hopping(
             self.slot_pane, self.slot_key, sl.F, sl.I, self.n_slots, op.prog,
