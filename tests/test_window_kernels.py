@@ -34,6 +34,7 @@ from vstream.kernels.window import (
     rebuild_table,
     session_fire,
     session_update,
+    take_panes,
     windows_of,
 )
 from vstream.ops.window import _finalize, _init_values, _Inputs
@@ -927,3 +928,31 @@ def test_integer_results_of_an_all_null_group_are_null(dtype: pl.DataType) -> No
     cols = ["g", "i_min", "i_max", "i_first", "i_last"]
     assert got.select(cols).rows() == [(0, None, None, None, None), (1, 5, 5, 5, 5)]
     assert_frame_equal(got, expected, rel_tol=REL, abs_tol=ABS)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    panes=st.lists(st.integers(-5, 20), max_size=60),
+    n_slots=st.integers(0, 60),
+    lo=st.integers(-6, 21),
+    width=st.integers(0, 10),
+)
+def test_take_panes_matches_numpy_selection(
+    panes: list[int], n_slots: int, lo: int, width: int
+) -> None:
+    """Tumbling fires take the slots of panes in [lo, hi] in slot order; slots past
+    ``n_slots`` are never read."""
+    cap = len(panes) + 3
+    slot_pane = np.array([*panes, 99, 99, 99], np.int64)
+    slot_key = np.arange(cap, dtype=np.int32) * 7
+    F = np.arange(2 * cap, dtype=np.float64).reshape(2, cap) / 4
+    In = np.arange(3 * cap, dtype=np.int64).reshape(3, cap) * 3
+    n = min(n_slots, len(panes))
+    hi = lo + width
+    key, pane, Fo, Io = take_panes(slot_pane, slot_key, F, In, n, lo, hi)
+    live = slot_pane[:n]
+    idx = np.flatnonzero((live >= lo) & (live <= hi))
+    np.testing.assert_array_equal(key, slot_key[idx])
+    np.testing.assert_array_equal(pane, live[idx])
+    np.testing.assert_array_equal(Fo, F[:, idx])
+    np.testing.assert_array_equal(Io, In[:, idx])
