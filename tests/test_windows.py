@@ -558,3 +558,30 @@ def test_one_row_per_batch_equals_one_batch(same_rows: SameRows) -> None:
         for batch_size in (1, 7, strategies.WHOLE):
             out = windowed(df, spec, by="host", aggs=aggs, batch_size=batch_size)
             same_rows(out, expected, **FLOAT)
+
+
+@pytest.mark.parametrize(
+    ("size", "slide", "offset"),
+    [
+        (5_000, 2_000, 700),
+        (3_000, 1_000, -400),
+        (4_000, 4_000, "-1500ms"),
+        (6_000, 1_500, "250ms"),
+    ],
+)
+def test_hopping_offsets_shift_the_grid(
+    same_rows: SameRows, size: int, slide: int, offset: int | str
+) -> None:
+    """Offsets may be negative or strings; windows start at k * slide + offset."""
+    df = vs.datasets.telemetry(20_000, hosts=7, seed=5)
+    aggs = [pl.len(), pl.col("cpu").max()]
+    got = (
+        vs.from_polars(df, batch_size=999)
+        .with_watermark("ts", "2s", time_unit="ms")
+        .window(vs.hopping(size, slide=slide, offset=offset), by="host")
+        .agg(*aggs)
+        .collect()
+    )
+    off = offset if isinstance(offset, int) else ms(offset)
+    want = ref.hopping(df, size, slide, off % slide, by="host", aggs=aggs)
+    same_rows(got, want.select(got.columns))

@@ -184,6 +184,15 @@ def resolve(spec: WindowSpec, unit: TimeUnit | None, step: str) -> tuple[str, in
     """(kind, size, slide, offset, gap) in the time column's unit, checked."""
 
     def dur(value: Duration, what: str, *, positive: bool = True) -> int:
+        if not positive:  # an offset may be negative (it only shifts the grid)
+            neg = (
+                (isinstance(value, int) and value < 0)
+                or (isinstance(value, str) and value.strip().startswith("-"))
+                or (isinstance(value, timedelta) and value < timedelta(0))
+            )
+            if neg:
+                flipped: Duration = -value if not isinstance(value, str) else value.strip()[1:]
+                return -parse_duration(flipped, unit, what=f"{step} {what}", allow_zero=True)
         out = parse_duration(value, unit, what=f"{step} {what}", allow_zero=not positive)
         if positive and out <= 0:
             msg = f"{step}: {what} must be positive, got {value!r}"
