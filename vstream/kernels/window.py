@@ -223,39 +223,56 @@ def take_panes(slot_pane, slot_key, F, In, n_slots, p_lo, p_hi):  # type: ignore
 
 
 @njit(cache=True, nogil=True)
-def _sorted_by_key_pane(slot_pane, slot_key, n_slots, p_lo, p_hi, n_keys):  # type: ignore[no-untyped-def]
-    """Slots with pane in [p_lo, p_hi), sorted by (key, pane): counting sort by key, then
-    insertion sort by pane inside each key (panes of a key mostly arrive in order)."""
-    counts = np.zeros(n_keys + 1, np.int64)
-    m = 0
-    for j in range(n_slots):
-        p = slot_pane[j]
-        if p_lo <= p < p_hi:
-            counts[slot_key[j] + 1] += 1
-            m += 1
-    for b in range(n_keys):
-        counts[b + 1] += counts[b]
-    order = np.empty(m, np.int64)
-    for j in range(n_slots):
-        p = slot_pane[j]
-        if p_lo <= p < p_hi:
-            k = slot_key[j]
-            order[counts[k]] = j
-            counts[k] += 1
-    # counts[k] is now the end of key k's group
-    start = 0
-    for k in range(n_keys):
-        end = counts[k]
-        for a in range(start + 1, end):
-            j = order[a]
-            p = slot_pane[j]
+def _sort_by_key_value(key, value, n_keys):  # type: ignore[no-untyped-def]
+    """Indices sorting rows by (key, value): a counting sort by key when the key range is
+    small next to the rows (else a merge sort), then an insertion sort by value inside
+    each key (values mostly arrive in order: panes, event times)."""
+    n = key.shape[0]
+    if n_keys <= 4 * n + 1024:
+        counts = np.zeros(n_keys + 1, np.int64)
+        for r in range(n):
+            counts[key[r] + 1] += 1
+        for b in range(n_keys):
+            counts[b + 1] += counts[b]
+        order = np.empty(n, np.int64)
+        for r in range(n):
+            order[counts[key[r]]] = r
+            counts[key[r]] += 1
+    else:
+        order = np.argsort(key, kind="mergesort")
+    g0 = 0
+    while g0 < n:
+        k = key[order[g0]]
+        g1 = g0 + 1
+        while g1 < n and key[order[g1]] == k:
+            g1 += 1
+        for a in range(g0 + 1, g1):
+            r = order[a]
+            v = value[r]
             b = a - 1
-            while b >= start and slot_pane[order[b]] > p:
+            while b >= g0 and value[order[b]] > v:
                 order[b + 1] = order[b]
                 b -= 1
-            order[b + 1] = j
-        start = end
+            order[b + 1] = r
+        g0 = g1
     return order
+
+
+@njit(cache=True, nogil=True)
+def _sorted_by_key_pane(slot_pane, slot_key, n_slots, p_lo, p_hi, n_keys):  # type: ignore[no-untyped-def]
+    """Slots with pane in [p_lo, p_hi), sorted by (key, pane)."""
+    m = 0
+    for j in range(n_slots):
+        if p_lo <= slot_pane[j] < p_hi:
+            m += 1
+    sel = np.empty(m, np.int64)
+    m = 0
+    for j in range(n_slots):
+        if p_lo <= slot_pane[j] < p_hi:
+            sel[m] = j
+            m += 1
+    order = _sort_by_key_value(slot_key[sel], slot_pane[sel], n_keys)
+    return sel[order]
 
 
 @njit(cache=True, nogil=True)
@@ -415,37 +432,8 @@ def windows_of(  # type: ignore[no-untyped-def]
 # ---------------------------------------------------------------------- sessions
 @njit(cache=True, nogil=True)
 def _order_by_key_time(ts, kid, n_keys):  # type: ignore[no-untyped-def]
-    """Row order sorted by (key, time): counting sort by key when the key range is small
-    next to the batch, else a merge sort; then insertion sort by time inside each key."""
-    n = ts.shape[0]
-    if n_keys <= 4 * n + 1024:
-        counts = np.zeros(n_keys + 1, np.int64)
-        for r in range(n):
-            counts[kid[r] + 1] += 1
-        for b in range(n_keys):
-            counts[b + 1] += counts[b]
-        order = np.empty(n, np.int64)
-        for r in range(n):
-            order[counts[kid[r]]] = r
-            counts[kid[r]] += 1
-    else:
-        order = np.argsort(kid, kind="mergesort")
-    g0 = 0
-    while g0 < n:
-        k = kid[order[g0]]
-        g1 = g0 + 1
-        while g1 < n and kid[order[g1]] == k:
-            g1 += 1
-        for a in range(g0 + 1, g1):
-            r = order[a]
-            t = ts[r]
-            b = a - 1
-            while b >= g0 and ts[order[b]] > t:
-                order[b + 1] = order[b]
-                b -= 1
-            order[b + 1] = r
-        g0 = g1
-    return order
+    """Row order sorted by (key, time)."""
+    return _sort_by_key_value(kid, ts, n_keys)
 
 
 @njit(cache=True, nogil=True)
