@@ -31,6 +31,7 @@ from vstream.kernels.window import (
     _order_by_key_time,
     fire_hopping,
     pane_slots,
+    rebuild_index,
     rebuild_table,
     session_fire,
     session_update,
@@ -117,6 +118,7 @@ _BUILD_STORES = "stores" in _params(_Inputs.build)
 _FINALIZE_STORES = "stores" in _params(_finalize)
 _SESSION_MERGED = "merged_into" in _params(session_update)
 _PANE_KEY_PANE = "key_pane" in _params(pane_slots)
+NO_DIR = (np.zeros((0, 0), np.int32), np.zeros(0, np.int64))  # pane directory off
 
 
 def _build(plan: AggPlan, df: pl.DataFrame) -> tuple[np.ndarray, ...]:
@@ -396,7 +398,14 @@ class _PaneRun:
     """pane_slots over batches, growing the table whenever the kernel asks."""
 
     def __init__(
-        self, g: dict[str, int], wm: int, n: int, tab_size: int, n_keys: int, ways: int
+        self,
+        g: dict[str, int],
+        wm: int,
+        n: int,
+        tab_size: int,
+        n_keys: int,
+        ways: int,
+        dir_rows: int = 0,
     ) -> None:
         _, _, self.init_f, self.init_i = _plan(WINDOW_AGGS, WINDOW_SCHEMA)
         late_below = _first_pane_not(_is_late, g, wm)
@@ -411,6 +420,12 @@ class _PaneRun:
         self.key_slot = np.full(n_keys * ways, -1, np.int32)
         self.key_pane = np.full(n_keys * ways, -77, np.int64)
         self.key_cache = (self.key_slot, self.key_pane) if _PANE_KEY_PANE else (self.key_slot,)
+        # the pane directory: rows x keys, off (no rows) or with rows panes may claim
+        self.dir = (
+            (np.full((dir_rows, n_keys), -7, np.int32), np.full(dir_rows, MIN, np.int64))
+            if dir_rows
+            else NO_DIR
+        )
         self.F = np.full((self.init_f.shape[0], cap), -3.5)
         self.In = np.full((self.init_i.shape[0], cap), -3, np.int64)
         self.slots: list[int] = []
@@ -431,7 +446,7 @@ class _PaneRun:
             r = pane_slots(
                 ts, kid, self.geom, self.tab, self.slot_pane, self.slot_key, self.F,
                 self.In, self.init_f, self.init_i, slots, late, dirty_p, dirty_k,
-                self.counts, r, *self.key_cache,
+                self.counts, r, *self.key_cache, *self.dir,
             )  # fmt: skip
             self.calls += 1
             # the table is never loaded past one half
@@ -441,7 +456,7 @@ class _PaneRun:
             assert 0 <= r < n
             assert self.counts[0] >= self.tab.shape[0] // 2  # stopped: half full
             self.tab = np.zeros(2 * self.tab.shape[0], np.int32)
-            rebuild_table(self.tab, self.slot_pane, self.slot_key, int(self.counts[0]))
+            rebuild_index(self.tab, *self.dir, self.slot_pane, self.slot_key, int(self.counts[0]))
             if forget_keys:  # (slot numbers survive a rebuild: the cache may stay)
                 self.key_slot[:] = -1
         assert int(self.counts[1]) == int(late.sum())
@@ -485,6 +500,8 @@ def pane_batches(draw: st.DrawFn) -> dict[str, Any]:
         "tab_size": draw(st.sampled_from([2, 4, 8, 16])),
         "forget_keys": draw(st.booleans()),
         "ways": draw(st.sampled_from([1, 2, 8])),
+        # pane directory rows (0: off); few rows make panes fall back to the table
+        "dir_rows": draw(st.sampled_from([0, 1, 2, 4, 64])),
     }
 
 
@@ -494,7 +511,7 @@ def test_pane_slots_matches_reference(d: dict[str, Any]) -> None:
     g, wm, ts, kid = d["geom"], d["wm"], d["ts"], d["kid"]
     n = ts.shape[0]
     # in batches with a small table that grows, and in one call with a big table
-    small = _PaneRun(g, wm, n, d["tab_size"], d["n_keys"], d["ways"])
+    small = _PaneRun(g, wm, n, d["tab_size"], d["n_keys"], d["ways"], d["dir_rows"])
     for lo, hi in itertools.pairwise([0, *d["points"], n]):
         small.batch(ts[lo:hi], kid[lo:hi], forget_keys=d["forget_keys"])
     big = _PaneRun(g, wm, n, _pow2_at_least(2 * n + 2), d["n_keys"], 1)
@@ -644,11 +661,31 @@ def test_windows_of_matches_brute_force(d: dict[str, Any]) -> None:
     ks = np.array([k for k, _ in wanted], np.int64)
     keys = np.array([key for _, key in wanted], np.int32)
     Fo, Io = windows_of(
-        tab, P.slot_pane, P.slot_key, P.F, P.In, P.prog, P.init_f, P.init_i, s, n, ks, keys
+        tab,
+        P.slot_pane,
+        P.slot_key,
+        P.F,
+        P.In,
+        P.prog,
+        P.init_f,
+        P.init_i,
+        s,
+        n,
+        ks,
+        keys,
+        *NO_DIR,
     )
     for c, (k, key) in enumerate(wanted):
         Fb, Ib, _ = P.brute(s, n, k, key)
         _assert_state_close(Fo[:, c], Io[:, c], Fb, Ib)
+    # the same through a pane directory of two rows (the other panes in the table)
+    tab2 = np.zeros_like(tab)
+    pane_dir = (np.zeros((2, n_keys), np.int32), np.zeros(2, np.int64))
+    rebuild_index(tab2, *pane_dir, P.slot_pane, P.slot_key, P.m)
+    args = (P.F, P.In, P.prog, P.init_f, P.init_i, s, n, ks, keys)
+    Fo2, Io2 = windows_of(tab2, P.slot_pane, P.slot_key, *args, *pane_dir)
+    np.testing.assert_array_equal(Fo2, Fo)
+    np.testing.assert_array_equal(Io2, Io)
 
 
 def test_fire_hopping_windows_across_two_blocks() -> None:

@@ -21,7 +21,7 @@ from vstream.kernels.window import (
     compact_panes,
     fire_hopping,
     pane_slots,
-    rebuild_table,
+    rebuild_index,
     session_fire,
     session_live,
     session_update,
@@ -37,6 +37,7 @@ from vstream.state.slots import SlotStore, grown
 __all__ = ["WindowOp", "WindowSetup"]
 
 _REV = "revision"
+_DIR_BYTES = 16 << 20  # the pane directory's budget (rows x keys x 4 bytes)
 _I64_MAX = np.iinfo(np.int64).max
 _REV_KEYS = pl.Schema({"window": pl.Int64, "key": pl.Int32})
 _REV_SCHEMA = pl.Schema({"window": pl.Int64, "key": pl.Int32, "emitted": pl.Int64})
@@ -403,6 +404,8 @@ class _PaneLogic:
         self.ways = 8
         self.key_slot = np.full(1024 * self.ways, -1, np.int32)
         self.key_pane = np.zeros(1024 * self.ways, np.int64)
+        self.dir_rows = np.zeros((0, 0), np.int32)  # the pane directory (see pane_slots)
+        self.dir_pane = np.full(0, MIN_WM, np.int64)
         self.fired_k: int | None = None  # windows with index <= fired_k have fired
         self.max_pane: int | None = None
         # revisions: emissions so far per (window index, key), while the window is kept
@@ -424,8 +427,28 @@ class _PaneLogic:
         if cap:
             self.slot_pane = grown(self.slot_pane, cap)
             self.slot_key = grown(self.slot_key, cap)
+        if self.dir_rows.shape[1] < n_keys and self.dir_pane.shape[0] != 1:
+            # the pane directory: rows x key capacity int32, at most _DIR_BYTES; with too
+            # many keys for 64 rows it is dropped (1 = off for good) and the table serves
+            width = 64
+            while width < n_keys:
+                width *= 2
+            rows = _DIR_BYTES // (4 * width)
+            rows = 1 << (rows.bit_length() - 1) if rows else 0
+            if rows >= 64:
+                self.dir_rows = np.zeros((min(rows, 256), width), np.int32)
+                self.dir_pane = np.full(min(rows, 256), MIN_WM, np.int64)
+            else:
+                self.dir_rows = np.zeros((0, 0), np.int32)
+                self.dir_pane = np.full(1, MIN_WM, np.int64)
+            self._rehash(self.tab.shape[0])
         if self.tab.shape[0] < 2 * self.n_slots + 2048:
             self._rehash(2 * self.n_slots + 2048)
+
+    def _dir(self) -> tuple[np.ndarray, np.ndarray]:
+        if self.dir_pane.shape[0] == 1:  # off
+            return self.dir_rows, self.dir_pane[:0]
+        return self.dir_rows, self.dir_pane
 
     def _rehash(self, need: int) -> None:
         # the table holds the live slots at <= 1/2 load: sized by the state, not by the
@@ -434,7 +457,7 @@ class _PaneLogic:
         while size < need:
             size *= 2
         self.tab = np.zeros(size, np.int32)
-        rebuild_table(self.tab, self.slot_pane, self.slot_key, self.n_slots)
+        rebuild_index(self.tab, *self._dir(), self.slot_pane, self.slot_key, self.n_slots)
         self.key_slot[:] = -1
 
     def update(self, df, ts, kid, Xf, Xi, M, vmap, late, wm) -> None:  # type: ignore[no-untyped-def]
@@ -463,7 +486,7 @@ class _PaneLogic:
             r = pane_slots(
                 ts, kid, geom, self.tab, self.slot_pane,
                 self.slot_key, sl.F, sl.I, sl.init_f, sl.init_i, slots, late, dirty_p,
-                dirty_k, counts, r, self.key_slot, self.key_pane,
+                dirty_k, counts, r, self.key_slot, self.key_pane, *self._dir(),
             )  # fmt: skip
             if r == n:
                 break
@@ -567,6 +590,7 @@ class _PaneLogic:
             n,
             ks,
             kk,
+            *self._dir(),
         )
         op._pending.append(self._emit(kk, ks, Fo, Io))
 
@@ -635,7 +659,7 @@ class _PaneLogic:
             self.n_slots = compact_panes(
                 self.slot_pane, self.slot_key, sl.F, sl.I, self.n_slots, free_below
             )
-            rebuild_table(self.tab, self.slot_pane, self.slot_key, self.n_slots)
+            rebuild_index(self.tab, *self._dir(), self.slot_pane, self.slot_key, self.n_slots)
             self.key_slot[:] = -1  # slots were renumbered
             if self.distinct:
                 self.distinct = [
@@ -869,7 +893,9 @@ class _SessionLogic:
             sl.F[f, :m] = t[f"f{f}"].to_numpy()
         for i in range(sl.I.shape[0]):
             sl.I[i, :m] = t[f"i{i}"].to_numpy()
-        for j in range(m):  # relink: one step per live session, at restore only
+        # relink, one step per live session at restore only; backwards, so each key's list
+        # keeps its order (merges then combine in the same order: the same floats)
+        for j in range(m - 1, -1, -1):
             k = int(self.s_key[j])
             self.nxt[j] = self.head[k]
             self.head[k] = j
