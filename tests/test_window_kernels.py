@@ -29,11 +29,13 @@ from polars.testing import assert_frame_equal
 from vstream.kernels.aggregate import apply_rows, combine_slot, copy_slot, update_row
 from vstream.kernels.window import (
     _order_by_key_time,
+    compact_panes,
     fire_hopping,
     pane_slots,
     rebuild_index,
     rebuild_table,
     session_fire,
+    session_live,
     session_update,
     take_panes,
     windows_of,
@@ -993,3 +995,44 @@ def test_take_panes_matches_numpy_selection(
     np.testing.assert_array_equal(pane, live[idx])
     np.testing.assert_array_equal(Fo, F[:, idx])
     np.testing.assert_array_equal(Io, In[:, idx])
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    panes=st.lists(st.integers(-5, 20), max_size=50),
+    free_below=st.integers(-6, 21),
+)
+def test_compact_panes_keeps_the_live_slots_in_order(panes: list[int], free_below: int) -> None:
+    """Slots of panes >= free_below move down, in order, with all their fields."""
+    n = len(panes)
+    slot_pane = np.array([*panes, 77], np.int64)
+    slot_key = np.arange(n + 1, dtype=np.int32)
+    F = np.arange(2 * (n + 1), dtype=np.float64).reshape(2, n + 1) + 0.5
+    In = np.arange(3 * (n + 1), dtype=np.int64).reshape(3, n + 1) * 2
+    keep = np.flatnonzero(slot_pane[:n] >= free_below)
+    want = (slot_pane[keep].copy(), slot_key[keep].copy(), F[:, keep].copy(), In[:, keep].copy())
+    m = compact_panes(slot_pane, slot_key, F, In, n, free_below)
+    assert m == len(keep)
+    np.testing.assert_array_equal(slot_pane[:m], want[0])
+    np.testing.assert_array_equal(slot_key[:m], want[1])
+    np.testing.assert_array_equal(F[:, :m], want[2])
+    np.testing.assert_array_equal(In[:, :m], want[3])
+
+
+@settings(max_examples=60, deadline=None)
+@given(lists=st.lists(st.lists(st.integers(0, 29), max_size=6, unique=True), max_size=5))
+def test_session_live_marks_the_linked_slots(lists: list[list[int]]) -> None:
+    """session_live marks exactly the slots reachable from the key heads."""
+    cap = 30
+    head = np.full(len(lists) + 1, -1, np.int32)
+    nxt = np.full(cap, -1, np.int32)
+    used: set[int] = set()
+    for k, chain in enumerate(lists):
+        chain = [j for j in chain if j not in used]
+        used.update(chain)
+        for a, b in itertools.pairwise(chain):
+            nxt[a] = b
+        if chain:
+            head[k] = chain[0]
+    live = session_live(head, nxt, len(head), cap)
+    assert set(np.flatnonzero(live).tolist()) == used
