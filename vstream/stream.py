@@ -26,7 +26,12 @@ from vstream.ops.stateless import filter_frame
 from vstream.ops.window import WindowSetup
 from vstream.plan.aggregates import plan_aggregations
 from vstream.plan.explain import explain
-from vstream.plan.expressions import check_row_wise, check_row_wise_on_sample, infer_schema
+from vstream.plan.expressions import (
+    check_row_wise,
+    check_row_wise_on_sample,
+    infer_schema,
+    root_columns,
+)
 from vstream.plan.nodes import (
     ConcatNode,
     DeadLettersNode,
@@ -91,17 +96,6 @@ def _flatten(items: Sequence[Any]) -> tuple[Any, ...]:
 def _label(step: str, exprs: Sequence[object], named: Mapping[str, object]) -> str:
     parts = [_short(e) for e in exprs] + [f"{k}={_short(v)}" for k, v in named.items()]
     return f"{step}({', '.join(parts)})"
-
-
-def _root_columns(exprs: Sequence[pl.Expr]) -> frozenset[str] | None:
-    """The input columns expressions read (None when a wildcard or selector hides them)."""
-    names: set[str] = set()
-    for e in exprs:
-        tree = e.meta.serialize(format="json")
-        if any(k in tree for k in ('"Wildcard"', '"Selector"', '"Nth"', '"DtypeColumn"')):
-            return None
-        names.update(e.meta.root_names())
-    return frozenset(names)
 
 
 def _short(value: object, limit: int = 60) -> str:
@@ -283,6 +277,7 @@ class Stream:
         et = self._node.event_time
         if et is not None and et.column not in schema:
             et = None  # the event-time column was dropped: downstream has no event time
+        roots = root_columns(exprs)
         node = StepNode(
             self._node,
             label,
@@ -292,9 +287,7 @@ class Stream:
             check_schema=check_schema,
             assigns=assigns,
             renames=renames,
-            uses=(_root_columns(exprs) or frozenset()) | (uses or frozenset())
-            if _root_columns(exprs) is not None
-            else None,
+            uses=None if roots is None else roots | (uses or frozenset()),
         )
         return Stream(node)
 

@@ -19,7 +19,6 @@ from vstream.kernels.aggregate import apply_rows, combine_slot, copy_slot, init_
 __all__ = [
     "compact_panes",
     "fire_hopping",
-    "floor_div",
     "pane_slots",
     "rebuild_index",
     "rebuild_table",
@@ -28,12 +27,6 @@ __all__ = [
 
 _M1 = np.uint64(0x9E3779B97F4A7C15)
 _M2 = np.uint64(0xC2B2AE3D27D4EB4F)
-
-
-@njit(cache=True, nogil=True)
-def floor_div(a, b):  # type: ignore[no-untyped-def]
-    q = a // b  # numba's // on ints floors like Python's
-    return q
 
 
 @njit(cache=True, nogil=True)

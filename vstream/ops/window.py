@@ -15,6 +15,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
+from vstream._dtypes import physical_int64
 from vstream.errors import VStreamError
 from vstream.kernels.aggregate import apply_rows
 from vstream.kernels.window import (
@@ -67,8 +68,8 @@ class WindowSetup:
 
 def _init_values(plan: AggPlan) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     prog = np.zeros((len(plan.leaves), 5), np.int64)
-    init_f = np.zeros(max(plan.n_float, 0), np.float64)
-    init_i = np.zeros(max(plan.n_int, 0), np.int64)
+    init_f = np.zeros(plan.n_float, np.float64)
+    init_i = np.zeros(plan.n_int, np.int64)
     fcols = plan.float_columns
     icols = plan.int_columns
     vcols = sorted({lf.input for lf in plan.leaves if lf.input is not None})
@@ -87,15 +88,6 @@ def _init_values(plan: AggPlan) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         elif lf.kind == A.LAST_I:
             init_i[lf.i0 + 1] = -1
     return prog, init_f, init_i
-
-
-def _physical_int(s: pl.Series) -> np.ndarray:
-    if s.dtype == pl.Boolean:
-        s = s.cast(pl.Int8)
-    values = s.to_numpy()
-    if values.dtype.kind in "mM":
-        return values.view(np.int64)
-    return values.astype(np.int64, copy=False)
 
 
 class _Inputs:
@@ -149,7 +141,7 @@ class _Inputs:
                     continue
                 if s.null_count():
                     s = s.fill_null(0) if s.dtype != pl.Boolean else s.fill_null(False)
-                Xi[c] = _physical_int(s)
+                Xi[c] = physical_int64(s)
         M = np.stack(masks) if masks else np.ones((1, 1), np.bool_)
         return Xf, Xi, M, vmap
 
@@ -218,7 +210,7 @@ class WindowOp(Operator):
         if st.time_column is None:
             ts = np.full(n, max(self._now(), self._proc_wm), np.int64)
         else:
-            ts = _physical_int(df.get_column(st.time_column))
+            ts = physical_int64(df.get_column(st.time_column))
             if st.time_shift:
                 ts = ts + st.time_shift
         kid = self.keys.ids(df) if self.keys is not None else np.zeros(n, np.int32)
@@ -839,9 +831,6 @@ class _SessionLogic:
         if not len(kid):
             return []
         return [op.result(kid, start, end, rev, Fo, Io, nunique)]
-
-    def bump(self, ks: np.ndarray, kid: np.ndarray) -> np.ndarray:  # pragma: no cover
-        raise NotImplementedError
 
     def snapshot(self) -> dict[str, pa.Table]:
         live = []

@@ -18,6 +18,7 @@ from typing import Any
 
 import polars as pl
 
+from vstream._dtypes import integer_like
 from vstream.errors import ColumnNotFoundError, ExpressionError
 from vstream.plan.expressions import check_row_wise
 
@@ -113,14 +114,6 @@ def _ordered(names: set[str | None]) -> list[str]:
     return sorted(n for n in names if n is not None)
 
 
-def _integer_like(dtype: pl.DataType | None) -> bool:
-    return dtype is not None and (
-        dtype.is_integer()
-        or dtype in (pl.Boolean, pl.Date, pl.Time)
-        or isinstance(dtype, pl.Datetime | pl.Duration)
-    )
-
-
 def _reads_float(kind: int) -> bool:
     return kind in (SUM_F, MEAN, MIN_F, MAX_F, FIRST_F, LAST_F, VAR)
 
@@ -198,7 +191,7 @@ class _Planner:
             inp, in_dtype = self._input(arg, expr)
             kind = self._kind(op, in_dtype, expr)
         nf, ni = FIELDS[kind]
-        stored = kind in (FIRST_I, LAST_I) and not _integer_like(in_dtype)
+        stored = kind in (FIRST_I, LAST_I) and not integer_like(in_dtype)
         leaf = AggLeaf(
             kind, name, inp, dtype, in_dtype, ddof, std, self.n_float, self.n_int, stored
         )
@@ -210,20 +203,14 @@ class _Planner:
 
     def _kind(self, op: str, dtype: pl.DataType, expr: pl.Expr) -> int:
         numeric = dtype.is_numeric() or dtype == pl.Boolean
-        integer_like = (
-            dtype.is_integer()
-            or dtype in (pl.Boolean, pl.Date, pl.Time)
-            or isinstance(dtype, pl.Datetime | pl.Duration)
-        )
+        int_like = integer_like(dtype)
         if op == "Len":
             return LEN
         if op == "Count":
             return COUNT
         if op == "NUnique":
             return NUNIQUE
-        if op in ("Sum", "Mean", "Var", "Std") and not (
-            numeric or (op == "Mean" and integer_like)
-        ):
+        if op in ("Sum", "Mean", "Var", "Std") and not (numeric or (op == "Mean" and int_like)):
             raise self.fail(expr, f"{op.lower()} needs a numeric column, the input is {dtype}")
         if op == "Sum":
             return SUM_F if dtype.is_float() else SUM_I
@@ -231,9 +218,9 @@ class _Planner:
             return MEAN
         if op in ("Var", "Std"):
             return VAR
-        if op in ("First", "Last") and not (dtype.is_float() or integer_like):
+        if op in ("First", "Last") and not (dtype.is_float() or int_like):
             return FIRST_I if op == "First" else LAST_I  # values kept in a store
-        if not (dtype.is_float() or integer_like):
+        if not (dtype.is_float() or int_like):
             raise self.fail(
                 expr,
                 f"{op.lower()} of a {dtype} column is not supported in windows yet "

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import polars as pl
@@ -11,7 +11,7 @@ import polars.exceptions as plx
 
 from vstream.errors import ColumnNotFoundError, ExpressionError, PipelineError
 
-__all__ = ["check_row_wise", "infer_schema"]
+__all__ = ["check_row_wise", "infer_schema", "root_columns"]
 
 _WINDOW_HINT = (
     "stateless steps see one micro-batch at a time, so it would give per-batch answers; "
@@ -312,3 +312,23 @@ def _first_line(exc: BaseException) -> str:
 def _short(expr: pl.Expr, limit: int = 120) -> str:
     text = str(expr)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def root_columns(exprs: Sequence[pl.Expr]) -> frozenset[str] | None:
+    """The input columns expressions read (None when a wildcard or selector hides them).
+
+    Examples
+    --------
+    >>> import polars as pl
+    >>> sorted(root_columns([pl.col("a") * pl.col("b"), pl.col("a").alias("c")]))
+    ['a', 'b']
+    >>> root_columns([pl.all()]) is None
+    True
+    """
+    names: set[str] = set()
+    for e in exprs:
+        tree = e.meta.serialize(format="json")
+        if any(k in tree for k in ('"Wildcard"', '"Selector"', '"Nth"', '"DtypeColumn"')):
+            return None
+        names.update(e.meta.root_names())
+    return frozenset(names)

@@ -12,6 +12,7 @@ from vstream._duration import Duration, TimeUnit, parse_duration, unit_to_ns
 from vstream.errors import DurationError
 from vstream.ops.base import Operator
 from vstream.ops.window import WindowOp, WindowSetup
+from vstream.plan.expressions import root_columns
 from vstream.plan.nodes import EventTime, Node
 
 __all__ = [
@@ -250,12 +251,8 @@ class WindowNode(Node):
         cols = set(st.by)
         if st.time_column is not None:
             cols.add(st.time_column)
-        for e in st.aggs.inputs.values():
-            tree = e.meta.serialize(format="json")
-            if any(k in tree for k in ('"Wildcard"', '"Selector"', '"Nth"', '"DtypeColumn"')):
-                return None
-            cols.update(e.meta.root_names())
-        return cols
+        roots = root_columns(list(st.aggs.inputs.values()))
+        return None if roots is None else cols | roots
 
     def make_op(self) -> Operator:
         return WindowOp(self.label, self.setup)

@@ -16,20 +16,13 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
+from vstream._dtypes import integer_like, physical_int64
 from vstream.errors import SchemaError, VStreamError
 from vstream.kernels.hashing import assign_ids, insert_pairs, rehash
 
 __all__ = ["KeyIndex"]
 
 _ID = "__vstream_key_id__"
-
-
-def _integer_like(dtype: pl.DataType) -> bool:
-    return (
-        bool(dtype.is_integer())
-        or dtype in (pl.Boolean, pl.Date, pl.Time)
-        or isinstance(dtype, pl.Datetime | pl.Duration)
-    )
 
 
 class KeyIndex:
@@ -54,7 +47,7 @@ class KeyIndex:
         self.schema = pl.Schema(schema)
         self.columns = list(self.schema.names())
         self._n = 0
-        self._int = len(self.columns) == 1 and _integer_like(self.schema.dtypes()[0])
+        self._int = len(self.columns) == 1 and integer_like(self.schema.dtypes()[0])
         if self._int:
             size = 1024
             self._table = (
@@ -97,16 +90,6 @@ class KeyIndex:
                 return ids
         return self._general_ids(keys)
 
-    def _physical(self, s: pl.Series) -> np.ndarray:
-        if s.dtype == pl.Boolean:
-            s = s.cast(pl.Int8)
-        values = s.to_numpy()
-        if values.dtype.kind in "mM":
-            return values.view(np.int64)
-        if values.dtype == np.uint64:
-            return values.view(np.int64)  # a bijection: distinct keys stay distinct
-        return values.astype(np.int64, copy=False)
-
     def _grow(self, more: int) -> None:
         need = self._n + more + 1
         size = self._table[0].shape[0]
@@ -126,7 +109,7 @@ class KeyIndex:
     def _int_ids(self, s: pl.Series) -> np.ndarray:
         nulls = s.null_count()
         valid = s.drop_nulls() if nulls else s
-        keys = self._physical(valid)
+        keys = physical_int64(valid)
         self._grow(keys.shape[0])
         first_new = self._n
         ids, self._n = assign_ids(*self._table, keys, self._n)
@@ -248,7 +231,7 @@ class KeyIndex:
             ids = table.get_column(_ID).to_numpy().astype(np.int32)
             fresh._grow(table.height)
             valid = ~col.is_null().to_numpy()
-            keys = fresh._physical(col.drop_nulls())
+            keys = physical_int64(col.drop_nulls())
             insert_pairs(*fresh._table, keys, ids[valid])
             fresh._values[ids[valid]] = keys
             if (~valid).any():
