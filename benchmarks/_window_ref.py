@@ -22,6 +22,33 @@ RING = 8
 
 
 @numba.njit(cache=True, nogil=True)
+def _fire(  # type: ignore[no-untyped-def]
+    k, size, n_hosts, count, cpu_sum, cpu_max, lat_sum, touched, n_touched,
+    out, out_host, out_start, out_len, out_mean, out_max, out_sum,
+):  # fmt: skip
+    """Write window k's touched hosts to the output, clear them; returns the next row."""
+    slot = k % RING
+    base = slot * n_hosts
+    start = k * size
+    for j in range(n_touched[slot]):
+        h = touched[base + j]
+        e = base + h
+        c = count[e]
+        out_host[out] = h
+        out_start[out] = start
+        out_len[out] = c
+        out_mean[out] = cpu_sum[e] / c
+        out_max[out] = cpu_max[e]
+        out_sum[out] = lat_sum[e]
+        out += 1
+        count[e] = 0
+        cpu_sum[e] = 0.0
+        lat_sum[e] = 0.0
+    n_touched[slot] = 0
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
 def _q1_loop(
     ts: np.ndarray,
     host: np.ndarray,
@@ -61,24 +88,9 @@ def _q1_loop(
             watermark = t - bound
             # fire every open window whose end the watermark has reached
             while first <= last and (first + 1) * size <= watermark:
-                slot = first % RING
-                base = slot * n_hosts
-                start = first * size
-                for j in range(n_touched[slot]):
-                    h = touched[base + j]
-                    e = base + h
-                    c = count[e]
-                    out_host[out] = h
-                    out_start[out] = start
-                    out_len[out] = c
-                    out_mean[out] = cpu_sum[e] / c
-                    out_max[out] = cpu_max[e]
-                    out_sum[out] = lat_sum[e]
-                    out += 1
-                    count[e] = 0
-                    cpu_sum[e] = 0.0
-                    lat_sum[e] = 0.0
-                n_touched[slot] = 0
+                out = _fire(first, size, n_hosts, count, cpu_sum, cpu_max, lat_sum, touched,
+                            n_touched, out, out_host, out_start, out_len, out_mean, out_max,
+                            out_sum)  # fmt: skip
                 first += 1
             if first > last:
                 # nothing open: skip the empty windows in one step
@@ -108,22 +120,9 @@ def _q1_loop(
         lat_sum[e] += latency[i]
     # end of input: every open window fires, oldest first
     while first <= last:
-        slot = first % RING
-        base = slot * n_hosts
-        start = first * size
-        for j in range(n_touched[slot]):
-            h = touched[base + j]
-            e = base + h
-            c = count[e]
-            out_host[out] = h
-            out_start[out] = start
-            out_len[out] = c
-            out_mean[out] = cpu_sum[e] / c
-            out_max[out] = cpu_max[e]
-            out_sum[out] = lat_sum[e]
-            out += 1
-            count[e] = 0
-        n_touched[slot] = 0
+        out = _fire(first, size, n_hosts, count, cpu_sum, cpu_max, lat_sum, touched,
+                    n_touched, out, out_host, out_start, out_len, out_mean, out_max,
+                    out_sum)  # fmt: skip
         first += 1
     return out, late
 
