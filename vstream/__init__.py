@@ -28,6 +28,7 @@ from vstream.plan.windows import Hopping, Session, Tumbling, hopping, session, t
 from vstream.runtime.job import Job
 from vstream.runtime.metrics import Metrics
 from vstream.stream import (
+    JoinedStream,
     LazySink,
     Stream,
     WindowBuilder,
@@ -35,6 +36,7 @@ from vstream.stream import (
     collect_all,
     concat,
     start_all,
+    table,
 )
 
 __version__ = "0.1.0"
@@ -46,6 +48,7 @@ __all__ = [
     "ExpressionError",
     "Hopping",
     "Job",
+    "JoinedStream",
     "LazySink",
     "Metrics",
     "PipelineError",
@@ -70,5 +73,6 @@ __all__ = [
     "hopping",
     "session",
     "start_all",
+    "table",
     "tumbling",
 ]

@@ -131,6 +131,28 @@ def parse_duration(
     return out
 
 
+def parse_signed_duration(
+    value: Duration, unit: TimeUnit | None, *, what: str = "duration"
+) -> int:
+    """:func:`parse_duration` that also takes negative durations (``-5``, ``"-2s"``,
+    ``timedelta(seconds=-2)``): window offsets, interval-join bounds.
+
+    Examples
+    --------
+    >>> parse_signed_duration("-2s", "ms"), parse_signed_duration(30, None)
+    (-2000, 30)
+    """
+    negative = (
+        (isinstance(value, int) and not isinstance(value, bool) and value < 0)
+        or (isinstance(value, str) and value.strip().startswith("-"))
+        or (isinstance(value, timedelta) and value < timedelta(0))
+    )
+    if not negative:
+        return parse_duration(value, unit, what=what)
+    flipped: Duration = -value if not isinstance(value, str) else value.strip()[1:]
+    return -parse_duration(flipped, unit, what=what)
+
+
 def unit_to_ns(unit: TimeUnit) -> int:
     """Nanoseconds in one ``unit``."""
     return _NS_PER[unit]

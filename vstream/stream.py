@@ -10,6 +10,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal, overload
 
 import polars as pl
+import pyarrow as pa
 
 from vstream._duration import Duration, TimeUnit, parse_duration, unit_to_ns, wall_seconds
 from vstream.errors import (
@@ -57,16 +58,21 @@ if TYPE_CHECKING:
     from vstream.runtime.job import Job
 
 __all__ = [
+    "JoinedStream",
     "LazySink",
     "Stream",
+    "TableStream",
     "WindowBuilder",
     "WindowedStream",
     "collect_all",
     "concat",
     "start_all",
+    "table",
 ]
 
 IntoExpr = pl.Expr | str | int | float | bool | None
+JoinHow = Literal["inner", "left", "full"]
+AsofStrategy = Literal["backward", "forward", "nearest"]
 _TIME_UNITS = ("ns", "us", "ms", "s")
 
 
@@ -570,6 +576,161 @@ class Stream:
         )
         raise PipelineError(msg)
 
+    # ------------------------------------------------------------------ joins
+    def join_asof(
+        self,
+        other: Stream,
+        on: str | None = None,
+        *,
+        left_on: str | None = None,
+        right_on: str | None = None,
+        by: str | Sequence[str] | None = None,
+        by_left: str | Sequence[str] | None = None,
+        by_right: str | Sequence[str] | None = None,
+        strategy: AsofStrategy = "backward",
+        tolerance: Duration | None = None,
+        suffix: str = "_right",
+    ) -> JoinedStream:
+        """Join each row to the right row with the nearest earlier (or later) time, as
+        :meth:`polars.DataFrame.join_asof` does.
+
+        Both inputs need event time; ``on`` is the event-time column (the default).
+        ``backward`` takes the right row with the largest time ``<=`` the left row's,
+        per key ``by``; ``forward`` the smallest ``>=``; ``nearest`` the closer one.
+        A left row is emitted once the right watermark has passed its time (plus
+        ``tolerance`` for forward and nearest), so each answer is final; ``forward`` and
+        ``nearest`` on an unbounded input need ``tolerance``. The output keeps the left
+        row's event time. The right side keeps, per key, the rows newer than the left
+        watermark and the newest row at or before it.
+
+        Examples
+        --------
+        >>> import polars as pl
+        >>> import vstream as vs
+        >>> ev = pl.DataFrame({"ts": [5, 12, 30], "host": ["a", "a", "b"]})
+        >>> dep = pl.DataFrame({"ts": [0, 10, 20], "host": ["a", "a", "b"], "ver": [1, 2, 7]})
+        >>> left = vs.from_polars(ev).with_watermark("ts", 0)
+        >>> right = vs.from_polars(dep).with_watermark("ts", 0)
+        >>> left.join_asof(right, on="ts", by="host").collect().sort("ts")["ver"].to_list()
+        [1, 2, 7]
+        """
+        from vstream.plan.joins import JoinArgs, build_join
+
+        step = f"join_asof({_short(by or by_left or '', 30)}, strategy={strategy!r})"
+        other = _stream_arg(step, other)
+        args = JoinArgs(
+            "asof", on, left_on, right_on, by, by_left, by_right,
+            strategy=strategy, tolerance=tolerance, suffix=suffix,
+        )  # fmt: skip
+        return JoinedStream(build_join(step, self._node, other._node, args))
+
+    def join_interval(
+        self,
+        other: Stream,
+        on: str | Sequence[str] | None = None,
+        *,
+        left_on: str | Sequence[str] | None = None,
+        right_on: str | Sequence[str] | None = None,
+        lower: Duration,
+        upper: Duration,
+        how: JoinHow = "inner",
+        suffix: str = "_right",
+    ) -> JoinedStream:
+        """Pair rows with the same key whose times satisfy
+        ``left.t + lower <= right.t <= left.t + upper`` (``t``: each input's event-time
+        column).
+
+        Each pair is emitted once, when its second row arrives. A row is kept until the
+        other input's watermark proves no partner can come; then ``how="left"`` (or
+        ``"full"``) emits it with nulls if it found none. The output has the columns of
+        :meth:`polars.DataFrame.join` with the same ``how``, and the later of the two
+        event times.
+
+        Examples
+        --------
+        >>> import polars as pl
+        >>> import vstream as vs
+        >>> req = pl.DataFrame({"ts": [0, 10], "id": [1, 2]})
+        >>> resp = pl.DataFrame({"ts": [3, 50], "id": [1, 2], "code": [200, 500]})
+        >>> a = vs.from_polars(req).with_watermark("ts", 0)
+        >>> b = vs.from_polars(resp).with_watermark("ts", 0)
+        >>> out = a.join_interval(b, on="id", lower=0, upper=30, how="left").collect()
+        >>> out.sort("id").select("id", "code").rows()
+        [(1, 200), (2, None)]
+        """
+        from vstream.plan.joins import JoinArgs, build_join
+
+        step = f"join_interval({_short(on or left_on, 30)}, lower={lower!r}, upper={upper!r})"
+        other = _stream_arg(step, other)
+        args = JoinArgs(
+            "interval", on, left_on, right_on, how=how, suffix=suffix, lower=lower, upper=upper
+        )
+        return JoinedStream(build_join(step, self._node, other._node, args))
+
+    def join(
+        self,
+        other: Stream | TableStream | pl.DataFrame | pa.Table,
+        on: str | Sequence[str] | None = None,
+        *,
+        left_on: str | Sequence[str] | None = None,
+        right_on: str | Sequence[str] | None = None,
+        how: JoinHow = "inner",
+        window: WindowSpec | None = None,
+        ttl: Duration | None = None,
+        suffix: str = "_right",
+    ) -> JoinedStream:
+        """Join on key columns, as :meth:`polars.DataFrame.join` does.
+
+        - ``other`` a Stream with ``window=vs.tumbling(...)`` or ``vs.hopping(...)``:
+          a windowed join; pairs with the same key that share a window, once per shared
+          window; the output appends ``window_start`` and ``window_end``.
+        - ``other`` a Stream with ``ttl``: a regular join; pairs with the same key whose
+          times are at most ``ttl`` apart, emitted when the second row arrives (rows are
+          kept for ``ttl`` of event time past the other input's watermark). Without
+          ``ttl`` both inputs must be bounded.
+        - ``other`` a ``polars.DataFrame`` / ``pyarrow.Table`` (one row per key), or
+          :func:`vstream.table` of a stream of updates (the latest row per key wins): a
+          lookup. Before each event batch the update stream is read up to its current
+          end, so each event sees the table as of its batch (processing time). The
+          output keeps the events' event time.
+
+        ``how`` is ``"inner"``, ``"left"`` or (stream-stream) ``"full"``; unmatched rows
+        are emitted when the watermarks prove no partner can come. Stream-stream joins
+        have the later of the two event times.
+
+        Examples
+        --------
+        >>> import polars as pl
+        >>> import vstream as vs
+        >>> hosts = pl.DataFrame({"host": ["a", "b"], "dc": ["eu", "us"]})
+        >>> ev = vs.from_polars(pl.DataFrame({"host": ["b", "a", "c"], "cpu": [1, 2, 3]}))
+        >>> ev.join(hosts, on="host", how="left").collect()["dc"].to_list()
+        ['us', 'eu', None]
+        """
+        from vstream.plan.joins import JoinArgs, build_join
+
+        if isinstance(other, pl.DataFrame | pa.Table | TableStream):
+            step = f"join(table, on={_short(on or left_on, 30)}, how={how!r})"
+            if window is not None or ttl is not None:
+                msg = f"{step}: window= and ttl= are for joins of two streams, not lookups"
+                raise PipelineError(msg)
+            args = JoinArgs("lookup", on, left_on, right_on, how=how, suffix=suffix)
+            if isinstance(other, TableStream):
+                return JoinedStream(build_join(step, self._node, other.stream._node, args))
+            table = other if isinstance(other, pl.DataFrame) else pl.DataFrame(other)
+            return JoinedStream(build_join(step, self._node, None, args, table=table))
+        kind = "window" if window is not None else "regular"
+        extra = f", window={window}" if window is not None else f", ttl={ttl!r}"
+        step = f"join({_short(on or left_on, 30)}{extra}, how={how!r})"
+        other = _stream_arg(step, other)
+        if window is not None and ttl is not None:
+            msg = f"{step}: pass window= (a windowed join) or ttl= (a regular join), not both"
+            raise PipelineError(msg)
+        args = JoinArgs(
+            kind, on, left_on, right_on, how=how, suffix=suffix, window=window, ttl=ttl
+        )
+        return JoinedStream(build_join(step, self._node, other._node, args))
+
     # ------------------------------------------------------------------ branches
     def dead_letters(self) -> Stream:
         """The records refused anywhere upstream: columns ``record`` (the raw line or
@@ -853,6 +1014,77 @@ class WindowedStream(Stream):
             )
             raise PipelineError(msg)
         return Stream(LateEventsNode(node))
+
+
+class JoinedStream(Stream):
+    """The result of a join: a Stream, plus the late rows of each input."""
+
+    def late_events(self, side: Literal["left", "right"] = "left") -> Stream:
+        """The rows of the ``side`` input that arrived behind its watermark and were left
+        out of the join, as a branch of the same plan (collect it with
+        :func:`vstream.collect_all`). They are also counted in ``Metrics.late_events``.
+
+        Examples
+        --------
+        >>> import polars as pl
+        >>> import vstream as vs
+        >>> left = vs.from_polars(pl.DataFrame({"ts": [0, 10], "k": [1, 1]}))
+        >>> left = left.with_watermark("ts", 0)
+        >>> right = vs.from_arrow(
+        ...     [pl.DataFrame({"ts": [20], "k": [1]}).to_arrow(),
+        ...      pl.DataFrame({"ts": [5], "k": [1]}).to_arrow()]
+        ... ).with_watermark("ts", 0)
+        >>> j = left.join_interval(right, on="k", lower=0, upper=30)
+        >>> out, late = vs.collect_all([j, j.late_events("right")])
+        >>> late["ts"].to_list()
+        [5]
+        """
+        node = self._node
+        if side not in ("left", "right"):
+            msg = f"late_events: side must be 'left' or 'right', got {side!r}"
+            raise PipelineError(msg)
+        port = 0 if side == "left" else 1
+        if port >= len(node.inputs):
+            msg = f"{node.label}: a lookup against a static table has no right input"
+            raise PipelineError(msg)
+        return Stream(LateEventsNode(node, port))
+
+
+class TableStream:
+    """A stream of table updates to look up in: see :func:`table`."""
+
+    def __init__(self, stream: Stream) -> None:
+        self.stream = stream
+
+    def __repr__(self) -> str:
+        return f"vs.table({self.stream!r})"
+
+
+def table(updates: Stream) -> TableStream:
+    """Use a stream of rows as a lookup table: the latest row per key wins.
+
+    Pass it to :meth:`Stream.join`: ``events.join(vs.table(updates), on="host")``.
+
+    Examples
+    --------
+    >>> import polars as pl
+    >>> import vstream as vs
+    >>> upd = vs.from_polars(pl.DataFrame({"host": ["a", "a"], "dc": ["eu", "us"]}))
+    >>> ev = vs.from_polars(pl.DataFrame({"host": ["a"]}))
+    >>> ev.join(vs.table(upd), on="host").collect()["dc"].to_list()
+    ['us']
+    """
+    if not isinstance(updates, Stream):
+        msg = f"vs.table takes a Stream of updates, got {type(updates).__name__}"
+        raise PipelineError(msg)
+    return TableStream(updates)
+
+
+def _stream_arg(step: str, other: object) -> Stream:
+    if not isinstance(other, Stream):
+        msg = f"{step}: the right input must be a vstream Stream, got {type(other).__name__}"
+        raise PipelineError(msg)
+    return other
 
 
 class LazySink:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["assign_ids", "assign_ids_reference", "insert_pairs", "rehash"]
+__all__ = ["assign_ids", "assign_ids_reference", "find_ids", "insert_pairs", "rehash"]
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
@@ -65,6 +65,43 @@ def _insert(
         used[j] = True
         table_keys[j] = keys[i]
         table_ids[j] = ids[i]
+
+
+@numba.njit(cache=True, nogil=True)
+def _find(
+    table_keys: np.ndarray, table_ids: np.ndarray, used: np.ndarray, keys: np.ndarray
+) -> np.ndarray:
+    mask = np.int64(table_keys.shape[0] - 1)
+    out = np.empty(keys.shape[0], np.int32)
+    for i in range(keys.shape[0]):
+        k = keys[i]
+        j = _slot(k, mask)
+        out[i] = -1
+        while used[j]:
+            if table_keys[j] == k:
+                out[i] = table_ids[j]
+                break
+            j = (j + 1) & mask
+    return out
+
+
+def find_ids(
+    table_keys: np.ndarray, table_ids: np.ndarray, used: np.ndarray, keys: np.ndarray
+) -> np.ndarray:
+    """Ids of ``keys`` already in the table, -1 for the others (nothing is inserted).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> t = np.zeros(16, np.int64), np.zeros(16, np.int32), np.zeros(16, np.bool_)
+    >>> _ = assign_ids(*t, np.array([7, 3]), 0)
+    >>> find_ids(*t, np.array([3, 5, 7])).tolist()
+    [1, -1, 0]
+    """
+    if keys.ndim != 1 or keys.dtype != np.int64:
+        msg = f"find_ids takes a 1-D int64 array, got {keys.dtype} with shape {keys.shape}"
+        raise TypeError(msg)
+    return _find(table_keys, table_ids, used, np.ascontiguousarray(keys))
 
 
 def insert_pairs(

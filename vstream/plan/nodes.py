@@ -7,8 +7,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import polars as pl
 
+from vstream._dtypes import physical_int64
 from vstream._duration import TimeUnit, unit_to_ns
 from vstream.io._schema import polars_schema
 from vstream.io.base import Source
@@ -40,6 +42,18 @@ class EventTime:
     delay: int  # max out-of-orderness, in the column's unit
     idle_timeout: float | None  # seconds of wall-clock time
     shift: int = 0  # event time = column + shift (window results carry window_end - 1)
+    # a second column: event time = the later of the two (join results); nulls are skipped
+    other: str | None = None
+
+    def of(self, df: pl.DataFrame) -> np.ndarray:
+        """The event time of every row of ``df`` as int64 in the column's unit."""
+        if self.other is None:
+            ts = physical_int64(df.get_column(self.column))
+        else:
+            ts = physical_int64(
+                df.select(pl.max_horizontal(self.column, self.other).cast(self.dtype)).to_series()
+            )
+        return ts + self.shift if self.shift else ts
 
     def to_python(self, value: int) -> Any:
         """A watermark value as the user sees it (a datetime for Datetime columns)."""
@@ -227,9 +241,9 @@ def required_columns(order: list[Node], targets: list[Node]) -> dict[int, set[st
     for node in reversed(order):
         got = req.get(node.id, set())
         wanted = set(node.schema.names()) if got is None else got
-        late_of = getattr(node, "late_of", None)
-        if late_of is not None:
-            merge(late_of.inputs[0], None if got is None else wanted)
+        late_input = getattr(node, "late_input", None)
+        if late_input is not None:
+            merge(late_input, None if got is None else wanted)
         for parent in node.inputs:
             need = node.needs(wanted)
             merge(parent, None if need is None else need & set(parent.schema.names()))

@@ -8,7 +8,13 @@ from typing import Literal, TypeAlias
 
 import polars as pl
 
-from vstream._duration import Duration, TimeUnit, parse_duration, unit_to_ns
+from vstream._duration import (
+    Duration,
+    TimeUnit,
+    parse_duration,
+    parse_signed_duration,
+    unit_to_ns,
+)
 from vstream.errors import DurationError
 from vstream.ops.base import Operator
 from vstream.ops.window import WindowOp, WindowSetup
@@ -186,14 +192,7 @@ def resolve(spec: WindowSpec, unit: TimeUnit | None, step: str) -> tuple[str, in
 
     def dur(value: Duration, what: str, *, positive: bool = True) -> int:
         if not positive:  # an offset may be negative (it only shifts the grid)
-            neg = (
-                (isinstance(value, int) and value < 0)
-                or (isinstance(value, str) and value.strip().startswith("-"))
-                or (isinstance(value, timedelta) and value < timedelta(0))
-            )
-            if neg:
-                flipped: Duration = -value if not isinstance(value, str) else value.strip()[1:]
-                return -parse_duration(flipped, unit, what=f"{step} {what}", allow_zero=True)
+            return parse_signed_duration(value, unit, what=f"{step} {what}")
         out = parse_duration(value, unit, what=f"{step} {what}", allow_zero=not positive)
         if positive and out <= 0:
             msg = f"{step}: {what} must be positive, got {value!r}"
@@ -259,17 +258,21 @@ class WindowNode(Node):
 
 
 class LateEventsNode(Node):
-    """The input rows a window dropped as late (with ``late="side"``)."""
+    """The rows of input ``port`` that a window (with ``late="side"``) or a join dropped
+    as late."""
 
-    def __init__(self, of: WindowNode) -> None:
+    def __init__(self, of: Node, port: int = 0) -> None:
         super().__init__()
         self.inputs = (of,)
         self.of = of
-        self.late_of = of  # its rows come from the window's input (see required_columns)
-        self.schema = of.inputs[0].schema
-        self.event_time = of.inputs[0].event_time
+        self.port = port
+        # its rows come from that input of ``of`` (see required_columns)
+        self.late_input = of.inputs[port]
+        self.schema = self.late_input.schema
+        self.event_time = self.late_input.event_time
         self.bounded = of.bounded
-        self.label = f"late_events of [{of.id}]"
+        side = "" if len(of.inputs) == 1 else f" ({'left' if port == 0 else 'right'})"
+        self.label = f"late_events of [{of.id}]{side}"
 
     def needs(self, wanted: set[str]) -> set[str] | None:
         return set()  # nothing from the window's output

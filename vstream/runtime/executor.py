@@ -17,6 +17,7 @@ from vstream.io.sinks import Sink
 from vstream.ops.base import MAX_WM, MIN_WM, Chunk, Operator
 from vstream.ops.stateless import DeadLetterOp
 from vstream.ops.watermark import WatermarkOp
+from vstream.plan.joins import JoinNode
 from vstream.plan.nodes import (
     DeadLettersNode,
     HeadNode,
@@ -86,8 +87,21 @@ class Executor:
         self._readers: dict[int, Reader] | None = None
         #: global split id -> position after the last batch consumed
         self.positions: dict[int, object] = {}
-        # only a head() can finish a branch before its sources end
-        self._may_end_early = any(isinstance(n, HeadNode) for n in self.nodes)
+        # lookup joins: the sources of their update streams, read ahead of the events
+        self.table_sources: set[int] = set()
+        for nd in self.nodes:
+            if isinstance(nd, JoinNode) and nd.setup.kind == "lookup" and len(nd.inputs) == 2:
+                events = {a.id for a in ancestors([nd.inputs[0]])}
+                self.table_sources |= {
+                    self.index[a.id]
+                    for a in ancestors([nd.inputs[1]])
+                    if isinstance(a, SourceNode) and a.id not in events
+                }
+        # a head() can finish a branch before its sources end, and so can a lookup join
+        # whose events end before its (perhaps endless) update stream
+        self._may_end_early = bool(self.table_sources) or any(
+            isinstance(n, HeadNode) for n in self.nodes
+        )
         self._t0 = time.perf_counter()
         self._wire_sources()
         self._wire_dead_letters()
@@ -161,10 +175,11 @@ class Executor:
     def _wire_dead_letters(self) -> None:
         self.dead_routes: dict[int, list[int]] = {}
         # window -> its late_events() branches
-        self.late_routes: dict[int, list[int]] = {}
+        # (window or join, input port) -> its late_events() branches
+        self.late_routes: dict[tuple[int, int], list[int]] = {}
         for k, nd in enumerate(self.nodes):
             if isinstance(nd, LateEventsNode):
-                self.late_routes.setdefault(self.index[nd.of.id], []).append(k)
+                self.late_routes.setdefault((self.index[nd.of.id], nd.port), []).append(k)
         # operators driven by the wall clock too (processing time, early results)
         self.ticking = [j for j, op in enumerate(self.ops) if getattr(op, "ticking", False)]
         self.tick_origin = {
@@ -192,8 +207,9 @@ class Executor:
                     dl = self.ops[k]
                     assert isinstance(dl, DeadLetterOp)
                     dl.pending.extend(frames)
-            elif name == "late_events":
-                for k in self.late_routes.get(j, []):
+            elif name.startswith("late_events"):
+                port = int(name.partition(".")[2] or 0)
+                for k in self.late_routes.get((j, port), []):
                     dl = self.ops[k]
                     assert isinstance(dl, DeadLetterOp)
                     dl.pending.extend(frames)
@@ -342,6 +358,8 @@ class Executor:
                     )
                 else:
                     order = live
+                if self.table_sources and self._read_tables(readers):
+                    order = [s for s in order if s not in self.table_sources] or order
                 event = None
                 origin = -1
                 for k, s in enumerate(order):
@@ -370,6 +388,25 @@ class Executor:
             self._update_metrics()
             # sinks are closed whatever ended the run: rows they accepted are written
             self._close_sinks()
+
+    def _read_tables(self, readers: dict[int, Reader]) -> bool:
+        """Read the update streams of lookup joins up to their current end (a bounded one
+        to its end) before the next event batch. True if other sources remain."""
+        for s in self.table_sources:
+            while s in readers:
+                bounded = self.nodes[s].bounded
+                event = readers[s].poll(_POLL if bounded else 0.0)
+                if event is None:
+                    if readers[s].exhausted:
+                        self._finish_source(s, readers)
+                    elif bounded:
+                        continue  # its reader has not caught up yet: wait for it
+                    break
+                if isinstance(event, Data):
+                    self._on_data(s, event)
+                elif isinstance(event, SplitEnd):
+                    self._split_end(s, self.split_ids[s][event.split])
+        return any(s not in self.table_sources for s in readers)
 
     def _close_sinks(self) -> None:
         errors = []
@@ -448,4 +485,9 @@ class Executor:
                 m.event_time_lag_s = time.time() - wm * unit_to_ns(et.unit) / 1e9
             else:
                 m.event_time_lag_s = None
+        for op, sm in zip(self.ops, self.step_metrics, strict=True):
+            rows = getattr(op, "state_rows", None)
+            if rows is not None:
+                sm.state_rows = rows()
+                sm.peak_state_rows = max(sm.peak_state_rows, op.peak_state_rows)  # type: ignore[attr-defined]
         m.steps = self._steps_view

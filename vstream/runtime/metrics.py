@@ -10,12 +10,15 @@ __all__ = ["Metrics", "StepMetrics"]
 
 @dataclass
 class StepMetrics:
-    """Rows and batches in and out of one step."""
+    """Rows and batches in and out of one step; for joins, the rows held in state now
+    and at most so far (both inputs together)."""
 
     rows_in: int = 0
     rows_out: int = 0
     batches_in: int = 0
     batches_out: int = 0
+    state_rows: int = 0
+    peak_state_rows: int = 0
 
 
 @dataclass

@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from vstream._dtypes import integer_like, physical_int64
 from vstream.errors import SchemaError, VStreamError
-from vstream.kernels.hashing import assign_ids, insert_pairs, rehash
+from vstream.kernels.hashing import assign_ids, find_ids, insert_pairs, rehash
 
 __all__ = ["KeyIndex"]
 
@@ -89,6 +89,57 @@ class KeyIndex:
             if ids is not None:
                 return ids
         return self._general_ids(keys)
+
+    def find(self, df: pl.DataFrame) -> np.ndarray:
+        """The id of every row's key, or -1 where the key is unknown or has a null (as in
+        a join, nulls match nothing). Nothing is inserted.
+
+        Examples
+        --------
+        >>> import polars as pl
+        >>> index = KeyIndex(pl.Schema({"k": pl.Int64}))
+        >>> index.ids(pl.DataFrame({"k": [5, 7]})).tolist()
+        [0, 1]
+        >>> index.find(pl.DataFrame({"k": [7, None, 9]})).tolist()
+        [1, -1, -1]
+        """
+        missing = [c for c in self.columns if c not in df.columns]
+        if missing:
+            msg = f"key index: the batch lacks the key column(s) {missing}"
+            raise SchemaError(msg)
+        if df.height == 0:
+            return np.empty(0, np.int32)
+        if self._int:
+            s = df.get_column(self.columns[0])
+            if not s.null_count():
+                return find_ids(*self._table, physical_int64(s))
+            out = np.full(s.len(), -1, np.int32)
+            out[~s.is_null().to_numpy()] = find_ids(*self._table, physical_int64(s.drop_nulls()))
+            return out
+        keys = df.select(self.columns)
+        if self._hashed:
+            ids = find_ids(*self._table, self._hash(keys))
+            hit = ids >= 0
+            if hit.any():
+                # a hash shared by a known key and an unknown one: only exact keys match
+                stored = self._known.select(self.columns)[np.where(hit, ids, 0)]
+                same = (
+                    pl.DataFrame(
+                        [stored.get_column(c).eq_missing(keys.get_column(c)) for c in self.columns]
+                    )
+                    .select(pl.all_horizontal(pl.all()))
+                    .to_series()
+                    .to_numpy()
+                )
+                ids[hit & ~same] = -1
+        else:
+            mapped = keys.join(
+                self._known, on=self.columns, how="left", nulls_equal=True, maintain_order="left"
+            )
+            ids = mapped.get_column(_ID).fill_null(-1).to_numpy().astype(np.int32)
+        if any(keys.get_column(c).null_count() for c in self.columns):
+            ids[keys.select(pl.any_horizontal(pl.all().is_null())).to_series().to_numpy()] = -1
+        return ids
 
     def _grow(self, more: int) -> None:
         need = self._n + more + 1

@@ -1,0 +1,309 @@
+"""Join kernels: key chains with time predicates (interval, windowed and regular joins)
+and sorted-segment probes (as-of joins).
+
+A symmetric join keeps each side's rows in arrival order (struct-of-arrays: event time,
+key id, alive flag, matched bits) and links the rows of one key into a chain:
+``head[key]`` is its newest row, ``nxt[row]`` the one before. A batch of the other side
+walks the chain of each row's key and keeps the pairs the time predicate accepts.
+
+``mode`` of the predicate: :data:`RANGE` (``lo <= state.t - probe.t <= hi``) or
+:data:`WINDOWS` (the pair shares one or more windows ``[s, s + size)``,
+``s = k * slide + offset``; one output per shared window).
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+__all__ = [
+    "BACKWARD",
+    "FORWARD",
+    "NEAREST",
+    "RANGE",
+    "WINDOWS",
+    "asof_keep",
+    "asof_probe",
+    "chain_link",
+    "evict_before",
+    "first_window",
+    "probe_pairs",
+    "settle_windows",
+]
+
+RANGE = 0
+WINDOWS = 1
+BACKWARD = 0
+FORWARD = 1
+NEAREST = 2
+
+
+@numba.njit(cache=True, nogil=True)
+def _floordiv(a: np.int64, b: np.int64) -> np.int64:
+    q = a // b
+    return q
+
+
+@numba.njit(cache=True, nogil=True)
+def first_window(t: np.int64, size: np.int64, slide: np.int64, offset: np.int64) -> np.int64:
+    """The start of the first (earliest) window ``[s, s + size)`` that contains ``t``."""
+    return _floordiv(t - size - offset, slide) * slide + offset + slide
+
+
+@numba.njit(cache=True, nogil=True)
+def _n_windows(t: np.int64, size: np.int64, slide: np.int64, offset: np.int64) -> np.int64:
+    last = _floordiv(t - offset, slide) * slide + offset
+    return (last - first_window(t, size, slide, offset)) // slide + 1
+
+
+@numba.njit(cache=True, nogil=True)
+def chain_link(head: np.ndarray, nxt: np.ndarray, kid: np.ndarray, start: np.int64) -> None:
+    """Link rows ``start + i`` into the chain of key ``kid[i]`` (rows with key -1 stay out)."""
+    for i in range(kid.shape[0]):
+        k = kid[i]
+        if k < 0:
+            continue
+        r = start + i
+        nxt[r] = head[k]
+        head[k] = r
+
+
+@numba.njit(cache=True, nogil=True)
+def probe_pairs(
+    p_t: np.ndarray,
+    p_kid: np.ndarray,
+    p_bits: np.ndarray,
+    head: np.ndarray,
+    nxt: np.ndarray,
+    s_t: np.ndarray,
+    s_alive: np.ndarray,
+    s_bits: np.ndarray,
+    mode: np.int64,
+    lo: np.int64,
+    hi: np.int64,
+    size: np.int64,
+    slide: np.int64,
+    offset: np.int64,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The pairs (probe row, state row, window start) of probe rows with state rows.
+
+    Matched bits are set on both sides: bit 0 for :data:`RANGE`; for :data:`WINDOWS`,
+    bit j for a row's j-th window (counted from its first window).
+    """
+    n = p_t.shape[0]
+    cap = max(16, n)
+    out_p = np.empty(cap, np.int64)
+    out_s = np.empty(cap, np.int64)
+    out_w = np.empty(cap, np.int64)
+    m = 0
+    n_keys = head.shape[0]
+    for i in range(n):
+        k = p_kid[i]
+        if k < 0 or k >= n_keys:
+            continue
+        t = p_t[i]
+        r = head[k]
+        while r >= 0:
+            if s_alive[r]:
+                u = s_t[r]
+                if mode == RANGE:
+                    d = u - t
+                    if d >= lo and d <= hi:
+                        if m == cap:
+                            cap *= 2
+                            out_p = np.concatenate((out_p, np.empty(cap - m, np.int64)))
+                            out_s = np.concatenate((out_s, np.empty(cap - m, np.int64)))
+                            out_w = np.concatenate((out_w, np.empty(cap - m, np.int64)))
+                        out_p[m] = i
+                        out_s[m] = r
+                        out_w[m] = 0
+                        m += 1
+                        p_bits[i] |= 1
+                        s_bits[r] |= 1
+                else:
+                    a = min(t, u)
+                    b = max(t, u)
+                    s = first_window(b, size, slide, offset)
+                    fp = first_window(t, size, slide, offset)
+                    fs = first_window(u, size, slide, offset)
+                    while s <= a:
+                        if m == cap:
+                            cap *= 2
+                            out_p = np.concatenate((out_p, np.empty(cap - m, np.int64)))
+                            out_s = np.concatenate((out_s, np.empty(cap - m, np.int64)))
+                            out_w = np.concatenate((out_w, np.empty(cap - m, np.int64)))
+                        out_p[m] = i
+                        out_s[m] = r
+                        out_w[m] = s
+                        m += 1
+                        p_bits[i] |= np.int64(1) << ((s - fp) // slide)
+                        s_bits[r] |= np.int64(1) << ((s - fs) // slide)
+                        s += slide
+            r = nxt[r]
+    return out_p[:m], out_s[:m], out_w[:m]
+
+
+@numba.njit(cache=True, nogil=True)
+def evict_before(
+    t: np.ndarray, alive: np.ndarray, bits: np.ndarray, n: np.int64, thresh: np.int64, outer: bool
+) -> tuple[np.ndarray, int, int]:
+    """Retire the live rows with ``t < thresh``.
+
+    Returns the retired rows that never matched (when ``outer``), how many rows were
+    retired, and the smallest event time among the rows still alive (``2**63 - 1`` if
+    none).
+    """
+    out = np.empty(16, np.int64)
+    m = 0
+    dead = 0
+    low = np.iinfo(np.int64).max
+    for r in range(n):
+        if not alive[r]:
+            continue
+        if t[r] < thresh:
+            alive[r] = False
+            dead += 1
+            if outer and bits[r] == 0:
+                if m == out.shape[0]:
+                    out = np.concatenate((out, np.empty(m, np.int64)))
+                out[m] = r
+                m += 1
+        elif t[r] < low:
+            low = t[r]
+    return out[:m], dead, low
+
+
+@numba.njit(cache=True, nogil=True)
+def settle_windows(
+    t: np.ndarray,
+    alive: np.ndarray,
+    bits: np.ndarray,
+    next_j: np.ndarray,
+    n: np.int64,
+    wm: np.int64,
+    size: np.int64,
+    slide: np.int64,
+    offset: np.int64,
+    outer: bool,
+) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """Settle the windows that end at or before ``wm`` (the other side's watermark: no
+    partner can come for them any more).
+
+    Returns the (row, window start) of settled windows in which the row found no partner
+    (when ``outer``), how many rows had all their windows settled (they are retired), and
+    the smallest event time among the rows still alive.
+    """
+    rows = np.empty(16, np.int64)
+    starts = np.empty(16, np.int64)
+    m = 0
+    dead = 0
+    low = np.iinfo(np.int64).max
+    for r in range(n):
+        if not alive[r]:
+            continue
+        first = first_window(t[r], size, slide, offset)
+        count = _n_windows(t[r], size, slide, offset)
+        j = next_j[r]
+        while j < count and first + j * slide + size <= wm:
+            if outer and (bits[r] >> j) & 1 == 0:
+                if m == rows.shape[0]:
+                    rows = np.concatenate((rows, np.empty(m, np.int64)))
+                    starts = np.concatenate((starts, np.empty(m, np.int64)))
+                rows[m] = r
+                starts[m] = first + j * slide
+                m += 1
+            j += 1
+        next_j[r] = j
+        if j >= count:
+            alive[r] = False
+            dead += 1
+        elif t[r] < low:
+            low = t[r]
+    return rows[:m], starts[:m], dead, low
+
+
+@numba.njit(cache=True, nogil=True)
+def asof_probe(
+    l_t: np.ndarray,
+    l_kid: np.ndarray,
+    sorted_t: np.ndarray,
+    seg_lo: np.ndarray,
+    seg_hi: np.ndarray,
+    strategy: np.int64,
+    tolerance: np.int64,
+) -> np.ndarray:
+    """For each left row, the position (in the sorted right rows) of its as-of match, or -1.
+
+    Right rows are sorted by (key, time, arrival); key ``k`` owns positions
+    ``seg_lo[k]:seg_hi[k]``. As in Polars: backward takes the last row with time <= t,
+    forward the first with time >= t, nearest the closer of the two times (the later on
+    a tie) and its last row. ``tolerance`` < 0: none.
+    """
+    n = l_t.shape[0]
+    out = np.full(n, -1, np.int64)
+    n_keys = seg_lo.shape[0]
+    for i in range(n):
+        k = l_kid[i]
+        if k < 0 or k >= n_keys:
+            continue
+        lo = seg_lo[k]
+        hi = seg_hi[k]
+        if lo >= hi:
+            continue
+        t = l_t[i]
+        # a = first position with time > t
+        a, b = lo, hi
+        while a < b:
+            mid = (a + b) >> 1
+            if sorted_t[mid] <= t:
+                a = mid + 1
+            else:
+                b = mid
+        back = a - 1 if a > lo else -1
+        if strategy == BACKWARD:
+            best = back
+        else:
+            # f = first position with time >= t
+            f = back + 1 if back >= 0 else lo
+            if back >= 0 and sorted_t[back] == t:
+                f = back
+                while f > lo and sorted_t[f - 1] == t:
+                    f -= 1
+            fwd = f if f < hi else -1
+            if strategy == FORWARD or back < 0:
+                best = fwd
+            elif fwd < 0:
+                best = back
+            elif sorted_t[fwd] - t <= t - sorted_t[back]:
+                # the later time wins a tie; among rows with that time, the last
+                best = fwd
+                while best + 1 < hi and sorted_t[best + 1] == sorted_t[fwd]:
+                    best += 1
+            else:
+                best = back
+        if best >= 0 and tolerance >= 0 and abs(sorted_t[best] - t) > tolerance:
+            best = -1
+        out[i] = best
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def asof_keep(
+    sorted_t: np.ndarray, seg_lo: np.ndarray, seg_hi: np.ndarray, bound: np.int64, backward: bool
+) -> np.ndarray:
+    """Which sorted right rows a future left row (time >= ``bound``) may still match:
+    every row with time >= ``bound``, and with ``backward`` (backward and nearest) also the
+    last row of each key before it."""
+    keep = np.zeros(sorted_t.shape[0], np.bool_)
+    for k in range(seg_lo.shape[0]):
+        lo = seg_lo[k]
+        hi = seg_hi[k]
+        last_before = -1
+        for p in range(lo, hi):
+            if sorted_t[p] >= bound:
+                keep[p] = True
+            else:
+                last_before = p
+        if backward and last_before >= 0:
+            keep[last_before] = True
+    return keep

@@ -1,0 +1,612 @@
+"""Join operators: symmetric (interval, windowed, regular), as-of, and lookup.
+
+Config (what the user wrote, checked) is a :class:`JoinSetup` built in
+:mod:`vstream.plan.joins`; this module is what the runtime runs. Both inputs share one
+:class:`~vstream.state.key_index.KeyIndex` (the right side's key columns are read under
+the left side's names), so a key has the same id on both sides. A null in a key column
+matches nothing (as in Polars); such rows still appear, unmatched, in outer joins.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+
+from vstream.errors import VStreamError
+from vstream.kernels.join import (
+    RANGE,
+    WINDOWS,
+    asof_keep,
+    asof_probe,
+    chain_link,
+    evict_before,
+    probe_pairs,
+    settle_windows,
+)
+from vstream.ops.base import MAX_WM, MIN_WM, Chunk, Operator
+from vstream.plan.nodes import EventTime
+from vstream.state.key_index import KeyIndex
+from vstream.state.slots import grown
+
+__all__ = ["AsofJoinOp", "JoinSetup", "LookupJoinOp", "SymmetricJoinOp"]
+
+_I64_MIN = -(2**63)
+_I64_MAX = 2**63 - 1
+
+
+def _clamp(x: int) -> int:
+    return max(_I64_MIN, min(_I64_MAX, x))
+
+
+@dataclass(frozen=True)
+class JoinSetup:
+    """A checked join: key and time columns, the predicate, and the output layout."""
+
+    kind: str  # "interval" | "window" | "regular" | "asof" | "lookup"
+    how: str  # "inner" | "left" | "full"
+    left_keys: list[str]
+    right_keys: list[str]
+    key_schema: pl.Schema  # under the left side's names
+    left_time: EventTime | None
+    right_time: EventTime | None
+    #: (right input column, output name) of the right columns in the output
+    right_out: list[tuple[str, str]]
+    left_out: list[str]
+    schema: pl.Schema  # the output schema
+    lower: int = 0  # interval / regular: lower <= right.t - left.t <= upper
+    upper: int = 0
+    size: int = 0  # windowed
+    slide: int = 0
+    offset: int = 0
+    strategy: int = 0  # as-of (kernels.join.BACKWARD, ...)
+    tolerance: int = -1  # as-of; -1: none
+    table: pl.DataFrame | None = field(default=None, repr=False)  # static lookup table
+
+
+def _key_frame(df: pl.DataFrame, cols: list[str], names: list[str]) -> pl.DataFrame:
+    keys = df.select(cols)
+    return keys.rename(dict(zip(cols, names, strict=True))) if cols != names else keys
+
+
+def _gather(df: pl.DataFrame, idx: np.ndarray) -> pl.DataFrame:
+    """Rows ``idx`` of ``df``; -1 gives a row of nulls."""
+    if idx.size and idx.min() < 0:
+        taken = pl.Series(pa.array(idx, mask=idx < 0)).cast(pl.UInt32)
+        return df.select(pl.all().gather(taken))
+    return df[idx]
+
+
+def _nulls(schema: pl.Schema, n: int) -> pl.DataFrame:
+    return pl.DataFrame([pl.Series(c, dtype=dt).clear(n) for c, dt in schema.items()])
+
+
+class _JoinBase(Operator):
+    n_inputs = 2
+
+    def __init__(self, name: str, setup: JoinSetup) -> None:
+        super().__init__(name)
+        self.setup = setup
+        self.keys = KeyIndex(setup.key_schema) if len(setup.key_schema) else None
+        self.late_by_input = [0, 0]
+        self.peak_state_rows = 0
+
+    def _key_ids(self, port: int, df: pl.DataFrame) -> np.ndarray:
+        """Key ids of a batch of input ``port`` (-1 for keys with a null)."""
+        st = self.setup
+        cols = st.left_keys if port == 0 else st.right_keys
+        keys = _key_frame(df, cols, st.left_keys)
+        assert self.keys is not None
+        ids = self.keys.ids(keys)
+        if any(keys.get_column(c).null_count() for c in keys.columns):
+            ids[keys.select(pl.any_horizontal(pl.all().is_null())).to_series().to_numpy()] = -1
+        return ids
+
+    def _drop_late(self, port: int, df: pl.DataFrame, ts: np.ndarray) -> tuple:  # type: ignore[type-arg]
+        """Rows behind their input's watermark (from before the batch) are late: counted,
+        sent to the late side output, and left out of the join."""
+        wm = self._in_wm[port]
+        if wm == MIN_WM or ts.size == 0 or ts.min() >= wm:
+            return df, ts
+        late = ts < wm
+        n = int(late.sum())
+        self.late_events += n
+        self.late_by_input[port] += n
+        self.emit_side("late_events" if port == 0 else "late_events.1", df.filter(late))
+        keep = ~late
+        return df.filter(keep), ts[keep]
+
+    def _assemble(
+        self,
+        left: pl.DataFrame | None,
+        right: pl.DataFrame | None,
+        n: int,
+        wstart: np.ndarray | None = None,
+    ) -> pl.DataFrame:
+        """Output rows from left and right payload rows (None: that side is null)."""
+        st = self.setup
+        cols: list[pl.Series] = []
+        lschema = st.schema
+        for c in st.left_out:
+            cols.append(
+                left.get_column(c) if left is not None else pl.Series(c, dtype=lschema[c]).clear(n)
+            )
+        for src, dst in st.right_out:
+            if right is not None:
+                cols.append(right.get_column(src).alias(dst))
+            else:
+                cols.append(pl.Series(dst, dtype=lschema[dst]).clear(n))
+        if wstart is not None:
+            tdt = lschema["window_start"]
+            cols.append(pl.Series("window_start", wstart).cast(tdt))
+            cols.append(pl.Series("window_end", wstart + st.size).cast(tdt))
+        return pl.DataFrame(cols)
+
+    @property
+    def n_keys(self) -> int:
+        return len(self.keys) if self.keys is not None else 1
+
+    def state_rows(self) -> int:
+        raise NotImplementedError
+
+
+# ---------------------------------------------------------------------- symmetric joins
+class _Side:
+    """One input's rows kept for future partners, in arrival order."""
+
+    def __init__(self) -> None:
+        self.frames: list[pl.DataFrame] = []
+        self._payload: pl.DataFrame | None = None
+        self.n = 0
+        self.live = 0
+        self.t = np.zeros(0, np.int64)
+        self.kid = np.zeros(0, np.int32)
+        self.alive = np.zeros(0, np.bool_)
+        self.bits = np.zeros(0, np.int64)
+        self.next_j = np.zeros(0, np.int64)
+        self.nxt = np.zeros(0, np.int64)
+        self.head = np.full(1024, -1, np.int64)
+        self.low = _I64_MAX  # smallest event time among live rows
+
+    @property
+    def payload(self) -> pl.DataFrame:
+        if self._payload is None or len(self.frames) > 1:
+            self._payload = pl.concat(self.frames, rechunk=True) if self.frames else None
+            self.frames = [self._payload] if self._payload is not None else []
+        assert self._payload is not None
+        return self._payload
+
+    def reserve_keys(self, n_keys: int) -> None:
+        if n_keys > self.head.shape[0]:
+            cap = self.head.shape[0]
+            while cap < n_keys:
+                cap *= 2
+            self.head = grown(self.head, cap, -1)
+
+    def append(self, df: pl.DataFrame, ts: np.ndarray, kid: np.ndarray, bits: np.ndarray) -> None:
+        m = df.height
+        need = self.n + m
+        if need > self.t.shape[0]:
+            cap = max(1024, self.t.shape[0])
+            while cap < need:
+                cap *= 2
+            self.t = grown(self.t, cap)
+            self.kid = grown(self.kid, cap)
+            self.alive = grown(self.alive, cap)
+            self.bits = grown(self.bits, cap)
+            self.next_j = grown(self.next_j, cap)
+            self.nxt = grown(self.nxt, cap, -1)
+        s = slice(self.n, need)
+        self.t[s] = ts
+        self.kid[s] = kid
+        self.alive[s] = True
+        self.bits[s] = bits
+        self.next_j[s] = 0
+        chain_link(self.head, self.nxt, kid, np.int64(self.n))
+        self.frames.append(df)
+        self._payload = None if len(self.frames) > 1 else df
+        self.n = need
+        self.live += m
+        if m:
+            self.low = min(self.low, int(ts.min()))
+
+    def compact(self) -> None:
+        """Drop retired rows (payload and arrays) and relink the chains."""
+        keep = np.flatnonzero(self.alive[: self.n])
+        payload = self.payload[keep] if keep.size else self.payload.clear()
+        self.frames = [payload]
+        self._payload = payload
+        m = keep.size
+        for name in ("t", "kid", "bits", "next_j"):
+            arr = getattr(self, name)
+            arr[:m] = arr[keep]
+        self.alive[:m] = True
+        self.alive[m : self.n] = False
+        self.nxt[:m] = -1
+        self.head[:] = -1
+        chain_link(self.head, self.nxt, self.kid[:m], np.int64(0))
+        self.n = m
+        self.live = m
+
+
+class SymmetricJoinOp(_JoinBase):
+    """Interval, windowed and regular (TTL) joins: each new row probes the other side's
+    kept rows; a pair is emitted when its second row arrives. A side's rows retire when
+    the other side's watermark proves no partner can come (outer joins emit their
+    unmatched rows then)."""
+
+    def __init__(self, name: str, setup: JoinSetup) -> None:
+        super().__init__(name, setup)
+        self.sides = (_Side(), _Side())
+        self.windowed = setup.kind == "window"
+        self.outer = (setup.how in ("left", "full"), setup.how == "full")
+        self._pending: list[pl.DataFrame] = []
+        self._settled_wm = [MIN_WM, MIN_WM]
+        # the columns each side keeps for the output
+        self._keep = (
+            list(setup.left_out),
+            list(dict.fromkeys(src for src, _ in setup.right_out)),
+        )
+
+    def state_rows(self) -> int:
+        return self.sides[0].live + self.sides[1].live
+
+    def process(self, port: int, chunk: Chunk | None, watermark: int) -> tuple[list[Chunk], int]:
+        out = self._pending
+        self._pending = []
+        if chunk is not None and chunk.df.height:
+            out.extend(self._on_rows(port, chunk.df))
+        if watermark > self._in_wm[port]:
+            self._in_wm[port] = watermark
+            out.extend(self._retire())
+        self.peak_state_rows = max(self.peak_state_rows, self.state_rows())
+        wm = self.input_watermark
+        for s in (0, 1):
+            if self.outer[s]:
+                wm = min(wm, self.sides[s].low)
+        self._out_wm = max(self._out_wm, wm)
+        return [Chunk(f) for f in out if f.height], self._out_wm
+
+    def _on_rows(self, port: int, df: pl.DataFrame) -> list[pl.DataFrame]:
+        st = self.setup
+        et = st.left_time if port == 0 else st.right_time
+        assert et is not None
+        ts = et.of(df)
+        df, ts = self._drop_late(port, df, ts)
+        if not df.height:
+            return []
+        kid = self._key_ids(port, df)
+        if not self.outer[port] and (kid < 0).any():
+            ok = kid >= 0
+            df, ts, kid = df.filter(ok), ts[ok], kid[ok]
+        payload = df.select(self._keep[port])
+        other = self.sides[1 - port]
+        mine = self.sides[port]
+        n_keys = self.n_keys
+        other.reserve_keys(n_keys)
+        mine.reserve_keys(n_keys)
+        bits = np.zeros(df.height, np.int64)
+        out: list[pl.DataFrame] = []
+        if other.live:
+            if port == 0:
+                lo, hi = st.lower, st.upper
+            else:
+                lo, hi = -st.upper, -st.lower
+            pi, sr, ws = probe_pairs(
+                ts,
+                kid,
+                bits,
+                other.head,
+                other.nxt,
+                other.t,
+                other.alive,
+                other.bits,
+                np.int64(WINDOWS if self.windowed else RANGE),
+                np.int64(_clamp(lo)),
+                np.int64(_clamp(hi)),
+                np.int64(st.size),
+                np.int64(st.slide),
+                np.int64(st.offset),
+            )
+            if pi.size:
+                mine_rows = payload[pi]
+                other_rows = other.payload[sr]
+                left, right = (mine_rows, other_rows) if port == 0 else (other_rows, mine_rows)
+                out.append(self._assemble(left, right, pi.size, ws if self.windowed else None))
+        mine.append(payload, ts, kid, bits)
+        return out
+
+    def _retire(self) -> list[pl.DataFrame]:
+        st = self.setup
+        out: list[pl.DataFrame] = []
+        for s in (0, 1):
+            side = self.sides[s]
+            wm_other = self._in_wm[1 - s]
+            if not side.live or wm_other == MIN_WM:
+                continue
+            if self.windowed:
+                if wm_other <= self._settled_wm[s]:
+                    continue
+                self._settled_wm[s] = wm_other
+                rows, starts, dead, low = settle_windows(
+                    side.t,
+                    side.alive,
+                    side.bits,
+                    side.next_j,
+                    np.int64(side.n),
+                    np.int64(wm_other),
+                    np.int64(st.size),
+                    np.int64(st.slide),
+                    np.int64(st.offset),
+                    self.outer[s],
+                )
+            else:
+                # future rows of the other side have t >= its watermark
+                if wm_other == MAX_WM:
+                    thresh = MAX_WM
+                elif s == 0:  # a left row may pair with right.t <= left.t + upper
+                    thresh = _clamp(wm_other - st.upper)
+                else:  # a right row with left.t >= right.t - upper, i.e. <= right.t - lower
+                    thresh = _clamp(wm_other + st.lower)
+                rows, dead, low = evict_before(
+                    side.t,
+                    side.alive,
+                    side.bits,
+                    np.int64(side.n),
+                    np.int64(thresh),
+                    self.outer[s],
+                )
+                starts = None
+            side.low = int(low)
+            if rows.size:
+                got = side.payload[rows]
+                left, right = (got, None) if s == 0 else (None, got)
+                out.append(self._assemble(left, right, rows.size, starts))
+            side.live -= int(dead)
+            if side.n - side.live > max(4096, side.live):
+                side.compact()
+        return out
+
+    def snapshot(self) -> dict[str, pa.Table]:
+        msg = f"{self.name}: join state snapshots are not implemented yet"
+        raise VStreamError(msg)
+
+
+# ---------------------------------------------------------------------- as-of join
+class AsofJoinOp(_JoinBase):
+    """As-of join: left rows wait until the right watermark settles their answer; the
+    right side keeps, per key, what a future left row may still match."""
+
+    def __init__(self, name: str, setup: JoinSetup) -> None:
+        super().__init__(name, setup)
+        self.right = _Side()
+        self._rkeep = list(dict.fromkeys(src for src, _ in setup.right_out))
+        self.pending: list[tuple[pl.DataFrame, np.ndarray, np.ndarray, int]] = []
+        self.n_pending = 0
+        self._sorted: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._kept_after_evict = 0
+        self._evict_bound = MIN_WM
+        # a left row is settled once right_wm > t + wait
+        self._wait = setup.tolerance if setup.strategy != 0 and setup.tolerance >= 0 else None
+
+    def state_rows(self) -> int:
+        return self.right.n + self.n_pending
+
+    def _pending_low(self) -> int:
+        return min((p[3] for p in self.pending), default=_I64_MAX)
+
+    def process(self, port: int, chunk: Chunk | None, watermark: int) -> tuple[list[Chunk], int]:
+        if chunk is not None and chunk.df.height:
+            self._on_rows(port, chunk.df)
+        self._in_wm[port] = max(self._in_wm[port], watermark)
+        out = self._emit_ready()
+        self._evict()
+        self.peak_state_rows = max(self.peak_state_rows, self.state_rows())
+        wm = min(self._in_wm[0], self._pending_low())
+        self._out_wm = max(self._out_wm, wm)
+        return [Chunk(f) for f in out if f.height], self._out_wm
+
+    def _on_rows(self, port: int, df: pl.DataFrame) -> None:
+        st = self.setup
+        et = st.left_time if port == 0 else st.right_time
+        assert et is not None
+        ts = et.of(df)
+        df, ts = self._drop_late(port, df, ts)
+        if not df.height:
+            return
+        kid = self._key_ids(port, df) if st.left_keys else np.zeros(df.height, np.int32)
+        if port == 0:
+            self.pending.append((df, ts, kid, int(ts.min())))
+            self.n_pending += df.height
+            return
+        ok = kid >= 0  # a right row with a null key matches nothing
+        if not ok.all():
+            df, ts, kid = df.filter(ok), ts[ok], kid[ok]
+        self.right.reserve_keys(self.n_keys)
+        self.right.append(df.select(self._rkeep), ts, kid, np.zeros(df.height, np.int64))
+        self._sorted = None
+
+    def _ready_bound(self) -> int | None:
+        """Left rows with t < bound are settled (None: none yet)."""
+        rwm = self._in_wm[1]
+        if rwm == MAX_WM:
+            return MAX_WM
+        if rwm == MIN_WM:
+            return None
+        st = self.setup
+        if st.strategy == 0:
+            return rwm
+        if self._wait is None:
+            return None  # forward / nearest without tolerance: at the end of the input
+        return _clamp(rwm - self._wait)
+
+    def _index(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        if self._sorted is None:
+            r = self.right
+            n_keys = self.n_keys
+            kid = r.kid[: r.n]
+            t = r.t[: r.n]
+            order = np.lexsort((t, kid))
+            skid = kid[order]
+            ks = np.arange(n_keys)
+            lo = np.searchsorted(skid, ks, "left")
+            hi = np.searchsorted(skid, ks, "right")
+            self._sorted = (order, t[order], lo, hi)
+        return self._sorted
+
+    def _emit_ready(self) -> list[pl.DataFrame]:
+        bound = self._ready_bound()
+        if bound is None or not self.pending:
+            return []
+        ready: list[tuple[pl.DataFrame, np.ndarray, np.ndarray]] = []
+        waiting = []
+        for df, ts, kid, low in self.pending:
+            if bound == MAX_WM or ts.max() < bound:
+                ready.append((df, ts, kid))
+            elif low < bound:
+                m = ts < bound
+                ready.append((df.filter(m), ts[m], kid[m]))
+                rest = ~m
+                ts2 = ts[rest]
+                waiting.append((df.filter(rest), ts2, kid[rest], int(ts2.min())))
+            else:
+                waiting.append((df, ts, kid, low))
+        self.pending = waiting
+        self.n_pending = sum(p[0].height for p in waiting)
+        if not ready:
+            return []
+        left = pl.concat([r[0] for r in ready]) if len(ready) > 1 else ready[0][0]
+        ts = np.concatenate([r[1] for r in ready])
+        kid = np.concatenate([r[2] for r in ready])
+        st = self.setup
+        if self.right.n:
+            order, sorted_t, lo, hi = self._index()
+            pos = asof_probe(
+                ts, kid, sorted_t, lo, hi, np.int64(st.strategy), np.int64(st.tolerance)
+            )
+            rows = np.where(pos >= 0, order[np.maximum(pos, 0)], -1)
+            right = _gather(self.right.payload, rows)
+        else:
+            right = None
+        return [self._assemble(left, right, left.height)]
+
+    def _evict(self) -> None:
+        r = self.right
+        if not r.n:
+            return
+        bound = min(self._in_wm[0], self._pending_low())
+        if bound == MIN_WM or bound <= self._evict_bound:
+            return
+        if r.n - self._kept_after_evict < max(1024, self._kept_after_evict) and bound != MAX_WM:
+            return
+        self._evict_bound = bound
+        order, sorted_t, lo, hi = self._index()
+        keep = asof_keep(sorted_t, lo, hi, np.int64(bound), self.setup.strategy != 1)
+        rows = np.sort(order[keep])
+        r.alive[: r.n] = False
+        r.alive[rows] = True
+        r.compact()
+        self._sorted = None
+        self._kept_after_evict = r.n
+
+    def snapshot(self) -> dict[str, pa.Table]:
+        msg = f"{self.name}: join state snapshots are not implemented yet"
+        raise VStreamError(msg)
+
+
+# ---------------------------------------------------------------------- lookup join
+class LookupJoinOp(_JoinBase):
+    """Enrich each event with the row of a table for its key: a static table, or the
+    latest row per key of an update stream (input 1), read up to its current end before
+    each event batch. The output keeps the events' event time and watermark."""
+
+    def __init__(self, name: str, setup: JoinSetup, *, updates: bool) -> None:
+        self.n_inputs = 2 if updates else 1
+        super().__init__(name, setup)
+        self._rkeep = list(dict.fromkeys(src for src, _ in setup.right_out))
+        self.rowmap = np.full(1024, -1, np.int64)
+        self.payload = pl.DataFrame(schema={c: setup.schema[d] for c, d in setup.right_out})
+        self._frames: list[pl.DataFrame] = []
+        if setup.table is not None:
+            self._update(setup.table, static=True)
+
+    def state_rows(self) -> int:
+        return self.payload.height + sum(f.height for f in self._frames)
+
+    def _table(self) -> pl.DataFrame:
+        if self._frames:
+            self.payload = pl.concat([self.payload, *self._frames], rechunk=True)
+            self._frames = []
+        return self.payload
+
+    def _update(self, df: pl.DataFrame, *, static: bool = False) -> None:
+        ids = self._key_ids(1, df)
+        ok = ids >= 0
+        if not ok.all():  # a table row with a null key matches nothing
+            df, ids = df.filter(ok), ids[ok]
+        if not df.height:
+            return
+        n_keys = self.n_keys
+        if n_keys > self.rowmap.shape[0]:
+            cap = self.rowmap.shape[0]
+            while cap < n_keys:
+                cap *= 2
+            self.rowmap = grown(self.rowmap, cap, -1)
+        base = self.state_rows()
+        rev_ids = ids[::-1]
+        uniq, first_rev = np.unique(rev_ids, return_index=True)
+        if static and uniq.size < ids.size:
+            dup = _key_frame(df, self.setup.right_keys, self.setup.left_keys).filter(
+                pl.struct(pl.all()).is_duplicated()
+            )
+            msg = (
+                f"{self.name}: the lookup table has {ids.size - uniq.size} rows with a key "
+                f"that another row has too (e.g. {dup.row(0)}); a lookup needs one row per "
+                "key: deduplicate it first, e.g. table.unique(subset=..., keep='last')"
+            )
+            raise VStreamError(msg)
+        self.rowmap[uniq] = base + (ids.size - 1 - first_rev)
+        self._frames.append(df.select(self._rkeep))
+        live = int(np.count_nonzero(self.rowmap >= 0))
+        if self.state_rows() > 2 * live + 65_536:
+            self._compact()
+
+    def _compact(self) -> None:
+        table = self._table()
+        used = np.flatnonzero(self.rowmap >= 0)
+        rows = self.rowmap[used]
+        self.payload = table[rows]
+        self.rowmap[used] = np.arange(used.size)
+
+    def process(self, port: int, chunk: Chunk | None, watermark: int) -> tuple[list[Chunk], int]:
+        out: list[Chunk] = []
+        if chunk is not None and chunk.df.height:
+            if port == 1:
+                self._update(chunk.df)
+            else:
+                out.append(Chunk(self._probe(chunk.df), chunk.split))
+        self._in_wm[port] = max(self._in_wm[port], watermark)
+        if port == 0:
+            self._out_wm = max(self._out_wm, self._in_wm[0])
+            if self._in_wm[0] == MAX_WM:
+                self.done = True
+        self.peak_state_rows = max(self.peak_state_rows, self.state_rows())
+        return out, self._out_wm
+
+    def _probe(self, df: pl.DataFrame) -> pl.DataFrame:
+        st = self.setup
+        assert self.keys is not None
+        ids = self.keys.find(df.select(st.left_keys))
+        rows = np.where(ids >= 0, self.rowmap[np.maximum(ids, 0)], -1)
+        if st.how == "inner":
+            hit = rows >= 0
+            if not hit.all():
+                df, rows = df.filter(hit), rows[hit]
+        right = _gather(self._table(), rows)
+        return self._assemble(df, right, df.height)
+
+    def snapshot(self) -> dict[str, pa.Table]:
+        msg = f"{self.name}: join state snapshots are not implemented yet"
+        raise VStreamError(msg)
