@@ -29,6 +29,7 @@ __all__ = [
     "first_window",
     "probe_pairs",
     "settle_windows",
+    "sort_by_key_time",
 ]
 
 RANGE = 0
@@ -223,16 +224,59 @@ def settle_windows(
 
 
 @numba.njit(cache=True, nogil=True)
+def sort_by_key_time(
+    kid: np.ndarray, t: np.ndarray, n_keys: np.int64
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Rows sorted by (key, time, arrival): a counting sort by key, then an insertion
+    sort by time within each key (linear when rows arrive nearly in time order).
+
+    Returns the order, the times in that order, and each key's ``[lo, hi)`` positions.
+    """
+    n = kid.shape[0]
+    lo = np.zeros(n_keys, np.int64)
+    hi = np.zeros(n_keys, np.int64)
+    for i in range(n):
+        hi[kid[i]] += 1
+    acc = 0
+    for k in range(n_keys):
+        lo[k] = acc
+        acc += hi[k]
+        hi[k] = lo[k]
+    order = np.empty(n, np.int64)
+    for i in range(n):
+        k = kid[i]
+        order[hi[k]] = i
+        hi[k] += 1
+    st = np.empty(n, np.int64)
+    for p in range(n):
+        st[p] = t[order[p]]
+    for k in range(n_keys):
+        for p in range(lo[k] + 1, hi[k]):
+            v = st[p]
+            o = order[p]
+            q = p - 1
+            while q >= lo[k] and st[q] > v:
+                st[q + 1] = st[q]
+                order[q + 1] = order[q]
+                q -= 1
+            st[q + 1] = v
+            order[q + 1] = o
+    return order, st, lo, hi
+
+
+@numba.njit(cache=True, nogil=True)
 def asof_probe(
     l_t: np.ndarray,
     l_kid: np.ndarray,
     sorted_t: np.ndarray,
     seg_lo: np.ndarray,
     seg_hi: np.ndarray,
+    order: np.ndarray,
     strategy: np.int64,
     tolerance: np.int64,
 ) -> np.ndarray:
-    """For each left row, the position (in the sorted right rows) of its as-of match, or -1.
+    """For each left row, the right row (``order[position]`` in the sorted right rows) of
+    its as-of match, or -1.
 
     Right rows are sorted by (key, time, arrival); key ``k`` owns positions
     ``seg_lo[k]:seg_hi[k]``. As in Polars: backward takes the last row with time <= t,
@@ -283,7 +327,7 @@ def asof_probe(
                 best = back
         if best >= 0 and tolerance >= 0 and abs(sorted_t[best] - t) > tolerance:
             best = -1
-        out[i] = best
+        out[i] = order[best] if best >= 0 else -1
     return out
 
 

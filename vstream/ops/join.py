@@ -25,6 +25,7 @@ from vstream.kernels.join import (
     evict_before,
     probe_pairs,
     settle_windows,
+    sort_by_key_time,
 )
 from vstream.ops.base import MAX_WM, MIN_WM, Chunk, Operator
 from vstream.plan.nodes import EventTime
@@ -33,6 +34,7 @@ from vstream.state.slots import grown
 
 __all__ = ["AsofJoinOp", "JoinSetup", "LookupJoinOp", "SymmetricJoinOp"]
 
+_T, _KID, _BITS, _NEXT = "__t__", "__key_id__", "__matched__", "__next_window__"
 _I64_MIN = -(2**63)
 _I64_MAX = 2**63 - 1
 
@@ -74,13 +76,26 @@ def _key_frame(df: pl.DataFrame, cols: list[str], names: list[str]) -> pl.DataFr
 def _gather(df: pl.DataFrame, idx: np.ndarray) -> pl.DataFrame:
     """Rows ``idx`` of ``df``; -1 gives a row of nulls."""
     if idx.size and idx.min() < 0:
-        taken = pl.Series(pa.array(idx, mask=idx < 0)).cast(pl.UInt32)
-        return df.select(pl.all().gather(taken))
+        if idx.max() < 0:
+            return _nulls(df.schema, idx.size)
+        return df[pl.Series(pa.array(idx, mask=idx < 0))]
     return df[idx]
+
+
+def _take(df: pl.DataFrame, mask: np.ndarray) -> pl.DataFrame:
+    """The rows where ``mask`` is set (a gather: cheaper than ``filter`` on a numpy mask)."""
+    return df[np.flatnonzero(mask)]
 
 
 def _nulls(schema: pl.Schema, n: int) -> pl.DataFrame:
     return pl.DataFrame([pl.Series(c, dtype=dt).clear(n) for c, dt in schema.items()])
+
+
+def _side_schemas(st: JoinSetup) -> tuple[pl.Schema, pl.Schema]:
+    """The payload schema of each side (the columns the output takes from it)."""
+    left = pl.Schema({c: st.schema[c] for c in st.left_out})
+    right = pl.Schema({src: st.schema[dst] for src, dst in st.right_out})
+    return left, right
 
 
 class _JoinBase(Operator):
@@ -144,6 +159,40 @@ class _JoinBase(Operator):
             cols.append(pl.Series("window_end", wstart + st.size).cast(tdt))
         return pl.DataFrame(cols)
 
+    def _base_snapshot(self, **extra: int) -> dict[str, pa.Table]:
+        out: dict[str, pa.Table] = {}
+        if self.keys is not None:
+            out["keys"] = self.keys.snapshot()["keys"]
+        meta = {
+            "in_wm_0": self._in_wm[0],
+            "in_wm_1": self._in_wm[-1],
+            "out_wm": self._out_wm,
+            "late_0": self.late_by_input[0],
+            "late_1": self.late_by_input[1],
+            "peak_state_rows": self.peak_state_rows,
+            **extra,
+        }
+        out["meta"] = pa.table({k: pa.array([v], pa.int64()) for k, v in meta.items()})
+        return out
+
+    def _base_restore(self, state: dict[str, pa.Table], tables: list[str]) -> dict[str, int]:
+        missing = [t for t in ["meta", *tables] if t not in state]
+        if self.keys is not None and "keys" not in state:
+            missing.append("keys")
+        if missing:
+            msg = f"{self.name}: the snapshot lacks the table(s) {missing} (got {sorted(state)})"
+            raise VStreamError(msg)
+        meta: dict[str, int] = state["meta"].to_pylist()[0]
+        self._in_wm[0] = meta["in_wm_0"]
+        self._in_wm[-1] = meta["in_wm_1"]
+        self._out_wm = meta["out_wm"]
+        self.late_by_input = [meta["late_0"], meta["late_1"]]
+        self.late_events = meta["late_0"] + meta["late_1"]
+        self.peak_state_rows = meta["peak_state_rows"]
+        if self.keys is not None:
+            self.keys.restore({"keys": state["keys"]})
+        return meta
+
     @property
     def n_keys(self) -> int:
         return len(self.keys) if self.keys is not None else 1
@@ -156,7 +205,8 @@ class _JoinBase(Operator):
 class _Side:
     """One input's rows kept for future partners, in arrival order."""
 
-    def __init__(self) -> None:
+    def __init__(self, schema: pl.Schema) -> None:
+        self.schema = schema  # of the payload: the columns the output takes from this side
         self.frames: list[pl.DataFrame] = []
         self._payload: pl.DataFrame | None = None
         self.n = 0
@@ -173,9 +223,11 @@ class _Side:
     @property
     def payload(self) -> pl.DataFrame:
         if self._payload is None or len(self.frames) > 1:
-            self._payload = pl.concat(self.frames, rechunk=True) if self.frames else None
-            self.frames = [self._payload] if self._payload is not None else []
-        assert self._payload is not None
+            if self.frames:
+                self._payload = pl.concat(self.frames, rechunk=True)
+            else:
+                self._payload = pl.DataFrame(schema=self.schema)
+            self.frames = [self._payload]
         return self._payload
 
     def reserve_keys(self, n_keys: int) -> None:
@@ -230,6 +282,29 @@ class _Side:
         self.n = m
         self.live = m
 
+    def to_table(self) -> pa.Table:
+        """The live rows: payload columns plus event time, key id and match state."""
+        self.compact()
+        m = self.n
+        return self.payload.with_columns(
+            pl.Series(_T, self.t[:m]),
+            pl.Series(_KID, self.kid[:m]),
+            pl.Series(_BITS, self.bits[:m]),
+            pl.Series(_NEXT, self.next_j[:m]),
+        ).to_arrow()
+
+    @classmethod
+    def from_table(cls, schema: pl.Schema, table: pa.Table, n_keys: int) -> _Side:
+        """A side holding the rows of a :meth:`to_table` snapshot."""
+        df = pl.DataFrame(table)
+        side = cls(schema)
+        side.reserve_keys(n_keys)
+        t = df.get_column(_T).to_numpy().astype(np.int64)
+        kid = df.get_column(_KID).to_numpy().astype(np.int32)
+        side.append(df.select(schema.names()), t, kid, df.get_column(_BITS).to_numpy())
+        side.next_j[: side.n] = df.get_column(_NEXT).to_numpy()
+        return side
+
 
 class SymmetricJoinOp(_JoinBase):
     """Interval, windowed and regular (TTL) joins: each new row probes the other side's
@@ -239,7 +314,8 @@ class SymmetricJoinOp(_JoinBase):
 
     def __init__(self, name: str, setup: JoinSetup) -> None:
         super().__init__(name, setup)
-        self.sides = (_Side(), _Side())
+        self._schemas = _side_schemas(setup)
+        self.sides = (_Side(self._schemas[0]), _Side(self._schemas[1]))
         self.windowed = setup.kind == "window"
         self.outer = (setup.how in ("left", "full"), setup.how == "full")
         self._pending: list[pl.DataFrame] = []
@@ -370,8 +446,22 @@ class SymmetricJoinOp(_JoinBase):
         return out
 
     def snapshot(self) -> dict[str, pa.Table]:
-        msg = f"{self.name}: join state snapshots are not implemented yet"
-        raise VStreamError(msg)
+        out = self._base_snapshot(settled_0=self._settled_wm[0], settled_1=self._settled_wm[1])
+        out["left"] = self.sides[0].to_table()
+        out["right"] = self.sides[1].to_table()
+        if self._pending:
+            msg = f"{self.name}: snapshot between process() calls only"
+            raise VStreamError(msg)
+        return out
+
+    def restore(self, state: dict[str, pa.Table]) -> None:
+        meta = self._base_restore(state, ["left", "right"])
+        self._settled_wm = [meta["settled_0"], meta["settled_1"]]
+        sides = [
+            _Side.from_table(self._schemas[s], state[name], self.n_keys)
+            for s, name in enumerate(("left", "right"))
+        ]
+        self.sides = (sides[0], sides[1])
 
 
 # ---------------------------------------------------------------------- as-of join
@@ -381,8 +471,11 @@ class AsofJoinOp(_JoinBase):
 
     def __init__(self, name: str, setup: JoinSetup) -> None:
         super().__init__(name, setup)
-        self.right = _Side()
+        self._schemas = _side_schemas(setup)
+        self.right = _Side(self._schemas[1])
         self._rkeep = list(dict.fromkeys(src for src, _ in setup.right_out))
+        assert setup.left_time is not None
+        self._left_schema = pl.Schema({c: setup.schema[c] for c in setup.left_out})
         self.pending: list[tuple[pl.DataFrame, np.ndarray, np.ndarray, int]] = []
         self.n_pending = 0
         self._sorted: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
@@ -446,14 +539,7 @@ class AsofJoinOp(_JoinBase):
         if self._sorted is None:
             r = self.right
             n_keys = self.n_keys
-            kid = r.kid[: r.n]
-            t = r.t[: r.n]
-            order = np.lexsort((t, kid))
-            skid = kid[order]
-            ks = np.arange(n_keys)
-            lo = np.searchsorted(skid, ks, "left")
-            hi = np.searchsorted(skid, ks, "right")
-            self._sorted = (order, t[order], lo, hi)
+            self._sorted = sort_by_key_time(r.kid[: r.n], r.t[: r.n], np.int64(n_keys))
         return self._sorted
 
     def _emit_ready(self) -> list[pl.DataFrame]:
@@ -467,10 +553,10 @@ class AsofJoinOp(_JoinBase):
                 ready.append((df, ts, kid))
             elif low < bound:
                 m = ts < bound
-                ready.append((df.filter(m), ts[m], kid[m]))
+                ready.append((_take(df, m), ts[m], kid[m]))
                 rest = ~m
                 ts2 = ts[rest]
-                waiting.append((df.filter(rest), ts2, kid[rest], int(ts2.min())))
+                waiting.append((_take(df, rest), ts2, kid[rest], int(ts2.min())))
             else:
                 waiting.append((df, ts, kid, low))
         self.pending = waiting
@@ -483,10 +569,9 @@ class AsofJoinOp(_JoinBase):
         st = self.setup
         if self.right.n:
             order, sorted_t, lo, hi = self._index()
-            pos = asof_probe(
-                ts, kid, sorted_t, lo, hi, np.int64(st.strategy), np.int64(st.tolerance)
+            rows = asof_probe(
+                ts, kid, sorted_t, lo, hi, order, np.int64(st.strategy), np.int64(st.tolerance)
             )
-            rows = np.where(pos >= 0, order[np.maximum(pos, 0)], -1)
             right = _gather(self.right.payload, rows)
         else:
             right = None
@@ -512,8 +597,34 @@ class AsofJoinOp(_JoinBase):
         self._kept_after_evict = r.n
 
     def snapshot(self) -> dict[str, pa.Table]:
-        msg = f"{self.name}: join state snapshots are not implemented yet"
-        raise VStreamError(msg)
+        out = self._base_snapshot(evict_bound=self._evict_bound)
+        out["right"] = self.right.to_table()
+        self._sorted = None  # to_table compacted the right rows
+        self._kept_after_evict = self.right.n
+        if self.pending:
+            frames = [
+                df.with_columns(pl.Series(_T, ts), pl.Series(_KID, kid))
+                for df, ts, kid, _ in self.pending
+            ]
+            out["pending"] = pl.concat(frames).to_arrow()
+        else:
+            schema = pl.Schema({**dict(self._left_schema), _T: pl.Int64(), _KID: pl.Int32()})
+            out["pending"] = pl.DataFrame(schema=schema).to_arrow()
+        return out
+
+    def restore(self, state: dict[str, pa.Table]) -> None:
+        meta = self._base_restore(state, ["right", "pending"])
+        self._evict_bound = meta["evict_bound"]
+        self.right = _Side.from_table(self._schemas[1], state["right"], self.n_keys)
+        self._sorted = None
+        self._kept_after_evict = self.right.n
+        pending = pl.DataFrame(state["pending"])
+        self.pending = []
+        self.n_pending = pending.height
+        if pending.height:
+            ts = pending.get_column(_T).to_numpy().astype(np.int64)
+            kid = pending.get_column(_KID).to_numpy().astype(np.int32)
+            self.pending = [(pending.drop(_T, _KID), ts, kid, int(ts.min()))]
 
 
 # ---------------------------------------------------------------------- lookup join
@@ -608,5 +719,18 @@ class LookupJoinOp(_JoinBase):
         return self._assemble(df, right, df.height)
 
     def snapshot(self) -> dict[str, pa.Table]:
-        msg = f"{self.name}: join state snapshots are not implemented yet"
-        raise VStreamError(msg)
+        out = self._base_snapshot()
+        table = self._table()
+        used = np.flatnonzero(self.rowmap >= 0)
+        rows = table[self.rowmap[used]] if used.size else table.clear()
+        out["table"] = rows.with_columns(pl.Series(_KID, used.astype(np.int32))).to_arrow()
+        return out
+
+    def restore(self, state: dict[str, pa.Table]) -> None:
+        self._base_restore(state, ["table"])
+        table = pl.DataFrame(state["table"])
+        kid = table.get_column(_KID).to_numpy().astype(np.int64)
+        self.rowmap = np.full(max(1024, self.n_keys), -1, np.int64)
+        self.rowmap[kid] = np.arange(kid.size)
+        self.payload = table.drop(_KID)
+        self._frames = []
