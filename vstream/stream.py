@@ -901,10 +901,9 @@ class WindowBuilder:
             tcol: str | None = et.column
             tdtype = et.dtype
             ns = unit_to_ns(unit) if unit is not None else 1
-            shift = et.shift
         else:
             tdtype, ns = processing_time()
-            unit, tcol, shift = "us", None, 0
+            unit, tcol = "us", None
         kind, size, slide, offset, gap = resolve(spec, unit, step)
         lateness = parse_duration(allowed_lateness, unit, what=f"{step} allowed_lateness")
         if lateness < 0:
@@ -923,7 +922,7 @@ class WindowBuilder:
             by=keys,
             key_schema=pl.Schema({k: schema[k] for k in keys}),
             time_column=tcol,
-            time_shift=shift,
+            event_time=et if time == "event" else None,
             time_dtype=tdtype,
             ns_per_unit=ns,
             lateness=lateness,

@@ -32,6 +32,7 @@ from vstream.kernels.window import (
 from vstream.ops.base import MAX_WM, MIN_WM, Chunk, Operator
 from vstream.plan import aggregates as A
 from vstream.plan.aggregates import AggPlan
+from vstream.plan.nodes import EventTime
 from vstream.state.key_index import KeyIndex
 from vstream.state.slots import SlotStore, grown
 
@@ -56,7 +57,7 @@ class WindowSetup:
     by: list[str]
     key_schema: pl.Schema
     time_column: str | None  # None: processing time
-    time_shift: int  # event time = column + shift (window results: window_end - 1)
+    event_time: EventTime | None  # how to read event time (None: processing time)
     time_dtype: pl.DataType
     ns_per_unit: int  # for processing time
     lateness: int
@@ -210,9 +211,8 @@ class WindowOp(Operator):
         if st.time_column is None:
             ts = np.full(n, max(self._now(), self._proc_wm), np.int64)
         else:
-            ts = physical_int64(df.get_column(st.time_column))
-            if st.time_shift:
-                ts = ts + st.time_shift
+            assert st.event_time is not None
+            ts = st.event_time.of(df)
         kid = self.keys.ids(df) if self.keys is not None else np.zeros(n, np.int32)
         Xf, Xi, M, vmap = self.inputs.build(df, self.stores)
         late = np.zeros(n, np.bool_)

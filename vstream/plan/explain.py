@@ -12,8 +12,16 @@ def _schema_text(node: Node) -> str:
     et = node.event_time
     time = ""
     if et is not None:
-        shift = f" {'+' if et.shift > 0 else '-'} {abs(et.shift)}" if et.shift else ""
-        time = f"  event time {et.column!r}{shift}"
+
+        def term(col: str, shift: int) -> str:
+            if not shift:
+                return repr(col)
+            return f"{col!r} {'+' if shift > 0 else '-'} {abs(shift)}"
+
+        text = term(et.column, et.shift)
+        if et.other is not None:
+            text = f"max({text}, {term(et.other, et.other_shift)})"
+        time = f"  event time {text}"
     return f"{{{cols}}}{time}"
 
 

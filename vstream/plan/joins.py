@@ -85,7 +85,7 @@ def _output_time(st: JoinSetup) -> EventTime | None:
         return lt
     assert rt is not None
     other = next((dst for src, dst in st.right_out if src == rt.column), None)
-    return EventTime(lt.column, lt.dtype, lt.unit, 0, None, lt.shift, other)
+    return EventTime(lt.column, lt.dtype, lt.unit, 0, None, lt.shift, other, rt.shift)
 
 
 def _keys(
@@ -132,8 +132,8 @@ def _layout(
     for c, dt in right.items():
         if c in drop:
             continue
-        name = c + suffix if c in out else c
-        if name in out:
+        name = c + suffix if c in out or c in extra else c
+        if name in out or name in extra:
             msg = f"{step}: the right column {c!r} would be named {name!r}, which exists"
             raise SchemaError(msg)
         out[name] = dt
@@ -214,10 +214,10 @@ def build_join(
             "the right; cast one side so both have the same type and unit"
         )
         raise SchemaError(msg)
-    if lt.shift != rt.shift or lt.other is not None or rt.other is not None:
+    if lt.other is not None or rt.other is not None:
         msg = (
-            f"{step}: the inputs' event times are derived differently ({lt} vs {rt}); "
-            "join streams whose event time is a plain column"
+            f"{step}: an input is itself the result of an interval, windowed or regular "
+            "join, whose event time spans two columns; joining it again is not supported"
         )
         raise EventTimeError(msg)
     unit = lt.unit
@@ -290,8 +290,11 @@ def _asof(
             f"left, {rt.column!r} is {rt.dtype} on the right; cast one side first"
         )
         raise SchemaError(msg)
-    if lt.shift != rt.shift or lt.other is not None or rt.other is not None:
-        msg = f"{step}: as-of joins need event times that are plain columns on both sides"
+    if lt.other is not None or rt.other is not None:
+        msg = (
+            f"{step}: an input is the result of an interval, windowed or regular join, whose "
+            "event time spans two columns; as-of joins of it are not supported"
+        )
         raise EventTimeError(msg)
     if args.by is not None and (args.by_left is not None or args.by_right is not None):
         msg = f"{step}: pass either by= or by_left= and by_right=, not both"

@@ -42,18 +42,20 @@ class EventTime:
     delay: int  # max out-of-orderness, in the column's unit
     idle_timeout: float | None  # seconds of wall-clock time
     shift: int = 0  # event time = column + shift (window results carry window_end - 1)
-    # a second column: event time = the later of the two (join results); nulls are skipped
+    # a second column: event time = the later of the two, each plus its shift (the
+    # results of interval and windowed joins); a null (an outer join's missing side) is
+    # skipped
     other: str | None = None
+    other_shift: int = 0
 
     def of(self, df: pl.DataFrame) -> np.ndarray:
         """The event time of every row of ``df`` as int64 in the column's unit."""
         if self.other is None:
             ts = physical_int64(df.get_column(self.column))
-        else:
-            ts = physical_int64(
-                df.select(pl.max_horizontal(self.column, self.other).cast(self.dtype)).to_series()
-            )
-        return ts + self.shift if self.shift else ts
+            return ts + self.shift if self.shift else ts
+        a = pl.col(self.column).to_physical().cast(pl.Int64) + self.shift
+        b = pl.col(self.other).to_physical().cast(pl.Int64) + self.other_shift
+        return df.select(pl.max_horizontal(a, b)).to_series().to_numpy()
 
     def to_python(self, value: int) -> Any:
         """A watermark value as the user sees it (a datetime for Datetime columns)."""

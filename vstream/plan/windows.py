@@ -250,6 +250,8 @@ class WindowNode(Node):
         cols = set(st.by)
         if st.time_column is not None:
             cols.add(st.time_column)
+        if st.event_time is not None and st.event_time.other is not None:
+            cols.add(st.event_time.other)
         roots = root_columns(list(st.aggs.inputs.values()))
         return None if roots is None else cols | roots
 
