@@ -109,7 +109,8 @@ def test_join_op_round_trip(kind: str, cut: int, seed: int) -> None:
     first = _make(kind)
     before = _feed(first, steps[:cut])
     state = first.snapshot()
-    assert state and all(isinstance(t, pa.Table) for t in state.values())
+    assert state
+    assert all(isinstance(t, pa.Table) for t in state.values())
     second = _make(kind)
     second.restore(_ipc(state))
     after = _feed(second, steps[cut:])

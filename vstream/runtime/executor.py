@@ -89,6 +89,7 @@ class Executor:
         self.positions: dict[int, object] = {}
         # lookup joins: the sources of their update streams, read ahead of the events
         self.table_sources: set[int] = set()
+        self._tables_primed: set[int] = set()
         for nd in self.nodes:
             if isinstance(nd, JoinNode) and nd.setup.kind == "lookup" and len(nd.inputs) == 2:
                 events = {a.id for a in ancestors([nd.inputs[0]])}
@@ -391,11 +392,15 @@ class Executor:
 
     def _read_tables(self, readers: dict[int, Reader]) -> bool:
         """Read the update streams of lookup joins up to their current end (a bounded one
-        to its end) before the next event batch. True if other sources remain."""
+        to its end) before the next event batch. The first time, an unbounded one is read
+        until it pauses (its reader thread has just started and may not have caught up
+        with what is already there). True if other sources remain."""
         for s in self.table_sources:
+            first = s not in self._tables_primed
+            self._tables_primed.add(s)
             while s in readers:
                 bounded = self.nodes[s].bounded
-                event = readers[s].poll(_POLL if bounded else 0.0)
+                event = readers[s].poll(_POLL if bounded or first else 0.0)
                 if event is None:
                     if readers[s].exhausted:
                         self._finish_source(s, readers)

@@ -1,0 +1,120 @@
+"""Joins inside a running plan: event time and watermarks downstream of a join, a join
+of a window's result with its own input (Nexmark q7's shape), lookup tables fed by an
+endless update stream, and the state size the metrics report."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import polars as pl
+import pytest
+
+import vstream as vs
+
+SameRows = Callable[..., None]
+
+
+def _events(n: int, seed: int, keys: int = 8, span: int = 60_000) -> pl.DataFrame:
+    rng = np.random.default_rng(seed)
+    ts = np.sort(rng.integers(0, span, n)) + rng.integers(0, 500, n)
+    return pl.DataFrame({"ts": ts, "k": rng.integers(0, keys, n), "x": rng.integers(0, 1000, n)})
+
+
+def _stream(df: pl.DataFrame, batch: int) -> vs.Stream:
+    return vs.from_polars(df, batch_size=batch).with_watermark("ts", 500)
+
+
+@pytest.mark.parametrize("how", ["inner", "left", "full"])
+def test_window_downstream_of_an_interval_join_sees_the_later_time(
+    how: str, same_rows: SameRows
+) -> None:
+    """A pair's event time is the later of its two rows' (DESIGN.md); a window over the
+    join counts it there, and the join holds its watermark back for the unmatched rows
+    it has yet to emit, so nothing downstream is late."""
+    left, right = _events(3_000, 1), _events(2_000, 2)
+    joined = _stream(left, 97).join_interval(
+        _stream(right, 301), on="k", lower=-300, upper=800, how=how
+    )
+    got, metrics = (
+        joined.window(vs.tumbling(5_000), by="k").agg(pl.len()).collect(return_metrics=True)
+    )
+    assert metrics.late_events == 0
+    rows = joined.collect()
+    # right-only rows of a full join have a null "k": their own group, as in Polars
+    later = rows.select("k", t=pl.max_horizontal("ts", "ts_right"))
+    want = (
+        later.group_by("k", window_start=pl.col("t") // 5_000 * 5_000)
+        .agg(pl.len())
+        .with_columns(window_end=pl.col("window_start") + 5_000)
+        .select("k", "window_start", "window_end", "len")
+    )
+    same_rows(got, want)
+
+
+def test_a_window_result_joined_back_to_its_own_input(same_rows: SameRows) -> None:
+    """Nexmark q7's shape: the maximum per key and window, joined back to the events of
+    that window; one source read once feeds both inputs of the join."""
+    df = _events(4_000, 3)
+    events = _stream(df, 211)
+    best = events.window(vs.tumbling(10_000), by="k").agg(pl.col("x").max().alias("best"))
+    top = events.join(best, on="k", window=vs.tumbling(10_000)).filter(
+        pl.col("x") == pl.col("best")
+    )
+    got, metrics = top.select("ts", "k", "x", "window_start").collect(return_metrics=True)
+    assert metrics.events_in == df.height  # the source was read once
+    win = df.with_columns(window_start=pl.col("ts") // 10_000 * 10_000)
+    want = win.filter(pl.col("x") == pl.col("x").max().over("k", "window_start")).select(
+        "ts", "k", "x", "window_start"
+    )
+    same_rows(got, want)
+
+
+def test_lookup_with_an_endless_update_stream_ends_with_the_events() -> None:
+    """The update stream never ends; the join (and the run) ends with its events, and
+    every event sees the table rows the stream had when the run started."""
+    halt = threading.Event()
+
+    def updates() -> Iterator[dict[str, object]]:
+        yield {"k": 1, "name": "one"}
+        yield {"k": 2, "name": "two"}
+        while not halt.is_set():
+            time.sleep(0.01)
+        # nothing more: an idle, endless table
+
+    table = vs.from_records(updates(), schema={"k": pl.Int64, "name": pl.String}, max_delay="5ms")
+    events = vs.from_polars(pl.DataFrame({"k": [1, 2, 3, 1]}), batch_size=2)
+    try:
+        started = time.monotonic()
+        out = events.join(vs.table(table), on="k", how="left").collect()
+        assert time.monotonic() - started < 10
+    finally:
+        halt.set()
+    assert out["name"].to_list() == ["one", "two", None, "one"]
+
+
+def test_lookup_update_stream_latest_row_per_key_wins() -> None:
+    updates = vs.from_polars(
+        pl.DataFrame({"k": [1, 2, 1, None], "v": ["old", "b", "new", "null key"]}), batch_size=1
+    )
+    events = vs.from_polars(pl.DataFrame({"k": [1, 2, None]}))
+    out = events.join(vs.table(updates), on="k", how="left").collect()
+    assert out.rows() == [(1, "new"), (2, "b"), (None, None)]
+
+
+def test_join_state_size_is_in_the_step_metrics() -> None:
+    left, right = _events(5_000, 4), _events(5_000, 5)
+    joined = _stream(left, 128).join_interval(_stream(right, 128), on="k", lower=0, upper=1_000)
+    _, metrics = joined.collect(return_metrics=True)
+    step = next(s for label, s in metrics.steps.items() if "join_interval" in label)
+    # about 1.5 s of event time on each side (bound, interval), of 60 s of data
+    assert 0 < step.peak_state_rows < 2 * 5_000 * 4_000 // 60_000
+    assert step.state_rows == 0  # everything retired at the end of the input
+
+
+def test_explain_shows_the_join_event_time() -> None:
+    left, right = _events(10, 6), _events(10, 7)
+    text = _stream(left, 4).join(_stream(right, 4), on="k", ttl=100).explain()
+    assert "event time max('ts', 'ts_right')" in text.splitlines()[1]
