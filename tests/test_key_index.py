@@ -11,31 +11,54 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import vstream as vs
-from vstream.kernels.hashing import assign_ids, assign_ids_reference, rehash
+from vstream.kernels.hashing import (
+    assign_ids,
+    assign_ids_reference,
+    find_ids,
+    new_table,
+    rehash,
+)
 from vstream.state.key_index import KeyIndex
 
 
 @settings(max_examples=100, deadline=None)
 @given(st.lists(st.lists(st.integers(-(2**63), 2**63 - 1), max_size=60), max_size=8))
 def test_assign_ids_matches_reference(batches: list[list[int]]) -> None:
-    table = (np.zeros(8, np.int64), np.zeros(8, np.int32), np.zeros(8, np.bool_))
+    table = new_table(8)
     known: dict[int, int] = {}
     n = 0
     for batch in batches:
         keys = np.array(batch, dtype=np.int64)
-        size = table[0].shape[0]
+        size = table.shape[0]
         while size < 2 * (n + len(keys)):
             size *= 2
-        table = rehash(*table, size)
-        ids, n = assign_ids(*table, keys, n)
+        table = rehash(table, size)
+        ids, n = assign_ids(table, keys, n)
         assert ids.tolist() == assign_ids_reference(keys, known).tolist()
     assert n == len(known)
 
 
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(st.integers(-(2**63), 2**63 - 1), max_size=60),
+    st.lists(st.integers(-(2**63), 2**63 - 1), max_size=60),
+    st.sampled_from([256, 1024]),
+)
+def test_find_ids_matches_reference(known: list[int], probes: list[int], size: int) -> None:
+    """find_ids gives the id of known keys and -1 for the others, inserts nothing, and
+    survives a rehash."""
+    table = new_table(256)
+    ids, n = assign_ids(table, np.array(known, dtype=np.int64), 0)
+    table = rehash(table, size)
+    ref = dict(zip(known, ids.tolist(), strict=True))
+    keys = np.array(probes + known[:3], dtype=np.int64)
+    assert find_ids(table, keys).tolist() == [ref.get(k, -1) for k in keys.tolist()]
+    assert int((table[:, 1] != 0).sum()) == n
+
+
 def test_assign_ids_refuses_a_full_table() -> None:
-    table = (np.zeros(4, np.int64), np.zeros(4, np.int32), np.zeros(4, np.bool_))
     with pytest.raises(ValueError, match="grow"):
-        assign_ids(*table, np.arange(3, dtype=np.int64), 0)
+        assign_ids(new_table(4), np.arange(3, dtype=np.int64), 0)
 
 
 def _check_index(index: KeyIndex, batches: list[pl.DataFrame]) -> None:

@@ -1,7 +1,9 @@
 """An open-addressing hash table from int64 keys to dense int32 ids, as numba kernels.
 
-The table is three flat arrays (keys, ids, used) whose length is a power of two; the
-Python owner grows it by doubling before an insert could push the load past one half.
+The table is one ``(size, 2)`` int64 array whose length is a power of two: row ``j`` is
+(key, id + 1), and id + 1 == 0 marks an empty slot. Key and id share a cache line, so a
+probe costs one memory access, not three. The Python owner grows the table by doubling
+before an insert could push the load past one half.
 """
 
 from __future__ import annotations
@@ -9,7 +11,14 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["assign_ids", "assign_ids_reference", "find_ids", "insert_pairs", "rehash"]
+__all__ = [
+    "assign_ids",
+    "assign_ids_reference",
+    "find_ids",
+    "insert_pairs",
+    "new_table",
+    "rehash",
+]
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
@@ -22,112 +31,83 @@ def _slot(key: np.int64, mask: np.int64) -> np.int64:
 
 
 @numba.njit(cache=True, nogil=True)
-def _assign(
-    table_keys: np.ndarray,
-    table_ids: np.ndarray,
-    used: np.ndarray,
-    keys: np.ndarray,
-    out: np.ndarray,
-    next_id: np.int64,
-) -> np.int64:
-    mask = np.int64(table_keys.shape[0] - 1)
+def _assign(table: np.ndarray, keys: np.ndarray, out: np.ndarray, next_id: np.int64) -> np.int64:
+    mask = np.int64(table.shape[0] - 1)
     for i in range(keys.shape[0]):
         k = keys[i]
         j = _slot(k, mask)
         while True:
-            if not used[j]:
-                used[j] = True
-                table_keys[j] = k
-                table_ids[j] = next_id
+            if table[j, 1] == 0:
+                table[j, 0] = k
+                table[j, 1] = next_id + 1
                 out[i] = next_id
                 next_id += 1
                 break
-            if table_keys[j] == k:
-                out[i] = table_ids[j]
+            if table[j, 0] == k:
+                out[i] = table[j, 1] - 1
                 break
             j = (j + 1) & mask
     return next_id
 
 
 @numba.njit(cache=True, nogil=True)
-def _insert(
-    table_keys: np.ndarray,
-    table_ids: np.ndarray,
-    used: np.ndarray,
-    keys: np.ndarray,
-    ids: np.ndarray,
-) -> None:
-    mask = np.int64(table_keys.shape[0] - 1)
+def _insert(table: np.ndarray, keys: np.ndarray, ids: np.ndarray) -> None:
+    mask = np.int64(table.shape[0] - 1)
     for i in range(keys.shape[0]):
         j = _slot(keys[i], mask)
-        while used[j]:
+        while table[j, 1] != 0:
             j = (j + 1) & mask
-        used[j] = True
-        table_keys[j] = keys[i]
-        table_ids[j] = ids[i]
+        table[j, 0] = keys[i]
+        table[j, 1] = ids[i] + 1
 
 
 @numba.njit(cache=True, nogil=True)
-def _find(
-    table_keys: np.ndarray, table_ids: np.ndarray, used: np.ndarray, keys: np.ndarray
-) -> np.ndarray:
-    mask = np.int64(table_keys.shape[0] - 1)
+def _find(table: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    mask = np.int64(table.shape[0] - 1)
     out = np.empty(keys.shape[0], np.int32)
     for i in range(keys.shape[0]):
         k = keys[i]
         j = _slot(k, mask)
         out[i] = -1
-        while used[j]:
-            if table_keys[j] == k:
-                out[i] = table_ids[j]
+        while table[j, 1] != 0:
+            if table[j, 0] == k:
+                out[i] = table[j, 1] - 1
                 break
             j = (j + 1) & mask
     return out
 
 
-def find_ids(
-    table_keys: np.ndarray, table_ids: np.ndarray, used: np.ndarray, keys: np.ndarray
-) -> np.ndarray:
+def new_table(size: int) -> np.ndarray:
+    """An empty table of ``size`` slots (a power of two)."""
+    if size < 1 or size & (size - 1):
+        msg = f"a hash table needs a power-of-two size, got {size}"
+        raise ValueError(msg)
+    return np.zeros((size, 2), np.int64)
+
+
+def find_ids(table: np.ndarray, keys: np.ndarray) -> np.ndarray:
     """Ids of ``keys`` already in the table, -1 for the others (nothing is inserted).
 
     Examples
     --------
     >>> import numpy as np
-    >>> t = np.zeros(16, np.int64), np.zeros(16, np.int32), np.zeros(16, np.bool_)
-    >>> _ = assign_ids(*t, np.array([7, 3]), 0)
-    >>> find_ids(*t, np.array([3, 5, 7])).tolist()
+    >>> t = new_table(16)
+    >>> _ = assign_ids(t, np.array([7, 3]), 0)
+    >>> find_ids(t, np.array([3, 5, 7])).tolist()
     [1, -1, 0]
     """
     if keys.ndim != 1 or keys.dtype != np.int64:
         msg = f"find_ids takes a 1-D int64 array, got {keys.dtype} with shape {keys.shape}"
         raise TypeError(msg)
-    return _find(table_keys, table_ids, used, np.ascontiguousarray(keys))
+    return _find(table, np.ascontiguousarray(keys))
 
 
-def insert_pairs(
-    table_keys: np.ndarray,
-    table_ids: np.ndarray,
-    used: np.ndarray,
-    keys: np.ndarray,
-    ids: np.ndarray,
-) -> None:
+def insert_pairs(table: np.ndarray, keys: np.ndarray, ids: np.ndarray) -> None:
     """Put distinct ``keys`` not yet in the table with the given ``ids`` (a restore)."""
-    _insert(
-        table_keys,
-        table_ids,
-        used,
-        np.ascontiguousarray(keys, np.int64),
-        np.ascontiguousarray(ids, np.int32),
-    )
+    _insert(table, np.ascontiguousarray(keys, np.int64), np.ascontiguousarray(ids, np.int64))
 
 
-def assign_ids(
-    table_keys: np.ndarray,
-    table_ids: np.ndarray,
-    used: np.ndarray,
-    keys: np.ndarray,
-    next_id: int,
-) -> tuple[np.ndarray, int]:
+def assign_ids(table: np.ndarray, keys: np.ndarray, next_id: int) -> tuple[np.ndarray, int]:
     """Ids of ``keys``; keys not in the table get the next ids in order of first sight.
 
     The table must have room: ``len(table) >= 2 * (next_id + len(keys))``.
@@ -135,29 +115,27 @@ def assign_ids(
     Examples
     --------
     >>> import numpy as np
-    >>> t = np.zeros(16, np.int64), np.zeros(16, np.int32), np.zeros(16, np.bool_)
-    >>> ids, n = assign_ids(*t, np.array([7, 3, 7, 9]), 0)
+    >>> ids, n = assign_ids(new_table(16), np.array([7, 3, 7, 9]), 0)
     >>> ids.tolist(), n
     ([0, 1, 0, 2], 3)
     """
     if keys.ndim != 1 or keys.dtype != np.int64:
         msg = f"assign_ids takes a 1-D int64 array, got {keys.dtype} with shape {keys.shape}"
         raise TypeError(msg)
-    size = table_keys.shape[0]
+    size = table.shape[0]
     if size & (size - 1) or size < 2 * (next_id + keys.shape[0]):
         msg = f"the table (size {size}) needs a power-of-two size >= 2 x its keys; grow it first"
         raise ValueError(msg)
     out = np.empty(keys.shape[0], dtype=np.int32)
-    n = _assign(table_keys, table_ids, used, np.ascontiguousarray(keys), out, np.int64(next_id))
+    n = _assign(table, np.ascontiguousarray(keys), out, np.int64(next_id))
     return out, int(n)
 
 
-def rehash(
-    table_keys: np.ndarray, table_ids: np.ndarray, used: np.ndarray, size: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def rehash(table: np.ndarray, size: int) -> np.ndarray:
     """The same table with ``size`` slots (a power of two)."""
-    new = np.zeros(size, np.int64), np.zeros(size, np.int32), np.zeros(size, np.bool_)
-    _insert(*new, table_keys[used], table_ids[used])
+    new = new_table(size)
+    used = table[:, 1] != 0
+    _insert(new, table[used, 0].copy(), table[used, 1] - 1)
     return new
 
 

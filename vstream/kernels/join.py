@@ -25,6 +25,7 @@ __all__ = [
     "asof_keep",
     "asof_probe",
     "chain_link",
+    "dense_lookup",
     "evict_before",
     "first_window",
     "probe_pairs",
@@ -221,6 +222,19 @@ def settle_windows(
         elif t[r] < low:
             low = t[r]
     return rows[:m], starts[:m], dead, low
+
+
+@numba.njit(cache=True, nogil=True)
+def dense_lookup(values: np.ndarray, base: np.int64, dense: np.ndarray) -> np.ndarray:
+    """``dense[value - base]`` for each value, -1 where it falls outside ``dense``: a
+    lookup table indexed by the key itself (integer keys in a compact range)."""
+    n = values.shape[0]
+    m = dense.shape[0]
+    out = np.empty(n, np.int64)
+    for i in range(n):
+        j = values[i] - base
+        out[i] = dense[j] if 0 <= j < m else -1
+    return out
 
 
 @numba.njit(cache=True, nogil=True)

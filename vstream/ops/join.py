@@ -15,6 +15,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
+from vstream._dtypes import physical_int64
 from vstream.errors import VStreamError
 from vstream.kernels.join import (
     RANGE,
@@ -22,6 +23,7 @@ from vstream.kernels.join import (
     asof_keep,
     asof_probe,
     chain_link,
+    dense_lookup,
     evict_before,
     probe_pairs,
     settle_windows,
@@ -640,6 +642,8 @@ class LookupJoinOp(_JoinBase):
         self.rowmap = np.full(1024, -1, np.int64)
         self.payload = pl.DataFrame(schema={c: setup.schema[d] for c, d in setup.right_out})
         self._frames: list[pl.DataFrame] = []
+        self._dense: np.ndarray | None = None
+        self._dense_base = 0
         if setup.table is not None:
             self._update(setup.table, static=True)
 
@@ -683,6 +687,27 @@ class LookupJoinOp(_JoinBase):
         live = int(np.count_nonzero(self.rowmap >= 0))
         if self.state_rows() > 2 * live + 65_536:
             self._compact()
+        self._refresh_dense()
+
+    def _refresh_dense(self) -> None:
+        """For one integer key in a compact range (ids, codes): the table row of each key
+        value in a flat array, so a probe is one cache-friendly read, not a hash probe."""
+        self._dense = None
+        known = self.keys.int_keys() if self.keys is not None else None
+        if known is None or not len(known[0]):
+            return
+        values, null = known
+        valid = ~null
+        if not valid.any():
+            return
+        rows = self.rowmap[: values.size][valid]
+        values = values[valid]
+        lo, hi = int(values.min()), int(values.max())
+        if hi - lo >= 4 * values.size + 65_536 or rows.max(initial=0) >= 2**31:
+            return
+        dense = np.full(hi - lo + 1, -1, np.int32)
+        dense[values - lo] = rows
+        self._dense, self._dense_base = dense, lo
 
     def _compact(self) -> None:
         table = self._table()
@@ -690,6 +715,7 @@ class LookupJoinOp(_JoinBase):
         rows = self.rowmap[used]
         self.payload = table[rows]
         self.rowmap[used] = np.arange(used.size)
+        self._refresh_dense()
 
     def process(self, port: int, chunk: Chunk | None, watermark: int) -> tuple[list[Chunk], int]:
         out: list[Chunk] = []
@@ -709,8 +735,16 @@ class LookupJoinOp(_JoinBase):
     def _probe(self, df: pl.DataFrame) -> pl.DataFrame:
         st = self.setup
         assert self.keys is not None
-        ids = self.keys.find(df.select(st.left_keys))
-        rows = np.where(ids >= 0, self.rowmap[np.maximum(ids, 0)], -1)
+        if self._dense is not None:
+            col = df.get_column(st.left_keys[0])
+            nulls = col.null_count()
+            values = physical_int64(col.fill_null(self._dense_base - 1) if nulls else col)
+            rows = dense_lookup(values, np.int64(self._dense_base), self._dense)
+            if nulls:
+                rows[col.is_null().to_numpy()] = -1
+        else:
+            ids = self.keys.find(df.select(st.left_keys))
+            rows = np.where(ids >= 0, self.rowmap[np.maximum(ids, 0)], -1)
         if st.how == "inner":
             hit = rows >= 0
             if not hit.all():
@@ -733,4 +767,5 @@ class LookupJoinOp(_JoinBase):
         self.rowmap = np.full(max(1024, self.n_keys), -1, np.int64)
         self.rowmap[kid] = np.arange(kid.size)
         self.payload = table.drop(_KID)
+        self._refresh_dense()
         self._frames = []

@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from vstream._dtypes import integer_like, physical_int64
 from vstream.errors import SchemaError, VStreamError
-from vstream.kernels.hashing import assign_ids, find_ids, insert_pairs, rehash
+from vstream.kernels.hashing import assign_ids, find_ids, insert_pairs, new_table, rehash
 
 __all__ = ["KeyIndex"]
 
@@ -50,11 +50,7 @@ class KeyIndex:
         self._int = len(self.columns) == 1 and integer_like(self.schema.dtypes()[0])
         if self._int:
             size = 1024
-            self._table = (
-                np.zeros(size, np.int64),
-                np.zeros(size, np.int32),
-                np.zeros(size, np.bool_),
-            )
+            self._table = new_table(size)
             self._values = np.zeros(size // 2, np.int64)  # key of each id
             self._null = np.zeros(size // 2, np.bool_)  # whether id is the null key
             self._null_id = -1
@@ -63,11 +59,7 @@ class KeyIndex:
             self._known = pl.DataFrame(schema={**self.schema, _ID: pl.Int32})
             self._hashed = True  # False after a hash collision: joins from then on
             size = 1024
-            self._table = (
-                np.zeros(size, np.int64),
-                np.zeros(size, np.int32),
-                np.zeros(size, np.bool_),
-            )
+            self._table = new_table(size)
 
     def __len__(self) -> int:
         return self._n
@@ -89,6 +81,13 @@ class KeyIndex:
             if ids is not None:
                 return ids
         return self._general_ids(keys)
+
+    def int_keys(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """For one integer-like key column: the key of each id as int64 and whether it is
+        the null key (None for other keys)."""
+        if not self._int:
+            return None
+        return self._values[: self._n], self._null[: self._n]
 
     def find(self, df: pl.DataFrame) -> np.ndarray:
         """The id of every row's key, or -1 where the key is unknown or has a null (as in
@@ -112,13 +111,13 @@ class KeyIndex:
         if self._int:
             s = df.get_column(self.columns[0])
             if not s.null_count():
-                return find_ids(*self._table, physical_int64(s))
+                return find_ids(self._table, physical_int64(s))
             out = np.full(s.len(), -1, np.int32)
-            out[~s.is_null().to_numpy()] = find_ids(*self._table, physical_int64(s.drop_nulls()))
+            out[~s.is_null().to_numpy()] = find_ids(self._table, physical_int64(s.drop_nulls()))
             return out
         keys = df.select(self.columns)
         if self._hashed:
-            ids = find_ids(*self._table, self._hash(keys))
+            ids = find_ids(self._table, self._hash(keys))
             hit = ids >= 0
             if hit.any():
                 # a hash shared by a known key and an unknown one: only exact keys match
@@ -143,12 +142,12 @@ class KeyIndex:
 
     def _grow(self, more: int) -> None:
         need = self._n + more + 1
-        size = self._table[0].shape[0]
+        size = self._table.shape[0]
         if size >= 2 * need:
             return
         while size < 2 * need:
             size *= 2
-        self._table = rehash(*self._table, size)
+        self._table = rehash(self._table, size)
         if not self._int:
             return
         for name in ("_values", "_null"):
@@ -163,7 +162,7 @@ class KeyIndex:
         keys = physical_int64(valid)
         self._grow(keys.shape[0])
         first_new = self._n
-        ids, self._n = assign_ids(*self._table, keys, self._n)
+        ids, self._n = assign_ids(self._table, keys, self._n)
         if self._n > first_new:
             # remember the key of each new id (for keys()); new ids are first_new.. in order
             fresh = np.flatnonzero(ids >= first_new)
@@ -190,7 +189,7 @@ class KeyIndex:
         hashes = self._hash(keys)
         self._grow(hashes.shape[0])
         first_new = self._n
-        ids, n = assign_ids(*self._table, hashes, self._n)
+        ids, n = assign_ids(self._table, hashes, self._n)
         if n > first_new:
             fresh = np.flatnonzero(ids >= first_new)
             first_rows = fresh[np.unique(ids[fresh], return_index=True)[1]]
@@ -274,7 +273,7 @@ class KeyIndex:
             hashes = fresh._hash(known.select(self.columns))
             if np.unique(hashes).shape[0] == hashes.shape[0]:
                 fresh._grow(0)
-                insert_pairs(*fresh._table, hashes, known.get_column(_ID).to_numpy())
+                insert_pairs(fresh._table, hashes, known.get_column(_ID).to_numpy())
             else:
                 fresh._hashed = False
         else:
@@ -283,7 +282,7 @@ class KeyIndex:
             fresh._grow(table.height)
             valid = ~col.is_null().to_numpy()
             keys = physical_int64(col.drop_nulls())
-            insert_pairs(*fresh._table, keys, ids[valid])
+            insert_pairs(fresh._table, keys, ids[valid])
             fresh._values[ids[valid]] = keys
             if (~valid).any():
                 fresh._null_id = int(ids[~valid][0])
