@@ -1,10 +1,10 @@
-"""Join kernels: key chains with time predicates (interval, windowed and regular joins)
-and sorted-segment probes (as-of joins).
+"""Join kernels over sorted segments: each side's kept rows are indexed by (key, time)
+(:func:`sort_by_key_time`); interval, windowed and regular joins probe a time range of
+the key's segment (:func:`probe_sorted`), as-of joins the nearest time
+(:func:`asof_probe`).
 
 A symmetric join keeps each side's rows in arrival order (struct-of-arrays: event time,
-key id, alive flag, matched bits) and links the rows of one key into a chain:
-``head[key]`` is its newest row, ``nxt[row]`` the one before. A batch of the other side
-walks the chain of each row's key and keeps the pairs the time predicate accepts.
+key id, alive flag, matched bits); a batch of the other side probes them.
 
 ``mode`` of the predicate: :data:`RANGE` (``lo <= state.t - probe.t <= hi``) or
 :data:`WINDOWS` (the pair shares one or more windows ``[s, s + size)``,
@@ -24,11 +24,10 @@ __all__ = [
     "WINDOWS",
     "asof_keep",
     "asof_probe",
-    "chain_link",
     "dense_lookup",
     "evict_before",
     "first_window",
-    "probe_pairs",
+    "probe_sorted",
     "settle_windows",
     "sort_by_key_time",
 ]
@@ -59,90 +58,15 @@ def _n_windows(t: np.int64, size: np.int64, slide: np.int64, offset: np.int64) -
 
 
 @numba.njit(cache=True, nogil=True)
-def chain_link(head: np.ndarray, nxt: np.ndarray, kid: np.ndarray, start: np.int64) -> None:
-    """Link rows ``start + i`` into the chain of key ``kid[i]`` (rows with key -1 stay out)."""
-    for i in range(kid.shape[0]):
-        k = kid[i]
-        if k < 0:
-            continue
-        r = start + i
-        nxt[r] = head[k]
-        head[k] = r
-
-
-@numba.njit(cache=True, nogil=True)
-def probe_pairs(
-    p_t: np.ndarray,
-    p_kid: np.ndarray,
-    p_bits: np.ndarray,
-    head: np.ndarray,
-    nxt: np.ndarray,
-    s_t: np.ndarray,
-    s_alive: np.ndarray,
-    s_bits: np.ndarray,
-    mode: np.int64,
-    lo: np.int64,
-    hi: np.int64,
-    size: np.int64,
-    slide: np.int64,
-    offset: np.int64,
+def _grow_pairs(
+    out_p: np.ndarray, out_s: np.ndarray, out_w: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The pairs (probe row, state row, window start) of probe rows with state rows.
-
-    Matched bits are set on both sides: bit 0 for :data:`RANGE`; for :data:`WINDOWS`,
-    bit j for a row's j-th window (counted from its first window).
-    """
-    n = p_t.shape[0]
-    cap = max(16, n)
-    out_p = np.empty(cap, np.int64)
-    out_s = np.empty(cap, np.int64)
-    out_w = np.empty(cap, np.int64)
-    m = 0
-    n_keys = head.shape[0]
-    for i in range(n):
-        k = p_kid[i]
-        if k < 0 or k >= n_keys:
-            continue
-        t = p_t[i]
-        r = head[k]
-        while r >= 0:
-            if s_alive[r]:
-                u = s_t[r]
-                if mode == RANGE:
-                    d = u - t
-                    if d >= lo and d <= hi:
-                        if m == cap:
-                            cap *= 2
-                            out_p = np.concatenate((out_p, np.empty(cap - m, np.int64)))
-                            out_s = np.concatenate((out_s, np.empty(cap - m, np.int64)))
-                            out_w = np.concatenate((out_w, np.empty(cap - m, np.int64)))
-                        out_p[m] = i
-                        out_s[m] = r
-                        out_w[m] = 0
-                        m += 1
-                        p_bits[i] |= 1
-                        s_bits[r] |= 1
-                else:
-                    a = min(t, u)
-                    b = max(t, u)
-                    s = first_window(b, size, slide, offset)
-                    fp = first_window(t, size, slide, offset)
-                    fs = first_window(u, size, slide, offset)
-                    while s <= a:
-                        if m == cap:
-                            cap *= 2
-                            out_p = np.concatenate((out_p, np.empty(cap - m, np.int64)))
-                            out_s = np.concatenate((out_s, np.empty(cap - m, np.int64)))
-                            out_w = np.concatenate((out_w, np.empty(cap - m, np.int64)))
-                        out_p[m] = i
-                        out_s[m] = r
-                        out_w[m] = s
-                        m += 1
-                        p_bits[i] |= np.int64(1) << ((s - fp) // slide)
-                        s_bits[r] |= np.int64(1) << ((s - fs) // slide)
-                        s += slide
-            r = nxt[r]
-    return out_p[:m], out_s[:m], out_w[:m]
+    m = out_p.shape[0]
+    return (
+        np.concatenate((out_p, np.empty(m, np.int64))),
+        np.concatenate((out_s, np.empty(m, np.int64))),
+        np.concatenate((out_w, np.empty(m, np.int64))),
+    )
 
 
 @numba.njit(cache=True, nogil=True)
@@ -241,8 +165,9 @@ def dense_lookup(values: np.ndarray, base: np.int64, dense: np.ndarray) -> np.nd
 def sort_by_key_time(
     kid: np.ndarray, t: np.ndarray, n_keys: np.int64
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Rows sorted by (key, time, arrival): a counting sort by key, then an insertion
-    sort by time within each key (linear when rows arrive nearly in time order).
+    """Rows sorted by (key, time, arrival), rows with key -1 left out: a counting sort by
+    key, then a stable sort by time of each key's rows that are not in order already
+    (rows arrive nearly in time order, so most keys need no sorting).
 
     Returns the order, the times in that order, and each key's ``[lo, hi)`` positions.
     """
@@ -250,32 +175,124 @@ def sort_by_key_time(
     lo = np.zeros(n_keys, np.int64)
     hi = np.zeros(n_keys, np.int64)
     for i in range(n):
-        hi[kid[i]] += 1
+        if kid[i] >= 0:
+            hi[kid[i]] += 1
     acc = 0
     for k in range(n_keys):
         lo[k] = acc
         acc += hi[k]
         hi[k] = lo[k]
-    order = np.empty(n, np.int64)
+    order = np.empty(acc, np.int64)
     for i in range(n):
         k = kid[i]
-        order[hi[k]] = i
-        hi[k] += 1
-    st = np.empty(n, np.int64)
-    for p in range(n):
+        if k >= 0:
+            order[hi[k]] = i
+            hi[k] += 1
+    st = np.empty(acc, np.int64)
+    for p in range(acc):
         st[p] = t[order[p]]
     for k in range(n_keys):
-        for p in range(lo[k] + 1, hi[k]):
-            v = st[p]
-            o = order[p]
-            q = p - 1
-            while q >= lo[k] and st[q] > v:
-                st[q + 1] = st[q]
-                order[q + 1] = order[q]
-                q -= 1
-            st[q + 1] = v
-            order[q + 1] = o
+        a, b = lo[k], hi[k]
+        in_order = True
+        for p in range(a + 1, b):
+            if st[p] < st[p - 1]:
+                in_order = False
+                break
+        if not in_order:
+            perm = np.argsort(st[a:b], kind="mergesort")
+            seg_o = order[a:b][perm]
+            seg_t = st[a:b][perm]
+            order[a:b] = seg_o
+            st[a:b] = seg_t
     return order, st, lo, hi
+
+
+@numba.njit(cache=True, nogil=True)
+def _lower_bound(st: np.ndarray, a: int, b: int, x: int) -> int:
+    while a < b:
+        mid = (a + b) >> 1
+        if st[mid] < x:
+            a = mid + 1
+        else:
+            b = mid
+    return a
+
+
+@numba.njit(cache=True, nogil=True)
+def probe_sorted(
+    p_t: np.ndarray,
+    p_kid: np.ndarray,
+    p_bits: np.ndarray,
+    order: np.ndarray,
+    sorted_t: np.ndarray,
+    seg_lo: np.ndarray,
+    seg_hi: np.ndarray,
+    s_bits: np.ndarray,
+    mode: np.int64,
+    lo: np.int64,
+    hi: np.int64,
+    size: np.int64,
+    slide: np.int64,
+    offset: np.int64,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The pairs (probe row, state row, window start) of probe rows with the state rows
+    indexed by :func:`sort_by_key_time`: a binary search per probe row finds the first
+    state row of its key late enough, and the walk visits partners only.
+
+    :data:`RANGE`: ``lo <= state.t - probe.t <= hi``. :data:`WINDOWS`: every window
+    ``[s, s + size)`` both rows are in. Matched bits are set on both sides: bit 0 for
+    :data:`RANGE`; bit j for a row's j-th window (counted from its first window).
+    """
+    n = p_t.shape[0]
+    cap = max(16, n)
+    out_p = np.empty(cap, np.int64)
+    out_s = np.empty(cap, np.int64)
+    out_w = np.empty(cap, np.int64)
+    m = 0
+    n_keys = seg_lo.shape[0]
+    big = np.int64(1) << 62
+    for i in range(n):
+        k = p_kid[i]
+        if k < 0 or k >= n_keys:
+            continue
+        t = p_t[i]
+        if mode == RANGE:
+            a = np.iinfo(np.int64).min if lo < -big else t + lo
+            b = np.iinfo(np.int64).max if hi > big else t + hi
+        else:
+            a = first_window(t, size, slide, offset)
+            b = _floordiv(t - offset, slide) * slide + offset + size - 1
+        end = seg_hi[k]
+        pos = _lower_bound(sorted_t, seg_lo[k], end, a)
+        while pos < end and sorted_t[pos] <= b:
+            r = order[pos]
+            u = sorted_t[pos]
+            if mode == RANGE:
+                if m == out_p.shape[0]:
+                    out_p, out_s, out_w = _grow_pairs(out_p, out_s, out_w)
+                out_p[m] = i
+                out_s[m] = r
+                out_w[m] = 0
+                m += 1
+                p_bits[i] |= 1
+                s_bits[r] |= 1
+            else:
+                w = first_window(max(t, u), size, slide, offset)
+                fp = first_window(t, size, slide, offset)
+                fs = first_window(u, size, slide, offset)
+                top = min(t, u)
+                while w <= top:
+                    if m == out_p.shape[0]:
+                        out_p, out_s, out_w = _grow_pairs(out_p, out_s, out_w)
+                    out_p[m] = i
+                    out_s[m] = r
+                    out_w[m] = w
+                    m += 1
+                    p_bits[i] |= np.int64(1) << ((w - fp) // slide)
+                    s_bits[r] |= np.int64(1) << ((w - fs) // slide)
+                    w += slide
+            pos += 1
+    return out_p[:m], out_s[:m], out_w[:m]
 
 
 @numba.njit(cache=True, nogil=True)

@@ -22,10 +22,9 @@ from vstream.kernels.join import (
     WINDOWS,
     asof_keep,
     asof_probe,
-    chain_link,
     dense_lookup,
     evict_before,
-    probe_pairs,
+    probe_sorted,
     settle_windows,
     sort_by_key_time,
 )
@@ -216,11 +215,10 @@ class _Side:
         self.t = np.zeros(0, np.int64)
         self.kid = np.zeros(0, np.int32)
         self.alive = np.zeros(0, np.bool_)
-        self.bits = np.zeros(0, np.int64)
-        self.next_j = np.zeros(0, np.int64)
-        self.nxt = np.zeros(0, np.int64)
-        self.head = np.full(1024, -1, np.int64)
+        self.bits = np.zeros(0, np.int64)  # matched: bit 0, or bit j for the j-th window
+        self.next_j = np.zeros(0, np.int64)  # windowed: the first window not yet settled
         self.low = _I64_MAX  # smallest event time among live rows
+        self._index: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
 
     @property
     def payload(self) -> pl.DataFrame:
@@ -232,12 +230,16 @@ class _Side:
             self.frames = [self._payload]
         return self._payload
 
-    def reserve_keys(self, n_keys: int) -> None:
-        if n_keys > self.head.shape[0]:
-            cap = self.head.shape[0]
-            while cap < n_keys:
-                cap *= 2
-            self.head = grown(self.head, cap, -1)
+    def index(self, n_keys: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The live rows sorted by (key, time): order, times, and each key's positions.
+
+        Built again after rows are added; retired rows may stay in it (no probe can match
+        them: a probe row is never late, and a row retires only when no such row can)."""
+        if self._index is None:
+            n = self.n
+            kid = np.where(self.alive[:n], self.kid[:n], -1).astype(np.int32)
+            self._index = sort_by_key_time(kid, self.t[:n], np.int64(n_keys))
+        return self._index
 
     def append(self, df: pl.DataFrame, ts: np.ndarray, kid: np.ndarray, bits: np.ndarray) -> None:
         m = df.height
@@ -251,14 +253,13 @@ class _Side:
             self.alive = grown(self.alive, cap)
             self.bits = grown(self.bits, cap)
             self.next_j = grown(self.next_j, cap)
-            self.nxt = grown(self.nxt, cap, -1)
         s = slice(self.n, need)
         self.t[s] = ts
         self.kid[s] = kid
         self.alive[s] = True
         self.bits[s] = bits
         self.next_j[s] = 0
-        chain_link(self.head, self.nxt, kid, np.int64(self.n))
+        self._index = None
         self.frames.append(df)
         self._payload = None if len(self.frames) > 1 else df
         self.n = need
@@ -278,9 +279,7 @@ class _Side:
             arr[:m] = arr[keep]
         self.alive[:m] = True
         self.alive[m : self.n] = False
-        self.nxt[:m] = -1
-        self.head[:] = -1
-        chain_link(self.head, self.nxt, self.kid[:m], np.int64(0))
+        self._index = None
         self.n = m
         self.live = m
 
@@ -300,7 +299,6 @@ class _Side:
         """A side holding the rows of a :meth:`to_table` snapshot."""
         df = pl.DataFrame(table)
         side = cls(schema)
-        side.reserve_keys(n_keys)
         t = df.get_column(_T).to_numpy().astype(np.int64)
         kid = df.get_column(_KID).to_numpy().astype(np.int32)
         side.append(df.select(schema.names()), t, kid, df.get_column(_BITS).to_numpy())
@@ -362,9 +360,6 @@ class SymmetricJoinOp(_JoinBase):
         payload = df.select(self._keep[port])
         other = self.sides[1 - port]
         mine = self.sides[port]
-        n_keys = self.n_keys
-        other.reserve_keys(n_keys)
-        mine.reserve_keys(n_keys)
         bits = np.zeros(df.height, np.int64)
         out: list[pl.DataFrame] = []
         if other.live:
@@ -372,14 +367,15 @@ class SymmetricJoinOp(_JoinBase):
                 lo, hi = st.lower, st.upper
             else:
                 lo, hi = -st.upper, -st.lower
-            pi, sr, ws = probe_pairs(
+            order, sorted_t, seg_lo, seg_hi = other.index(self.n_keys)
+            pi, sr, ws = probe_sorted(
                 ts,
                 kid,
                 bits,
-                other.head,
-                other.nxt,
-                other.t,
-                other.alive,
+                order,
+                sorted_t,
+                seg_lo,
+                seg_hi,
                 other.bits,
                 np.int64(WINDOWS if self.windowed else RANGE),
                 np.int64(_clamp(lo)),
@@ -519,7 +515,6 @@ class AsofJoinOp(_JoinBase):
         ok = kid >= 0  # a right row with a null key matches nothing
         if not ok.all():
             df, ts, kid = df.filter(ok), ts[ok], kid[ok]
-        self.right.reserve_keys(self.n_keys)
         self.right.append(df.select(self._rkeep), ts, kid, np.zeros(df.height, np.int64))
         self._sorted = None
 
