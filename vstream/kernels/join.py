@@ -1,6 +1,6 @@
 """Join kernels over sorted segments: each side's kept rows are indexed by (key, time)
 (:func:`sort_by_key_time`); interval, windowed and regular joins probe a time range of
-the key's segment (:func:`probe_sorted`), as-of joins the nearest time
+the key's segment (:func:`probe_pairs`), as-of joins the nearest time
 (:func:`asof_probe`).
 
 A symmetric join keeps each side's rows in arrival order (struct-of-arrays: event time,
@@ -27,7 +27,7 @@ __all__ = [
     "dense_lookup",
     "evict_before",
     "first_window",
-    "probe_sorted",
+    "probe_pairs",
     "settle_windows",
     "sort_by_key_time",
 ]
@@ -219,7 +219,49 @@ def _lower_bound(st: np.ndarray, a: int, b: int, x: int) -> int:
 
 
 @numba.njit(cache=True, nogil=True)
-def probe_sorted(
+def _emit(
+    i: int,
+    r: int,
+    t: np.int64,
+    u: np.int64,
+    mode: np.int64,
+    size: np.int64,
+    slide: np.int64,
+    offset: np.int64,
+    p_bits: np.ndarray,
+    s_bits: np.ndarray,
+    out: tuple[np.ndarray, np.ndarray, np.ndarray],
+    m: int,
+) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], int]:
+    """Append the pair (i, r) (once per shared window) and set both sides' bits."""
+    if mode == RANGE:
+        if m == out[0].shape[0]:
+            out = _grow_pairs(out[0], out[1], out[2])
+        out[0][m] = i
+        out[1][m] = r
+        out[2][m] = 0
+        p_bits[i] |= 1
+        s_bits[r] |= 1
+        return out, m + 1
+    w = first_window(max(t, u), size, slide, offset)
+    fp = first_window(t, size, slide, offset)
+    fs = first_window(u, size, slide, offset)
+    top = min(t, u)
+    while w <= top:
+        if m == out[0].shape[0]:
+            out = _grow_pairs(out[0], out[1], out[2])
+        out[0][m] = i
+        out[1][m] = r
+        out[2][m] = w
+        m += 1
+        p_bits[i] |= np.int64(1) << ((w - fp) // slide)
+        s_bits[r] |= np.int64(1) << ((w - fs) // slide)
+        w += slide
+    return out, m
+
+
+@numba.njit(cache=True, nogil=True)
+def probe_pairs(
     p_t: np.ndarray,
     p_kid: np.ndarray,
     p_bits: np.ndarray,
@@ -227,7 +269,11 @@ def probe_sorted(
     sorted_t: np.ndarray,
     seg_lo: np.ndarray,
     seg_hi: np.ndarray,
+    s_t: np.ndarray,
+    s_kid: np.ndarray,
     s_bits: np.ndarray,
+    tail: np.int64,
+    n: np.int64,
     mode: np.int64,
     lo: np.int64,
     hi: np.int64,
@@ -235,64 +281,47 @@ def probe_sorted(
     slide: np.int64,
     offset: np.int64,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The pairs (probe row, state row, window start) of probe rows with the state rows
-    indexed by :func:`sort_by_key_time`: a binary search per probe row finds the first
-    state row of its key late enough, and the walk visits partners only.
+    """The pairs (probe row, state row, window start) of probe rows with state rows.
+
+    State rows ``0..tail`` are indexed by :func:`sort_by_key_time` (``order``,
+    ``sorted_t``, ``seg_lo``/``seg_hi`` per key): a binary search per probe row finds the
+    first one of its key late enough, and the walk visits partners only. Rows
+    ``tail..n``, added since, are scanned.
 
     :data:`RANGE`: ``lo <= state.t - probe.t <= hi``. :data:`WINDOWS`: every window
     ``[s, s + size)`` both rows are in. Matched bits are set on both sides: bit 0 for
     :data:`RANGE`; bit j for a row's j-th window (counted from its first window).
     """
-    n = p_t.shape[0]
-    cap = max(16, n)
-    out_p = np.empty(cap, np.int64)
-    out_s = np.empty(cap, np.int64)
-    out_w = np.empty(cap, np.int64)
+    cap = max(16, p_t.shape[0])
+    out = (np.empty(cap, np.int64), np.empty(cap, np.int64), np.empty(cap, np.int64))
     m = 0
     n_keys = seg_lo.shape[0]
     big = np.int64(1) << 62
-    for i in range(n):
+    for i in range(p_t.shape[0]):
         k = p_kid[i]
-        if k < 0 or k >= n_keys:
+        if k < 0:
             continue
         t = p_t[i]
         if mode == RANGE:
             a = np.iinfo(np.int64).min if lo < -big else t + lo
             b = np.iinfo(np.int64).max if hi > big else t + hi
-        else:
+        else:  # the partner's time lies in one of the windows of t
             a = first_window(t, size, slide, offset)
             b = _floordiv(t - offset, slide) * slide + offset + size - 1
-        end = seg_hi[k]
-        pos = _lower_bound(sorted_t, seg_lo[k], end, a)
-        while pos < end and sorted_t[pos] <= b:
-            r = order[pos]
-            u = sorted_t[pos]
-            if mode == RANGE:
-                if m == out_p.shape[0]:
-                    out_p, out_s, out_w = _grow_pairs(out_p, out_s, out_w)
-                out_p[m] = i
-                out_s[m] = r
-                out_w[m] = 0
-                m += 1
-                p_bits[i] |= 1
-                s_bits[r] |= 1
-            else:
-                w = first_window(max(t, u), size, slide, offset)
-                fp = first_window(t, size, slide, offset)
-                fs = first_window(u, size, slide, offset)
-                top = min(t, u)
-                while w <= top:
-                    if m == out_p.shape[0]:
-                        out_p, out_s, out_w = _grow_pairs(out_p, out_s, out_w)
-                    out_p[m] = i
-                    out_s[m] = r
-                    out_w[m] = w
-                    m += 1
-                    p_bits[i] |= np.int64(1) << ((w - fp) // slide)
-                    s_bits[r] |= np.int64(1) << ((w - fs) // slide)
-                    w += slide
-            pos += 1
-    return out_p[:m], out_s[:m], out_w[:m]
+        if k < n_keys:
+            end = seg_hi[k]
+            pos = _lower_bound(sorted_t, seg_lo[k], end, a)
+            while pos < end and sorted_t[pos] <= b:
+                out, m = _emit(
+                    i, order[pos], t, sorted_t[pos], mode, size, slide, offset,
+                    p_bits, s_bits, out, m,
+                )  # fmt: skip
+                pos += 1
+        for r in range(tail, n):
+            u = s_t[r]
+            if s_kid[r] == k and a <= u <= b:
+                out, m = _emit(i, r, t, u, mode, size, slide, offset, p_bits, s_bits, out, m)
+    return out[0][:m], out[1][:m], out[2][:m]
 
 
 @numba.njit(cache=True, nogil=True)

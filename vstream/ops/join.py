@@ -24,7 +24,7 @@ from vstream.kernels.join import (
     asof_probe,
     dense_lookup,
     evict_before,
-    probe_sorted,
+    probe_pairs,
     settle_windows,
     sort_by_key_time,
 )
@@ -219,6 +219,7 @@ class _Side:
         self.next_j = np.zeros(0, np.int64)  # windowed: the first window not yet settled
         self.low = _I64_MAX  # smallest event time among live rows
         self._index: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._indexed = 0  # rows 0.._indexed are in the index
 
     @property
     def payload(self) -> pl.DataFrame:
@@ -230,16 +231,22 @@ class _Side:
             self.frames = [self._payload]
         return self._payload
 
-    def index(self, n_keys: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """The live rows sorted by (key, time): order, times, and each key's positions.
+    def index(
+        self, n_keys: int, probes: int
+    ) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], int]:
+        """The live rows sorted by (key, time) (order, times, each key's positions), and
+        the first row not in it (rows added since, scanned by the probe).
 
-        Built again after rows are added; retired rows may stay in it (no probe can match
-        them: a probe row is never late, and a row retires only when no such row can)."""
-        if self._index is None:
-            n = self.n
+        Built again when scanning the rows added since would cost ``probes`` rows more
+        than sorting everything. Retired rows may stay in it: no probe can match them (a
+        probe row is never late, and a row retires only when no such row can match it).
+        """
+        n = self.n
+        if self._index is None or (n - self._indexed) * probes > max(n, 4096):
             kid = np.where(self.alive[:n], self.kid[:n], -1).astype(np.int32)
             self._index = sort_by_key_time(kid, self.t[:n], np.int64(n_keys))
-        return self._index
+            self._indexed = n
+        return self._index, self._indexed
 
     def append(self, df: pl.DataFrame, ts: np.ndarray, kid: np.ndarray, bits: np.ndarray) -> None:
         m = df.height
@@ -259,7 +266,6 @@ class _Side:
         self.alive[s] = True
         self.bits[s] = bits
         self.next_j[s] = 0
-        self._index = None
         self.frames.append(df)
         self._payload = None if len(self.frames) > 1 else df
         self.n = need
@@ -367,8 +373,8 @@ class SymmetricJoinOp(_JoinBase):
                 lo, hi = st.lower, st.upper
             else:
                 lo, hi = -st.upper, -st.lower
-            order, sorted_t, seg_lo, seg_hi = other.index(self.n_keys)
-            pi, sr, ws = probe_sorted(
+            (order, sorted_t, seg_lo, seg_hi), tail = other.index(self.n_keys, df.height)
+            pi, sr, ws = probe_pairs(
                 ts,
                 kid,
                 bits,
@@ -376,7 +382,11 @@ class SymmetricJoinOp(_JoinBase):
                 sorted_t,
                 seg_lo,
                 seg_hi,
+                other.t,
+                other.kid,
                 other.bits,
+                np.int64(tail),
+                np.int64(other.n),
                 np.int64(WINDOWS if self.windowed else RANGE),
                 np.int64(_clamp(lo)),
                 np.int64(_clamp(hi)),
