@@ -220,6 +220,7 @@ class _Side:
         self.low = _I64_MAX  # smallest event time among live rows
         self._index: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
         self._indexed = 0  # rows 0.._indexed are in the index
+        self.settled_n = 0  # windowed: rows when windows were last settled
 
     @property
     def payload(self) -> pl.DataFrame:
@@ -411,8 +412,8 @@ class SymmetricJoinOp(_JoinBase):
             if not side.live or wm_other == MIN_WM:
                 continue
             if self.windowed:
-                if wm_other <= self._settled_wm[s]:
-                    continue
+                if wm_other <= self._settled_wm[s] and side.n == side.settled_n:
+                    continue  # nothing new: no window can have closed since
                 self._settled_wm[s] = wm_other
                 rows, starts, dead, low = settle_windows(
                     side.t,
@@ -451,6 +452,7 @@ class SymmetricJoinOp(_JoinBase):
             side.live -= int(dead)
             if side.n - side.live > max(4096, side.live):
                 side.compact()
+            side.settled_n = side.n
         return out
 
     def snapshot(self) -> dict[str, pa.Table]:
@@ -650,7 +652,7 @@ class LookupJoinOp(_JoinBase):
         self._dense: np.ndarray | None = None
         self._dense_base = 0
         if setup.table is not None:
-            self._update(setup.table, static=True)
+            self._update(setup.table)  # one row per key: checked when the join was built
 
     def state_rows(self) -> int:
         return self.payload.height + sum(f.height for f in self._frames)
@@ -661,7 +663,7 @@ class LookupJoinOp(_JoinBase):
             self._frames = []
         return self.payload
 
-    def _update(self, df: pl.DataFrame, *, static: bool = False) -> None:
+    def _update(self, df: pl.DataFrame) -> None:
         ids = self._key_ids(1, df)
         ok = ids >= 0
         if not ok.all():  # a table row with a null key matches nothing
@@ -677,16 +679,6 @@ class LookupJoinOp(_JoinBase):
         base = self.state_rows()
         rev_ids = ids[::-1]
         uniq, first_rev = np.unique(rev_ids, return_index=True)
-        if static and uniq.size < ids.size:
-            dup = _key_frame(df, self.setup.right_keys, self.setup.left_keys).filter(
-                pl.struct(pl.all()).is_duplicated()
-            )
-            msg = (
-                f"{self.name}: the lookup table has {ids.size - uniq.size} rows with a key "
-                f"that another row has too (e.g. {dup.row(0)}); a lookup needs one row per "
-                "key: deduplicate it first, e.g. table.unique(subset=..., keep='last')"
-            )
-            raise VStreamError(msg)
         self.rowmap[uniq] = base + (ids.size - 1 - first_rev)
         self._frames.append(df.select(self._rkeep))
         live = int(np.count_nonzero(self.rowmap >= 0))

@@ -198,6 +198,16 @@ def build_join(
     drop = set() if how == "full" else set(rk)
     extra: dict[str, pl.DataType] = {}
     if kind == "lookup":
+        if table is not None:
+            keys = table.select(rk).drop_nulls()  # a null key matches nothing
+            dup = keys.filter(keys.is_duplicated())
+            if dup.height:
+                msg = (
+                    f"{step}: the lookup table has {dup.height} rows whose key {rk} another row "
+                    f"has too (e.g. {dup.row(0)}); a lookup needs one row per key: deduplicate "
+                    f"it first, e.g. table.unique(subset={rk!r}, keep='last')"
+                )
+                raise SchemaError(msg)
         lout, rout, schema = _layout(step, left.schema, right_schema, drop, args.suffix, extra)
         setup = JoinSetup(
             kind, how, lk, rk, key_schema, left.event_time, None, rout, lout, schema,
