@@ -118,3 +118,19 @@ def test_explain_shows_the_join_event_time() -> None:
     left, right = _events(10, 6), _events(10, 7)
     text = _stream(left, 4).join(_stream(right, 4), on="k", ttl=100).explain()
     assert "event time max('ts', 'ts_right')" in text.splitlines()[1]
+
+
+def test_late_rows_are_counted_per_input() -> None:
+    """Each input's late rows are counted apart, in the join's step metrics."""
+    left = vs.from_polars(pl.DataFrame({"ts": [0, 10_000], "k": [1, 1]})).with_watermark("ts", 0)
+    right_batches = [
+        pl.DataFrame({"ts": [9_000], "k": [1]}).to_arrow(),
+        pl.DataFrame({"ts": [100, 200], "k": [1, 1]}).to_arrow(),  # behind 9_000: late
+    ]
+    right = vs.from_arrow(right_batches).with_watermark("ts", 0)
+    joined = left.join(right, on="k", ttl=60_000)
+    out, metrics = joined.collect(return_metrics=True)
+    step = next(s for label, s in metrics.steps.items() if label.endswith(joined._node.label))
+    assert step.late_events == (0, 2)
+    assert metrics.late_events == 2
+    assert sorted(out["ts_right"].to_list()) == [9_000, 9_000]

@@ -491,6 +491,11 @@ class Executor:
             else:
                 m.event_time_lag_s = None
         for op, sm in zip(self.ops, self.step_metrics, strict=True):
+            by_input = getattr(op, "late_by_input", None)
+            if by_input is not None:
+                sm.late_events = tuple(by_input)
+            elif op.late_events:
+                sm.late_events = (op.late_events,)
             rows = getattr(op, "state_rows", None)
             if rows is not None:
                 sm.state_rows = rows()

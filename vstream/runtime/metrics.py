@@ -10,13 +10,15 @@ __all__ = ["Metrics", "StepMetrics"]
 
 @dataclass
 class StepMetrics:
-    """Rows and batches in and out of one step; for joins, the rows held in state now
-    and at most so far (both inputs together)."""
+    """Rows and batches in and out of one step; the late events it dropped, per input
+    (windows and joins); for joins, the rows held in state now and at most so far (both
+    inputs together)."""
 
     rows_in: int = 0
     rows_out: int = 0
     batches_in: int = 0
     batches_out: int = 0
+    late_events: tuple[int, ...] = ()
     state_rows: int = 0
     peak_state_rows: int = 0
 
