@@ -296,15 +296,18 @@ def probe_pairs(
     out = (np.empty(cap, np.int64), np.empty(cap, np.int64), np.empty(cap, np.int64))
     m = 0
     n_keys = seg_lo.shape[0]
-    big = np.int64(1) << 62
+    i64_min = np.iinfo(np.int64).min
+    i64_max = np.iinfo(np.int64).max
     for i in range(p_t.shape[0]):
         k = p_kid[i]
         if k < 0:
             continue
         t = p_t[i]
-        if mode == RANGE:
-            a = np.iinfo(np.int64).min if lo < -big else t + lo
-            b = np.iinfo(np.int64).max if hi > big else t + hi
+        if mode == RANGE:  # [t + lo, t + hi], saturated; empty if it lies beyond int64
+            if (lo > 0 and t > i64_max - lo) or (hi < 0 and t < i64_min - hi):
+                continue
+            a = i64_min if lo < 0 and t < i64_min - lo else t + lo
+            b = i64_max if hi > 0 and t > i64_max - hi else t + hi
         else:  # the partner's time lies in one of the windows of t
             a = first_window(t, size, slide, offset)
             b = _floordiv(t - offset, slide) * slide + offset + size - 1
