@@ -206,3 +206,24 @@ def test_string_keys_use_the_hash_table_without_collisions() -> None:
         mp.setattr(KeyIndex, "_general_ids", lambda self, keys: pytest.fail("joins used"))
         _check_index(index, [df.slice(i, 5_000) for i in range(0, df.height, 5_000)])
     assert index._hashed
+
+
+def test_integer_keys_in_a_compact_range_keep_their_ids_as_the_range_grows() -> None:
+    """Compact integer keys are read through a dense array: it is rebuilt as new keys
+    widen the range, dropped when a far key arrives, and ids never change."""
+    index = KeyIndex(pl.Schema({"k": pl.Int64}))
+    batches = [np.arange(start, start + 70_000) for start in range(0, 280_000, 70_000)]
+    batches.append(np.array([10**15, 5, None], dtype=object))  # a far key, an old one, null
+    batches.append(np.arange(0, 280_000, 7))
+    seen: dict[object, int] = {}
+    for keys in batches:
+        df = pl.DataFrame({"k": pl.Series(keys.tolist(), dtype=pl.Int64)})
+        ids = index.ids(df)
+        for k, i in zip(df["k"].to_list(), ids.tolist(), strict=True):
+            assert seen.setdefault(k, i) == i
+    assert len(index) == 280_000 + 2
+    restored = KeyIndex(pl.Schema({"k": pl.Int64}))
+    restored.restore(index.snapshot())
+    probe = pl.DataFrame({"k": [5, 279_999, 10**15, None, 7]})
+    assert restored.ids(probe).tolist() == index.ids(probe).tolist()
+    assert index.find(pl.DataFrame({"k": [3, -1, None]})).tolist() == [seen[3], -1, -1]

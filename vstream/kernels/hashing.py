@@ -14,6 +14,7 @@ import numpy as np
 __all__ = [
     "assign_ids",
     "assign_ids_reference",
+    "dense_lookup",
     "find_ids",
     "insert_pairs",
     "new_table",
@@ -74,6 +75,26 @@ def _find(table: np.ndarray, keys: np.ndarray) -> np.ndarray:
                 out[i] = table[j, 1] - 1
                 break
             j = (j + 1) & mask
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def dense_lookup(values: np.ndarray, base: np.int64, dense: np.ndarray) -> np.ndarray:
+    """``dense[value - base]`` for each value, -1 where it falls outside ``dense``: a
+    table indexed by the key itself, for integer keys in a compact range (ids, codes).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> dense_lookup(np.array([10, 12, 99]), np.int64(10), np.array([5, -1, 7], np.int32)).tolist()
+    [5, 7, -1]
+    """
+    n = values.shape[0]
+    m = dense.shape[0]
+    out = np.empty(n, dense.dtype)
+    for i in range(n):
+        j = values[i] - base
+        out[i] = dense[j] if 0 <= j < m else -1
     return out
 
 

@@ -24,7 +24,6 @@ __all__ = [
     "WINDOWS",
     "asof_keep",
     "asof_probe",
-    "dense_lookup",
     "evict_before",
     "first_window",
     "probe_pairs",
@@ -146,19 +145,6 @@ def settle_windows(
         elif t[r] < low:
             low = t[r]
     return rows[:m], starts[:m], dead, low
-
-
-@numba.njit(cache=True, nogil=True)
-def dense_lookup(values: np.ndarray, base: np.int64, dense: np.ndarray) -> np.ndarray:
-    """``dense[value - base]`` for each value, -1 where it falls outside ``dense``: a
-    lookup table indexed by the key itself (integer keys in a compact range)."""
-    n = values.shape[0]
-    m = dense.shape[0]
-    out = np.empty(n, np.int64)
-    for i in range(n):
-        j = values[i] - base
-        out[i] = dense[j] if 0 <= j < m else -1
-    return out
 
 
 @numba.njit(cache=True, nogil=True)
@@ -337,6 +323,7 @@ def asof_probe(
     order: np.ndarray,
     strategy: np.int64,
     tolerance: np.int64,
+    cursor: np.ndarray,
 ) -> np.ndarray:
     """For each left row, the right row (``order[position]`` in the sorted right rows) of
     its as-of match, or -1.
@@ -344,7 +331,8 @@ def asof_probe(
     Right rows are sorted by (key, time, arrival); key ``k`` owns positions
     ``seg_lo[k]:seg_hi[k]``. As in Polars: backward takes the last row with time <= t,
     forward the first with time >= t, nearest the closer of the two times (the later on
-    a tie) and its last row. ``tolerance`` < 0: none.
+    a tie) and its last row. ``tolerance`` < 0: none. ``cursor`` (per key, kept between
+    calls on the same sorted rows) remembers where the key's last search ended.
     """
     n = l_t.shape[0]
     out = np.full(n, -1, np.int64)
@@ -358,14 +346,22 @@ def asof_probe(
         if lo >= hi:
             continue
         t = l_t[i]
-        # a = first position with time > t
-        a, b = lo, hi
-        while a < b:
-            mid = (a + b) >> 1
-            if sorted_t[mid] <= t:
-                a = mid + 1
-            else:
-                b = mid
+        # a = first position with time > t; a key's rows arrive nearly in time order, so
+        # the key's previous answer (or the next position) is usually it already
+        a = cursor[k]
+        if a < lo or a > hi:
+            a = lo
+        if a < hi and sorted_t[a] <= t and (a + 1 == hi or sorted_t[a + 1] > t):
+            a += 1
+        if not ((a == lo or sorted_t[a - 1] <= t) and (a == hi or sorted_t[a] > t)):
+            a, b = lo, hi
+            while a < b:
+                mid = (a + b) >> 1
+                if sorted_t[mid] <= t:
+                    a = mid + 1
+                else:
+                    b = mid
+        cursor[k] = a
         back = a - 1 if a > lo else -1
         if strategy == BACKWARD:
             best = back

@@ -17,12 +17,12 @@ import pyarrow as pa
 
 from vstream._dtypes import physical_int64
 from vstream.errors import VStreamError
+from vstream.kernels.hashing import dense_lookup
 from vstream.kernels.join import (
     RANGE,
     WINDOWS,
     asof_keep,
     asof_probe,
-    dense_lookup,
     evict_before,
     probe_pairs,
     settle_windows,
@@ -76,11 +76,13 @@ def _key_frame(df: pl.DataFrame, cols: list[str], names: list[str]) -> pl.DataFr
 
 def _gather(df: pl.DataFrame, idx: np.ndarray) -> pl.DataFrame:
     """Rows ``idx`` of ``df``; -1 gives a row of nulls."""
+    # Polars' own index type (UInt32): an Int64 index would be cast first
     if idx.size and idx.min() < 0:
         if idx.max() < 0:
             return _nulls(df.schema, idx.size)
-        return df[pl.Series(pa.array(idx, mask=idx < 0))]
-    return df[idx]
+        missing = idx < 0
+        return df[pl.Series(pa.array(np.where(missing, 0, idx).astype(np.uint32), mask=missing))]
+    return df[pl.Series(idx.astype(np.uint32))]
 
 
 def _take(df: pl.DataFrame, mask: np.ndarray) -> pl.DataFrame:
@@ -489,6 +491,7 @@ class AsofJoinOp(_JoinBase):
         self.pending: list[tuple[pl.DataFrame, np.ndarray, np.ndarray, int]] = []
         self.n_pending = 0
         self._sorted: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._cursor = np.zeros(0, np.int64)  # per key: where its last search ended
         self._kept_after_evict = 0
         self._evict_bound = MIN_WM
         # a left row is settled once right_wm > t + wait
@@ -549,6 +552,7 @@ class AsofJoinOp(_JoinBase):
             r = self.right
             n_keys = self.n_keys
             self._sorted = sort_by_key_time(r.kid[: r.n], r.t[: r.n], np.int64(n_keys))
+            self._cursor = np.zeros(n_keys, np.int64)
         return self._sorted
 
     def _emit_ready(self) -> list[pl.DataFrame]:
@@ -579,7 +583,15 @@ class AsofJoinOp(_JoinBase):
         if self.right.n:
             order, sorted_t, lo, hi = self._index()
             rows = asof_probe(
-                ts, kid, sorted_t, lo, hi, order, np.int64(st.strategy), np.int64(st.tolerance)
+                ts,
+                kid,
+                sorted_t,
+                lo,
+                hi,
+                order,
+                np.int64(st.strategy),
+                np.int64(st.tolerance),
+                self._cursor,
             )
             right = _gather(self.right.payload, rows)
         else:

@@ -18,7 +18,14 @@ import pyarrow as pa
 
 from vstream._dtypes import integer_like, physical_int64
 from vstream.errors import SchemaError, VStreamError
-from vstream.kernels.hashing import assign_ids, find_ids, insert_pairs, new_table, rehash
+from vstream.kernels.hashing import (
+    assign_ids,
+    dense_lookup,
+    find_ids,
+    insert_pairs,
+    new_table,
+    rehash,
+)
 
 __all__ = ["KeyIndex"]
 
@@ -54,6 +61,10 @@ class KeyIndex:
             self._values = np.zeros(size // 2, np.int64)  # key of each id
             self._null = np.zeros(size // 2, np.bool_)  # whether id is the null key
             self._null_id = -1
+            # keys in a compact range (ids, codes): id = _dense[key - _dense_base], a
+            # direct read instead of a hash probe (-1: not a key yet)
+            self._dense: np.ndarray | None = None
+            self._dense_base = 0
         else:
             # key rows in id order (row i is id i); used to check hashes and by keys()
             self._known = pl.DataFrame(schema={**self.schema, _ID: pl.Int32})
@@ -160,14 +171,21 @@ class KeyIndex:
         nulls = s.null_count()
         valid = s.drop_nulls() if nulls else s
         keys = physical_int64(valid)
-        self._grow(keys.shape[0])
-        first_new = self._n
-        ids, self._n = assign_ids(self._table, keys, self._n)
-        if self._n > first_new:
-            # remember the key of each new id (for keys()); new ids are first_new.. in order
-            fresh = np.flatnonzero(ids >= first_new)
-            order = np.unique(ids[fresh], return_index=True)[1]
-            self._values[first_new : self._n] = keys[fresh[order]]
+        ids = None
+        if self._dense is not None:
+            ids = dense_lookup(keys, np.int64(self._dense_base), self._dense)
+            if ids.size and ids.min() < 0:
+                ids = None  # a new key: the hash table assigns it
+        if ids is None:
+            self._grow(keys.shape[0])
+            first_new = self._n
+            ids, self._n = assign_ids(self._table, keys, self._n)
+            if self._n > first_new:
+                # remember the key of each new id (for keys()); new ids are first_new..
+                fresh = np.flatnonzero(ids >= first_new)
+                order = np.unique(ids[fresh], return_index=True)[1]
+                self._values[first_new : self._n] = keys[fresh[order]]
+                self._add_dense(first_new)
         if not nulls:
             return ids
         if self._null_id < 0:
@@ -178,6 +196,29 @@ class KeyIndex:
         out = np.full(s.len(), self._null_id, np.int32)
         out[~s.is_null().to_numpy()] = ids
         return out
+
+    def _add_dense(self, first_new: int) -> None:
+        """Put ids ``first_new..`` in the dense array; rebuild or drop it if the key range
+        no longer fits (it must stay within a few times the number of keys)."""
+        new = np.arange(first_new, self._n)
+        new = new[~self._null[new]]
+        values = self._values[new]
+        if not values.size:
+            return
+        dense, base = self._dense, self._dense_base
+        if dense is not None and values.min() >= base and values.max() < base + dense.shape[0]:
+            dense[values - base] = new
+            return
+        known = np.flatnonzero(~self._null[: self._n])
+        every = self._values[known]
+        lo, span = int(every.min()), int(every.max()) - int(every.min()) + 1
+        if span > 4 * every.size + 65_536:
+            self._dense = None
+            return
+        # room to grow upwards (new ids, sequence numbers) before the next rebuild
+        self._dense = np.full(min(2 * span, 8 * every.size + 131_072), -1, np.int32)
+        self._dense[every - lo] = known
+        self._dense_base = lo
 
     def _hash(self, keys: pl.DataFrame) -> np.ndarray:
         expr = pl.col(self.columns[0]) if len(self.columns) == 1 else pl.struct(self.columns)
@@ -288,4 +329,5 @@ class KeyIndex:
                 fresh._null_id = int(ids[~valid][0])
                 fresh._null[fresh._null_id] = True
             fresh._n = table.height
+            fresh._add_dense(0)
         self.__dict__.update(fresh.__dict__)
