@@ -69,6 +69,7 @@ class KeyIndex:
             # key rows in id order (row i is id i); used to check hashes and by keys()
             self._known = pl.DataFrame(schema={**self.schema, _ID: pl.Int32})
             self._hashed = True  # False after a hash collision: joins from then on
+            self._added = 0  # keys appended to _known since it was last one chunk
             size = 1024
             self._table = new_table(size)
 
@@ -132,7 +133,9 @@ class KeyIndex:
             hit = ids >= 0
             if hit.any():
                 # a hash shared by a known key and an unknown one: only exact keys match
-                stored = self._known.select(self.columns)[np.where(hit, ids, 0)]
+                self._gatherable(keys.height)
+                taken = pl.Series(np.where(hit, ids, 0).astype(np.uint32))
+                stored = self._known.select(self.columns)[taken]
                 same = (
                     pl.DataFrame(
                         [stored.get_column(c).eq_missing(keys.get_column(c)) for c in self.columns]
@@ -225,6 +228,15 @@ class KeyIndex:
         hashed: np.ndarray = keys.select(expr.hash()).to_series().to_numpy()
         return hashed.view(np.int64)
 
+    def _gatherable(self, rows: int) -> None:
+        """Make the known keys one chunk before gathering ``rows`` of them, when that is
+        worth it: Polars gathers from a chunked string column ~10x slower, and a rechunk
+        copies every key (done at once while the index is small against the batches,
+        else once the keys added since make up 1/64 of them: amortized O(1) a key)."""
+        if self._known.n_chunks() > 1 and (8 * rows >= self._n or 64 * self._added >= self._n):
+            self._known = self._known.rechunk()
+            self._added = 0
+
     def _hashed_ids(self, keys: pl.DataFrame) -> np.ndarray | None:
         """Ids through the hash table; None (and joins from now on) on a collision."""
         hashes = self._hash(keys)
@@ -238,10 +250,10 @@ class KeyIndex:
                 pl.int_range(first_new, n, dtype=pl.Int32).alias(_ID)
             )
             self._known = pl.concat([self._known, new], how="vertical")
-            if self._known.n_chunks() > 16:  # keys() gathers from it: keep few chunks
-                self._known = self._known.rechunk()
+            self._added += new.height
             self._n = n
-        stored = self._known.select(self.columns)[ids]
+        self._gatherable(keys.height)
+        stored = self._known.select(self.columns)[pl.Series(ids.astype(np.uint32))]
         same = all(stored.get_column(c).eq_missing(keys.get_column(c)).all() for c in self.columns)
         if same:
             return ids
@@ -261,6 +273,7 @@ class KeyIndex:
                 pl.int_range(self._n, self._n + new.height, dtype=pl.Int32).alias(_ID)
             )
             self._known = pl.concat([self._known, new], how="vertical")
+            self._added += new.height
             self._n += new.height
         mapped = keys.join(
             self._known, on=self.columns, how="left", nulls_equal=True, maintain_order="left"
@@ -277,6 +290,7 @@ class KeyIndex:
             raise VStreamError(msg)
         if not self._int:
             # rows of _known are in id order: a gather (as a numpy index, never a list)
+            self._gatherable(idx.size)
             known = self._known.select(self.columns)
             return known[idx] if idx.size else known.clear()
         name, dtype = self.columns[0], self.schema.dtypes()[0]
