@@ -134,3 +134,21 @@ def test_late_rows_are_counted_per_input() -> None:
     assert step.late_events == (0, 2)
     assert metrics.late_events == 2
     assert sorted(out["ts_right"].to_list()) == [9_000, 9_000]
+
+
+@pytest.mark.parametrize("how", ["left", "inner"])
+def test_lookup_checks_keys_that_share_a_hash(monkeypatch: pytest.MonkeyPatch, how: str) -> None:
+    """String keys are found by a 64-bit hash; an unknown key whose hash equals a known
+    key's must not take that key's row. A hash by string length makes such pairs."""
+    from vstream.state.key_index import KeyIndex
+
+    def by_length(self: KeyIndex, keys: pl.DataFrame) -> np.ndarray:
+        out: np.ndarray = keys.select(pl.col(self.columns[0]).str.len_bytes()).to_series()
+        return out.cast(pl.Int64).fill_null(-1).to_numpy()
+
+    monkeypatch.setattr(KeyIndex, "_hash", by_length)
+    table = pl.DataFrame({"k": ["a", "bb"], "v": [1, 2]})
+    events = pl.DataFrame({"k": ["a", "c", "bb", "zz", None]})
+    got = vs.from_polars(events).join(table, on="k", how=how).collect()
+    assert got.rows() == events.join(table, on="k", how=how, maintain_order="left").rows()
+    assert "c" not in got.filter(pl.col("v").is_not_null())["k"].to_list()

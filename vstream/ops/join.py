@@ -659,7 +659,13 @@ class LookupJoinOp(_JoinBase):
         super().__init__(name, setup)
         self._rkeep = list(dict.fromkeys(src for src, _ in setup.right_out))
         self.rowmap = np.full(1024, -1, np.int64)
-        self.payload = pl.DataFrame(schema={c: setup.schema[d] for c, d in setup.right_out})
+        self._key_cols = [f"__key_{i}__" for i in range(len(setup.left_keys))]
+        self.payload = pl.DataFrame(
+            schema={
+                **{c: setup.schema[d] for c, d in setup.right_out},
+                **dict(zip(self._key_cols, setup.key_schema.dtypes(), strict=True)),
+            }
+        )
         self._frames: list[pl.DataFrame] = []
         self._dense: np.ndarray | None = None
         self._dense_base = 0
@@ -692,7 +698,9 @@ class LookupJoinOp(_JoinBase):
         rev_ids = ids[::-1]
         uniq, first_rev = np.unique(rev_ids, return_index=True)
         self.rowmap[uniq] = base + (ids.size - 1 - first_rev)
-        self._frames.append(df.select(self._rkeep))
+        # the keys too (under the left names): a probe checks them on the rows it gathers
+        keys = _key_frame(df, self.setup.right_keys, self._key_cols)
+        self._frames.append(df.select(self._rkeep).hstack(keys))
         live = int(np.count_nonzero(self.rowmap >= 0))
         if self.state_rows() > 2 * live + 65_536:
             self._compact()
@@ -752,13 +760,28 @@ class LookupJoinOp(_JoinBase):
             if nulls:
                 rows[col.is_null().to_numpy()] = -1
         else:
-            ids = self.keys.find(df.select(st.left_keys))
+            # hashed keys: found without the index's own check, which would gather the
+            # stored keys; the table rows gathered below carry the keys to compare
+            ids = self.keys.find(df.select(st.left_keys), exact=False)
             rows = np.where(ids >= 0, self.rowmap[np.maximum(ids, 0)], -1)
         if st.how == "inner":
             hit = rows >= 0
             if not hit.all():
                 df, rows = df.filter(hit), rows[hit]
         right = _gather(self._table(), rows)
+        if self._dense is None and self.keys.hashed:
+            same = right.select(
+                pl.all_horizontal(
+                    pl.col(k).eq_missing(df.get_column(c))
+                    for k, c in zip(self._key_cols, st.left_keys, strict=True)
+                )
+            ).to_series()
+            wrong = (rows >= 0) & ~same.to_numpy()
+            if wrong.any():  # an unknown key shares a known key's hash: no match
+                rows[wrong] = -1
+                if st.how == "inner":
+                    df, rows = df.filter(~wrong), rows[~wrong]
+                right = _gather(self._table(), rows)
         return self._assemble(df, right, df.height)
 
     def snapshot(self) -> dict[str, pa.Table]:

@@ -101,9 +101,20 @@ class KeyIndex:
             return None
         return self._values[: self._n], self._null[: self._n]
 
-    def find(self, df: pl.DataFrame) -> np.ndarray:
+    @property
+    def hashed(self) -> bool:
+        """Whether lookups go through 64-bit hashes of the keys (strings, several
+        columns) rather than the key itself (one integer-like column)."""
+        return not self._int and self._hashed
+
+    def find(self, df: pl.DataFrame, *, exact: bool = True) -> np.ndarray:
         """The id of every row's key, or -1 where the key is unknown or has a null (as in
         a join, nulls match nothing). Nothing is inserted.
+
+        With ``exact=False`` an id found through a hash of string or multi-column keys is
+        not checked against the stored key: an unknown key whose 64-bit hash equals a
+        known key's gets that id. The caller must then compare the keys itself (a lookup
+        join does, on the table rows it gathers anyway).
 
         Examples
         --------
@@ -131,7 +142,7 @@ class KeyIndex:
         if self._hashed:
             ids = find_ids(self._table, self._hash(keys))
             hit = ids >= 0
-            if hit.any():
+            if exact and hit.any():
                 # a hash shared by a known key and an unknown one: only exact keys match
                 self._gatherable(keys.height)
                 taken = pl.Series(np.where(hit, ids, 0).astype(np.uint32))
