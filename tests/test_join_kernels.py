@@ -760,17 +760,19 @@ def test_asof_probe_ties_as_in_polars(strategy: int, tol: int, want: list[int]) 
 def test_asof_keep_keeps_what_later_left_rows_match(
     data: st.DataObject, n_keys: int, bound: int, backward: bool, tol: int
 ) -> None:
-    """The kept rows: time >= bound, and (backward) each key's last row before it; a left
-    row with time >= bound matches the same right row among the kept rows as among all."""
+    """The kept rows: time >= bound, and (backward) each key's last row before it unless
+    older than bound - tolerance; a left row with time >= bound matches the same right
+    row among the kept rows as among all."""
     _, right = data.draw(asof_inputs(n_keys))
     index = _index(right, n_keys)
     order, sorted_t, lo, hi = index
-    keep = asof_keep(sorted_t, lo, hi, np.int64(bound), backward)
+    floor = max(bound - tol, MIN) if tol >= 0 else MIN
+    keep = asof_keep(sorted_t, lo, hi, np.int64(bound), backward, np.int64(floor))
     want = [int(u) >= bound for u in sorted_t]
     if backward:
         for k in range(n_keys):
             before = [p for p in range(lo[k], hi[k]) if sorted_t[p] < bound]
-            if before:
+            if before and sorted_t[before[-1]] >= floor:
                 want[before[-1]] = True
     assert keep.tolist() == want
 

@@ -152,3 +152,36 @@ def test_lookup_checks_keys_that_share_a_hash(monkeypatch: pytest.MonkeyPatch, h
     got = vs.from_polars(events).join(table, on="k", how=how).collect()
     assert got.rows() == events.join(table, on="k", how=how, maintain_order="left").rows()
     assert "c" not in got.filter(pl.col("v").is_not_null())["k"].to_list()
+
+
+@pytest.mark.parametrize("kind", ["interval", "asof"])
+def test_keys_seen_once_do_not_pile_up(kind: str) -> None:
+    """Joined on request ids, every key is seen once a side: the key index forgets the
+    keys no kept row has, so it stays bounded too, and every request still finds its
+    partner (5 ms later for the interval join, 5 ms earlier for the as-of join)."""
+    from vstream.ops.base import MAX_WM, Chunk
+
+    n, batch = 400_000, 4_000
+    req = pl.DataFrame({"ts": np.arange(n, dtype=np.int64), "id": np.arange(n)})
+    shift = 5 if kind == "interval" else -5
+    resp = req.with_columns(pl.col("ts") + shift, code=pl.col("id") % 7)
+    a = vs.from_polars(req.head(1)).with_watermark("ts", 0)
+    b = vs.from_polars(resp.head(1)).with_watermark("ts", 0)
+    if kind == "interval":
+        op = a.join_interval(b, on="id", lower=0, upper=10)._node.make_op()
+    else:  # with a tolerance, a key's last row can go once it is too old to match
+        op = a.join_asof(b, by="id", tolerance=10)._node.make_op()
+    got, most_keys = 0, 0
+
+    def count(out: list[Chunk]) -> int:
+        return sum(c.df.filter(pl.col("code").is_not_null()).height for c in out)
+
+    for start in range(0, n, batch):
+        for port, df in ((1, resp), (0, req)):
+            part = df.slice(start, batch)
+            got += count(op.process(port, Chunk(part), int(part["ts"].max()))[0])
+        most_keys = max(most_keys, len(op.keys))
+    for port in (0, 1):
+        got += count(op.process(port, None, MAX_WM)[0])
+    assert got == n
+    assert most_keys < 4 * 2 * batch + 65_536 + 2 * batch < n

@@ -392,11 +392,17 @@ def asof_probe(
 
 @numba.njit(cache=True, nogil=True)
 def asof_keep(
-    sorted_t: np.ndarray, seg_lo: np.ndarray, seg_hi: np.ndarray, bound: np.int64, backward: bool
+    sorted_t: np.ndarray,
+    seg_lo: np.ndarray,
+    seg_hi: np.ndarray,
+    bound: np.int64,
+    backward: bool,
+    floor: np.int64,
 ) -> np.ndarray:
     """Which sorted right rows a future left row (time >= ``bound``) may still match:
     every row with time >= ``bound``, and with ``backward`` (backward and nearest) also the
-    last row of each key before it."""
+    last row of each key before it, unless it is older than ``floor`` (``bound`` minus
+    the tolerance: too old for any future row)."""
     keep = np.zeros(sorted_t.shape[0], np.bool_)
     for k in range(seg_lo.shape[0]):
         lo = seg_lo[k]
@@ -407,6 +413,6 @@ def asof_keep(
                 keep[p] = True
             else:
                 last_before = p
-        if backward and last_before >= 0:
+        if backward and last_before >= 0 and sorted_t[last_before] >= floor:
             keep[last_before] = True
     return keep

@@ -196,6 +196,29 @@ class _JoinBase(Operator):
             self.keys.restore({"keys": state["keys"]})
         return meta
 
+    def _live_key_ids(self) -> list[np.ndarray]:
+        """The key ids the state still refers to (arrays to be renumbered in place)."""
+        raise NotImplementedError
+
+    def _compact_keys(self) -> None:
+        """Forget keys no kept row has (a join on request ids sees each key once or
+        twice): once the index holds many more keys than the state, rebuild it with the
+        live ones and renumber. Amortized O(1) a key."""
+        if self.keys is None or len(self.keys) <= 4 * self.state_rows() + 65_536:
+            return  # (every kept row has at most one key: a cheap bound first)
+        arrays = self._live_key_ids()
+        live = np.unique(np.concatenate([a[a >= 0] for a in arrays] or [np.zeros(0, np.int32)]))
+        if len(self.keys) <= 4 * live.size + 65_536:
+            return
+        self.keys, remap = self.keys.compacted(live)
+        for a in arrays:
+            ok = a >= 0
+            a[ok] = remap[a[ok]]
+        self._keys_renumbered()
+
+    def _keys_renumbered(self) -> None:
+        """Drop whatever caches key ids (sorted indexes, cursors)."""
+
     @property
     def n_keys(self) -> int:
         return len(self.keys) if self.keys is not None else 1
@@ -233,6 +256,9 @@ class _Side:
                 self._payload = pl.DataFrame(schema=self.schema)
             self.frames = [self._payload]
         return self._payload
+
+    def invalidate_index(self) -> None:
+        self._index = None
 
     def index(
         self, n_keys: int, probes: int
@@ -338,6 +364,16 @@ class SymmetricJoinOp(_JoinBase):
     def state_rows(self) -> int:
         return self.sides[0].live + self.sides[1].live
 
+    def _live_key_ids(self) -> list[np.ndarray]:
+        for side in self.sides:  # retired rows go first: their ids may be dropped
+            if side.n > side.live:
+                side.compact()
+        return [side.kid[: side.n] for side in self.sides]
+
+    def _keys_renumbered(self) -> None:
+        for side in self.sides:
+            side.invalidate_index()
+
     def process(self, port: int, chunk: Chunk | None, watermark: int) -> tuple[list[Chunk], int]:
         out = self._pending
         self._pending = []
@@ -346,6 +382,7 @@ class SymmetricJoinOp(_JoinBase):
         if watermark > self._in_wm[port]:
             self._in_wm[port] = watermark
             out.extend(self._retire())
+            self._compact_keys()
         self.peak_state_rows = max(self.peak_state_rows, self.state_rows())
         wm = self.input_watermark
         for s in (0, 1):
@@ -500,6 +537,12 @@ class AsofJoinOp(_JoinBase):
     def state_rows(self) -> int:
         return self.right.n + self.n_pending
 
+    def _live_key_ids(self) -> list[np.ndarray]:
+        return [self.right.kid[: self.right.n], *(p[2] for p in self.pending)]
+
+    def _keys_renumbered(self) -> None:
+        self._sorted = None
+
     def _pending_low(self) -> int:
         return min((p[3] for p in self.pending), default=_I64_MAX)
 
@@ -509,6 +552,7 @@ class AsofJoinOp(_JoinBase):
         self._in_wm[port] = max(self._in_wm[port], watermark)
         out = self._emit_ready()
         self._evict()
+        self._compact_keys()
         self.peak_state_rows = max(self.peak_state_rows, self.state_rows())
         wm = min(self._in_wm[0], self._pending_low())
         self._out_wm = max(self._out_wm, wm)
@@ -609,7 +653,11 @@ class AsofJoinOp(_JoinBase):
             return
         self._evict_bound = bound
         order, sorted_t, lo, hi = self._index()
-        keep = asof_keep(sorted_t, lo, hi, np.int64(bound), self.setup.strategy != 1)
+        tol = self.setup.tolerance
+        floor = _clamp(bound - tol) if tol >= 0 and bound != MAX_WM else _I64_MIN
+        keep = asof_keep(
+            sorted_t, lo, hi, np.int64(bound), self.setup.strategy != 1, np.int64(floor)
+        )
         rows = np.sort(order[keep])
         r.alive[: r.n] = False
         r.alive[rows] = True

@@ -316,6 +316,29 @@ class KeyIndex:
             col = col.cast(pl.Int8)
         return pl.DataFrame([col.cast(dtype)])
 
+    def compacted(self, keep: np.ndarray) -> tuple[KeyIndex, np.ndarray]:
+        """An index of only the keys with ids ``keep`` (new ids 0.. in that order), and
+        the map from old ids to new ones (-1: dropped). State keyed by ids whose keys
+        come and go (request ids in a join) renumbers with it to stay bounded.
+
+        Examples
+        --------
+        >>> import numpy as np, polars as pl
+        >>> index = KeyIndex(pl.Schema({"k": pl.String}))
+        >>> index.ids(pl.DataFrame({"k": ["a", "b", "c"]})).tolist()
+        [0, 1, 2]
+        >>> small, remap = index.compacted(np.array([2, 0]))
+        >>> remap.tolist(), small.ids(pl.DataFrame({"k": ["a", "c", "d"]})).tolist()
+        ([1, -1, 0], [1, 0, 2])
+        """
+        keep = np.asarray(keep, np.int64)
+        fresh = KeyIndex(self.schema)
+        if keep.size:
+            fresh.ids(self.keys(keep))
+        remap = np.full(self._n, -1, np.int32)
+        remap[keep] = np.arange(keep.size, dtype=np.int32)
+        return fresh, remap
+
     # ------------------------------------------------------------------ state
     def snapshot(self) -> dict[str, pa.Table]:
         """Every key with its id, as an Arrow table (``pl.read_ipc`` reads it back)."""
