@@ -185,3 +185,11 @@ def test_keys_seen_once_do_not_pile_up(kind: str) -> None:
         got += count(op.process(port, None, MAX_WM)[0])
     assert got == n
     assert most_keys < 4 * 2 * batch + 65_536 + 2 * batch < n
+
+
+def test_lookup_in_a_lazyframe_or_arrow_table() -> None:
+    table = pl.DataFrame({"k": [1, 2], "name": ["one", "two"]})
+    events = vs.from_polars(pl.DataFrame({"k": [2, 3, 1]}))
+    want = [(2, "two"), (3, None), (1, "one")]
+    assert events.join(table.lazy(), on="k", how="left").collect().rows() == want
+    assert events.join(table.to_arrow(), on="k", how="left").collect().rows() == want

@@ -669,7 +669,7 @@ class Stream:
 
     def join(
         self,
-        other: Stream | TableStream | pl.DataFrame | pa.Table,
+        other: Stream | TableStream | pl.DataFrame | pl.LazyFrame | pa.Table,
         on: str | Sequence[str] | None = None,
         *,
         left_on: str | Sequence[str] | None = None,
@@ -688,7 +688,8 @@ class Stream:
           times are at most ``ttl`` apart, emitted when the second row arrives (rows are
           kept for ``ttl`` of event time past the other input's watermark). Without
           ``ttl`` both inputs must be bounded.
-        - ``other`` a ``polars.DataFrame`` / ``pyarrow.Table`` (one row per key), or
+        - ``other`` a ``polars.DataFrame`` / ``LazyFrame`` (collected when the join is
+          built) / ``pyarrow.Table`` (one row per key), or
           :func:`vstream.table` of a stream of updates (the latest row per key wins): a
           lookup. Before each event batch the update stream is read up to its current
           end, so each event sees the table as of its batch (processing time). The
@@ -709,6 +710,8 @@ class Stream:
         """
         from vstream.plan.joins import JoinArgs, build_join
 
+        if isinstance(other, pl.LazyFrame):
+            other = other.collect()
         if isinstance(other, pl.DataFrame | pa.Table | TableStream):
             step = f"join(table, on={_short(on or left_on, 30)}, how={how!r})"
             if window is not None or ttl is not None:
