@@ -156,11 +156,11 @@ def _probe_asof(
     # and carry it from one call to the next, as the operator does
     rng = np.random.default_rng(len(left))
     cursor = rng.integers(-2, len(sorted_t) + 2, size=lo.shape[0]).astype(np.int64)
+    rows = np.stack([sorted_t, order], axis=1).astype(np.int64)
+    keys = np.stack([lo, hi, cursor], axis=1).astype(np.int64)
     half = len(left) // 2
     parts = [
-        asof_probe(
-            l_t[s], l_kid[s], sorted_t, lo, hi, order, np.int64(strategy), np.int64(tol), cursor
-        )
+        asof_probe(l_t[s], l_kid[s], rows, keys, np.int64(strategy), np.int64(tol))
         for s in (slice(0, half), slice(half, None))
     ]
     got = np.concatenate(parts)

@@ -317,76 +317,73 @@ def probe_pairs(
 def asof_probe(
     l_t: np.ndarray,
     l_kid: np.ndarray,
-    sorted_t: np.ndarray,
-    seg_lo: np.ndarray,
-    seg_hi: np.ndarray,
-    order: np.ndarray,
+    rows: np.ndarray,
+    keys: np.ndarray,
     strategy: np.int64,
     tolerance: np.int64,
-    cursor: np.ndarray,
 ) -> np.ndarray:
-    """For each left row, the right row (``order[position]`` in the sorted right rows) of
-    its as-of match, or -1.
+    """For each left row, the right row of its as-of match, or -1.
 
-    Right rows are sorted by (key, time, arrival); key ``k`` owns positions
-    ``seg_lo[k]:seg_hi[k]``. As in Polars: backward takes the last row with time <= t,
-    forward the first with time >= t, nearest the closer of the two times (the later on
-    a tie) and its last row. ``tolerance`` < 0: none. ``cursor`` (per key, kept between
-    calls on the same sorted rows) remembers where the key's last search ended.
+    ``rows[p]`` is (time, right row) of the right rows sorted by (key, time, arrival);
+    ``keys[k]`` is (first position, end position, cursor) of key ``k``: what a probe
+    reads sits in one or two cache lines. The cursor (kept between calls on the same
+    sorted rows) is where the key's last search ended. As in Polars: backward takes the
+    last row with time <= t, forward the first with time >= t, nearest the closer of the
+    two times (the later on a tie) and its last row. ``tolerance`` < 0: none.
     """
     n = l_t.shape[0]
     out = np.full(n, -1, np.int64)
-    n_keys = seg_lo.shape[0]
+    n_keys = keys.shape[0]
     for i in range(n):
         k = l_kid[i]
         if k < 0 or k >= n_keys:
             continue
-        lo = seg_lo[k]
-        hi = seg_hi[k]
+        lo = keys[k, 0]
+        hi = keys[k, 1]
         if lo >= hi:
             continue
         t = l_t[i]
         # a = first position with time > t; a key's rows arrive nearly in time order, so
         # the key's previous answer (or the next position) is usually it already
-        a = cursor[k]
+        a = keys[k, 2]
         if a < lo or a > hi:
             a = lo
-        if a < hi and sorted_t[a] <= t and (a + 1 == hi or sorted_t[a + 1] > t):
+        if a < hi and rows[a, 0] <= t and (a + 1 == hi or rows[a + 1, 0] > t):
             a += 1
-        if not ((a == lo or sorted_t[a - 1] <= t) and (a == hi or sorted_t[a] > t)):
+        if not ((a == lo or rows[a - 1, 0] <= t) and (a == hi or rows[a, 0] > t)):
             a, b = lo, hi
             while a < b:
                 mid = (a + b) >> 1
-                if sorted_t[mid] <= t:
+                if rows[mid, 0] <= t:
                     a = mid + 1
                 else:
                     b = mid
-        cursor[k] = a
+        keys[k, 2] = a
         back = a - 1 if a > lo else -1
         if strategy == BACKWARD:
             best = back
         else:
             # f = first position with time >= t
             f = back + 1 if back >= 0 else lo
-            if back >= 0 and sorted_t[back] == t:
+            if back >= 0 and rows[back, 0] == t:
                 f = back
-                while f > lo and sorted_t[f - 1] == t:
+                while f > lo and rows[f - 1, 0] == t:
                     f -= 1
             fwd = f if f < hi else -1
             if strategy == FORWARD or back < 0:
                 best = fwd
             elif fwd < 0:
                 best = back
-            elif sorted_t[fwd] - t <= t - sorted_t[back]:
+            elif rows[fwd, 0] - t <= t - rows[back, 0]:
                 # the later time wins a tie; among rows with that time, the last
                 best = fwd
-                while best + 1 < hi and sorted_t[best + 1] == sorted_t[fwd]:
+                while best + 1 < hi and rows[best + 1, 0] == rows[fwd, 0]:
                     best += 1
             else:
                 best = back
-        if best >= 0 and tolerance >= 0 and abs(sorted_t[best] - t) > tolerance:
+        if best >= 0 and tolerance >= 0 and abs(rows[best, 0] - t) > tolerance:
             best = -1
-        out[i] = order[best] if best >= 0 else -1
+        out[i] = rows[best, 1] if best >= 0 else -1
     return out
 
 

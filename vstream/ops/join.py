@@ -528,7 +528,9 @@ class AsofJoinOp(_JoinBase):
         self.pending: list[tuple[pl.DataFrame, np.ndarray, np.ndarray, int]] = []
         self.n_pending = 0
         self._sorted: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
-        self._cursor = np.zeros(0, np.int64)  # per key: where its last search ended
+        # what the probe reads, packed (built with the sorted index)
+        self._rows = np.zeros((0, 2), np.int64)
+        self._keys = np.zeros((0, 3), np.int64)
         self._kept_after_evict = 0
         self._evict_bound = MIN_WM
         # a left row is settled once right_wm > t + wait
@@ -596,7 +598,10 @@ class AsofJoinOp(_JoinBase):
             r = self.right
             n_keys = self.n_keys
             self._sorted = sort_by_key_time(r.kid[: r.n], r.t[: r.n], np.int64(n_keys))
-            self._cursor = np.zeros(n_keys, np.int64)
+            order, sorted_t, lo, hi = self._sorted
+            # packed for the probe: (time, row) per position, (lo, hi, cursor) per key
+            self._rows = np.stack([sorted_t, order], axis=1)
+            self._keys = np.stack([lo, hi, np.zeros_like(lo)], axis=1)
         return self._sorted
 
     def _emit_ready(self) -> list[pl.DataFrame]:
@@ -625,17 +630,9 @@ class AsofJoinOp(_JoinBase):
         kid = np.concatenate([r[2] for r in ready])
         st = self.setup
         if self.right.n:
-            order, sorted_t, lo, hi = self._index()
+            self._index()
             rows = asof_probe(
-                ts,
-                kid,
-                sorted_t,
-                lo,
-                hi,
-                order,
-                np.int64(st.strategy),
-                np.int64(st.tolerance),
-                self._cursor,
+                ts, kid, self._rows, self._keys, np.int64(st.strategy), np.int64(st.tolerance)
             )
             right = _gather(self.right.payload, rows)
         else:
