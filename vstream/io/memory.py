@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING
 
 import polars as pl
 import pyarrow as pa
 
 from vstream.errors import PipelineError, SchemaError, SourceError
 from vstream.io.base import Data, Reader, Source, SourceEvent, SplitEnd, SyncReader, ThreadedReader
+
+if TYPE_CHECKING:
+    from polars._typing import PolarsDataType
 
 __all__ = ["ArrowSource", "PolarsSource", "check_batch_size"]
 
@@ -20,6 +24,16 @@ def check_batch_size(batch_size: int, where: str) -> int:
     return batch_size
 
 
+def _has_categorical(dtype: PolarsDataType) -> bool:
+    if isinstance(dtype, pl.Categorical | pl.Enum):
+        return True
+    if isinstance(dtype, pl.Struct):
+        return any(_has_categorical(f.dtype) for f in dtype.fields)
+    if isinstance(dtype, pl.List | pl.Array):
+        return _has_categorical(dtype.inner)
+    return False
+
+
 class PolarsSource(Source):
     """Slices a DataFrame into micro-batches; one split; replayable."""
 
@@ -29,8 +43,17 @@ class PolarsSource(Source):
             raise PipelineError(msg)
         self._df = df
         self._batch_size = check_batch_size(batch_size, "from_polars")
+        # Polars' own layout (string views) when pyarrow can take it back: the slices
+        # then become DataFrames without copying; large_string copies every string twice
+        # (~30x slower). Categoricals as dictionaries of views are not supported by
+        # pyarrow's conversions, so frames with them keep the old layout.
+        self._compat = (
+            pl.CompatLevel.oldest()
+            if any(_has_categorical(dt) for dt in df.schema.dtypes())
+            else pl.CompatLevel.newest()
+        )
         try:
-            self._schema = df.slice(0, 0).to_arrow().schema
+            self._schema = df.slice(0, 0).to_arrow(compat_level=self._compat).schema
         except Exception as exc:
             bad = []
             for name in df.columns:
@@ -58,7 +81,8 @@ class PolarsSource(Source):
         def events() -> Iterator[SourceEvent]:
             n, bs = self._df.height, self._batch_size
             for start in range(0, n, bs):
-                for rb in self._df.slice(start, bs).to_arrow().to_batches():
+                part = self._df.slice(start, bs).to_arrow(compat_level=self._compat)
+                for rb in part.to_batches():
                     yield Data(0, rb, min(start + bs, n))
             yield SplitEnd(0)
 
