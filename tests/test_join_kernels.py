@@ -123,10 +123,10 @@ def _asof_reference(left: list[Row], right: list[Row], strategy: int, tol: int) 
             best = back
         elif strategy == FORWARD:
             best = fwd
-        elif back is None or fwd is None:
-            best = fwd if back is None else back
-        else:
-            time = fwd[0] if fwd[0] - t <= t - back[0] else back[0]
+        elif fwd is None:
+            best = back
+        else:  # the closer time, the later one on a tie; among its rows, the last
+            time = fwd[0] if back is None or fwd[0] - t <= t - back[0] else back[0]
             best = max(c for c in cands if c[0] == time)
         if best is not None and tol >= 0 and abs(best[0] - t) > tol:
             best = None
@@ -747,6 +747,17 @@ def test_asof_probe_ties_as_in_polars(strategy: int, tol: int, want: list[int]) 
         check_sortedness=False,
     )
     assert joined.get_column("row").fill_null(-1).to_list() == want
+
+
+def test_asof_nearest_without_an_earlier_row_takes_the_last_of_equal_times() -> None:
+    """As in Polars: nearest takes the last row of the chosen time, also when no row lies
+    before the left row's time."""
+    right: list[Row] = [(0, 4), (0, 4)]
+    left: list[Row] = [(0, 3)]
+    assert _probe_asof(left, _index(right, 1), NEAREST, -1) == [1]
+    assert _asof_reference(left, right, NEAREST, -1) == [1]
+    rdf = pl.DataFrame({"t": [4, 4], "row": [0, 1]})
+    assert pl.DataFrame({"t": [3]}).join_asof(rdf, on="t", strategy="nearest")["row"].item() == 1
 
 
 @settings(max_examples=200, deadline=None)

@@ -370,11 +370,11 @@ def asof_probe(
                 while f > lo and rows[f - 1, 0] == t:
                     f -= 1
             fwd = f if f < hi else -1
-            if strategy == FORWARD or back < 0:
+            if strategy == FORWARD:
                 best = fwd
             elif fwd < 0:
                 best = back
-            elif rows[fwd, 0] - t <= t - rows[back, 0]:
+            elif back < 0 or rows[fwd, 0] - t <= t - rows[back, 0]:
                 # the later time wins a tie; among rows with that time, the last
                 best = fwd
                 while best + 1 < hi and rows[best + 1, 0] == rows[fwd, 0]:
