@@ -115,16 +115,16 @@ class _JoinBase(Operator):
         """Key ids of a batch of input ``port`` (-1 for keys with a null)."""
         st = self.setup
         cols = st.left_keys if port == 0 else st.right_keys
-        keys = _key_frame(df, cols, st.left_keys)
         assert self.keys is not None
-        ids = self.keys.ids(keys)
-        if any(keys.get_column(c).null_count() for c in keys.columns):
-            ids[keys.select(pl.any_horizontal(pl.all().is_null())).to_series().to_numpy()] = -1
-        return ids
+        return self.keys.ids(_key_frame(df, cols, st.left_keys), nulls_match=False)
 
-    def _drop_late(self, port: int, df: pl.DataFrame, ts: np.ndarray) -> tuple:  # type: ignore[type-arg]
-        """Rows behind their input's watermark (from before the batch) are late: counted,
-        sent to the late side output, and left out of the join."""
+    def _arrivals(self, port: int, df: pl.DataFrame) -> tuple[pl.DataFrame, np.ndarray]:
+        """A batch of input ``port`` and its event times, without its late rows: those
+        behind the input's watermark (from before the batch) are counted, sent to the
+        late side output, and left out of the join."""
+        et = self.setup.left_time if port == 0 else self.setup.right_time
+        assert et is not None
+        ts = et.of(df)
         wm = self._in_wm[port]
         if wm == MIN_WM or ts.size == 0 or ts.min() >= wm:
             return df, ts
@@ -393,10 +393,7 @@ class SymmetricJoinOp(_JoinBase):
 
     def _on_rows(self, port: int, df: pl.DataFrame) -> list[pl.DataFrame]:
         st = self.setup
-        et = st.left_time if port == 0 else st.right_time
-        assert et is not None
-        ts = et.of(df)
-        df, ts = self._drop_late(port, df, ts)
+        df, ts = self._arrivals(port, df)
         if not df.height:
             return []
         kid = self._key_ids(port, df)
@@ -562,10 +559,7 @@ class AsofJoinOp(_JoinBase):
 
     def _on_rows(self, port: int, df: pl.DataFrame) -> None:
         st = self.setup
-        et = st.left_time if port == 0 else st.right_time
-        assert et is not None
-        ts = et.of(df)
-        df, ts = self._drop_late(port, df, ts)
+        df, ts = self._arrivals(port, df)
         if not df.height:
             return
         kid = self._key_ids(port, df) if st.left_keys else np.zeros(df.height, np.int32)

@@ -158,6 +158,25 @@ def _time(step: str, node: Node, side: str) -> EventTime:
     return et
 
 
+def _times(step: str, left: Node, right: Node) -> tuple[EventTime, EventTime]:
+    """Both inputs' event times, checked to be comparable."""
+    lt, rt = _time(step, left, "left"), _time(step, right, "right")
+    if lt.dtype != rt.dtype or lt.unit != rt.unit:
+        msg = (
+            f"{step}: the event times differ in type: {lt.column!r} is {lt.dtype} "
+            f"(unit {lt.unit}) on the left, {rt.column!r} is {rt.dtype} (unit {rt.unit}) on "
+            "the right; cast one side so both have the same type and unit"
+        )
+        raise SchemaError(msg)
+    if lt.other is not None or rt.other is not None:
+        msg = (
+            f"{step}: an input is itself the result of an interval, windowed or regular "
+            "join, whose event time spans two columns; joining it again is not supported"
+        )
+        raise EventTimeError(msg)
+    return lt, rt
+
+
 def build_join(
     step: str,
     left: Node,
@@ -216,20 +235,7 @@ def build_join(
         inputs = (left,) if right is None else (left, right)
         return JoinNode(inputs, setup, step)
     assert right is not None
-    lt, rt = _time(step, left, "left"), _time(step, right, "right")
-    if lt.dtype != rt.dtype or lt.unit != rt.unit:
-        msg = (
-            f"{step}: the event times differ in type: {lt.column!r} is {lt.dtype} "
-            f"(unit {lt.unit}) on the left, {rt.column!r} is {rt.dtype} (unit {rt.unit}) on "
-            "the right; cast one side so both have the same type and unit"
-        )
-        raise SchemaError(msg)
-    if lt.other is not None or rt.other is not None:
-        msg = (
-            f"{step}: an input is itself the result of an interval, windowed or regular "
-            "join, whose event time spans two columns; joining it again is not supported"
-        )
-        raise EventTimeError(msg)
+    lt, rt = _times(step, left, right)
     unit = lt.unit
     params: dict[str, Any] = {}
     if kind == "interval":
@@ -284,7 +290,7 @@ def _asof(
     if right is None:
         msg = f"{step}: the right input must be a Stream with event time"
         raise PipelineError(msg)
-    lt, rt = _time(step, left, "left"), _time(step, right, "right")
+    lt, rt = _times(step, left, right)
     lon = args.left_on if args.left_on is not None else args.on
     ron = args.right_on if args.right_on is not None else args.on
     for side, name, et in (("left", lon, lt), ("right", ron, rt)):
@@ -294,18 +300,6 @@ def _asof(
                 f"{et.column!r}, got {name!r}"
             )
             raise EventTimeError(msg)
-    if lt.dtype != rt.dtype or lt.unit != rt.unit:
-        msg = (
-            f"{step}: the event times differ in type: {lt.column!r} is {lt.dtype} on the "
-            f"left, {rt.column!r} is {rt.dtype} on the right; cast one side first"
-        )
-        raise SchemaError(msg)
-    if lt.other is not None or rt.other is not None:
-        msg = (
-            f"{step}: an input is the result of an interval, windowed or regular join, whose "
-            "event time spans two columns; as-of joins of it are not supported"
-        )
-        raise EventTimeError(msg)
     if args.by is not None and (args.by_left is not None or args.by_right is not None):
         msg = f"{step}: pass either by= or by_left= and by_right=, not both"
         raise PipelineError(msg)

@@ -371,10 +371,8 @@ class Executor:
                 now = time.monotonic()
                 if origin >= 0 and event is None:
                     self._finish_source(origin, readers)
-                elif isinstance(event, Data):
-                    self._on_data(origin, event)
-                elif isinstance(event, SplitEnd):
-                    self._split_end(origin, self.split_ids[origin][event.split])
+                elif event is not None:
+                    self._on_event(origin, event)
                 if now - last_tick >= _TICK:
                     last_tick = now
                     self._tick(now)
@@ -389,6 +387,12 @@ class Executor:
             self._update_metrics()
             # sinks are closed whatever ended the run: rows they accepted are written
             self._close_sinks()
+
+    def _on_event(self, s: int, event: object) -> None:
+        if isinstance(event, Data):
+            self._on_data(s, event)
+        elif isinstance(event, SplitEnd):
+            self._split_end(s, self.split_ids[s][event.split])
 
     def _read_tables(self, readers: dict[int, Reader]) -> bool:
         """Read the update streams of lookup joins up to their current end (a bounded one
@@ -407,10 +411,7 @@ class Executor:
                     elif bounded:
                         continue  # its reader has not caught up yet: wait for it
                     break
-                if isinstance(event, Data):
-                    self._on_data(s, event)
-                elif isinstance(event, SplitEnd):
-                    self._split_end(s, self.split_ids[s][event.split])
+                self._on_event(s, event)
         return any(s not in self.table_sources for s in readers)
 
     def _close_sinks(self) -> None:

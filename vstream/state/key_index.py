@@ -32,6 +32,12 @@ __all__ = ["KeyIndex"]
 _ID = "__vstream_key_id__"
 
 
+def _no_null_match(keys: pl.DataFrame, ids: np.ndarray) -> None:
+    """Set the id of keys with a null to -1 (in a join, nulls match nothing)."""
+    if any(keys.get_column(c).null_count() for c in keys.columns):
+        ids[keys.select(pl.any_horizontal(pl.all().is_null())).to_series().to_numpy()] = -1
+
+
 class KeyIndex:
     """Maps the key columns of batches to dense int32 ids, across batches.
 
@@ -77,22 +83,30 @@ class KeyIndex:
         return self._n
 
     # ------------------------------------------------------------------ lookups
-    def ids(self, df: pl.DataFrame) -> np.ndarray:
-        """The id of every row's key (new keys get new ids)."""
+    def ids(self, df: pl.DataFrame, *, nulls_match: bool = True) -> np.ndarray:
+        """The id of every row's key (new keys get new ids). With ``nulls_match=False``
+        (joins) a key with a null gets -1."""
+        self._check(df)
+        if df.height == 0:
+            return np.empty(0, np.int32)
+        if self._int:
+            col = df.get_column(self.columns[0])
+            ids = self._int_ids(col)
+            if not nulls_match and col.null_count():
+                ids[col.is_null().to_numpy()] = -1
+            return ids
+        keys = df.select(self.columns)
+        got = self._hashed_ids(keys) if self._hashed else None
+        ids = got if got is not None else self._general_ids(keys)
+        if not nulls_match:
+            _no_null_match(keys, ids)
+        return ids
+
+    def _check(self, df: pl.DataFrame) -> None:
         missing = [c for c in self.columns if c not in df.columns]
         if missing:
             msg = f"key index: the batch lacks the key column(s) {missing}"
             raise SchemaError(msg)
-        if df.height == 0:
-            return np.empty(0, np.int32)
-        if self._int:
-            return self._int_ids(df.get_column(self.columns[0]))
-        keys = df.select(self.columns)
-        if self._hashed:
-            ids = self._hashed_ids(keys)
-            if ids is not None:
-                return ids
-        return self._general_ids(keys)
 
     def int_keys(self) -> tuple[np.ndarray, np.ndarray] | None:
         """For one integer-like key column: the key of each id as int64 and whether it is
@@ -125,10 +139,7 @@ class KeyIndex:
         >>> index.find(pl.DataFrame({"k": [7, None, 9]})).tolist()
         [1, -1, -1]
         """
-        missing = [c for c in self.columns if c not in df.columns]
-        if missing:
-            msg = f"key index: the batch lacks the key column(s) {missing}"
-            raise SchemaError(msg)
+        self._check(df)
         if df.height == 0:
             return np.empty(0, np.int32)
         if self._int:
@@ -161,8 +172,7 @@ class KeyIndex:
                 self._known, on=self.columns, how="left", nulls_equal=True, maintain_order="left"
             )
             ids = mapped.get_column(_ID).fill_null(-1).to_numpy().astype(np.int32)
-        if any(keys.get_column(c).null_count() for c in self.columns):
-            ids[keys.select(pl.any_horizontal(pl.all().is_null())).to_series().to_numpy()] = -1
+        _no_null_match(keys, ids)
         return ids
 
     def _grow(self, more: int) -> None:
