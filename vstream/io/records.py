@@ -134,7 +134,10 @@ def convert_rows(
         if not keep.all():
             arr = arr.filter(pa.array(keep))
         good.append(pa.RecordBatch.from_struct_array(arr))
-    batch = pa.concat_batches(good) if len(good) != 1 else good[0]
+    if not good:  # every row refused
+        batch = pa.RecordBatch.from_pylist([], schema=schema)
+    else:
+        batch = pa.concat_batches(good) if len(good) != 1 else good[0]
     if batch.schema != schema:
         batch = batch.cast(schema)
     if not refused:
