@@ -22,7 +22,11 @@ __all__ = ["ParquetSource", "expand_paths"]
 def expand_paths(
     path: str | os.PathLike[str] | list[str | os.PathLike[str]], suffix: str
 ) -> list[str]:
-    """Files named by a path, a glob, a directory (its ``*suffix`` files) or a list of those."""
+    """Files named by a path, a glob, a directory (its ``*suffix`` files) or a list of those.
+
+    In a directory, files in hidden folders and files whose names start with ``.`` or
+    ``_`` are left out (a sink's pending and temporary files, ``_SUCCESS`` markers).
+    """
     if isinstance(path, list | tuple):
         out: list[str] = []
         for p in path:
@@ -30,8 +34,12 @@ def expand_paths(
         return out
     text = os.fspath(path)
     if os.path.isdir(text):
+        root = Path(text)
         files = sorted(
-            str(p) for p in Path(text).rglob(f"*{suffix}") if not p.name.startswith(".")
+            str(p)
+            for p in root.rglob(f"*{suffix}")
+            if not p.name.startswith(("_", "."))
+            and not any(part.startswith(".") for part in p.relative_to(root).parts)
         )
     elif glob.has_magic(text):
         files = sorted(glob.glob(text, recursive=True))
