@@ -37,7 +37,11 @@ def from_polars(df: pl.DataFrame, *, batch_size: int = 65_536) -> Stream:
 
 
 def from_arrow(
-    data: pa.Table | pa.RecordBatch | pa.RecordBatchReader | Iterable[pa.RecordBatch],
+    data: pa.Table
+    | pa.RecordBatch
+    | pa.RecordBatchReader
+    | Iterable[pa.RecordBatch]
+    | Callable[[], Iterable[pa.RecordBatch]],
     *,
     batch_size: int | None = None,
     bounded: bool | None = None,
@@ -49,12 +53,29 @@ def from_arrow(
     bounded unless ``bounded=False``; any other iterable of batches (a generator) is
     unbounded unless ``bounded=True``.
 
+    A reader or a generator can be read only once. A function of no arguments returning
+    a fresh iterable of batches can be read again: to run the stream more than once, or
+    to resume it from a checkpoint (the batches before the checkpoint are then read and
+    passed over). It is called once when the stream is built, to learn the schema, and
+    boundedness follows what it returns.
+
     Examples
     --------
     >>> import pyarrow as pa
     >>> import vstream as vs
     >>> vs.from_arrow(pa.table({"a": [1, 2]})).collect().shape
     (2, 1)
+
+    A function returning a generator of batches, replayable:
+
+    >>> def batches():
+    ...     for i in range(3):
+    ...         yield pa.record_batch({"a": [i, i]})
+    >>> s = vs.from_arrow(batches, bounded=True)
+    >>> s.collect()["a"].to_list()
+    [0, 0, 1, 1, 2, 2]
+    >>> s.collect().height  # a second run calls the function again
+    6
     """
     return Stream(SourceNode(ArrowSource(data, batch_size, bounded)))
 

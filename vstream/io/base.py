@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import itertools
 import queue
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
+
+from vstream.errors import SourceError
 
 __all__ = [
     "Data",
@@ -18,10 +21,12 @@ __all__ = [
     "Source",
     "SourceEvent",
     "SplitEnd",
+    "SplitPosition",
     "SyncReader",
     "ThreadedReader",
     "buffered_reader",
     "dead_letter_batch",
+    "row_position",
     "DEAD_LETTER_SCHEMA",
 ]
 
@@ -44,11 +49,16 @@ def dead_letter_batch(records: list[str], reasons: list[str], step: str) -> pa.R
 
 @dataclass(frozen=True, slots=True)
 class Data:
-    """A micro-batch read from split ``split``; ``position`` is the offset after it."""
+    """A micro-batch read from split ``split``, with the dead letters of its rows.
+
+    ``position`` is where the split stands right after this event: a JSON value (an int
+    or a list of ints, the source's own format), different for every event of a split,
+    that ``Source.open`` takes back in a :class:`SplitPosition` to go on after it.
+    """
 
     split: int
     batch: pa.RecordBatch | None
-    position: int
+    position: object
     dead: pa.RecordBatch | None = None
 
 
@@ -60,6 +70,34 @@ class SplitEnd:
 
 
 SourceEvent = Data | SplitEnd
+
+
+@dataclass(frozen=True, slots=True)
+class SplitPosition:
+    """Where a split stood in a checkpoint: ``position`` as carried by the last Data the
+    operators consumed from it (None: nothing consumed yet), and whether it had ended.
+
+    ``Source.open`` takes a mapping of split index to ``SplitPosition`` and gives the
+    events an uninterrupted read gives after that point: same batches, same positions,
+    same dead letters, same split ends.
+
+    Examples
+    --------
+    >>> import pyarrow as pa
+    >>> from vstream.io.base import SplitPosition
+    >>> from vstream.io.memory import ArrowSource
+    >>> src = ArrowSource(pa.table({"a": [1, 2, 3, 4, 5]}), batch_size=2, bounded=None)
+    >>> reader = src.open({0: SplitPosition(2)})  # the first batch was consumed
+    >>> event = reader.poll(1.0)
+    >>> event.batch["a"].to_pylist(), event.position
+    ([3, 4], 4)
+    >>> reader = src.open({0: SplitPosition(5, ended=True)})  # the split had ended
+    >>> reader.poll(1.0) is None, reader.exhausted
+    (True, True)
+    """
+
+    position: object | None
+    ended: bool = False
 
 
 class Reader(ABC):
@@ -198,6 +236,10 @@ class Source(ABC):
     bounded: bool = True
     #: splits read at the same time (Kafka partitions) rather than one after another
     concurrent_splits: bool = False
+    #: whether the input can be read again from a position (``open(resume)``)
+    replayable: bool = False
+    #: what to pass instead, for the error when a source cannot be replayed
+    replay_hint: str = "pass a list, or a function returning a fresh iterable"
 
     @abstractmethod
     def splits(self) -> list[str]:
@@ -208,12 +250,53 @@ class Source(ABC):
         """The Arrow schema of every batch, known before running."""
 
     @abstractmethod
-    def open(self) -> Reader:
-        """Start reading."""
+    def open(self, resume: Mapping[int, SplitPosition] | None = None) -> Reader:
+        """Start reading; with ``resume`` (split index to :class:`SplitPosition`), go on
+        where a checkpoint stood.
+
+        Splits marked ended are skipped (no event at all), a split with a position starts
+        right after it, and the others at their beginning. A source that is not
+        ``replayable`` refuses any ``resume`` with a :class:`~vstream.errors.SourceError`.
+        """
+
+    def resume_points(
+        self, resume: Mapping[int, SplitPosition] | None
+    ) -> dict[int, object | None]:
+        """Per split still to read, in split order, the position to start after (None:
+        its beginning); splits that had ended are left out."""
+        n = len(self.splits())
+        if resume is None:
+            return dict.fromkeys(range(n))
+        if not self.replayable:
+            msg = (
+                f"{self.label} cannot be replayed from a checkpointed position: it reads "
+                f"its input only once; {self.replay_hint}"
+            )
+            raise SourceError(msg)
+        bad = [k for k in resume if not (isinstance(k, int) and 0 <= k < n)]
+        if bad:
+            msg = f"{self.label}: cannot resume splits {bad}; it has {n} split(s)"
+            raise SourceError(msg)
+        out: dict[int, object | None] = {}
+        for i in range(n):
+            sp = resume.get(i)
+            if sp is None:
+                out[i] = None
+            elif not sp.ended:
+                out[i] = sp.position
+        return out
 
     def total_rows(self) -> int | None:
         """The number of rows, where known without reading (for progress reporting)."""
         return None
+
+
+def row_position(position: object, label: str) -> int:
+    """A checkpointed position that counts rows or items, checked."""
+    if isinstance(position, bool) or not isinstance(position, int) or position < 0:
+        msg = f"{label}: cannot resume from position {position!r}; expected a row count"
+        raise SourceError(msg)
+    return position
 
 
 def buffered_reader(
@@ -221,20 +304,25 @@ def buffered_reader(
     convert: Callable[[list[Any]], tuple[pa.RecordBatch | None, pa.RecordBatch | None]],
     *,
     batch_size: int,
-    max_delay: float,
+    max_delay: float | None,
     name: str,
+    skip: int = 0,
 ) -> ThreadedReader:
     """A reader thread that buffers ``items`` into batches of ``batch_size``.
 
     A partial batch is handed out once ``max_delay`` seconds have passed since its first
-    item, even while the iterator is blocked: the consumer's ``poll`` flushes it.
-    ``convert`` turns a list of items into ``(batch, dead letters)``; positions count
-    items.
+    item, even while the iterator is blocked: the consumer's ``poll`` flushes it (never
+    with ``max_delay=None``: for input that is all there, batches then depend on the
+    items only). ``convert`` turns a list of items into ``(batch, dead letters)``;
+    positions count items. ``skip`` items are passed over first (a resumed run: the
+    thread re-iterates them), and positions go on from there.
     """
     lock = threading.Lock()
     buf: list[Any] = []
     first_at = 0.0
-    pos = 0
+    pos = skip
+    if skip:
+        items = itertools.islice(items, skip, None)
 
     def flush() -> Data:
         # called with the lock held
@@ -265,18 +353,22 @@ def buffered_reader(
                 return
         put(SplitEnd(0))
 
+    if max_delay is None:
+        return ThreadedReader(produce, name=name)
+    delay = max_delay
+
     def on_idle() -> Data | None:
         # never wait for the lock: the producer may hold it while blocked on a full queue
         if not lock.acquire(blocking=False):
             return None
         try:
-            if buf and reader.queue_empty() and time.monotonic() - first_at >= max_delay:
+            if buf and reader.queue_empty() and time.monotonic() - first_at >= delay:
                 return flush()
             return None
         finally:
             lock.release()
 
     reader = ThreadedReader(
-        produce, on_idle=on_idle, idle_interval=max(max_delay / 4, 0.001), name=name
+        produce, on_idle=on_idle, idle_interval=max(delay / 4, 0.001), name=name
     )
     return reader

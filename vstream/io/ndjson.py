@@ -6,7 +6,7 @@ import io
 import itertools
 import os
 import re
-from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Sized
 from typing import IO, Any, cast
 
 import numpy as np
@@ -20,10 +20,14 @@ from vstream.io.base import (
     Data,
     Reader,
     Source,
+    SourceEvent,
     SplitEnd,
+    SplitPosition,
+    SyncReader,
     ThreadedReader,
     buffered_reader,
     dead_letter_batch,
+    row_position,
 )
 from vstream.io.memory import check_batch_size
 from vstream.io.parquet import expand_paths
@@ -135,32 +139,57 @@ def parse_ndjson(data: bytes, schema: pa.Schema | None) -> tuple[pa.Table, pa.Re
     return table, dead
 
 
-def _last_newline_block(
-    f: IO[bytes], block: int, prefix: bytes = b""
+def _blocks(
+    f: IO[bytes] | IO[str], block: int, prefix: bytes = b"", start: int = 0
 ) -> Iterator[tuple[int, bytes]]:
-    """Yield (offset, bytes) blocks of whole lines; ``prefix`` was read from ``f`` before."""
-    offset = 0
-    rest = prefix
+    """Yield (offset, bytes) blocks of whole lines from ``f``, whose next bytes are
+    ``prefix`` and then what ``f.read`` gives; offsets count from ``start``.
+
+    The block at an offset is the bytes up to the last newline within the first
+    ``k * block`` bytes from there, for the least ``k`` that holds one (all that is left
+    when none does): it depends on the offset and the data only, never on how much was
+    read before, so a read started at a block's offset gives the blocks a read from the
+    start gives after it.
+    """
+    buf = bytearray(prefix)  # grows in place: a reader of short reads stays linear
+    pos = start
+    eof = False
     while True:
-        chunk = f.read(block)
-        if isinstance(chunk, str):
-            chunk = chunk.encode()
-        if not chunk:
-            if rest:
-                yield offset, rest
+        size = block
+        searched = 0  # buf[:searched] holds no newline
+        while True:
+            while not eof and len(buf) < size:
+                chunk = f.read(size - len(buf))
+                if not chunk:
+                    eof = True
+                    break
+                buf += chunk.encode() if isinstance(chunk, str) else chunk
+            nl = buf.rfind(b"\n", searched, size)
+            if nl >= 0:
+                cut = nl + 1
+                break
+            if eof and len(buf) <= size:
+                cut = len(buf)
+                break
+            searched, size = size, size + block
+        if not cut:
             return
-        data = rest + chunk
-        cut = data.rfind(b"\n")
-        if cut < 0:
-            rest = data
-            continue
-        yield offset, data[: cut + 1]
-        offset += cut + 1
-        rest = data[cut + 1 :]
+        yield pos, bytes(buf[:cut])
+        pos += cut
+        del buf[:cut]
 
 
 class NdjsonSource(Source):
-    """NDJSON from files (a split each), a file object, or an iterable of lines."""
+    """NDJSON from files (a split each), a file object, or an iterable of lines.
+
+    Files and lists (any sequence) of lines can be replayed. In a file, a position is
+    ``[offset, rows]``: the byte offset of the block to go on with and the rows of that
+    block handed out already (a block is parsed at once and may give several batches;
+    after its last one the position is ``[end of the block, 0]``). A resumed read starts
+    at that offset and parses that one block again. For lines, a position is the number
+    of lines handed out (blank ones too); a list is all there, so its batches are cut by
+    count only (``max_delay`` does not apply).
+    """
 
     def __init__(
         self,
@@ -194,14 +223,16 @@ class NdjsonSource(Source):
         ):
             self._files = expand_paths(source, ".ndjson")
             self.bounded = True
+            self.replayable = True
             shown = os.fspath(source) if not isinstance(source, list) else "[...]"
             self.label = f"from_ndjson({shown}, {len(self._files)} file(s))"
             if given is None:
                 with open(self._files[0], "rb") as f:
-                    sample = next(iter(_last_newline_block(f, 1 << 20)), (0, b""))[1]
+                    sample = next(_blocks(f, 1 << 20), (0, b""))[1]
         elif hasattr(source, "read"):
             self._fileobj = source
             self.bounded = True
+            self.replay_hint = "pass a path"
             self.label = "from_ndjson(file object)"
             if given is None:
                 # keep every byte inference reads: a file object cannot be rewound in general
@@ -225,6 +256,8 @@ class NdjsonSource(Source):
                 self._peeked = list(itertools.islice(it, 1000))
                 sample = b"\n".join(_as_bytes(x) for x in self._peeked)
             self._lines = it
+            self.replayable = self._sequence is not None
+            self.replay_hint = "pass a list of lines (or a path)"
             self.label = f"from_ndjson(lines, batch_size={batch_size})"
         else:
             kind = type(source).__name__
@@ -244,37 +277,49 @@ class NdjsonSource(Source):
     def schema(self) -> pa.Schema:
         return self._schema
 
-    def _emit_table(
+    def _emit_block(
         self,
-        put: Callable[[object], bool],
+        put: Callable[[SourceEvent], bool],
         split: int,
-        table: pa.Table,
-        dead: pa.RecordBatch | None,
-        pos: Any,
+        block: tuple[int, bytes],
+        skip: int = 0,
     ) -> bool:
-        batches = table.to_batches(max_chunksize=self._batch_size) if table.num_rows else []
+        """Parse a block and hand out its batches, each with the position after it; the
+        block's dead letters go with its first event. ``skip`` rows were handed out."""
+        off, data = block
+        end = off + len(data)
+        table, dead = parse_ndjson(data, self._schema)
+        if dead is not None and not dead.num_rows:
+            dead = None
+        if skip:
+            table, dead = table.slice(skip), None
+        batches = [rb for rb in table.to_batches(max_chunksize=self._batch_size) if rb.num_rows]
         if not batches:
-            return (
-                put(Data(split, None, pos, dead)) if dead is not None and dead.num_rows else True
-            )
+            return put(Data(split, None, [end, 0], dead)) if dead is not None else True
+        taken = skip
         for i, rb in enumerate(batches):
-            d = dead if i == 0 else None
-            if not put(Data(split, rb, pos, d if d is not None and d.num_rows else None)):
+            taken += rb.num_rows
+            last = i == len(batches) - 1
+            if not put(Data(split, rb, [end, 0] if last else [off, taken], dead)):
                 return False
+            dead = None
         return True
 
-    def open(self) -> Reader:
-        schema = self._schema
+    def open(self, resume: Mapping[int, SplitPosition] | None = None) -> Reader:
+        points = self.resume_points(resume)
+        if not points:
+            return SyncReader(iter(()))
         block = max(1 << 16, min(_BLOCK, self._batch_size * 128))
         if self._files is not None:
             files = self._files
+            starts = {i: _file_position(p, self.label) for i, p in points.items()}
 
-            def produce_files(put) -> None:  # type: ignore[no-untyped-def]
-                for i, path in enumerate(files):
-                    with open(path, "rb") as f:
-                        for off, data in _last_newline_block(f, block):
-                            table, dead = parse_ndjson(data, schema)
-                            if not self._emit_table(put, i, table, dead, off + len(data)):
+            def produce_files(put: Callable[[SourceEvent], bool]) -> None:
+                for i, (off, skip) in starts.items():
+                    with open(files[i], "rb") as f:
+                        f.seek(off)
+                        for k, blk in enumerate(_blocks(f, block, start=off)):
+                            if not self._emit_block(put, i, blk, skip if k == 0 else 0):
                                 return
                     if not put(SplitEnd(i)):
                         return
@@ -291,17 +336,17 @@ class NdjsonSource(Source):
             fobj = self._fileobj
             prefix = getattr(self, "_prefix", b"")
 
-            def produce_file(put) -> None:  # type: ignore[no-untyped-def]
-                for off, data in _last_newline_block(fobj, block, prefix):
-                    table, dead = parse_ndjson(data, schema)
-                    if not self._emit_table(put, 0, table, dead, off + len(data)):
+            def produce_file(put: Callable[[SourceEvent], bool]) -> None:
+                for blk in _blocks(fobj, block, prefix):
+                    if not self._emit_block(put, 0, blk):
                         return
                 put(SplitEnd(0))
 
             return ThreadedReader(produce_file, name="vstream-from_ndjson")
-        return self._open_lines()
+        skip = 0 if points[0] is None else row_position(points[0], self.label)
+        return self._open_lines(skip)
 
-    def _open_lines(self) -> Reader:
+    def _open_lines(self, skip: int) -> Reader:
         if self._used and self._sequence is not None:
             lines: Iterator[bytes | str] = iter(self._sequence)
         elif self._used:
@@ -326,9 +371,24 @@ class NdjsonSource(Source):
             lines,
             convert,
             batch_size=self._batch_size,
-            max_delay=self._max_delay,
+            max_delay=None if self._sequence is not None else self._max_delay,
             name="vstream-from_ndjson",
+            skip=skip,
         )
+
+
+def _file_position(position: object, label: str) -> tuple[int, int]:
+    """(byte offset, rows of its block handed out) from a checkpointed file position."""
+    if position is None:
+        return 0, 0
+    if (
+        isinstance(position, list | tuple)
+        and len(position) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in position)
+    ):
+        return int(position[0]), int(position[1])
+    msg = f"{label}: cannot resume from position {position!r}; expected [byte offset, rows]"
+    raise SourceError(msg)
 
 
 def _as_bytes(line: bytes | str) -> bytes:

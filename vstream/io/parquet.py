@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import bisect
 import glob
+import itertools
 import os
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +16,16 @@ import pyarrow.parquet as pq
 
 from vstream.errors import SchemaError, SourceError
 from vstream.io._schema import polars_schema
-from vstream.io.base import Data, Reader, Source, SplitEnd, ThreadedReader
+from vstream.io.base import (
+    Data,
+    Reader,
+    Source,
+    SourceEvent,
+    SplitEnd,
+    SplitPosition,
+    ThreadedReader,
+    row_position,
+)
 from vstream.io.memory import check_batch_size
 
 __all__ = ["ParquetSource", "expand_paths"]
@@ -54,8 +66,50 @@ def expand_paths(
     return files
 
 
+def _recut(batches: Iterable[pa.RecordBatch], start: int, bs: int) -> Iterator[pa.RecordBatch]:
+    """Batches that end at the multiples of ``bs`` (counted from the file start) or at the
+    end, from ``batches`` that begin at row ``start`` of the file, however they are cut.
+
+    pyarrow already cuts so across row groups (the batches then pass as they are); a read
+    that starts inside a row group is re-cut here, so it gives the batches of a full read.
+    """
+    pending: list[pa.RecordBatch] = []
+    have = 0  # rows in pending
+    need = bs - start % bs  # rows up to the next cut
+    for rb in batches:
+        while rb.num_rows:
+            take = min(need - have, rb.num_rows)
+            piece = rb if take == rb.num_rows else rb.slice(0, take)
+            pending.append(piece)
+            have += take
+            rb = rb.slice(take)
+            if have == need:
+                yield pending[0] if len(pending) == 1 else pa.concat_batches(pending)
+                pending, have, need = [], 0, bs
+    if have:
+        yield pending[0] if len(pending) == 1 else pa.concat_batches(pending)
+
+
+def _skip_rows(batches: Iterable[pa.RecordBatch], n: int) -> Iterator[pa.RecordBatch]:
+    """``batches`` without their first ``n`` rows."""
+    for rb in batches:
+        if n >= rb.num_rows:
+            n -= rb.num_rows
+            continue
+        yield rb.slice(n) if n else rb
+        n = 0
+
+
 class ParquetSource(Source):
-    """Reads files one after another (source order), prefetching in a thread."""
+    """Reads files one after another (source order), prefetching in a thread.
+
+    Every file is a split; a position is the number of rows of the file read so far.
+    Batches end at the multiples of ``batch_size`` from the file start (and at its end),
+    so a read resumed at a position gives the batches of a full read; it starts at the
+    row group holding that row, skipping the groups before it.
+    """
+
+    replayable = True
 
     def __init__(
         self, path: str | os.PathLike[str] | list[str | os.PathLike[str]], batch_size: int
@@ -127,18 +181,36 @@ class ParquetSource(Source):
             out.append(low)
         return out
 
-    def open(self) -> Reader:
+    def open(self, resume: Mapping[int, SplitPosition] | None = None) -> Reader:
         files, bs = self._files, self._batch_size
+        starts = {
+            i: 0 if p is None else row_position(p, self.label)
+            for i, p in self.resume_points(resume).items()
+        }
 
-        def produce(put) -> None:  # type: ignore[no-untyped-def]
-            for i, f in enumerate(files):
-                pos = 0
-                with pq.ParquetFile(f) as pf:
-                    for rb in pf.iter_batches(batch_size=bs, use_threads=False):
+        def produce(put: Callable[[SourceEvent], bool]) -> None:
+            for i, start in starts.items():
+                pos = start
+                with pq.ParquetFile(files[i]) as pf:
+                    for rb in _read_from(pf, start, bs):
                         pos += rb.num_rows
-                        if not put(Data(i, rb.replace_schema_metadata(None), pos)):
+                        if not put(Data(i, rb, pos)):
                             return
                 if not put(SplitEnd(i)):
                     return
 
         return ThreadedReader(produce, name="vstream-from_parquet")
+
+
+def _read_from(pf: pq.ParquetFile, start: int, bs: int) -> Iterator[pa.RecordBatch]:
+    """The batches of ``pf`` after its first ``start`` rows, cut as a full read cuts them."""
+    md = pf.metadata
+    # first row of each row group; reading starts at the group holding row `start`
+    firsts = [0, *itertools.accumulate(md.row_group(g).num_rows for g in range(md.num_row_groups))]
+    if start >= firsts[-1]:
+        return
+    group = bisect.bisect_right(firsts, start) - 1
+    groups = None if group == 0 else list(range(group, md.num_row_groups))
+    read = pf.iter_batches(batch_size=bs, row_groups=groups, use_threads=False)
+    clean = (rb.replace_schema_metadata(None) for rb in read)
+    yield from _recut(_skip_rows(clean, start - firsts[group]), start, bs)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Sized
 from typing import Any
 
 import numpy as np
@@ -14,7 +14,15 @@ import pyarrow as pa
 from vstream._duration import Duration, wall_seconds
 from vstream.errors import PipelineError, SourceError
 from vstream.io._schema import SchemaLike, to_arrow_schema
-from vstream.io.base import Reader, Source, buffered_reader, dead_letter_batch
+from vstream.io.base import (
+    Reader,
+    Source,
+    SplitPosition,
+    SyncReader,
+    buffered_reader,
+    dead_letter_batch,
+    row_position,
+)
 from vstream.io.memory import check_batch_size
 
 __all__ = ["RecordsSource", "convert_rows", "max_delay_seconds"]
@@ -170,7 +178,14 @@ def infer_records_schema(sample: list[Any]) -> pa.Schema:
 
 
 class RecordsSource(Source):
-    """Iterable of dicts, buffered by a reader thread; one split."""
+    """Iterable of dicts, buffered by a reader thread; one split.
+
+    A position is the number of records handed out (rows and dead letters). A list (any
+    sequence) or a function returning a fresh iterable can be replayed: a resumed read
+    iterates again and passes over the records before the position. A list is all there,
+    so its batches are cut by count only (``max_delay`` does not apply): a resumed read
+    gives the batches of a full read.
+    """
 
     def __init__(
         self,
@@ -207,6 +222,7 @@ class RecordsSource(Source):
             self._schema = to_arrow_schema(schema)
             self._iter = iter(first)  # type: ignore[arg-type]
         self._used = False
+        self.replayable = self._sequence is not None or self._factory is not None
         self.label = f"from_records(batch_size={batch_size})"
 
     def splits(self) -> list[str]:
@@ -230,13 +246,18 @@ class RecordsSource(Source):
         assert self._iter is not None
         return itertools.chain(self._peeked, self._iter)
 
-    def open(self) -> Reader:
+    def open(self, resume: Mapping[int, SplitPosition] | None = None) -> Reader:
+        points = self.resume_points(resume)
+        if not points:
+            return SyncReader(iter(()))
+        skip = 0 if points[0] is None else row_position(points[0], self.label)
         rows_iter = self._rows()
         schema = self._schema
         return buffered_reader(
             rows_iter,
             lambda rows: convert_rows(rows, schema, "from_records"),
             batch_size=self._batch_size,
-            max_delay=self._max_delay,
+            max_delay=None if self._sequence is not None else self._max_delay,
             name="vstream-from_records",
+            skip=skip,
         )
