@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from vstream import datasets
 from vstream.errors import (
+    CheckpointError,
+    CheckpointWarning,
     ColumnNotFoundError,
     DurationError,
     EventTimeError,
@@ -42,6 +44,8 @@ from vstream.stream import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "CheckpointError",
+    "CheckpointWarning",
     "ColumnNotFoundError",
     "DurationError",
     "EventTimeError",

@@ -8,6 +8,8 @@ or the expression at fault and say what would fix it.
 from __future__ import annotations
 
 __all__ = [
+    "CheckpointError",
+    "CheckpointWarning",
     "ColumnNotFoundError",
     "DurationError",
     "EventTimeError",
@@ -54,3 +56,12 @@ class UnboundedError(PipelineError):
 
 class SourceError(VStreamError):
     """A source cannot be opened or read (missing file, unreadable data, ...)."""
+
+
+class CheckpointError(VStreamError):
+    """A checkpoint cannot be written or used: damaged, from another pipeline, or a
+    source that cannot be replayed from it."""
+
+
+class CheckpointWarning(UserWarning):
+    """A damaged checkpoint was skipped, or a finished run was asked to run again."""
