@@ -51,6 +51,7 @@ from vstream.plan.windows import (
     processing_time,
     resolve,
 )
+from vstream.runtime.checkpointing import CheckpointConfig, merge_configs
 from vstream.runtime.executor import Executor, Target
 from vstream.runtime.metrics import Metrics
 
@@ -798,33 +799,73 @@ class Stream:
         compression: str = "zstd",
         lazy: bool = False,
         timeout: Duration | float | None = None,
+        checkpoint_dir: str | os.PathLike[str] | None = None,
+        checkpoint_interval: Duration | int = "10s",
+        keep_checkpoints: int = 3,
     ) -> Any:
         """Write the stream to Parquet part files in a directory.
 
         Each file is written under a hidden temporary name and renamed when complete, so
         readers never see a half-written file. Returns the run's :class:`Metrics`, or a
         :class:`LazySink` with ``lazy=True`` for :func:`vstream.collect_all`.
+
+        With ``checkpoint_dir`` the run is exactly-once and restartable: every
+        ``checkpoint_interval`` (a duration of wall-clock time, or an int number of
+        source batches) it checkpoints its sources' positions, watermarks and state, and
+        only then commits the part files written since the previous checkpoint
+        (``part-<epoch>-<k>.parquet``). Running the same pipeline again with the same
+        ``checkpoint_dir`` resumes from the newest good checkpoint, and the directory
+        ends up with exactly the rows of an uninterrupted run. A ``timeout`` then
+        pauses the run at a checkpoint instead of ending its input. The last
+        ``keep_checkpoints`` checkpoints are kept.
+
+        Examples
+        --------
+        >>> import tempfile, os
+        >>> import polars as pl
+        >>> import vstream as vs
+        >>> d = tempfile.mkdtemp()
+        >>> s = vs.from_polars(pl.DataFrame({"x": range(10)}), batch_size=4)
+        >>> out, ckpt = os.path.join(d, "out"), os.path.join(d, "ckpt")
+        >>> _ = s.sink_parquet(out, checkpoint_dir=ckpt, checkpoint_interval=1)
+        >>> pl.read_parquet(out).height
+        10
         """
+        where = "sink_parquet"
         interval = (
             None if flush_interval is None else wall_seconds(flush_interval, "flush_interval")
+        )
+        config = CheckpointConfig.parse(
+            checkpoint_dir, checkpoint_interval, keep_checkpoints, where
         )
         sink = LazySink(
             self,
             lambda: ParquetSink(
                 path, rows_per_file=rows_per_file, flush_interval=interval, compression=compression
             ),
+            checkpoint=config,
         )
         sink._factory()  # validate the arguments now, not at run time
         return sink if lazy else sink.run(timeout=timeout, stacklevel=3)
 
     def sink_callback(
         self,
-        fn: Callable[[pl.DataFrame], object],
+        fn: Callable[..., object],
         *,
         lazy: bool = False,
         timeout: Duration | float | None = None,
+        checkpoint_dir: str | os.PathLike[str] | None = None,
+        checkpoint_interval: Duration | int = "10s",
+        keep_checkpoints: int = 3,
     ) -> Any:
         """Call ``fn`` with every output batch (a ``polars.DataFrame``).
+
+        With ``checkpoint_dir`` (see :meth:`sink_parquet`) the run checkpoints and
+        resumes, and ``fn`` is called as ``fn(df, epoch)``. The guarantee is
+        at-least-once: after a restart from the checkpoint of epoch ``e``, the rows of
+        epoch ``e + 1`` onwards are delivered again, under the same epoch ids. To get
+        exactly-once results, make the write idempotent per epoch: replace what an
+        epoch wrote before (``DELETE ... WHERE epoch >= e``) rather than appending.
 
         Examples
         --------
@@ -836,18 +877,42 @@ class Stream:
         >>> seen
         [2, 2, 1]
         """
+        config = CheckpointConfig.parse(
+            checkpoint_dir, checkpoint_interval, keep_checkpoints, "sink_callback"
+        )
+        with_epoch = config is not None
+        if with_epoch and not _takes_two(fn):
+            msg = (
+                "sink_callback: with checkpoint_dir the function is called as fn(df, epoch) "
+                "(the epoch id lets it drop rows a restart delivers again); "
+                f"{getattr(fn, '__name__', fn)!r} does not take two arguments"
+            )
+            raise PipelineError(msg)
         CallbackSink(fn)
-        sink = LazySink(self, lambda: CallbackSink(fn))
+        sink = LazySink(self, lambda: CallbackSink(fn, with_epoch=with_epoch), checkpoint=config)
         return sink if lazy else sink.run(timeout=timeout, stacklevel=3)
 
-    def start(self, *, keep: int = 100_000) -> Job:
+    def start(
+        self,
+        *,
+        keep: int = 100_000,
+        checkpoint_dir: str | os.PathLike[str] | None = None,
+        checkpoint_interval: Duration | int = "10s",
+        keep_checkpoints: int = 3,
+    ) -> Job:
         """Run in a background thread; see :class:`vstream.Job`.
 
-        ``job.results`` holds the newest ``keep`` output rows while it runs.
+        ``job.results`` holds the newest ``keep`` output rows while it runs. With
+        ``checkpoint_dir`` the job checkpoints its state and positions (see
+        :meth:`sink_parquet`); ``job.stop()`` then takes a last checkpoint and a later
+        start resumes from it. The rows kept in memory are not part of a checkpoint.
         """
         from vstream.runtime.job import Job
 
-        return Job.launch([self], keep=keep)
+        config = CheckpointConfig.parse(
+            checkpoint_dir, checkpoint_interval, keep_checkpoints, "start"
+        )
+        return Job.launch([self], keep=keep, checkpoint=config)
 
 
 class WindowBuilder:
@@ -1093,9 +1158,15 @@ class LazySink:
     """A sink not yet run: pass several to :func:`vstream.collect_all` to run them as one
     job over one plan, or call :meth:`run`."""
 
-    def __init__(self, stream: Stream, factory: Callable[[], Sink]) -> None:
+    def __init__(
+        self,
+        stream: Stream,
+        factory: Callable[[], Sink],
+        checkpoint: CheckpointConfig | None = None,
+    ) -> None:
         self.stream = stream
         self._factory = factory
+        self.checkpoint = checkpoint
 
     def run(self, *, timeout: Duration | float | None = None, stacklevel: int = 2) -> Metrics:
         """Run this sink alone; returns the run's metrics."""
@@ -1106,7 +1177,7 @@ class LazySink:
         """Run in a background thread."""
         from vstream.runtime.job import Job
 
-        return Job.launch([self])
+        return Job.launch([self], checkpoint=self.checkpoint)
 
     def __repr__(self) -> str:
         return f"<vstream.LazySink of {self.stream._node.label!r}>"
@@ -1127,11 +1198,34 @@ def _targets(items: Sequence[Stream | LazySink], keep: int | None = None) -> lis
     return targets
 
 
+def _takes_two(fn: Callable[..., object]) -> bool:
+    import inspect
+
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):  # a builtin without a signature: let the call decide
+        return True
+    try:
+        sig.bind(None, None)
+    except TypeError:
+        return False
+    return True
+
+
+def job_checkpoint(
+    items: Sequence[Stream | LazySink], given: CheckpointConfig | None, where: str
+) -> CheckpointConfig | None:
+    """The checkpoint setting of a run: the one passed to it, or its sinks' one."""
+    configs = [i.checkpoint for i in items if isinstance(i, LazySink)]
+    return merge_configs([given, *configs], where)
+
+
 def _run(
     items: Sequence[Stream | LazySink],
     *,
     timeout: Duration | float | None,
     stacklevel: int = 2,
+    checkpoint: CheckpointConfig | None = None,
 ) -> tuple[list[pl.DataFrame | None], Metrics]:
     """Run items as one job; ``stacklevel`` of the user's call relative to our caller."""
     if not items:
@@ -1156,7 +1250,7 @@ def _run(
                 )
                 raise UnboundedError(msg)
     deadline = None if timeout is None else time.monotonic() + wall_seconds(timeout, "timeout")
-    ex = Executor(targets)
+    ex = Executor(targets, job_checkpoint(items, checkpoint, "collect_all"))
     for _ in ex.run(deadline):
         pass
     ex.warn_uncollected(stacklevel + 1)
@@ -1183,10 +1277,15 @@ def collect_all(
     *,
     timeout: Duration | float | None = None,
     return_metrics: bool = False,
+    checkpoint_dir: str | os.PathLike[str] | None = None,
+    checkpoint_interval: Duration | int = "10s",
+    keep_checkpoints: int = 3,
 ) -> Any:
     """Run several branches of one plan together, as ``pl.collect_all`` does.
 
     Shared steps run once. Returns one DataFrame per Stream (None for a lazy sink).
+    A run has one checkpoint (see :meth:`Stream.sink_parquet`): pass ``checkpoint_dir``
+    here, or to the lazy sinks (the same one to each).
 
     Examples
     --------
@@ -1199,15 +1298,29 @@ def collect_all(
     >>> even["x"].to_list(), odd["x"].to_list()
     ([2, 4], [1, 3])
     """
-    results, metrics = _run(items, timeout=timeout, stacklevel=2)
+    config = CheckpointConfig.parse(
+        checkpoint_dir, checkpoint_interval, keep_checkpoints, "collect_all"
+    )
+    results, metrics = _run(items, timeout=timeout, stacklevel=2, checkpoint=config)
     return (results, metrics) if return_metrics else results
 
 
-def start_all(items: Sequence[Stream | LazySink], *, keep: int = 100_000) -> Job:
-    """Run several branches of one plan in one background job."""
+def start_all(
+    items: Sequence[Stream | LazySink],
+    *,
+    keep: int = 100_000,
+    checkpoint_dir: str | os.PathLike[str] | None = None,
+    checkpoint_interval: Duration | int = "10s",
+    keep_checkpoints: int = 3,
+) -> Job:
+    """Run several branches of one plan in one background job (checkpointed as in
+    :func:`collect_all`)."""
     from vstream.runtime.job import Job
 
-    return Job.launch(items, keep=keep)
+    config = CheckpointConfig.parse(
+        checkpoint_dir, checkpoint_interval, keep_checkpoints, "start_all"
+    )
+    return Job.launch(items, keep=keep, checkpoint=config)
 
 
 def concat(streams: Sequence[Stream]) -> Stream:

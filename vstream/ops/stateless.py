@@ -124,3 +124,17 @@ class DeadLetterOp(Operator):
         # dead letters have no event time: the branch only ends with its input
         self._out_wm = MAX_WM if self._in_wm[port] == MAX_WM else self._out_wm
         return out, self._out_wm
+
+    def snapshot(self) -> dict[str, pa.Table]:
+        """Rows not yet handed on (none between two micro-batches, as the runtime hands
+        them on in the same step)."""
+        if not self.pending:
+            return {}
+        return {"pending": pl.concat(self.pending, how="vertical").to_arrow()}
+
+    def restore(self, state: dict[str, pa.Table]) -> None:
+        if set(state) - {"pending"}:
+            msg = f"{self.name}: expected the table 'pending', got {sorted(state)}"
+            raise VStreamError(msg)
+        frame = pl.from_arrow(state["pending"]) if "pending" in state else None
+        self.pending = [frame] if isinstance(frame, pl.DataFrame) and frame.height else []

@@ -29,6 +29,7 @@ from vstream.plan.nodes import (
     required_columns,
 )
 from vstream.plan.windows import LateEventsNode
+from vstream.runtime.checkpointing import CheckpointConfig, Checkpointing
 from vstream.runtime.metrics import Metrics, StepMetrics
 
 __all__ = ["Executor", "Target"]
@@ -55,7 +56,7 @@ class Executor:
     what it causes through the nodes below that source, in topological order.
     """
 
-    def __init__(self, targets: list[Target]) -> None:
+    def __init__(self, targets: list[Target], checkpoint: CheckpointConfig | None = None) -> None:
         self.targets = targets
         self.nodes = ancestors([t.node for t in targets])
         self.index = {n.id: i for i, n in enumerate(self.nodes)}
@@ -87,6 +88,8 @@ class Executor:
         self._readers: dict[int, Reader] | None = None
         #: global split id -> position after the last batch consumed
         self.positions: dict[int, object] = {}
+        #: global ids of the splits whose end the operators have seen
+        self.ended_splits: set[int] = set()
         # lookup joins: the sources of their update streams, read ahead of the events
         self.table_sources: set[int] = set()
         self._tables_primed: set[int] = set()
@@ -115,6 +118,7 @@ class Executor:
             names = list(node.schema.names())
             keep = None if cols is None else [c for c in names if c in cols]
             self.source_columns[s] = keep if keep is not None and len(keep) < len(names) else None
+        self.checkpointing = Checkpointing(checkpoint, self) if checkpoint is not None else None
 
     # ------------------------------------------------------------------ wiring
     def _downstream(self, i: int) -> list[int]:
@@ -298,6 +302,7 @@ class Executor:
         readers.pop(s).close()
 
     def _split_end(self, s: int, sid: int) -> None:
+        self.ended_splits.add(sid)
         force = set()
         for j in self.wm_ops[s]:
             self.ops[j].split_ended(sid)
@@ -321,15 +326,36 @@ class Executor:
         if self._readers is not None:
             return
         self._t0 = time.perf_counter()
-        for t in self.targets:
-            t.sink.open(t.node.schema)
+        cp = self.checkpointing
         readers: dict[int, Reader] = {}
+        if cp is not None:
+            try:
+                loaded = cp.open_sinks()
+                for t in self.targets:
+                    t.sink.open(t.node.schema)
+                cp.restore(loaded)
+            except BaseException:
+                cp.close()
+                raise
+            if cp.finished:
+                cp.close()
+                self._readers = readers
+                return
+        else:
+            for t in self.targets:
+                t.sink.open(t.node.schema)
         try:
             for s in self.sources:
-                readers[s] = self.nodes[s].source.open()  # type: ignore[attr-defined]
+                if self.finished[s]:
+                    continue  # ended before the checkpoint this run resumes from
+                source = self.nodes[s].source  # type: ignore[attr-defined]
+                resume = cp.resume.get(s) if cp is not None else None
+                readers[s] = source.open(resume) if resume else source.open()
         except BaseException:
             for r in readers.values():
                 r.close()
+            if cp is not None:
+                cp.close()
             raise
         self._readers = readers
 
@@ -341,13 +367,21 @@ class Executor:
         self.metrics.running = True
         rr = 0
         last_tick = time.monotonic()
+        cp = self.checkpointing
+        # how the loop ended: the input ("input"), or a stop or timeout ("paused"), which
+        # with checkpoints keeps the state for the next run instead of flushing it
+        ended = "input"
         try:
             while readers:
                 if self._stop.is_set():
                     if not self._drain:
+                        ended = "paused"
                         break
                     deadline = 0.0
                 if deadline is not None and time.monotonic() >= deadline:
+                    if cp is not None and not self._drain:
+                        ended = "paused"
+                        break
                     for s in list(readers):
                         self._finish_source(s, readers)
                     break
@@ -373,6 +407,9 @@ class Executor:
                     self._finish_source(origin, readers)
                 elif event is not None:
                     self._on_event(origin, event)
+                # at a micro-batch boundary: every operator has taken the last event
+                if cp is not None and cp.due(int(isinstance(event, Data))):
+                    cp.checkpoint()
                 if now - last_tick >= _TICK:
                     last_tick = now
                     self._tick(now)
@@ -380,10 +417,14 @@ class Executor:
                 yield
                 if self._may_end_early and self._targets_done():
                     break
+            if cp is not None and not cp.finished:
+                cp.checkpoint(finished=ended == "input")
         finally:
             for r in readers.values():
                 r.close()
             self.metrics.running = False
+            if cp is not None:
+                cp.close()
             self._update_metrics()
             # sinks are closed whatever ended the run: rows they accepted are written
             self._close_sinks()
@@ -425,7 +466,10 @@ class Executor:
             raise errors[0]
 
     def warn_uncollected(self, stacklevel: int) -> None:
-        """Warn (pointing at the user's call) if records were refused and nobody saw them."""
+        """Warn (pointing at the user's call) if records were refused and nobody saw them,
+        and of what checkpointing has to say (damaged checkpoints skipped, ...)."""
+        if self.checkpointing is not None:
+            self.checkpointing.warn(stacklevel + 1)
         if self._dead_uncollected:
             warnings.warn(
                 f"{self._dead_uncollected} records were refused (dead letters) and no branch "

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import polars as pl
 
 from vstream.io.sinks import ResultsSink
+from vstream.runtime.checkpointing import CheckpointConfig
 from vstream.runtime.executor import Executor
 from vstream.runtime.metrics import Metrics
 
@@ -38,11 +39,20 @@ class Job:
         self._thread = threading.Thread(target=self._run, name="vstream-job", daemon=True)
 
     @classmethod
-    def launch(cls, items: Sequence[Stream | LazySink], *, keep: int = 100_000) -> Job:
-        from vstream.stream import _targets
+    def launch(
+        cls,
+        items: Sequence[Stream | LazySink],
+        *,
+        keep: int = 100_000,
+        checkpoint: CheckpointConfig | None = None,
+    ) -> Job:
+        from vstream.stream import _targets, job_checkpoint
 
-        executor = Executor(_targets(items, keep=keep))
+        config = job_checkpoint(items, checkpoint, "start")
+        executor = Executor(_targets(items, keep=keep), config)
         executor.open()  # a source that cannot be opened fails here, not in the thread
+        if executor.checkpointing is not None:
+            executor.checkpointing.warn(3)  # at the user's start() / start_all()
         job = cls(executor)
         job._thread.start()
         return job
@@ -64,7 +74,8 @@ class Job:
 
         With ``drain=True`` the input is treated as ended: watermarks go to +inf and
         every open window is emitted; otherwise open state is dropped. Sinks are flushed
-        either way.
+        either way. A job with a checkpoint dir takes a last checkpoint instead of
+        dropping its state (and marks it finished with ``drain=True``).
         """
         self._executor.stop(drain=drain)
         self.join(timeout=timeout)

@@ -47,6 +47,8 @@ class Metrics:
         (the events a window would find late).
     elapsed_s, events_per_s
         Wall-clock run time and events_in per second of it.
+    checkpoints, last_checkpoint_epoch
+        Checkpoints written in this run, and the epoch of the newest one (0: none).
     steps
         Per-step counters, keyed by the step's label.
     """
@@ -63,6 +65,8 @@ class Metrics:
     elapsed_s: float = 0.0
     events_per_s: float = 0.0
     running: bool = False
+    checkpoints: int = 0
+    last_checkpoint_epoch: int = 0
     steps: dict[str, StepMetrics] = field(default_factory=dict)
 
     def summary(self) -> str:
