@@ -111,12 +111,14 @@ def from_records(
     """A stream of Python dicts, buffered into Arrow batches by a reader thread.
 
     A partial batch is flushed once ``max_delay`` of wall-clock time has passed since its
-    first row, even while the iterable is blocked. Records that do not fit the schema go
-    to :meth:`Stream.dead_letters`. Without ``schema`` it is inferred from the first
-    1,000 records (every key seen, types unified as Polars does), which are read when
-    the pipeline is built: pass ``schema`` for a live source. A list is bounded; any
+    first row, even while the iterable is blocked (not for a list, which never blocks:
+    its batches are always whole, so they do not depend on timing). Records that do not
+    fit the schema go to :meth:`Stream.dead_letters`. Without ``schema`` it is inferred
+    from the first 1,000 records (every key seen, types unified as Polars does), which
+    are read when the pipeline is built: pass ``schema`` for a live source. A list is bounded; any
     other iterable is unbounded unless ``bounded=True``.
-    Pass a function returning a fresh iterable to run the stream more than once.
+    Pass a function returning a fresh iterable to run the stream more than once, or to
+    checkpoint it (a list can be read again too; a one-shot iterator cannot).
 
     Examples
     --------
@@ -141,7 +143,8 @@ def from_ndjson(
 
     Whole blocks are parsed at once by ``pyarrow.json``. Malformed lines (bad JSON, a
     value of the wrong type, not an object) go to :meth:`Stream.dead_letters` with the
-    reason, and the stream goes on. Blank lines are skipped.
+    reason, and the stream goes on. Blank lines are skipped. Files and a list of lines
+    can be read again from a checkpoint; a file object or a one-shot iterator cannot.
 
     Examples
     --------
