@@ -136,6 +136,16 @@ def _windowed_join(df: pl.DataFrame) -> Build:
     return build
 
 
+def _regular_join(df: pl.DataFrame) -> Build:
+    def build(f: Fuse) -> list[vs.Stream]:
+        ev = _events(df, f, 600)
+        a = ev.filter(pl.col("status") == 503).select("ts", "host", a=pl.col("bytes"))
+        b = ev.filter(pl.col("status") == 500).select("ts", "host", b=pl.col("latency_ms"))
+        return [a.join(b, on="host", ttl="1s", how="left")]
+
+    return build
+
+
 def _lookup(df: pl.DataFrame) -> Build:
     def build(f: Fuse) -> list[vs.Stream]:
         updates = vs.from_polars(
@@ -185,6 +195,7 @@ PIPELINES: dict[str, Callable[[pl.DataFrame], Build]] = {
     "interval": _interval,
     "windowed_join": _windowed_join,
     "lookup": _lookup,
+    "regular_join": _regular_join,
     "head_concat": _head_concat,
     "dead_letters": _dead_letters,
 }
