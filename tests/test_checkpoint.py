@@ -684,3 +684,31 @@ def test_dead_letter_rows_in_flight_survive_a_snapshot() -> None:
     fresh.restore(op.snapshot())
     assert fresh.pending[0].equals(op.pending[0])
     assert DeadLetterOp("d").snapshot() == {}
+
+
+def test_an_idle_run_does_not_checkpoint_again_and_again(tmp_path: Path) -> None:
+    import threading
+    import time
+
+    done = threading.Event()
+
+    def rows() -> Any:
+        yield from ({"ts": i, "x": i} for i in range(10))
+        done.wait(10)  # then idle until the test ends
+
+    job = (
+        vs.from_records(rows, schema={"ts": pl.Int64, "x": pl.Int64}, max_delay="10ms")
+        .sink_parquet(
+            tmp_path / "out", lazy=True, checkpoint_dir=tmp_path / "c", checkpoint_interval="0s"
+        )
+        .start()
+    )
+    deadline = time.monotonic() + 30
+    while job.metrics.events_in < 10 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.5)  # ~25 polls of an idle source
+    busy = job.metrics.checkpoints
+    done.set()
+    job.stop()
+    assert 1 <= busy <= 2  # after the batch (and perhaps its flush), not while idle
+    assert pl.read_parquet(tmp_path / "out").height == 10

@@ -228,7 +228,8 @@ class Checkpointing:
         if cfg.interval_batches is not None:
             return self._batches >= cfg.interval_batches
         assert cfg.interval_s is not None
-        return time.monotonic() - self._last >= cfg.interval_s
+        # an idle run does not write the same state again and again
+        return self.ex.changed and time.monotonic() - self._last >= cfg.interval_s
 
     def checkpoint(self, *, finished: bool = False) -> None:
         """Write a checkpoint of the run as it stands between two batches, then commit
@@ -289,6 +290,7 @@ class Checkpointing:
         self.epoch = epoch + 1
         self._batches = 0
         self._last = time.monotonic()
+        ex.changed = False
         size = sum(p.stat().st_size for p in where.iterdir()) if where.exists() else 0
         self.written.append((time.perf_counter() - t0, size))
         ex.metrics.checkpoints += 1

@@ -90,6 +90,7 @@ class Executor:
         self.positions: dict[int, object] = {}
         #: global ids of the splits whose end the operators have seen
         self.ended_splits: set[int] = set()
+        self.changed = False
         # lookup joins: the sources of their update streams, read ahead of the events
         self.table_sources: set[int] = set()
         self._tables_primed: set[int] = set()
@@ -221,6 +222,7 @@ class Executor:
         op.side = {}
 
     def _push(self, origin: int, first: Emission, force: set[int] | None = None) -> None:
+        self.changed = True  # something to checkpoint since the last checkpoint
         emitted: dict[int, Emission] = {origin: first}
         self._deliver(origin, first)
         for j in self.down[origin]:
