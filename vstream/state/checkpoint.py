@@ -35,7 +35,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
-from vstream._files import fsync_dir, fsync_file
+from vstream._files import fsync_dir
 from vstream.errors import CheckpointError, CheckpointWarning
 
 __all__ = ["FORMAT", "VERSION", "CheckpointStore", "LoadedCheckpoint"]
@@ -109,15 +109,21 @@ class CheckpointStore:
         for name, table in tables.items():
             fname = f"op-{_SAFE.sub('_', name)}.arrow"
             fpath = tmp / fname
-            with pa.OSFile(str(fpath), "wb") as sink, ipc.new_file(sink, table.schema) as out:
+            # in memory first: the checksum then costs no second pass over the file
+            stream = pa.BufferOutputStream()
+            with ipc.new_file(stream, table.schema) as out:
                 out.write_table(table)
+            data = stream.getvalue()
+            with open(fpath, "wb") as f:
+                f.write(memoryview(data))
+                f.flush()
+                os.fsync(f.fileno())
             files[name] = {
                 "file": fname,
                 "rows": table.num_rows,
-                "bytes": fpath.stat().st_size,
-                "crc32": _crc_of(fpath),
+                "bytes": data.size,
+                "crc32": zlib.crc32(memoryview(data)),
             }
-            fsync_file(fpath)
         body = {"format": FORMAT, "version": VERSION, **manifest, "files": files}
         mpath = tmp / MANIFEST
         with open(mpath, "w", encoding="utf-8") as f:

@@ -370,7 +370,10 @@ class KeyIndex:
             fresh._known = known
             fresh._n = known.height
             hashes = fresh._hash(known.select(self.columns))
-            if np.unique(hashes).shape[0] == hashes.shape[0]:
+            # distinct hashes? a sort finds out in 50 ms for 1 M keys; np.unique (numpy
+            # 2.4) took 0.6-0.8 s of a 1 M string-key restore
+            ordered = np.sort(hashes)
+            if not (ordered[1:] == ordered[:-1]).any():
                 fresh._grow(0)
                 insert_pairs(fresh._table, hashes, known.get_column(_ID).to_numpy())
             else:
