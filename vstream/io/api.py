@@ -14,7 +14,7 @@ from vstream.io._schema import SchemaLike
 from vstream.io.memory import ArrowSource, PolarsSource
 from vstream.io.ndjson import NdjsonSource
 from vstream.io.parquet import ParquetSource
-from vstream.io.records import RecordsSource
+from vstream.io.records import RecordsSource, max_delay_seconds
 from vstream.plan.nodes import SourceNode
 from vstream.stream import Stream
 
@@ -45,19 +45,64 @@ def from_arrow(
     *,
     batch_size: int | None = None,
     bounded: bool | None = None,
+    rate: float | None = None,
+    max_delay: Duration | float = "50ms",
 ) -> Stream:
-    """A stream over Arrow data.
+    """A stream over Arrow data, optionally replayed at a given rate.
 
-    A Table (or a list of batches) is bounded and re-sliced to ``batch_size`` rows when
-    given (its own chunks otherwise). A ``RecordBatchReader`` is read as it comes and is
-    bounded unless ``bounded=False``; any other iterable of batches (a generator) is
-    unbounded unless ``bounded=True``.
+    Parameters
+    ----------
+    data
+        A Table, a RecordBatch, a list of batches (or tables), a ``RecordBatchReader``,
+        any iterable of batches (a generator), or a function of no arguments returning
+        one of these.
+    batch_size
+        Rows per micro-batch, at most. Without ``rate`` a Table (or a list of batches) is
+        re-sliced to ``batch_size`` rows when given, and keeps its own chunks otherwise;
+        other inputs keep their batches. With ``rate`` it defaults to 65,536.
+    bounded
+        Whether the input ends. A Table or a list is bounded; a ``RecordBatchReader``
+        (read as it comes) is bounded unless ``bounded=False``; any other iterable of
+        batches (a generator) is unbounded unless ``bounded=True``. A function's result
+        follows the same rules.
+    rate
+        Rows per second of wall-clock time: replay the data at this pace, e.g. history at
+        real speed. Row ``i`` is released ``i / rate`` seconds after the run starts (the
+        pace does not depend on the input's batches), and the released rows are cut into
+        micro-batches of at most ``batch_size`` rows, or of the rows released within
+        ``max_delay`` of a batch's first row when fewer. The source's ``release_start``
+        attribute (:class:`~vstream.io.memory.ArrowSource`) gives the schedule's start,
+        as ``time.perf_counter()``. ``None`` (the default) reads the data as fast as the
+        pipeline takes it.
+    max_delay
+        With ``rate``: the longest a released row waits for its micro-batch to be handed
+        out, a duration (``"20ms"``, a timedelta, or seconds). Smaller means lower latency
+        and smaller batches (at 100,000 rows/s, ``"20ms"`` gives ~2,000-row batches).
+        Ignored without ``rate``.
 
+    Returns
+    -------
+    Stream
+
+    Raises
+    ------
+    PipelineError
+        If ``data`` is not Arrow data, ``batch_size`` is not a positive int or ``rate`` is
+        not a positive number; :class:`~vstream.errors.DurationError` for a bad
+        ``max_delay``.
+
+    Notes
+    -----
     A reader or a generator can be read only once. A function of no arguments returning
     a fresh iterable of batches can be read again: to run the stream more than once, or
     to resume it from a checkpoint (the batches before the checkpoint are then read and
     passed over). It is called once when the stream is built, to learn the schema, and
-    boundedness follows what it returns.
+    boundedness follows what it returns. A Table and a list can be read again too.
+
+    With ``rate``, a resumed run passes over the rows before the checkpoint and releases
+    the rest at the rate from the restart, in the batches a full read gives. The input is
+    read just ahead of the schedule and must keep up with the rate: rows a generator gives
+    late are released late, in batches of the same sizes.
 
     Examples
     --------
@@ -76,8 +121,24 @@ def from_arrow(
     [0, 0, 1, 1, 2, 2]
     >>> s.collect().height  # a second run calls the function again
     6
+
+    Replaying 2,000 rows at 100,000 rows a second (~20 ms), in batches of the rows
+    released within 5 ms:
+
+    >>> seen = []
+    >>> replay = vs.from_arrow(pa.table({"a": range(2_000)}), rate=100_000, max_delay="5ms")
+    >>> _ = replay.sink_callback(lambda df: seen.append(df.height))
+    >>> sum(seen), max(seen) <= 501
+    (2000, True)
     """
-    return Stream(SourceNode(ArrowSource(data, batch_size, bounded)))
+    source = ArrowSource(
+        data,
+        batch_size,
+        bounded,
+        rate=rate,
+        max_delay=max_delay_seconds(max_delay, "from_arrow"),
+    )
+    return Stream(SourceNode(source))
 
 
 def from_parquet(path: PathLike | list[PathLike], *, batch_size: int = 65_536) -> Stream:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import math
+import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from numbers import Real
 from typing import TYPE_CHECKING, TypeAlias
 
 import polars as pl
@@ -127,6 +131,17 @@ ArrowInput: TypeAlias = (
 )
 
 
+#: rows of a batch cut by count when a replay rate is given without ``batch_size``
+_REPLAY_BATCH_SIZE = 65_536
+
+
+def _check_rate(rate: object, where: str) -> float:
+    if isinstance(rate, bool) or not isinstance(rate, Real) or not 0 < float(rate) < math.inf:
+        msg = f"{where}: rate must be a positive number of rows per second, got {rate!r}"
+        raise PipelineError(msg)
+    return float(rate)
+
+
 class ArrowSource(Source):
     """Arrow data: a Table (sliced into batches, replayable), a stream of batches, or a
     function returning a fresh stream of batches (replayable).
@@ -134,14 +149,35 @@ class ArrowSource(Source):
     One split; a position is the number of rows handed out. A Table resumes by slicing;
     a function's batches are read again from the start and passed over up to the
     position (their cost is paid again); empty batches are not events.
+
+    With ``rate`` (rows per second), a reader thread releases the rows on a wall-clock
+    schedule: in a run, row ``i`` of the data is due at ``release_start + i / rate``,
+    where :attr:`release_start` is the ``time.perf_counter()`` time set when the run's
+    first row is in hand (for a run resumed at position ``p``, it lies ``p / rate``
+    before that, so the formula holds for the rows it releases). A batch holds the rows
+    due within ``max_delay`` seconds of its first one, at most ``batch_size``, and is
+    handed out when its last row is due (cut by count) or ``max_delay`` after its first
+    (cut by time). Batch boundaries thus depend on the rate, ``max_delay`` and
+    ``batch_size`` only, not on the input's chunks or on timing, so a resumed run gives
+    the batches of a full read. Rows are late for their schedule when the input cannot
+    keep up with the rate or the pipeline holds the reader back (a full queue).
     """
+
+    #: with a rate: the ``time.perf_counter()`` time at which row 0 of the data is due in
+    #: the last run (see the class docstring); None before a run releases its first row
+    release_start: float | None = None
 
     def __init__(
         self,
         data: ArrowInput,
         batch_size: int | None,
         bounded: bool | None,
+        *,
+        rate: float | None = None,
+        max_delay: float = 0.05,
     ) -> None:
+        self._rate = None if rate is None else _check_rate(rate, "from_arrow")
+        self._max_delay = max_delay
         self._table: pa.Table | None = None
         self._iterable: Iterable[pa.RecordBatch] | None = None
         self._factory: Callable[[], Iterable[pa.RecordBatch]] | None = None
@@ -207,6 +243,9 @@ class ArrowSource(Source):
         self._batch_size = (
             None if batch_size is None else check_batch_size(batch_size, "from_arrow")
         )
+        if self._rate is not None:
+            r = int(self._rate) if self._rate.is_integer() else self._rate
+            self.label = f"{self.label[:-1]}, rate={r:,}/s)"
 
     def splits(self) -> list[str]:
         return ["arrow"]
@@ -226,6 +265,10 @@ class ArrowSource(Source):
         if not points:
             return SyncReader(iter(()))
         after = 0 if points[0] is None else row_position(points[0], self.label)
+        if self._table is not None and self._rate is not None:
+            table = self._table
+            start = min(after, table.num_rows)
+            return self._paced((table.slice(start) if start else table).to_batches(), start)
         if self._table is not None:
             table, bs = self._table, self._batch_size
 
@@ -253,34 +296,112 @@ class ArrowSource(Source):
                 "returning batches to run it twice"
             )
             raise SourceError(msg)
-        schema = self._schema
+        rest = _checked_rest(source_iter, self._schema, after)
+        if self._rate is not None:
+            return self._paced(rest, after)
 
         def produce(put: Callable[[SourceEvent], bool]) -> None:
-            pos = 0
-            for rb in source_iter:
-                if not isinstance(rb, pa.RecordBatch):
-                    kind = type(rb).__name__
-                    msg = f"from_arrow expects pyarrow.RecordBatch items, got {kind}"
-                    raise SourceError(msg)
-                if rb.schema != schema:
-                    msg = (
-                        f"from_arrow: a batch has schema {rb.schema} but the stream's schema is "
-                        f"{schema}; every batch must have the same schema"
-                    )
-                    raise SchemaError(msg)
-                if pos < after:  # passed over by a resumed run
-                    if pos + rb.num_rows <= after:
-                        pos += rb.num_rows
-                        continue
-                    rb = rb.slice(after - pos)
-                    pos = after
-                if rb.num_rows:
-                    pos += rb.num_rows
-                    if not put(Data(0, rb, pos)):
-                        return
+            pos = after
+            for rb in rest:
+                pos += rb.num_rows
+                if not put(Data(0, rb, pos)):
+                    return
             put(SplitEnd(0))
 
         return ThreadedReader(produce, name="vstream-from_arrow")
+
+    def _paced(self, batches: Iterable[pa.RecordBatch], after: int) -> Reader:
+        """A reader thread releasing the rows of ``batches`` (those after position
+        ``after``) at the source's rate, in batches cut as the class docstring says."""
+        assert self._rate is not None
+        rate, delay = self._rate, self._max_delay
+        size = _REPLAY_BATCH_SIZE if self._batch_size is None else self._batch_size
+        # rows due within max_delay of a batch's first row (the first included)
+        per_batch = size if delay * rate >= size - 1 else min(size, int(delay * rate) + 1)
+        by_count = per_batch == size
+        stopped = threading.Event()
+
+        def produce(put: Callable[[SourceEvent], bool]) -> None:
+            t0 = 0.0
+            pos = after  # rows handed out, from the start of the data
+            pieces: list[pa.RecordBatch] = []
+            n = 0
+
+            def release(due_row: float) -> bool:
+                """Wait until row ``due_row`` of this run is due, then hand out the
+                pending rows; False once the run is over."""
+                nonlocal pos, pieces, n
+                wait = t0 + due_row / rate - time.perf_counter()
+                if wait > 0 and stopped.wait(wait):
+                    return False
+                batch = pieces[0] if len(pieces) == 1 else pa.concat_batches(pieces)
+                pos += n
+                pieces, n = [], 0
+                return put(Data(0, batch, pos))
+
+            for rb in batches:
+                off = 0
+                while off < rb.num_rows:
+                    if pos == after and not n:
+                        t0 = time.perf_counter()
+                        self.release_start = t0 - after / rate
+                    take = min(per_batch - n, rb.num_rows - off)
+                    pieces.append(rb.slice(off, take))
+                    n += take
+                    off += take
+                    if n == per_batch:
+                        first = pos - after
+                        due = first + n - 1 if by_count else first + delay * rate
+                        if not release(due):
+                            return
+            if n and not release(pos - after + n - 1):
+                return
+            put(SplitEnd(0))
+
+        return _PacedReader(produce, stopped)
+
+
+class _PacedReader(ThreadedReader):
+    """A :class:`ThreadedReader` whose producer waits on ``stopped`` between releases:
+    closing it ends a wait at once (a low rate can mean long waits)."""
+
+    def __init__(
+        self, produce: Callable[[Callable[[SourceEvent], bool]], None], stopped: threading.Event
+    ) -> None:
+        self._stopped = stopped
+        super().__init__(produce, name="vstream-from_arrow-replay")
+
+    def close(self) -> None:
+        self._stopped.set()
+        super().close()
+
+
+def _checked_rest(
+    batches: Iterable[pa.RecordBatch], schema: pa.Schema, after: int
+) -> Iterator[pa.RecordBatch]:
+    """The non-empty batches of a stream after its first ``after`` rows (passed over),
+    each checked to be a RecordBatch of ``schema``."""
+    pos = 0
+    for rb in batches:
+        if not isinstance(rb, pa.RecordBatch):
+            kind = type(rb).__name__
+            msg = f"from_arrow expects pyarrow.RecordBatch items, got {kind}"
+            raise SourceError(msg)
+        if rb.schema != schema:
+            msg = (
+                f"from_arrow: a batch has schema {rb.schema} but the stream's schema is "
+                f"{schema}; every batch must have the same schema"
+            )
+            raise SchemaError(msg)
+        if pos < after:  # passed over by a resumed run
+            if pos + rb.num_rows <= after:
+                pos += rb.num_rows
+                continue
+            rb = rb.slice(after - pos)
+            pos = after
+        if rb.num_rows:
+            pos += rb.num_rows
+            yield rb
 
 
 def _chain_first(
