@@ -349,4 +349,13 @@ def test_bad_batch_size(func: object, batch_size: object) -> None:
 
 
 def test_public_names() -> None:
-    assert datasets.__all__ == ["telemetry", "telemetry_arrow", "telemetry_batches"]
+    assert datasets.__all__ == [
+        "Nexmark",
+        "NexmarkKind",
+        "nexmark",
+        "nexmark_arrow",
+        "nexmark_batches",
+        "telemetry",
+        "telemetry_arrow",
+        "telemetry_batches",
+    ]
