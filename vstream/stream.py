@@ -3,6 +3,7 @@ terminal call (``collect``, ``iter_batches``, ``sink_*``, ``start``)."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
@@ -435,11 +436,14 @@ class Stream:
             renames={new: old for old, new in mapping.items()},
         )
         et = self._node.event_time
-        if et is not None and et.column in mapping:
+        if et is not None and (et.column in mapping or et.other in mapping):
             node = out._node
             assert isinstance(node, StepNode)
-            node.event_time = EventTime(
-                mapping[et.column], et.dtype, et.unit, et.delay, et.idle_timeout
+            # only the names change: a window result's time stays window_end - 1
+            node.event_time = dataclasses.replace(
+                et,
+                column=mapping.get(et.column, et.column),
+                other=None if et.other is None else mapping.get(et.other, et.other),
             )
         return out
 
