@@ -1321,3 +1321,31 @@ def test_late_left_rows_go_to_the_late_output(same_rows: SameRows) -> None:
     assert metrics.late_events == late.height
     kept = pl.concat([l1, on_time, l3])
     same_rows(out, ref.windowed(kept, right, on="k", size=1_000, how="left"))
+
+
+# ---------------------------------------------------------------------- key-only right inputs
+def test_right_input_of_only_keys_and_time(same_rows: SameRows) -> None:
+    # the output takes no column from the right input: its rows still count (Nexmark q5
+    # joins window counts to the per-window maxima on (window_end, count) alone)
+    left = pl.DataFrame({"ts": list(range(0, 200, 5)), "k": [i % 3 for i in range(40)]})
+    left = left.with_columns(v=pl.int_range(pl.len()))
+    right = pl.DataFrame({"ts": list(range(1, 200, 7)), "k": [i % 3 for i in range(29)]})
+    lstream = vs.from_polars(left, batch_size=7).with_watermark("ts", 0)
+    rstream = vs.from_polars(right, batch_size=5).with_watermark("ts", 0)
+    same_rows(
+        lstream.join_asof(rstream, on="ts", by="k").collect(),
+        left.join_asof(right, on="ts", by="k", check_sortedness=False),
+    )
+    both = right.with_columns(ts=pl.col("ts") - 1)  # times shared with the left input
+    got = lstream.join(
+        vs.from_polars(both, batch_size=5).with_watermark("ts", 0),
+        on=["k", "ts"],
+        window=vs.tumbling(10),
+    ).collect()
+    want = left.join(both, on=["k", "ts"]).with_columns(
+        window_start=pl.col("ts") // 10 * 10, window_end=pl.col("ts") // 10 * 10 + 10
+    )
+    assert want.height > 0
+    same_rows(got, want)
+    table = right.unique("k").select("k")
+    same_rows(lstream.join(table, on="k").collect(), left.join(table, on="k"))

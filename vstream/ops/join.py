@@ -94,11 +94,23 @@ def _nulls(schema: pl.Schema, n: int) -> pl.DataFrame:
     return pl.DataFrame([pl.Series(c, dtype=dt).clear(n) for c, dt in schema.items()])
 
 
+#: the payload of a side the output takes no column from (a right input of only key and
+#: time columns): Polars frames without columns have no rows, so the rows need a column
+_ROW = "__row__"
+
+
 def _side_schemas(st: JoinSetup) -> tuple[pl.Schema, pl.Schema]:
     """The payload schema of each side (the columns the output takes from it)."""
-    left = pl.Schema({c: st.schema[c] for c in st.left_out})
-    right = pl.Schema({src: st.schema[dst] for src, dst in st.right_out})
+    left = pl.Schema({c: st.schema[c] for c in st.left_out} or {_ROW: pl.Boolean})
+    right = pl.Schema({src: st.schema[dst] for src, dst in st.right_out} or {_ROW: pl.Boolean})
     return left, right
+
+
+def _payload(df: pl.DataFrame, cols: list[str]) -> pl.DataFrame:
+    """The columns ``cols`` of ``df`` (a placeholder column when there are none)."""
+    if cols:
+        return df.select(cols)
+    return pl.DataFrame([pl.Series(_ROW, np.zeros(df.height, np.bool_))])
 
 
 class _JoinBase(Operator):
@@ -400,7 +412,7 @@ class SymmetricJoinOp(_JoinBase):
         if not self.outer[port] and (kid < 0).any():
             ok = kid >= 0
             df, ts, kid = df.filter(ok), ts[ok], kid[ok]
-        payload = df.select(self._keep[port])
+        payload = _payload(df, self._keep[port])
         other = self.sides[1 - port]
         mine = self.sides[port]
         bits = np.zeros(df.height, np.int64)
@@ -570,7 +582,7 @@ class AsofJoinOp(_JoinBase):
         ok = kid >= 0  # a right row with a null key matches nothing
         if not ok.all():
             df, ts, kid = df.filter(ok), ts[ok], kid[ok]
-        self.right.append(df.select(self._rkeep), ts, kid, np.zeros(df.height, np.int64))
+        self.right.append(_payload(df, self._rkeep), ts, kid, np.zeros(df.height, np.int64))
         self._sorted = None
 
     def _ready_bound(self) -> int | None:
@@ -739,7 +751,7 @@ class LookupJoinOp(_JoinBase):
         self.rowmap[uniq] = base + (ids.size - 1 - first_rev)
         # the keys too (under the left names): a probe checks them on the rows it gathers
         keys = _key_frame(df, self.setup.right_keys, self._key_cols)
-        self._frames.append(df.select(self._rkeep).hstack(keys))
+        self._frames.append(pl.concat([df.select(self._rkeep), keys], how="horizontal"))
         live = int(np.count_nonzero(self.rowmap >= 0))
         if self.state_rows() > 2 * live + 65_536:
             self._compact()
