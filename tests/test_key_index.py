@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -15,6 +16,8 @@ from vstream.kernels.hashing import (
     assign_ids,
     assign_ids_reference,
     find_ids,
+    first_rows,
+    first_rows_reference,
     new_table,
     rehash,
 )
@@ -54,6 +57,24 @@ def test_find_ids_matches_reference(known: list[int], probes: list[int], size: i
     keys = np.array(probes + known[:3], dtype=np.int64)
     assert find_ids(table, keys).tolist() == [ref.get(k, -1) for k in keys.tolist()]
     assert int((table[:, 1] != 0).sum()) == n
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.integers(0, 6),
+    st.lists(st.integers(1, 4), max_size=8),  # how often each new id occurs
+    st.lists(st.integers(0, 5), max_size=20),  # old ids among them
+    st.randoms(use_true_random=False),
+)
+def test_first_rows_matches_reference(
+    first_new: int, repeats: list[int], old: list[int], rnd: Any
+) -> None:
+    ids = [first_new + k for k, r in enumerate(repeats) for _ in range(r)]
+    ids += [i for i in old if i < first_new]
+    rnd.shuffle(ids)
+    arr = np.array(ids, np.int32)
+    got = first_rows(arr, np.int64(first_new), np.int64(len(repeats)))
+    assert got.tolist() == first_rows_reference(arr, first_new, len(repeats)).tolist()
 
 
 def test_assign_ids_refuses_a_full_table() -> None:

@@ -16,6 +16,8 @@ __all__ = [
     "assign_ids_reference",
     "dense_lookup",
     "find_ids",
+    "first_rows",
+    "first_rows_reference",
     "insert_pairs",
     "new_table",
     "rehash",
@@ -76,6 +78,33 @@ def _find(table: np.ndarray, keys: np.ndarray) -> np.ndarray:
                 break
             j = (j + 1) & mask
     return out
+
+
+@numba.njit(cache=True, nogil=True)
+def first_rows(ids: np.ndarray, first_new: np.int64, n_new: np.int64) -> np.ndarray:
+    """For each new id ``first_new + k`` (k < n_new), the first row where it occurs.
+
+    What ``np.unique(ids[fresh], return_index=True)`` gives the key index, in one pass:
+    numpy 2.4's unique sorts (0.3 s of 2 s in Nexmark q5).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> first_rows(np.array([0, 3, 2, 3, 2], np.int32), np.int64(2), np.int64(2)).tolist()
+    [2, 1]
+    """
+    out = np.full(n_new, -1, np.int64)
+    for i in range(ids.shape[0]):
+        k = np.int64(ids[i]) - first_new
+        if 0 <= k < n_new and out[k] < 0:
+            out[k] = i
+    return out
+
+
+def first_rows_reference(ids: np.ndarray, first_new: int, n_new: int) -> np.ndarray:
+    """:func:`first_rows` with numpy (sorting)."""
+    fresh = np.flatnonzero((ids >= first_new) & (ids < first_new + n_new))
+    return fresh[np.unique(ids[fresh], return_index=True)[1]].astype(np.int64)
 
 
 @numba.njit(cache=True, nogil=True)

@@ -22,6 +22,7 @@ from vstream.kernels.hashing import (
     assign_ids,
     dense_lookup,
     find_ids,
+    first_rows,
     insert_pairs,
     new_table,
     rehash,
@@ -71,6 +72,10 @@ class KeyIndex:
             # direct read instead of a hash probe (-1: not a key yet)
             self._dense: np.ndarray | None = None
             self._dense_base = 0
+            # the smallest and largest non-null key: whether they fit a dense array is
+            # then known without a pass over every key
+            self._lo = np.iinfo(np.int64).max
+            self._hi = np.iinfo(np.int64).min
         else:
             # key rows in id order (row i is id i); used to check hashes and by keys()
             self._known = pl.DataFrame(schema={**self.schema, _ID: pl.Int32})
@@ -195,21 +200,15 @@ class KeyIndex:
         nulls = s.null_count()
         valid = s.drop_nulls() if nulls else s
         keys = physical_int64(valid)
-        ids = None
+        missing = None
         if self._dense is not None:
             ids = dense_lookup(keys, np.int64(self._dense_base), self._dense)
             if ids.size and ids.min() < 0:
-                ids = None  # a new key: the hash table assigns it
-        if ids is None:
-            self._grow(keys.shape[0])
-            first_new = self._n
-            ids, self._n = assign_ids(self._table, keys, self._n)
-            if self._n > first_new:
-                # remember the key of each new id (for keys()); new ids are first_new..
-                fresh = np.flatnonzero(ids >= first_new)
-                order = np.unique(ids[fresh], return_index=True)[1]
-                self._values[first_new : self._n] = keys[fresh[order]]
-                self._add_dense(first_new)
+                # new keys (new auctions, sessions, ...): only they go through the table
+                missing = np.flatnonzero(ids < 0)
+                ids[missing] = self._assign(keys[missing])
+        else:
+            ids = self._assign(keys)
         if not nulls:
             return ids
         if self._null_id < 0:
@@ -221,6 +220,18 @@ class KeyIndex:
         out[~s.is_null().to_numpy()] = ids
         return out
 
+    def _assign(self, keys: np.ndarray) -> np.ndarray:
+        """Ids of integer keys through the hash table, new keys getting new ids."""
+        self._grow(keys.shape[0])
+        first_new = self._n
+        ids, self._n = assign_ids(self._table, keys, self._n)
+        if self._n > first_new:
+            # remember the key of each new id (for keys()); new ids are first_new..
+            rows = first_rows(ids, np.int64(first_new), np.int64(self._n - first_new))
+            self._values[first_new : self._n] = keys[rows]
+            self._add_dense(first_new)
+        return ids
+
     def _add_dense(self, first_new: int) -> None:
         """Put ids ``first_new..`` in the dense array; rebuild or drop it if the key range
         no longer fits (it must stay within a few times the number of keys)."""
@@ -230,15 +241,18 @@ class KeyIndex:
         if not values.size:
             return
         dense, base = self._dense, self._dense_base
-        if dense is not None and values.min() >= base and values.max() < base + dense.shape[0]:
+        self._lo = min(self._lo, int(values.min()))
+        self._hi = max(self._hi, int(values.max()))
+        if dense is not None and self._lo >= base and self._hi < base + dense.shape[0]:
             dense[values - base] = new
+            return
+        lo, span = self._lo, self._hi - self._lo + 1
+        count = self._n - int(self._null_id >= 0)
+        if span > 4 * count + 65_536:
+            self._dense = None  # prices, hashes: no dense array (found without a pass)
             return
         known = np.flatnonzero(~self._null[: self._n])
         every = self._values[known]
-        lo, span = int(every.min()), int(every.max()) - int(every.min()) + 1
-        if span > 4 * every.size + 65_536:
-            self._dense = None
-            return
         # room to grow upwards (new ids, sequence numbers) before the next rebuild
         self._dense = np.full(min(2 * span, 8 * every.size + 131_072), -1, np.int32)
         self._dense[every - lo] = known
@@ -265,11 +279,8 @@ class KeyIndex:
         first_new = self._n
         ids, n = assign_ids(self._table, hashes, self._n)
         if n > first_new:
-            fresh = np.flatnonzero(ids >= first_new)
-            first_rows = fresh[np.unique(ids[fresh], return_index=True)[1]]
-            new = keys[first_rows].with_columns(
-                pl.int_range(first_new, n, dtype=pl.Int32).alias(_ID)
-            )
+            rows = first_rows(ids, np.int64(first_new), np.int64(n - first_new))
+            new = keys[rows].with_columns(pl.int_range(first_new, n, dtype=pl.Int32).alias(_ID))
             self._known = pl.concat([self._known, new], how="vertical")
             self._added += new.height
             self._n = n
@@ -343,6 +354,9 @@ class KeyIndex:
         """
         keep = np.asarray(keep, np.int64)
         fresh = KeyIndex(self.schema)
+        # room for the keys to come until the next compaction (joins compact at 4x the
+        # live keys): growing from empty again rehashed 66 times in Nexmark q7
+        fresh._grow(4 * keep.size + 65_536)
         if keep.size:
             fresh.ids(self.keys(keep))
         remap = np.full(self._n, -1, np.int32)
