@@ -354,9 +354,9 @@ class KeyIndex:
         """
         keep = np.asarray(keep, np.int64)
         fresh = KeyIndex(self.schema)
-        # room for the keys to come until the next compaction (joins compact at 4x the
+        # room for the keys to come until the next compaction (joins compact at 2x the
         # live keys): growing from empty again rehashed 66 times in Nexmark q7
-        fresh._grow(4 * keep.size + 65_536)
+        fresh._grow(2 * keep.size + 65_536)
         if keep.size:
             fresh.ids(self.keys(keep))
         remap = np.full(self._n, -1, np.int32)
