@@ -505,6 +505,8 @@ class SymmetricJoinOp(_JoinBase):
                     thresh = _clamp(wm_other - st.upper)
                 else:  # a right row with left.t >= right.t - upper, i.e. <= right.t - lower
                     thresh = _clamp(wm_other + st.lower)
+                if thresh <= side.low:
+                    continue  # no live row is that old (a join without ttl: never)
                 rows, dead, low = evict_before(
                     side.t,
                     side.alive,
