@@ -257,6 +257,24 @@ def apply_rows(prog, F, In, slots, Xf, Xi, M, vmap, seq0):  # type: ignore[no-un
                         if In[i0 + 1, j] == 0 or val < F[f0, j]:
                             F[f0, j] = val
                         In[i0 + 1, j] += 1
+        elif not nullable and kind == MAX_I:
+            # integer max / min without nulls (prices, ids): through update_row it cost
+            # ~40 ns an event in Nexmark q7, as much as the rest of the window step
+            for r in range(n):
+                j = slots[r]
+                if j >= 0:
+                    ival = Xi[x, r]
+                    if In[i0 + 1, j] == 0 or ival > In[i0, j]:
+                        In[i0, j] = ival
+                    In[i0 + 1, j] += 1
+        elif not nullable and kind == MIN_I:
+            for r in range(n):
+                j = slots[r]
+                if j >= 0:
+                    ival = Xi[x, r]
+                    if In[i0 + 1, j] == 0 or ival < In[i0, j]:
+                        In[i0, j] = ival
+                    In[i0 + 1, j] += 1
         else:
             # the general path: every kind, with or without nulls
             one = prog[a : a + 1]
