@@ -480,8 +480,10 @@ class SymmetricJoinOp(_JoinBase):
                 # until it ends there is nothing to settle (settling scans the side:
                 # 0.7 s of Nexmark q7's 2.9 s when done on every watermark step)
                 first_end = (
-                    (side.low - st.offset - st.size) // st.slide + 1
-                ) * st.slide + st.offset + st.size
+                    ((side.low - st.offset - st.size) // st.slide + 1) * st.slide
+                    + st.offset
+                    + st.size
+                )
                 if side.low != _I64_MAX and wm_other < first_end:
                     continue
                 self._settled_wm[s] = wm_other
