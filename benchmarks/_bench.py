@@ -6,6 +6,20 @@ import os
 
 QUICK = os.environ.get("VSTREAM_BENCH_QUICK", "") not in ("", "0")
 
+
+def q1_aggs() -> tuple[object, ...]:
+    """Q1's aggregates (test_windows.py, test_checkpoint.py): len, mean and max of cpu,
+    sum of latency_ms."""
+    import polars as pl
+
+    return (
+        pl.len(),
+        pl.col("cpu").mean(),
+        pl.col("cpu").max().alias("cpu_max"),
+        pl.col("latency_ms").sum(),
+    )
+
+
 #: name -> (seconds per round, events per round, bytes per round)
 RESULTS: dict[str, tuple[float, int, int]] = {}
 

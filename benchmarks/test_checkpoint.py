@@ -37,7 +37,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
-from _bench import RESULTS, note, size
+from _bench import RESULTS, note, q1_aggs, size
 
 import vstream as vs
 from vstream.ops.base import MIN_WM, Chunk
@@ -48,12 +48,7 @@ BATCH = 65_536
 HOSTS = 10_000
 SECOND = 1_000  # ms
 
-AGGS = (
-    pl.len(),
-    pl.col("cpu").mean(),
-    pl.col("cpu").max().alias("cpu_max"),
-    pl.col("latency_ms").sum(),
-)
+AGGS = q1_aggs()
 
 # Targets (checked by reading the summary, not asserted: the VM's speed varies).
 TARGET_OVERHEAD = 0.10  # checkpoints every 1 s: at most 10 % slower

@@ -5,20 +5,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["fsync_dir", "fsync_file"]
+__all__ = ["fsync"]
 
 
-def fsync_file(path: Path) -> None:
-    """Flush a written file's data to disk."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def fsync_dir(path: Path) -> None:
-    """Flush a directory's entries (a rename or a new file in it) to disk."""
+def fsync(path: Path) -> None:
+    """Flush a written file's data, or a directory's entries (a rename or a new file in
+    it), to disk."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)

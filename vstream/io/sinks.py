@@ -14,7 +14,7 @@ from typing import Any, cast
 
 import polars as pl
 
-from vstream._files import fsync_dir, fsync_file
+from vstream._files import fsync
 from vstream.errors import CheckpointError, PipelineError, VStreamError
 
 __all__ = ["CallbackSink", "CollectSink", "ParquetSink", "ResultsSink", "Sink"]
@@ -235,7 +235,7 @@ class ParquetSink(Sink):
         self._flush()
         files, self._staged = self._staged, []
         if files:
-            fsync_dir(self._pending)  # the staged names are durable before a manifest lists them
+            fsync(self._pending)  # the staged names are durable before a manifest lists them
         return {"pending": str(self._pending), "files": files}
 
     def commit(self, epoch: int, state: dict[str, Any]) -> None:
@@ -259,7 +259,7 @@ class ParquetSink(Sink):
                     raise CheckpointError(msg) from None
             self.files.append(dst)
         if names:
-            fsync_dir(self.dir)
+            fsync(self.dir)
 
     def write(self, df: pl.DataFrame) -> None:
         if not self._buf:
@@ -324,7 +324,7 @@ class ParquetSink(Sink):
         path = self._pending / name
         try:
             df.write_parquet(path, compression=self.compression)  # type: ignore[arg-type]
-            fsync_file(path)
+            fsync(path)
         except OSError as exc:
             msg = f"{self.label}: cannot stage {name} in {str(self._pending)!r}: {exc}"
             raise SinkError(msg) from exc

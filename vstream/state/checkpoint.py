@@ -35,7 +35,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
-from vstream._files import fsync_dir
+from vstream._files import fsync
 from vstream.errors import CheckpointError, CheckpointWarning
 
 __all__ = ["FORMAT", "VERSION", "CheckpointStore", "LoadedCheckpoint"]
@@ -130,11 +130,11 @@ class CheckpointStore:
             json.dump(body, f, indent=1, sort_keys=True)
             f.flush()
             os.fsync(f.fileno())
-        fsync_dir(tmp)
+        fsync(tmp)
         if final.exists():  # left by a run that crashed after writing it: same epoch again
             shutil.rmtree(final)
         os.rename(tmp, final)
-        fsync_dir(self.path)
+        fsync(self.path)
         return final
 
     def prune(self) -> None:
