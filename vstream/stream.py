@@ -167,6 +167,12 @@ class Stream:
     def __repr__(self) -> str:
         return f"<vstream.Stream {self._node.label!r}: {dict(self.schema)}>"
 
+    def _repr_html_(self) -> str:
+        """The plan with its schemas, as Jupyter shows a Stream (see :meth:`explain`)."""
+        from vstream.notebook.render import plan_html  # altair loads only when displayed
+
+        return plan_html(self)
+
     def explain(self) -> str:
         """The plan as text: every step with its output schema, sources at the leaves.
 

@@ -84,3 +84,9 @@ class Metrics:
 
     def __repr__(self) -> str:
         return f"<vstream.Metrics: {self.summary()}>"
+
+    def _repr_html_(self) -> str:
+        """The gauges, as Jupyter shows Metrics (see :func:`vstream.notebook.metrics_html`)."""
+        from vstream.notebook.render import metrics_html  # no import cycle, altair on demand
+
+        return metrics_html(self)

@@ -1,0 +1,356 @@
+"""Pure rendering of a run for people: gauges, the newest rows, a plot, the plan.
+
+Every function here turns values into a string (HTML or plain text) or a Vega-Lite spec;
+none starts a thread or needs IPython, so the live view can call them on each refresh
+and the tests can assert on what they return.
+"""
+
+from __future__ import annotations
+
+import html
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Literal
+
+import altair as alt
+import polars as pl
+
+from vstream.errors import ColumnNotFoundError
+
+if TYPE_CHECKING:
+    from vstream.runtime.metrics import Metrics
+    from vstream.stream import Stream
+
+__all__ = [
+    "dashboard_html",
+    "dashboard_text",
+    "metrics_html",
+    "metrics_text",
+    "plan_html",
+    "plot_html",
+    "plot_spec",
+    "table_html",
+]
+
+_BOX = (
+    "font-family: ui-monospace, SFMono-Regular, Menlo, monospace; font-size: 12px; "
+    "border: 1px solid #ccc; border-radius: 4px; padding: 6px 10px; margin: 4px 0"
+)
+
+
+# ---------------------------------------------------------------------- formatting
+def _count(n: int) -> str:
+    return f"{n:,}"
+
+
+def _rate(per_s: float) -> str:
+    for scale, unit in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if per_s >= scale:
+            return f"{per_s / scale:,.1f} {unit}/s"
+    return f"{per_s:,.0f}/s"
+
+
+def _seconds(s: float | None) -> str:
+    if s is None:
+        return "-"
+    if abs(s) < 1:
+        return f"{s * 1e3:.0f} ms"
+    if abs(s) < 120:
+        return f"{s:.1f} s"
+    if abs(s) < 7200:
+        return f"{s / 60:.1f} min"
+    return f"{s / 3600:.1f} h"
+
+
+def _watermark(wm: object) -> str:
+    if wm is None:
+        return "-"
+    if isinstance(wm, int) and not isinstance(wm, bool):
+        return f"{wm:,}"
+    return str(wm)
+
+
+def _gauges(m: Metrics) -> list[tuple[str, str]]:
+    """(label, value) pairs shared by the HTML and the text rendering."""
+    return [
+        ("state", "running" if m.running else "finished"),
+        ("events in", _count(m.events_in)),
+        ("events/s", _rate(m.events_per_s)),
+        ("events out", _count(m.events_out)),
+        ("watermark", _watermark(m.watermark)),
+        ("event-time lag", _seconds(m.event_time_lag_s)),
+        ("late events", _count(m.late_events)),
+        ("dead letters", _count(m.dead_letters)),
+        ("elapsed", _seconds(m.elapsed_s)),
+        ("checkpoints", _count(m.checkpoints)),
+    ]
+
+
+def _require(df: pl.DataFrame, step: str, **columns: str | None) -> None:
+    for arg, name in columns.items():
+        if name is not None and name not in df.columns:
+            msg = (
+                f"{step}: column {name!r} (passed as {arg}=) is not in the results; "
+                f"they have the columns {df.columns}. Pass {arg}= one of them."
+            )
+            raise ColumnNotFoundError(msg)
+
+
+# ---------------------------------------------------------------------- gauges
+def metrics_html(m: Metrics) -> str:
+    """The gauges of a run as a small HTML block.
+
+    Parameters
+    ----------
+    m
+        A metrics snapshot (``job.metrics``, or ``collect(return_metrics=True)``).
+
+    Examples
+    --------
+    >>> import vstream as vs
+    >>> from vstream.notebook import metrics_html
+    >>> out = metrics_html(vs.Metrics(events_in=1_234_567, events_per_s=12_300_000.0))
+    >>> "events/s" in out, "1,234,567" in out, "12.3 M/s" in out
+    (True, True, True)
+    """
+    cells = "".join(
+        f'<div style="display: inline-block; margin: 2px 14px 2px 0">'
+        f'<div style="color: #777; font-size: 10px">{html.escape(label)}</div>'
+        f'<div style="font-size: 14px">{html.escape(value)}</div></div>'
+        for label, value in _gauges(m)
+    )
+    return f'<div class="vstream-metrics" style="{_BOX}">{cells}</div>'
+
+
+def metrics_text(m: Metrics) -> str:
+    """The gauges of a run as plain text, one ``label: value`` line each.
+
+    Examples
+    --------
+    >>> import vstream as vs
+    >>> from vstream.notebook import metrics_text
+    >>> print(metrics_text(vs.Metrics(events_in=1500, event_time_lag_s=2.14)))
+    state          finished
+    events in      1,500
+    events/s       0/s
+    events out     0
+    watermark      -
+    event-time lag 2.1 s
+    late events    0
+    dead letters   0
+    elapsed        0 ms
+    checkpoints    0
+    """
+    gauges = _gauges(m)
+    width = max(len(label) for label, _ in gauges)
+    return "\n".join(f"{label:<{width}} {value}" for label, value in gauges)
+
+
+# ---------------------------------------------------------------------- table
+def table_html(df: pl.DataFrame, *, max_rows: int = 20) -> str:
+    """The newest ``max_rows`` rows (the frame's last) as an HTML table, Polars' own.
+
+    Examples
+    --------
+    >>> import polars as pl
+    >>> from vstream.notebook import table_html
+    >>> out = table_html(pl.DataFrame({"host": ["a", "b", "c"]}), max_rows=2)
+    >>> "newest 2 of 3 rows" in out, "&quot;c&quot;" in out, "&quot;a&quot;" in out
+    (True, True, False)
+    """
+    tail = df.tail(max_rows)
+    with pl.Config(tbl_rows=max(max_rows, 1), tbl_cols=-1):
+        table = tail._repr_html_()
+    caption = f"newest {tail.height:,} of {df.height:,} rows"
+    return f'<div class="vstream-table"><small style="color: #777">{caption}</small>{table}</div>'
+
+
+# ---------------------------------------------------------------------- plot
+VegaType = Literal["quantitative", "temporal", "nominal"]
+
+
+def _vl_type(dtype: pl.DataType) -> VegaType:
+    if dtype in (pl.Date, pl.Datetime):
+        return "temporal"
+    if dtype.is_numeric():
+        return "quantitative"
+    return "nominal"
+
+
+def _field(name: str) -> str:
+    # Vega-Lite reads dots and brackets in a field name as nested access
+    return name.replace("\\", "\\\\").replace(".", "\\.").replace("[", "\\[").replace("]", "\\]")
+
+
+@contextmanager
+def _inline_data() -> Iterator[None]:
+    # Altair refuses more than 5,000 rows by default and may be set to write files;
+    # a live view wants the data inside the spec, however long the run has been
+    with alt.data_transformers.enable("default", max_rows=None):
+        yield
+
+
+def plot_spec(
+    df: pl.DataFrame,
+    *,
+    x: str = "window_start",
+    y: str,
+    by: str | None = None,
+    top: int = 5,
+) -> dict[str, Any]:
+    """A Vega-Lite line chart of ``y`` over ``x``, one line per key of ``by``.
+
+    Only the ``top`` keys with the largest total ``y`` are kept (ties: the smaller key);
+    without ``by`` there is one line. The chart is built with Altair, so the spec renders
+    in Jupyter, VS Code and static HTML (:func:`plot_html`).
+
+    Parameters
+    ----------
+    df
+        Window results (``job.results``): one row per window and key.
+    x, y
+        The time column and the aggregate to plot.
+    by
+        The key column, or None.
+    top
+        How many keys to keep (at least 1).
+
+    Raises
+    ------
+    ColumnNotFoundError
+        ``x``, ``y`` or ``by`` is not a column of ``df``.
+
+    Examples
+    --------
+    >>> import polars as pl
+    >>> from vstream.notebook import plot_spec
+    >>> df = pl.DataFrame({"window_start": [0, 0, 10, 10], "host": ["a", "b", "a", "b"],
+    ...                    "n": [5, 1, 7, 2]})
+    >>> spec = plot_spec(df, y="n", by="host", top=1)
+    >>> spec["mark"]["type"], spec["encoding"]["color"]["field"]
+    ('line', 'host')
+    >>> sorted({row["host"] for rows in spec["datasets"].values() for row in rows})
+    ['a']
+    """
+    _require(df, "plot_spec", x=x, y=y, by=by)
+    if top < 1:
+        msg = f"plot_spec: top={top} keeps no line; pass top= 1 or more"
+        raise ValueError(msg)
+    data = df.select(list(dict.fromkeys([x, y] + ([by] if by is not None else []))))
+    if by is not None and data.height:
+        ranked = (
+            data.group_by(by)
+            .agg(pl.col(y).sum().alias("__total"))
+            .sort(["__total", by], descending=[True, False], nulls_last=True)
+            .head(top)
+        )
+        keys = ranked.get_column(by)
+        keep = pl.col(by).is_in(keys.drop_nulls().implode())
+        if keys.null_count():
+            keep = keep | pl.col(by).is_null()
+        data = data.filter(keep)
+    data = data.sort(x, nulls_last=True)
+
+    schema = df.schema
+    encoding: dict[str, Any] = {
+        "x": alt.X(field=_field(x), type=_vl_type(schema[x]), title=x),
+        "y": alt.Y(field=_field(y), type=_vl_type(schema[y]), title=y),
+    }
+    title = y
+    if by is not None:
+        encoding["color"] = alt.Color(field=_field(by), type="nominal", title=by)
+        title = f"{y} per {by} (top {top})"
+    chart = (
+        alt.Chart(data, title=title)
+        .mark_line(point=True)
+        .encode(**encoding)
+        .properties(width=600, height=240)
+    )
+    with _inline_data():
+        spec: dict[str, Any] = chart.to_dict()
+    return spec
+
+
+def plot_html(spec: dict[str, Any]) -> str:
+    """A Vega-Lite spec as an HTML fragment that draws it (vega-embed, from a CDN).
+
+    Examples
+    --------
+    >>> import polars as pl
+    >>> from vstream.notebook import plot_html, plot_spec
+    >>> spec = plot_spec(pl.DataFrame({"window_start": [0, 10], "n": [1, 2]}), y="n")
+    >>> "vegaEmbed" in plot_html(spec)
+    True
+    """
+    # a fresh div id per call: a notebook shows many plots on one page
+    div = f"vstream-plot-{uuid.uuid4().hex[:12]}"
+    with _inline_data():
+        out: str = alt.Chart.from_dict(spec).to_html(output_div=div, fullhtml=False)
+    return out
+
+
+# ---------------------------------------------------------------------- plan
+def plan_html(stream: Stream) -> str:
+    """A stream's plan (:meth:`Stream.explain`) as an HTML block: each step and its schema.
+
+    Examples
+    --------
+    >>> import polars as pl
+    >>> import vstream as vs
+    >>> from vstream.notebook import plan_html
+    >>> out = plan_html(vs.from_polars(pl.DataFrame({"x": [1]})))
+    >>> "vstream plan" in out, "from_polars" in out
+    (True, True)
+    """
+    return (
+        f'<div class="vstream-plan" style="{_BOX}">'
+        '<div style="font-weight: bold; margin-bottom: 4px">vstream plan</div>'
+        f'<pre style="margin: 0">{html.escape(stream.explain())}</pre></div>'
+    )
+
+
+# ---------------------------------------------------------------------- dashboard
+def dashboard_html(
+    metrics: Metrics,
+    results: pl.DataFrame,
+    *,
+    y: str | None = None,
+    by: str | None = None,
+    x: str = "window_start",
+    top: int = 5,
+    max_rows: int = 20,
+) -> str:
+    """Gauges, a plot of ``y`` (when given) and the newest rows, in one HTML block.
+
+    Examples
+    --------
+    >>> import polars as pl
+    >>> import vstream as vs
+    >>> from vstream.notebook import dashboard_html
+    >>> out = dashboard_html(vs.Metrics(events_in=3), pl.DataFrame({"x": [1, 2, 3]}))
+    >>> "vstream-metrics" in out, "vstream-table" in out, "vegaEmbed" in out
+    (True, True, False)
+    """
+    parts = [metrics_html(metrics)]
+    if y is not None:
+        parts.append(plot_html(plot_spec(results, x=x, y=y, by=by, top=top)))
+    parts.append(table_html(results, max_rows=max_rows))
+    return f'<div class="vstream-dashboard">{"".join(parts)}</div>'
+
+
+def dashboard_text(metrics: Metrics, results: pl.DataFrame, *, max_rows: int = 10) -> str:
+    """Gauges and the newest rows as plain text, for terminals.
+
+    Examples
+    --------
+    >>> import polars as pl
+    >>> import vstream as vs
+    >>> from vstream.notebook import dashboard_text
+    >>> out = dashboard_text(vs.Metrics(events_in=3), pl.DataFrame({"x": [1, 2, 3]}))
+    >>> "events in      3" in out, "shape: (3, 1)" in out
+    (True, True)
+    """
+    with pl.Config(tbl_rows=max(max_rows, 1), tbl_cols=-1):
+        table = str(results.tail(max_rows))
+    return f"{metrics_text(metrics)}\n\n{table}"
