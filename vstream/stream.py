@@ -55,6 +55,7 @@ from vstream.plan.windows import (
 from vstream.runtime.checkpointing import CheckpointConfig, merge_configs
 from vstream.runtime.executor import Executor, Target
 from vstream.runtime.metrics import Metrics
+from vstream.runtime.progress import Progress, describe, run_total, wants_progress
 
 if TYPE_CHECKING:
     from vstream.runtime.job import Job
@@ -764,15 +765,23 @@ class Stream:
 
     # ------------------------------------------------------------------ terminals
     def collect(
-        self, *, timeout: Duration | float | None = None, return_metrics: bool = False
+        self,
+        *,
+        timeout: Duration | float | None = None,
+        return_metrics: bool = False,
+        progress: bool | None = None,
     ) -> Any:
         """Run to the end of the input and return the rows as a ``polars.DataFrame``.
 
         Refused on an unbounded stream unless it is bounded by :meth:`head` or
         ``timeout`` (after which the input is treated as ended). With
         ``return_metrics=True`` returns ``(DataFrame, Metrics)``.
+
+        ``progress`` shows a bar of the rows read (of the sources' total, where they know
+        it) once the run has lasted half a second: None shows it when stderr is a terminal
+        or in Jupyter, True always, False never.
         """
-        results, metrics = _run([self], timeout=timeout, stacklevel=2)
+        results, metrics = _run([self], timeout=timeout, stacklevel=2, progress=progress)
         return (results[0], metrics) if return_metrics else results[0]
 
     def iter_batches(self, *, timeout: Duration | float | None = None) -> Iterator[pl.DataFrame]:
@@ -812,6 +821,7 @@ class Stream:
         checkpoint_dir: str | os.PathLike[str] | None = None,
         checkpoint_interval: Duration | int = "10s",
         keep_checkpoints: int = 3,
+        progress: bool | None = None,
     ) -> Any:
         """Write the stream to Parquet part files in a directory.
 
@@ -828,6 +838,10 @@ class Stream:
         ends up with exactly the rows of an uninterrupted run. A ``timeout`` then
         pauses the run at a checkpoint instead of ending its input. The last
         ``keep_checkpoints`` checkpoints are kept.
+
+        ``progress`` shows a bar of the rows read (of the sources' total, where they know
+        it) once the run has lasted half a second: None shows it when stderr is a terminal
+        or in Jupyter, True always, False never.
 
         Examples
         --------
@@ -856,7 +870,7 @@ class Stream:
             checkpoint=config,
         )
         sink._factory()  # validate the arguments now, not at run time
-        return sink if lazy else sink.run(timeout=timeout, stacklevel=3)
+        return sink if lazy else sink.run(timeout=timeout, stacklevel=3, progress=progress)
 
     def sink_callback(
         self,
@@ -867,6 +881,7 @@ class Stream:
         checkpoint_dir: str | os.PathLike[str] | None = None,
         checkpoint_interval: Duration | int = "10s",
         keep_checkpoints: int = 3,
+        progress: bool | None = None,
     ) -> Any:
         """Call ``fn`` with every output batch (a ``polars.DataFrame``).
 
@@ -876,6 +891,7 @@ class Stream:
         epoch ``e + 1`` onwards are delivered again, under the same epoch ids. To get
         exactly-once results, make the write idempotent per epoch: replace what an
         epoch wrote before (``DELETE ... WHERE epoch >= e``) rather than appending.
+        ``progress``: as in :meth:`collect`.
 
         Examples
         --------
@@ -900,7 +916,7 @@ class Stream:
             raise PipelineError(msg)
         CallbackSink(fn)
         sink = LazySink(self, lambda: CallbackSink(fn, with_epoch=with_epoch), checkpoint=config)
-        return sink if lazy else sink.run(timeout=timeout, stacklevel=3)
+        return sink if lazy else sink.run(timeout=timeout, stacklevel=3, progress=progress)
 
     def start(
         self,
@@ -1178,9 +1194,16 @@ class LazySink:
         self._factory = factory
         self.checkpoint = checkpoint
 
-    def run(self, *, timeout: Duration | float | None = None, stacklevel: int = 2) -> Metrics:
-        """Run this sink alone; returns the run's metrics."""
-        _, metrics = _run([self], timeout=timeout, stacklevel=stacklevel)
+    def run(
+        self,
+        *,
+        timeout: Duration | float | None = None,
+        stacklevel: int = 2,
+        progress: bool | None = None,
+    ) -> Metrics:
+        """Run this sink alone; returns the run's metrics (``progress``: as in
+        :meth:`Stream.collect`)."""
+        _, metrics = _run([self], timeout=timeout, stacklevel=stacklevel, progress=progress)
         return metrics
 
     def start(self) -> Job:
@@ -1236,6 +1259,7 @@ def _run(
     timeout: Duration | float | None,
     stacklevel: int = 2,
     checkpoint: CheckpointConfig | None = None,
+    progress: bool | None = None,
 ) -> tuple[list[pl.DataFrame | None], Metrics]:
     """Run items as one job; ``stacklevel`` of the user's call relative to our caller."""
     if not items:
@@ -1260,7 +1284,11 @@ def _run(
                 )
                 raise UnboundedError(msg)
     deadline = None if timeout is None else time.monotonic() + wall_seconds(timeout, "timeout")
-    ex = Executor(targets, job_checkpoint(items, checkpoint, "collect_all"))
+    bar = None
+    if wants_progress(progress):
+        outputs = [t.node for t in targets]
+        bar = Progress(run_total(outputs), describe(outputs))
+    ex = Executor(targets, job_checkpoint(items, checkpoint, "collect_all"), progress=bar)
     for _ in ex.run(deadline):
         pass
     ex.warn_uncollected(stacklevel + 1)
@@ -1274,6 +1302,10 @@ def collect_all(
     *,
     timeout: Duration | float | None = ...,
     return_metrics: Literal[False] = ...,
+    checkpoint_dir: str | os.PathLike[str] | None = ...,
+    checkpoint_interval: Duration | int = ...,
+    keep_checkpoints: int = ...,
+    progress: bool | None = ...,
 ) -> list[pl.DataFrame | None]: ...
 @overload
 def collect_all(
@@ -1281,6 +1313,10 @@ def collect_all(
     *,
     timeout: Duration | float | None = ...,
     return_metrics: Literal[True],
+    checkpoint_dir: str | os.PathLike[str] | None = ...,
+    checkpoint_interval: Duration | int = ...,
+    keep_checkpoints: int = ...,
+    progress: bool | None = ...,
 ) -> tuple[list[pl.DataFrame | None], Metrics]: ...
 def collect_all(
     items: Sequence[Stream | LazySink],
@@ -1290,12 +1326,14 @@ def collect_all(
     checkpoint_dir: str | os.PathLike[str] | None = None,
     checkpoint_interval: Duration | int = "10s",
     keep_checkpoints: int = 3,
+    progress: bool | None = None,
 ) -> Any:
     """Run several branches of one plan together, as ``pl.collect_all`` does.
 
     Shared steps run once. Returns one DataFrame per Stream (None for a lazy sink).
     A run has one checkpoint (see :meth:`Stream.sink_parquet`): pass ``checkpoint_dir``
-    here, or to the lazy sinks (the same one to each).
+    here, or to the lazy sinks (the same one to each). ``progress``: as in
+    :meth:`Stream.collect`.
 
     Examples
     --------
@@ -1311,7 +1349,9 @@ def collect_all(
     config = CheckpointConfig.parse(
         checkpoint_dir, checkpoint_interval, keep_checkpoints, "collect_all"
     )
-    results, metrics = _run(items, timeout=timeout, stacklevel=2, checkpoint=config)
+    results, metrics = _run(
+        items, timeout=timeout, stacklevel=2, checkpoint=config, progress=progress
+    )
     return (results, metrics) if return_metrics else results
 
 

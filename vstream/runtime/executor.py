@@ -31,6 +31,7 @@ from vstream.plan.nodes import (
 from vstream.plan.windows import LateEventsNode
 from vstream.runtime.checkpointing import CheckpointConfig, Checkpointing
 from vstream.runtime.metrics import Metrics, StepMetrics
+from vstream.runtime.progress import Progress
 
 __all__ = ["Executor", "Target"]
 
@@ -56,8 +57,15 @@ class Executor:
     what it causes through the nodes below that source, in topological order.
     """
 
-    def __init__(self, targets: list[Target], checkpoint: CheckpointConfig | None = None) -> None:
+    def __init__(
+        self,
+        targets: list[Target],
+        checkpoint: CheckpointConfig | None = None,
+        progress: Progress | None = None,
+    ) -> None:
         self.targets = targets
+        #: a bar updated on the metrics tick (bounded foreground runs), closed by run()
+        self.progress = progress
         self.nodes = ancestors([t.node for t in targets])
         self.index = {n.id: i for i, n in enumerate(self.nodes)}
         self.ops: list[Operator] = [n.make_op() for n in self.nodes]
@@ -428,6 +436,8 @@ class Executor:
             if cp is not None:
                 cp.close()
             self._update_metrics()
+            if self.progress is not None:
+                self.progress.close()
             # sinks are closed whatever ended the run: rows they accepted are written
             self._close_sinks()
 
@@ -548,3 +558,5 @@ class Executor:
                 sm.state_rows = rows()
                 sm.peak_state_rows = max(sm.peak_state_rows, op.peak_state_rows)  # type: ignore[attr-defined]
         m.steps = self._steps_view
+        if self.progress is not None:
+            self.progress.update(m.events_in, m.elapsed_s)
