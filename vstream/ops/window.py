@@ -286,6 +286,17 @@ class WindowOp(Operator):
         return pl.DataFrame(cols).hstack(aggs)
 
     # ------------------------------------------------------------------ state
+    def open_windows(self) -> pl.DataFrame:
+        """The windows not emitted yet, with their aggregates so far, as rows of the
+        output schema (what they would emit if the input ended now). The state itself
+        is left as it is: a copy (through :meth:`snapshot`) is fired."""
+        copy = WindowOp(self.name, self.setup)
+        copy.restore(self.snapshot())
+        frames = [f for f in copy.state.fire(MAX_WM, early=False) if f.height]
+        if not frames:
+            return pl.DataFrame(schema=self.setup.schema)
+        return pl.concat(frames, how="vertical")
+
     def snapshot(self) -> dict[str, pa.Table]:
         out = self.state.snapshot()
         if self.keys is not None:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import queue
 import sys
 import threading
 import time
 import warnings
-from collections.abc import Generator
+from collections.abc import Callable, Generator
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 
 import polars as pl
@@ -93,6 +96,10 @@ class Executor:
         self._dead_uncollected = 0
         self._stop = threading.Event()
         self._drain = False
+        #: calls to run in the loop's thread between two steps (Job.state)
+        self._calls: queue.SimpleQueue[tuple[Callable[[], object], Future[object]]] = (
+            queue.SimpleQueue()
+        )
         self._readers: dict[int, Reader] | None = None
         #: global split id -> position after the last batch consumed
         self.positions: dict[int, object] = {}
@@ -424,6 +431,8 @@ class Executor:
                     last_tick = now
                     self._tick(now)
                     self._update_metrics()
+                while not self._calls.empty():
+                    self._serve(*self._calls.get_nowait())
                 yield
                 if self._may_end_early and self._targets_done():
                     break
@@ -433,6 +442,8 @@ class Executor:
             for r in readers.values():
                 r.close()
             self.metrics.running = False
+            while not self._calls.empty():  # asked while the loop was ending
+                self._serve(*self._calls.get_nowait())
             if cp is not None:
                 cp.close()
             self._update_metrics()
@@ -440,6 +451,29 @@ class Executor:
                 self.progress.close()
             # sinks are closed whatever ended the run: rows they accepted are written
             self._close_sinks()
+
+    def call(self, fn: Callable[[], object], timeout: float = 10.0) -> object:
+        """Run ``fn`` between two steps of the loop (in its thread, where the operators'
+        state is consistent), or at once when the loop is not running."""
+        if not self.metrics.running:
+            return fn()
+        done: Future[object] = Future()
+        self._calls.put((fn, done))
+        try:
+            return done.result(timeout)
+        except FutureTimeout:
+            if not self.metrics.running and done.set_running_or_notify_cancel():
+                return fn()  # the loop ended before serving it
+            raise
+
+    @staticmethod
+    def _serve(fn: Callable[[], object], done: Future[object]) -> None:
+        if not done.set_running_or_notify_cancel():
+            return
+        try:
+            done.set_result(fn())
+        except BaseException as exc:
+            done.set_exception(exc)
 
     def _on_event(self, s: int, event: object) -> None:
         if isinstance(event, Data):

@@ -9,12 +9,14 @@ from typing import TYPE_CHECKING
 
 import polars as pl
 
+from vstream.errors import PipelineError
 from vstream.io.sinks import ResultsSink
 from vstream.runtime.checkpointing import CheckpointConfig
 from vstream.runtime.executor import Executor
 from vstream.runtime.metrics import Metrics
 
 if TYPE_CHECKING:
+    from vstream.notebook.live import LiveView
     from vstream.stream import LazySink, Stream
 
 __all__ = ["Job"]
@@ -37,6 +39,8 @@ class Job:
         self._executor = executor
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="vstream-job", daemon=True)
+        #: the live view of the last display() call
+        self.view: LiveView | None = None
 
     @classmethod
     def launch(
@@ -104,6 +108,84 @@ class Job:
                 return t.sink.result()
         msg = "this job writes to sinks only; it keeps no results"
         raise AttributeError(msg)
+
+    def display(
+        self,
+        *,
+        y: str | None = None,
+        by: str | None = None,
+        x: str = "window_start",
+        top: int = 5,
+        rows: int = 20,
+        every: float = 0.5,
+    ) -> None:
+        """Show the job live: gauges (events/s, watermark, event-time lag, late events,
+        dead letters), a line plot of ``y`` over ``x`` for the ``top`` keys of ``by``,
+        and the newest ``rows`` results, re-rendered in place every ``every`` seconds.
+
+        Returns at once; a background thread renders from snapshots, so the display never
+        slows the pipeline. When the job ends (or ``stop()`` is called) it renders a last
+        time and the output keeps that state. Outside Jupyter it prints a status line
+        every few seconds and the dashboard as text at the end.
+
+        Examples
+        --------
+        >>> import polars as pl
+        >>> import vstream as vs
+        >>> job = vs.from_polars(pl.DataFrame({"x": [1, 2]})).start()
+        >>> job.join(timeout=30)
+        >>> job.display()  # doctest: +ELLIPSIS
+        state...finished
+        events in...2
+        ...
+        """
+        from vstream.notebook.live import LiveView
+
+        self.view = LiveView(self, y=y, by=by, x=x, top=top, rows=rows, every=every).start()
+
+    def state(self, window: int | str = 0) -> pl.DataFrame:
+        """The open windows of a window step, with their aggregates so far: what they
+        would emit if the input ended now (a ``pl.DataFrame`` of the step's output
+        schema). Read between two micro-batches, so it is consistent; the job goes on.
+
+        ``window`` picks the step: its position among the job's window steps (0: the
+        first), or a text its label contains (``"by='host'"``).
+
+        Examples
+        --------
+        >>> import polars as pl
+        >>> import vstream as vs
+        >>> df = pl.DataFrame({"ts": [1, 2, 12], "k": ["a", "b", "a"]})
+        >>> s = vs.from_polars(df).with_watermark("ts", 100)
+        >>> job = s.window(vs.tumbling(10), by="k").agg(pl.len()).start()
+        >>> job.join(timeout=30)  # the input ended: every window was emitted
+        >>> job.state().height
+        0
+        """
+        from vstream.ops.window import WindowOp
+
+        ex = self._executor
+        steps = [
+            (ex.nodes[i].label, op) for i, op in enumerate(ex.ops) if isinstance(op, WindowOp)
+        ]
+        if not steps:
+            msg = "this job has no window step: state() shows the open windows of one"
+            raise PipelineError(msg)
+        if isinstance(window, str):
+            found = [op for label, op in steps if window in label]
+            if len(found) != 1:
+                labels = [label for label, _ in steps]
+                msg = f"state({window!r}): {len(found)} window steps match, among {labels}"
+                raise PipelineError(msg)
+            op = found[0]
+        else:
+            if not 0 <= window < len(steps):
+                msg = f"state({window}): the job has {len(steps)} window step(s)"
+                raise PipelineError(msg)
+            op = steps[window][1]
+        got = ex.call(op.open_windows)
+        assert isinstance(got, pl.DataFrame)
+        return got
 
     def results_of(self, index: int) -> pl.DataFrame:
         """The newest rows of target ``index`` (as passed to ``start_all``)."""

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
 
+from vstream._jupyter import in_notebook
 from vstream.plan.nodes import Node, SourceNode, ancestors
 
 __all__ = ["Progress", "run_total", "wants_progress"]
@@ -33,7 +34,7 @@ def wants_progress(progress: bool | None) -> bool:
     """
     if progress is not None:
         return bool(progress)
-    if "ipykernel" in sys.modules:
+    if in_notebook():
         return True
     stderr = sys.stderr
     return stderr is not None and stderr.isatty()

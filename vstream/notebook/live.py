@@ -1,0 +1,127 @@
+"""The live view of a background job: re-rendered in place a few times a second.
+
+A daemon thread renders the job's metrics and newest results (:mod:`.render`) and
+replaces one output: a Jupyter display updated in place, or, in a terminal, a status
+line now and then and the whole dashboard as text at the end. It reads snapshots only
+(``job.metrics`` is a copy, ``job.results`` a new frame), so a slow frontend never
+holds up the pipeline; when the job ends it renders once more and stops, leaving the
+last state in the output (a saved notebook shows it).
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import IO, TYPE_CHECKING, Any
+
+import polars as pl
+
+from vstream._jupyter import in_notebook
+from vstream.notebook.render import dashboard_html, dashboard_text
+
+if TYPE_CHECKING:
+    from vstream.runtime.job import Job
+
+__all__ = ["LiveView", "in_notebook"]
+
+
+class LiveView:
+    """Renders ``job`` every ``every`` seconds until it ends (see :meth:`Job.display`).
+
+    ``sink`` takes each rendering; by default an IPython display handle updated in
+    place in a notebook, else text lines on ``out`` (stdout): a status line every
+    ``text_every`` seconds and the dashboard as text at the end.
+    """
+
+    def __init__(
+        self,
+        job: Job,
+        *,
+        y: str | None = None,
+        by: str | None = None,
+        x: str = "window_start",
+        top: int = 5,
+        rows: int = 20,
+        every: float = 0.5,
+        text_every: float = 5.0,
+        out: IO[str] | None = None,
+        sink: Callable[[str], None] | None = None,
+        html: bool | None = None,
+    ) -> None:
+        self.job = job
+        self.y, self.by, self.x, self.top, self.rows = y, by, x, top, rows
+        self.every = every
+        self.text_every = text_every
+        self.html = in_notebook() if html is None else html
+        self.out = out
+        self._sink = sink
+        self._handle: Any = None
+        self.renders = 0
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._loop, name="vstream-display", daemon=True)
+
+    def start(self) -> LiveView:
+        """Render once now (so the output cell shows the job at once), then keep going
+        in the background."""
+        self.render(final=not self.job.running)
+        if self.job.running:
+            self._thread.start()
+        return self
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait for the last rendering (after the job ended)."""
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def _results(self) -> pl.DataFrame:
+        try:
+            return self.job.results
+        except AttributeError:  # a job writing to sinks only keeps no rows
+            return pl.DataFrame()
+
+    def render(self, *, final: bool = False) -> str:
+        """Render the job as it is now and hand the rendering on; returns it."""
+        metrics, results = self.job.metrics, self._results()
+        if self.html:
+            plot = self.y if self.y is not None and self.y in results.columns else None
+            text = dashboard_html(
+                metrics, results, y=plot, by=self.by, x=self.x, top=self.top, max_rows=self.rows
+            )
+        elif final:
+            text = dashboard_text(metrics, results, max_rows=self.rows)
+        else:
+            text = metrics.summary()
+        self._emit(text)
+        self.renders += 1
+        return text
+
+    def _emit(self, text: str) -> None:
+        if self._sink is not None:
+            self._sink(text)
+        elif self.html:
+            from IPython import display as ipd
+
+            shown: Any = ipd.HTML(text)  # type: ignore[no-untyped-call]
+            if self._handle is None:
+                self._handle = ipd.display(shown, display_id=True)  # type: ignore[no-untyped-call]
+            else:
+                self._handle.update(shown)
+        else:
+            print(text, file=self.out or sys.stdout, flush=True)
+
+    def _loop(self) -> None:
+        last_text = time.monotonic()
+        try:
+            while self.job.running:
+                time.sleep(self.every)
+                if not self.job.running:
+                    break
+                now = time.monotonic()
+                if self.html or now - last_text >= self.text_every:
+                    self.render()
+                    last_text = now
+            self.render(final=True)
+        except BaseException as exc:  # a failed rendering must not pass unnoticed
+            self.error = exc
