@@ -26,9 +26,13 @@ if TYPE_CHECKING:
 
 __all__ = ["LiveView", "in_notebook"]
 
+#: the view waits at least this many times its last rendering's duration
+_SHARE = 20
+
 
 class LiveView:
-    """Renders ``job`` every ``every`` seconds until it ends (see :meth:`Job.display`).
+    """Renders ``job`` every ``every`` seconds until it ends (see :meth:`Job.display`),
+    or less often when rendering is slow: it waits at least 20 times its last rendering.
 
     ``sink`` takes each rendering; by default an IPython display handle updated in
     place in a notebook, else text lines on ``out`` (stdout): a status line every
@@ -59,6 +63,7 @@ class LiveView:
         self._sink = sink
         self._handle: Any = None
         self.renders = 0
+        self._took = 0.0  # seconds the last rendering took
         self.error: BaseException | None = None
         self._thread = threading.Thread(target=self._loop, name="vstream-display", daemon=True)
 
@@ -83,6 +88,7 @@ class LiveView:
 
     def render(self, *, final: bool = False) -> str:
         """Render the job as it is now and hand the rendering on; returns it."""
+        t = time.perf_counter()
         metrics, results = self.job.metrics, self._results()
         if self.html:
             plot = self.y if self.y is not None and self.y in results.columns else None
@@ -93,6 +99,9 @@ class LiveView:
             text = dashboard_text(metrics, results, max_rows=self.rows)
         else:
             text = metrics.summary()
+        # what the pipeline may feel (Python holding the GIL); the frontend's time in
+        # _emit is its own
+        self._took = time.perf_counter() - t
         self._emit(text)
         self.renders += 1
         return text
@@ -115,7 +124,9 @@ class LiveView:
         last_text = time.monotonic()
         try:
             while self.job.running:
-                time.sleep(self.every)
+                # rendering is Python holding the GIL (Altair builds the plot): keep it
+                # to 1/20 of the time whatever the refresh asked for
+                time.sleep(max(self.every, _SHARE * self._took))
                 if not self.job.running:
                     break
                 now = time.monotonic()
