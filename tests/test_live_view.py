@@ -44,6 +44,9 @@ def test_html_view_renders_while_running_and_once_more_at_the_end(
     assert "finished" in last
     assert f"{telemetry_small.height:,}" in last  # events in, as people read numbers
     assert "vega" in last.lower()  # the plot of cpu per region
+    assert "batch latency" in last
+    assert 0 < job.metrics.max_batch_latency_s < 10  # each batch sleeps 0.02 s
+    assert job.metrics.max_batch_latency_s >= 0.02
     assert "us-east-1" in last  # a region in the plot data or the table
 
 

@@ -55,6 +55,8 @@ def _rate(per_s: float) -> str:
 def _seconds(s: float | None) -> str:
     if s is None:
         return "-"
+    if abs(s) < 0.01:
+        return f"{s * 1e3:.1f} ms"  # batch latencies: a fraction of a millisecond matters
     if abs(s) < 1:
         return f"{s * 1e3:.0f} ms"
     if abs(s) < 120:
@@ -83,6 +85,10 @@ def _gauges(m: Metrics) -> list[tuple[str, str]]:
         ("event-time lag", _seconds(m.event_time_lag_s)),
         ("late events", _count(m.late_events)),
         ("dead letters", _count(m.dead_letters)),
+        (
+            "batch latency",
+            f"{_seconds(m.batch_latency_s)} (max {_seconds(m.max_batch_latency_s)})",
+        ),
         ("elapsed", _seconds(m.elapsed_s)),
         ("checkpoints", _count(m.checkpoints)),
     ]

@@ -106,6 +106,8 @@ class Executor:
         #: global ids of the splits whose end the operators have seen
         self.ended_splits: set[int] = set()
         self.changed = False
+        self._batch_time = 0.0  # seconds and count of batches since the last metrics tick
+        self._batch_count = 0
         # lookup joins: the sources of their update streams, read ahead of the events
         self.table_sources: set[int] = set()
         self._tables_primed: set[int] = set()
@@ -525,6 +527,7 @@ class Executor:
             )
 
     def _on_data(self, s: int, ev: Data) -> None:
+        t0 = time.perf_counter()
         sid = self.split_ids[s][ev.split]
         # what a checkpoint records: the position after the last batch the operators took,
         # not whatever the reader has prefetched into its queue
@@ -549,6 +552,11 @@ class Executor:
             first = [(Chunk(df, sid), self.out_wm[s])]
         if first or ev.dead is not None:
             self._push(s, first)
+        # the batch's time through every operator to the sinks (the live view's gauge)
+        took = time.perf_counter() - t0
+        self._batch_time += took
+        self._batch_count += 1
+        self.metrics.max_batch_latency_s = max(self.metrics.max_batch_latency_s, took)
 
     def _tick(self, now: float) -> None:
         for s in self.sources:
@@ -564,6 +572,9 @@ class Executor:
 
     def _update_metrics(self) -> None:
         m = self.metrics
+        if self._batch_count:
+            m.batch_latency_s = self._batch_time / self._batch_count
+            self._batch_time, self._batch_count = 0.0, 0
         m.elapsed_s = time.perf_counter() - self._t0
         m.events_per_s = m.events_in / m.elapsed_s if m.elapsed_s > 0 else 0.0
         m.late_events = sum(op.late_events for op in self.ops)

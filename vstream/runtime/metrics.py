@@ -47,6 +47,9 @@ class Metrics:
         (the events a window would find late).
     elapsed_s, events_per_s
         Wall-clock run time and events_in per second of it.
+    batch_latency_s, max_batch_latency_s
+        Seconds a source batch takes through every operator to the sinks: the mean over
+        the batches of the last metrics tick (~50 ms), and the most so far.
     checkpoints, last_checkpoint_epoch
         Checkpoints written in this run, and the epoch of the newest one (0: none).
     steps
@@ -65,6 +68,8 @@ class Metrics:
     elapsed_s: float = 0.0
     events_per_s: float = 0.0
     running: bool = False
+    batch_latency_s: float = 0.0
+    max_batch_latency_s: float = 0.0
     checkpoints: int = 0
     last_checkpoint_epoch: int = 0
     steps: dict[str, StepMetrics] = field(default_factory=dict)
