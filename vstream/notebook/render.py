@@ -146,7 +146,8 @@ def metrics_text(m: Metrics) -> str:
     event-time lag 2.1 s
     late events    0
     dead letters   0
-    elapsed        0 ms
+    batch latency  0.0 ms (max 0.0 ms)
+    elapsed        0.0 ms
     checkpoints    0
     """
     gauges = _gauges(m)
