@@ -24,7 +24,7 @@ from vstream.notebook.render import dashboard_html, dashboard_text
 if TYPE_CHECKING:
     from vstream.runtime.job import Job
 
-__all__ = ["LiveView", "in_notebook"]
+__all__ = ["LiveView"]
 
 #: the view waits at least this many times its last rendering's duration
 _SHARE = 20

@@ -283,7 +283,7 @@ class Checkpointing:
             "sinks": sinks,
             "events_in": ex.metrics.events_in,
         }
-        where = self.store.write(manifest, tables)
+        self.store.write(manifest, tables)
         for t, state in zip(ex.targets, sinks, strict=True):
             t.sink.commit(epoch, state)
         self.store.prune()
@@ -291,7 +291,6 @@ class Checkpointing:
         self._batches = 0
         self._last = time.monotonic()
         ex.changed = False
-        size = sum(p.stat().st_size for p in where.iterdir()) if where.exists() else 0
-        self.written.append((time.perf_counter() - t0, size))
+        self.written.append((time.perf_counter() - t0, self.store.size_of(epoch)))
         ex.metrics.checkpoints += 1
         ex.metrics.last_checkpoint_epoch = epoch
