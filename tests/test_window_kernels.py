@@ -31,6 +31,7 @@ from vstream.kernels.window import (
     _order_by_key_time,
     compact_panes,
     fire_hopping,
+    pane_of,
     pane_slots,
     rebuild_index,
     rebuild_table,
@@ -507,6 +508,19 @@ def pane_batches(draw: st.DrawFn) -> dict[str, Any]:
     }
 
 
+@settings(max_examples=300, deadline=None)
+@given(
+    t=st.one_of(st.integers(-(2**40), 2**40), st.integers(MIN // 2, MAX // 2)),
+    offset=st.one_of(st.integers(-1000, 1000), st.integers(-(2**40), 2**40)),
+    pane=st.one_of(st.integers(1, 10_000), st.integers(1, 2**40), st.sampled_from([3, 7, 1000])),
+    near=st.integers(-2, 2),
+)
+def test_pane_of_is_floor_division(t: int, offset: int, pane: int, near: int) -> None:
+    """The float-reciprocal pane equals ``//`` everywhere, pane boundaries included."""
+    for value in (t, (t // pane) * pane + offset + near):
+        assert pane_of(value, offset, pane, 1.0 / pane) == (value - offset) // pane
+
+
 @settings(max_examples=100, deadline=None)
 @given(d=pane_batches())
 def test_pane_slots_matches_reference(d: dict[str, Any]) -> None:
@@ -588,6 +602,7 @@ def pane_states(draw: st.DrawFn) -> dict[str, Any]:
         "k_lo": k_lo,
         "k_hi": k_hi,
         "garbage": draw(st.integers(0, 3)),
+        "cuts": draw(st.lists(st.integers(k_lo, k_hi + 1), max_size=4)),
         "queries": draw(
             st.lists(st.tuples(st.integers(k_lo - 3, k_hi + 3), st.integers(0, n_keys - 1)))
         ),
@@ -615,6 +630,17 @@ class _Panes:
         Xf, Xi, M, vmap = _build(self.plan, df)
         apply_rows(self.prog, self.F, self.In, np.array(rows, np.int32), Xf, Xi, M, vmap, 0)
 
+    def cache(self) -> tuple[np.ndarray, ...]:
+        """Empty window partials for fire_hopping (Pf, Pi, Sf, Si, valid), garbage-filled:
+        only what ``valid`` flags may be read."""
+        cap = self.F.shape[1]
+        nf, ni = self.F.shape[0], self.In.shape[0]
+        return (
+            np.full((nf, cap), 1e6), np.full((ni, cap), 10**6, np.int64),
+            np.full((nf, cap), 1e6), np.full((ni, cap), 10**6, np.int64),
+            np.zeros(cap, np.uint8),
+        )  # fmt: skip
+
     def brute(self, s: int, n: int, k: int, key: int) -> tuple[np.ndarray, np.ndarray, bool]:
         """Window ``k`` of ``key``: its panes combined one by one into an initialised slot."""
         Fo, Io = _state(self.plan, self.init_f, self.init_i, 1)
@@ -633,21 +659,32 @@ class _Panes:
 def test_fire_hopping_matches_brute_force(d: dict[str, Any]) -> None:
     s, n, n_keys, k_lo, k_hi = (d[name] for name in ("s", "n", "n_keys", "k_lo", "k_hi"))
     P = _Panes(d)
-    out_key, out_k, Fo, Io = fire_hopping(
-        P.slot_pane, P.slot_key, P.F, P.In, P.m, P.prog, s, n, k_lo, k_hi, n_keys
-    )
-    got = {(int(key), int(k)): c for c, (key, k) in enumerate(zip(out_key, out_k, strict=True))}
-    assert len(got) == len(out_key), "a window is emitted twice"
+    args = (P.slot_pane, P.slot_key, P.F, P.In, P.m, P.prog, s, n)
     expected = {}
     for key in range(n_keys):
         for k in range(k_lo, k_hi + 1):
             Fb, Ib, has_data = P.brute(s, n, k, key)
             if has_data:
                 expected[(key, k)] = (Fb, Ib)
-    assert sorted(got) == sorted(expected)
-    for w, (Fb, Ib) in expected.items():
-        c = got[w]
-        _assert_state_close(Fo[:, c], Io[:, c], Fb, Ib)
+
+    def check(fired: list[tuple[np.ndarray, ...]]) -> None:
+        got: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+        for out_key, out_k, Fo, Io in fired:
+            for c, (key, k) in enumerate(zip(out_key.tolist(), out_k.tolist(), strict=True)):
+                assert (key, k) not in got, "a window is emitted twice"
+                got[(key, k)] = (Fo[:, c], Io[:, c])
+        assert sorted(got) == sorted(expected)
+        for w, (Fb, Ib) in expected.items():
+            _assert_state_close(*got[w], Fb, Ib)
+
+    # all at once with empty partials, then again with the partials that call left
+    cache = P.cache()
+    check([fire_hopping(*args, k_lo, k_hi, n_keys, *cache)])
+    check([fire_hopping(*args, k_lo, k_hi, n_keys, *cache)])
+    # in consecutive ranges, as successive firings do, sharing the partials
+    cache = P.cache()
+    cuts = sorted({k_lo, k_hi + 1, *(c for c in d["cuts"] if k_lo < c <= k_hi)})
+    check([fire_hopping(*args, a, b - 1, n_keys, *cache) for a, b in itertools.pairwise(cuts)])
 
 
 @settings(max_examples=60, deadline=None)
@@ -701,7 +738,7 @@ def test_fire_hopping_windows_across_two_blocks() -> None:
     }
     P = _Panes(d)
     out_key, out_k, Fo, Io = fire_hopping(
-        P.slot_pane, P.slot_key, P.F, P.In, P.m, P.prog, 2, 5, -2, 6, 2
+        P.slot_pane, P.slot_key, P.F, P.In, P.m, P.prog, 2, 5, -2, 6, 2, *P.cache()
     )
     got = _finalized(P.plan, Fo, Io).with_columns(key=pl.Series(out_key), k=pl.Series(out_k))
     got = got.sort("key", "k")
@@ -1011,12 +1048,31 @@ def test_compact_panes_keeps_the_live_slots_in_order(panes: list[int], free_belo
     In = np.arange(3 * (n + 1), dtype=np.int64).reshape(3, n + 1) * 2
     keep = np.flatnonzero(slot_pane[:n] >= free_below)
     want = (slot_pane[keep].copy(), slot_key[keep].copy(), F[:, keep].copy(), In[:, keep].copy())
-    m = compact_panes(slot_pane, slot_key, F, In, n, free_below)
+    # hopping partials: each slot has its prefix, suffix, both or none cached
+    valid = (np.arange(n + 1) % 4).astype(np.uint8)
+    Pf, Sf = F * 3, F * 5
+    Pi, Si = In * 3, In * 5
+    moved = [(valid[keep] & bit).astype(bool) for bit in (1, 2)]
+    want_p = (Pf[:, keep].copy(), Pi[:, keep].copy())
+    want_s = (Sf[:, keep].copy(), Si[:, keep].copy())
+    m = compact_panes(slot_pane, slot_key, F, In, n, free_below, Pf, Pi, Sf, Si, valid)
     assert m == len(keep)
     np.testing.assert_array_equal(slot_pane[:m], want[0])
     np.testing.assert_array_equal(slot_key[:m], want[1])
     np.testing.assert_array_equal(F[:, :m], want[2])
     np.testing.assert_array_equal(In[:, :m], want[3])
+    np.testing.assert_array_equal(valid[:m], (np.arange(n + 1) % 4)[keep])
+    assert not valid[m:n].any()  # freed slots: nothing cached
+    for got, exp, ok in ((Pf, want_p[0], moved[0]), (Sf, want_s[0], moved[1])):
+        np.testing.assert_array_equal(got[:, :m][:, ok], exp[:, ok])
+    for got, exp, ok in ((Pi, want_p[1], moved[0]), (Si, want_s[1], moved[1])):
+        np.testing.assert_array_equal(got[:, :m][:, ok], exp[:, ok])
+    # without partials (tumbling windows)
+    m2 = compact_panes(
+        want[0].copy(), want[1].copy(), want[2].copy(), want[3].copy(), m, free_below,
+        F[:, :0], In[:, :0], F[:, :0], In[:, :0], valid[:0],
+    )  # fmt: skip
+    assert m2 == m
 
 
 @settings(max_examples=60, deadline=None)

@@ -239,6 +239,9 @@ class WindowOp(Operator):
             self.stores[name] = store.gather(uniq)
             for i, f in enumerate(fields):
                 sl.I[f, :used] = inv[i * used : (i + 1) * used]
+        if isinstance(self.state, _PaneLogic):
+            # the hopping partials hold the old ids: computed again when next needed
+            self.state.valid[:] = 0
 
     def tick(self, now: float) -> bool:
         st = self.setup
@@ -390,6 +393,13 @@ def _finalize(
 
 
 # ---------------------------------------------------------------------- panes
+def _grown2(a: np.ndarray, cap: int) -> np.ndarray:
+    """``a`` (fields x slots) with room for ``cap`` slots."""
+    out = np.zeros((a.shape[0], cap), a.dtype)
+    out[:, : a.shape[1]] = a
+    return out
+
+
 class _PaneLogic:
     """Tumbling and hopping windows over panes of gcd(size, slide)."""
 
@@ -409,7 +419,14 @@ class _PaneLogic:
         self.key_pane = np.zeros(1024 * self.ways, np.int64)
         self.dir_rows = np.zeros((0, 0), np.int32)  # the pane directory (see pane_slots)
         self.dir_pane = np.full(0, MIN_WM, np.int64)
+        # hopping: each slot's block prefix / suffix, kept between firings (fire_hopping)
+        self.hopping = (self.s, self.n) != (1, 1)
+        nf, ni = op.slots.F.shape[0], op.slots.I.shape[0]
+        self.Pf, self.Sf = np.zeros((nf, 0)), np.zeros((nf, 0))
+        self.Pi, self.Si = np.zeros((ni, 0), np.int64), np.zeros((ni, 0), np.int64)
+        self.valid = np.zeros(0, np.uint8)
         self.fired_k: int | None = None  # windows with index <= fired_k have fired
+        self.free_below = MIN_WM  # slots of panes below this are free (dropped lazily)
         self.max_pane: int | None = None
         # revisions: emissions so far per (window index, key), while the window is kept
         self.rev = pl.DataFrame(schema=_REV_SCHEMA)
@@ -430,6 +447,10 @@ class _PaneLogic:
         if cap:
             self.slot_pane = grown(self.slot_pane, cap)
             self.slot_key = grown(self.slot_key, cap)
+            if self.hopping:
+                self.valid = grown(self.valid, cap)
+                self.Pf, self.Sf = _grown2(self.Pf, cap), _grown2(self.Sf, cap)
+                self.Pi, self.Si = _grown2(self.Pi, cap), _grown2(self.Si, cap)
         if self.dir_rows.shape[1] < n_keys and self.dir_pane.shape[0] != 1:
             # the pane directory: rows x key capacity int32, at most _DIR_BYTES; with too
             # many keys for 64 rows it is dropped (1 = off for good) and the table serves
@@ -484,6 +505,16 @@ class _PaneLogic:
         geom = np.array(
             [pane, off, max(late_below, lo + 1), max(dirty_below, lo + 1), self.ways], np.int64
         )
+        # a row in a pane of a fired window (behind the watermark) changes the pane: the
+        # partials cached from it are stale
+        fired_end = None if self.fired_k is None else self.fired_k * s + nn
+        if (
+            self.hopping
+            and fired_end is not None
+            and n
+            and (int(ts.min()) - off) // pane < fired_end
+        ):
+            self.valid[:] = 0
         r = 0
         while True:
             r = pane_slots(
@@ -614,7 +645,7 @@ class _PaneLogic:
             if self.max_pane is not None and self.n_slots:
                 k_lo = k_due + 1 if self.fired_k is None else max(self.fired_k, k_due) + 1
                 if self.max_pane // s >= k_lo:
-                    out.append(self._fire_range(k_lo, self.max_pane // s))
+                    out.append(self._fire_range(k_lo, self.max_pane // s, early=True))
             return out
         if self.max_pane is not None and self.n_slots:
             if self.fired_k is not None:
@@ -630,7 +661,7 @@ class _PaneLogic:
         self._free(wm)
         return out
 
-    def _fire_range(self, k_lo: int, k_hi: int) -> pl.DataFrame:
+    def _fire_range(self, k_lo: int, k_hi: int, *, early: bool = False) -> pl.DataFrame:
         op = self.op
         sl = op.slots
         if self.s == 1 and self.n == 1:
@@ -641,9 +672,19 @@ class _PaneLogic:
             )
             return self._emit(kid, panes, Fo, Io)
         n_keys = len(op.keys) if op.keys is not None else 1
+        if early:
+            # windows still open: their panes may change, so nothing is kept
+            m = self.n_slots
+            cache = (
+                np.empty((sl.F.shape[0], m)), np.empty((sl.I.shape[0], m), np.int64),
+                np.empty((sl.F.shape[0], m)), np.empty((sl.I.shape[0], m), np.int64),
+                np.zeros(m, np.uint8),
+            )  # fmt: skip
+        else:
+            cache = (self.Pf, self.Pi, self.Sf, self.Si, self.valid)
         kid, ks, Fo, Io = fire_hopping(
             self.slot_pane, self.slot_key, sl.F, sl.I, self.n_slots, op.prog,
-            self.s, self.n, k_lo, k_hi, n_keys,
+            self.s, self.n, k_lo, k_hi, n_keys, *cache,
         )  # fmt: skip
         return self._emit(kid, ks, Fo, Io)
 
@@ -657,11 +698,19 @@ class _PaneLogic:
             # pane p is free when its last window (k = p // s) has end + L <= wm
             k_closed = ((wm - L - off) // pane - n) // s  # last closed window
             free_below = (k_closed + 1) * s  # panes below this are in closed windows only
-        if self.n_slots and int(self.slot_pane[: self.n_slots].min()) < free_below:
+        self.free_below = max(self.free_below, free_below)
+        if not self.n_slots:
+            return
+        dead = int(np.count_nonzero(self.slot_pane[: self.n_slots] < free_below))
+        # freed slots are never read again (their rows are late, no window takes them):
+        # they are dropped once they are a quarter of the slots, not at every firing
+        # (slide sweep, 0.5 s slide: compaction moved every slot at each batch, 64 ms)
+        if dead and (4 * dead >= self.n_slots or wm >= MAX_WM):
             sl = op.slots
             self.n_slots = compact_panes(
-                self.slot_pane, self.slot_key, sl.F, sl.I, self.n_slots, free_below
-            )
+                self.slot_pane, self.slot_key, sl.F, sl.I, self.n_slots, free_below,
+                self.Pf, self.Pi, self.Sf, self.Si, self.valid,
+            )  # fmt: skip
             rebuild_index(self.tab, *self._dir(), self.slot_pane, self.slot_key, self.n_slots)
             self.key_slot[:] = -1  # slots were renumbered
             if self.distinct:
@@ -675,11 +724,12 @@ class _PaneLogic:
     def snapshot(self) -> dict[str, pa.Table]:
         m = self.n_slots
         sl = self.op.slots
-        cols: dict[str, np.ndarray] = {"pane": self.slot_pane[:m], "key": self.slot_key[:m]}
+        live = np.flatnonzero(self.slot_pane[:m] >= self.free_below)
+        cols: dict[str, np.ndarray] = {"pane": self.slot_pane[live], "key": self.slot_key[live]}
         for f in range(sl.F.shape[0]):
-            cols[f"f{f}"] = sl.F[f, :m]
+            cols[f"f{f}"] = sl.F[f, live]
         for i in range(sl.I.shape[0]):
-            cols[f"i{i}"] = sl.I[i, :m]
+            cols[f"i{i}"] = sl.I[i, live]
         rev = self.rev.to_arrow()
         meta = pa.table(
             {
@@ -705,6 +755,8 @@ class _PaneLogic:
         for i in range(sl.I.shape[0]):
             sl.I[i, :m] = slots[f"i{i}"].to_numpy()
         self.n_slots = m
+        self.free_below = MIN_WM  # the snapshot holds live slots only
+        self.valid[:] = 0
         self._rehash(2 * m + 2048)
         self.rev = pl.DataFrame(state["revisions"], schema=_REV_SCHEMA)
         meta = state["panes"].to_pylist()[0]
