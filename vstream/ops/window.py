@@ -15,7 +15,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from vstream._dtypes import physical_int64
+from vstream._dtypes import numpy_int, physical_int64
 from vstream.errors import VStreamError
 from vstream.kernels.aggregate import apply_rows
 from vstream.kernels.window import (
@@ -348,6 +348,10 @@ def _finalize(
         s = stores[lf.input].gather(Io[i0]).alias(name)
         null = np.flatnonzero(Io[i0 + 2] == 1)
         return s.scatter(null, None) if len(null) else s
+    if k in (A.LEN, A.COUNT, A.SUM_I) and (typed := numpy_int(lf.dtype)) is not None:
+        # never null; numpy's astype wraps integer sums as Polars' cast does, at a tenth
+        # of the cost of Series.cast (Q1's len, 9 M rows: 17 ms)
+        return pl.Series(name, Io[i0].astype(typed, copy=False))
     if k in (A.LEN, A.COUNT):
         s = pl.Series(name, Io[i0])
     elif k == A.NUNIQUE:
