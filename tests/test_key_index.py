@@ -180,6 +180,34 @@ def test_snapshot_restore_keeps_every_id(dtype: pl.DataType) -> None:
     assert restored.ids(fresh).tolist() == index.ids(fresh).tolist()
 
 
+@pytest.mark.parametrize(
+    ("dtype", "lo", "hi"),
+    [
+        (pl.Int8, -128, 127),
+        (pl.Int32, -(2**31), 2**31 - 1),
+        (pl.UInt32, 0, 2**32 - 1),
+        (pl.Int64, -(2**63), 2**63 - 1),
+        (pl.UInt64, 0, 2**64 - 1),
+    ],
+)
+@settings(max_examples=25, deadline=None)
+@given(data=st.data())
+def test_integer_keys_come_back_in_their_own_type(
+    data: st.DataObject, dtype: pl.DataType, lo: int, hi: int
+) -> None:
+    """Keys without nulls are gathered straight into the key's numpy type."""
+    batches = data.draw(
+        st.lists(st.lists(st.integers(lo, hi), max_size=40), min_size=1, max_size=4)
+    )
+    index = KeyIndex(pl.Schema({"k": dtype}))
+    _check_index(index, [pl.DataFrame({"k": b}, schema={"k": dtype}) for b in batches])
+    back = index.keys(np.arange(len(index), dtype=np.int32))
+    assert back.schema == pl.Schema({"k": dtype})
+    if len(index):
+        with pytest.raises(vs.VStreamError, match="ids must be in"):
+            index.keys(np.array([0, len(index)], np.int32))
+
+
 def test_many_integer_keys_grow_the_table() -> None:
     index = KeyIndex(pl.Schema({"k": pl.Int64}))
     keys = np.random.default_rng(0).permutation(100_000).astype(np.int64)

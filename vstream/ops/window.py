@@ -17,7 +17,7 @@ import pyarrow as pa
 
 from vstream._dtypes import numpy_int, physical_int64
 from vstream.errors import VStreamError
-from vstream.kernels.aggregate import apply_rows
+from vstream.kernels.aggregate import apply_rows, final_mean, final_min_max
 from vstream.kernels.window import (
     compact_panes,
     fire_hopping,
@@ -363,16 +363,15 @@ def _finalize(
         s = pl.Series(name, Io[i0])
     elif k == A.MEAN:
         cnt = Io[i0]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            s = _masked(Fo[f0] / cnt, cnt == 0, name)
+        vals, empty = final_mean(Fo[f0], cnt)
+        s = _masked(vals, cnt == 0, name) if empty else pl.Series(name, vals)
         if lf.input_dtype is not None and not (
             lf.input_dtype.is_numeric() or lf.input_dtype == pl.Boolean
         ):
             s = s.cast(pl.Int64)  # temporal means are truncated to their unit
     elif k in (A.MIN_F, A.MAX_F):
-        vals = Fo[f0].copy()
-        vals[(Io[i0 + 1] == 0) & (Io[i0] > 0)] = np.nan  # only NaNs seen: NaN, as Polars
-        s = _masked(vals, Io[i0] == 0, name)
+        vals, empty = final_min_max(Fo[f0], Io[i0], Io[i0 + 1])  # only NaNs seen: NaN
+        s = _masked(vals, Io[i0] == 0, name) if empty else pl.Series(name, vals)
     elif k in (A.MIN_I, A.MAX_I):
         s = _masked(Io[i0], Io[i0 + 1] == 0, name)
     elif k in (A.FIRST_F, A.LAST_F):
