@@ -94,3 +94,16 @@ def test_unknown_reads_keep_every_column(df: pl.DataFrame) -> None:
     assert _source_columns(w) is None
     wild = vs.from_polars(df).with_columns(pl.all().name.suffix("_x")).select("ts", "cpu_x")
     assert _source_columns(wild) is None
+
+
+def test_a_replaced_column_keeps_its_place(df: pl.DataFrame) -> None:
+    """with_columns replacing a column nothing reads: the source still converts it, as
+    the replacement takes its place (without it, the new column came last)."""
+    s = vs.from_polars(df, batch_size=700).with_columns(region=pl.col("host").str.slice(0, 3))
+    expected = df.with_columns(region=pl.col("host").str.slice(0, 3))
+    assert _source_columns(s) is None
+    assert_frame_equal(s.collect(), expected)
+    # read even when nothing downstream wants it (a replace then a drop: rare)
+    narrow = s.select("ts", "host")
+    assert _source_columns(narrow) == ["ts", "host", "region"]
+    assert_frame_equal(narrow.collect(), expected.select("ts", "host"))

@@ -370,8 +370,14 @@ class Stream:
             check_row_wise(e, label)
         names = infer_schema(label, self.schema, lambda df: df.select(es)).names()
         self._guard_time_column(label, names)
+        # a replaced column keeps its place, so the source must still deliver it
+        replaced = frozenset(n for n in names if n in self.schema)
         return self._step(
-            label, lambda df: df.with_columns(es), exprs=es, assigns=frozenset(names)
+            label,
+            lambda df: df.with_columns(es),
+            exprs=es,
+            assigns=frozenset(names),
+            uses=replaced,
         )
 
     def select(self, *exprs: IntoExpr, **named: IntoExpr) -> Stream:
