@@ -24,7 +24,7 @@ from vstream.errors import (
     UnboundedError,
 )
 from vstream.io.sinks import CallbackSink, CollectSink, ParquetSink, ResultsSink, Sink
-from vstream.ops.stateless import filter_frame
+from vstream.ops.stateless import filter_frame, select_step, with_columns_step
 from vstream.ops.window import WindowSetup
 from vstream.plan.aggregates import plan_aggregations
 from vstream.plan.explain import explain
@@ -373,11 +373,7 @@ class Stream:
         # a replaced column keeps its place, so the source must still deliver it
         replaced = frozenset(n for n in names if n in self.schema)
         return self._step(
-            label,
-            lambda df: df.with_columns(es),
-            exprs=es,
-            assigns=frozenset(names),
-            uses=replaced,
+            label, with_columns_step(es), exprs=es, assigns=frozenset(names), uses=replaced
         )
 
     def select(self, *exprs: IntoExpr, **named: IntoExpr) -> Stream:
@@ -410,7 +406,7 @@ class Stream:
             if not passthrough:
                 computed.update(out)
         self._guard_time_column(label, sorted(computed))
-        return self._step(label, lambda df: df.select(es), exprs=es, assigns=frozenset(computed))
+        return self._step(label, select_step(es), exprs=es, assigns=frozenset(computed))
 
     def drop(self, *columns: str | Any) -> Stream:
         """Remove columns: names (all must exist) or Polars selectors.

@@ -16,6 +16,8 @@ __all__ = [
     "HeadOp",
     "StatelessOp",
     "filter_frame",
+    "select_step",
+    "with_columns_step",
 ]
 
 
@@ -30,9 +32,48 @@ def filter_frame(df: pl.DataFrame, predicate: pl.Expr) -> pl.DataFrame:
     kept = mask.sum()
     if kept == df.height:
         return df
-    if kept == 0:
+    if kept == 0 or df.width == 0:
         return df.clear()
-    return pl.DataFrame([s.filter(mask) for s in df.iter_columns()])
+    cols = [s.filter(mask) for s in df.iter_columns()]
+    # hstack onto the first column: ~2.4 µs against ~8.5 µs for pl.DataFrame(cols) (9 columns;
+    # filter_frame over 153 telemetry batches of 65,536 rows: 51.5 -> 49.1 ms, best of 31)
+    return cols[0].to_frame().hstack(cols[1:])
+
+
+def with_columns_step(
+    exprs: list[pl.Expr], *, sequential: bool | None = None
+) -> Callable[[pl.DataFrame], pl.DataFrame]:
+    """The per-batch function of ``with_columns(exprs)``: sequential on a one-thread pool.
+
+    With several expressions ``DataFrame.with_columns`` evaluates them in parallel on
+    Polars' pool, and the calling thread is not one of the pool's, so even a one-thread
+    pool costs a hand-off per call (~70-90 µs, more than the work on a micro-batch).
+    ``with_columns_seq`` is the same query run in the calling thread. With one thread
+    nothing can run in parallel anyway, so it is used then: 65,536 filtered telemetry
+    rows, 2 expressions, ~150-160 -> ~75-80 µs a batch; 10 M rows in such batches,
+    filter + with_columns, 92.7 -> 83.8 ms (best of 15 alternating rounds). A larger pool
+    keeps the parallel path, which wins on large batches (1 M rows, 2 threads, 4
+    expressions: ~1.6 ms against ~2.2 ms sequential). The pool size is fixed once Polars
+    has run a query, as it has when a step is built (schema inference). ``sequential``
+    overrides the choice.
+    """
+    if sequential is None:
+        sequential = pl.thread_pool_size() == 1
+    if sequential:
+        return lambda df: df.with_columns_seq(exprs)
+    return lambda df: df.with_columns(exprs)
+
+
+def select_step(
+    exprs: list[pl.Expr], *, sequential: bool | None = None
+) -> Callable[[pl.DataFrame], pl.DataFrame]:
+    """The per-batch function of ``select(exprs)``: ``select_seq`` on a one-thread pool,
+    for the reason given in :func:`with_columns_step`."""
+    if sequential is None:
+        sequential = pl.thread_pool_size() == 1
+    if sequential:
+        return lambda df: df.select_seq(exprs)
+    return lambda df: df.select(exprs)
 
 
 class StepError(VStreamError):
