@@ -20,6 +20,7 @@ from vstream.kernels.hashing import (
     first_rows_reference,
     new_table,
     rehash,
+    views_equal,
 )
 from vstream.state.key_index import KeyIndex
 
@@ -120,6 +121,57 @@ def test_integer_keys(batches: list[list[int | None]]) -> None:
 def test_string_keys(batches: list[list[str | None]]) -> None:
     index = KeyIndex(pl.Schema({"k": pl.String}))
     _check_index(index, [pl.DataFrame({"k": b}, schema={"k": pl.String}) for b in batches])
+
+
+# short (inline in an Arrow string view), exactly 12 / 13 bytes, long, multi-byte
+view_strings = st.one_of(
+    st.text(max_size=14),
+    st.sampled_from(["", "a", "abcdefghijkl", "abcdefghijklm", "abcdefghijkz", "é" * 7]),
+    st.text(min_size=13, max_size=30),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    batches=st.lists(st.lists(view_strings, max_size=40), min_size=1, max_size=6),
+    start=st.integers(0, 3),
+)
+def test_string_keys_checked_and_gathered_on_their_views(
+    batches: list[list[str]], start: int
+) -> None:
+    """Without nulls, string keys are checked against the known keys and gathered for
+    keys() on their Arrow views; batches that are slices (an offset into the views)
+    included. The ids and keys must be those of the exact comparison."""
+    index = KeyIndex(pl.Schema({"k": pl.String}))
+    frames = [pl.DataFrame({"k": ["pad"] * start + b}).slice(start) for b in batches]
+    _check_index(index, frames)
+    assert index._hashed  # no false collision from the views
+    if len(index):
+        back = index.keys(np.arange(len(index) - 1, -1, -1, dtype=np.int32))
+        assert back.schema == pl.Schema({"k": pl.String})
+        with pytest.raises(vs.VStreamError, match="ids must be in"):
+            index.keys(np.array([len(index)], np.int32))
+
+
+def test_views_equal_decides_only_inline_strings() -> None:
+    """views_equal: 0 all equal, 1 a difference, 2 undecided (long strings whose length
+    and first four bytes match)."""
+    known = pl.Series(["abc", "abcdefghijkl", "abcdefghijklmn"]).to_arrow(
+        compat_level=pl.CompatLevel.newest()
+    )
+    kv = np.frombuffer(known.buffers()[1], np.uint64)
+
+    def status(values: list[str], ids: list[int]) -> int:
+        arr = pl.Series(values).to_arrow(compat_level=pl.CompatLevel.newest())
+        v = np.frombuffer(arr.buffers()[1], np.uint64)
+        return int(views_equal(v, kv, np.array(ids, np.int32)))
+
+    assert status(["abc", "abcdefghijkl"], [0, 1]) == 0
+    assert status(["abd"], [0]) == 1
+    assert status(["abcdefghijkm"], [1]) == 1  # same prefix, differs in the inline tail
+    assert status(["abcdefghijklmn"], [2]) == 2  # long: the bytes are in a data buffer
+    assert status(["abcdefghijklmz"], [2]) == 2
+    assert status(["abcdefghijklmn", "x"], [2, 0]) == 1
 
 
 @settings(max_examples=40, deadline=None)
@@ -225,6 +277,20 @@ def test_bad_batches_are_refused() -> None:
         index.keys([3])
     with pytest.raises(vs.SchemaError):
         KeyIndex(pl.Schema({}))
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.lists(view_strings, max_size=30), min_size=1, max_size=6))
+def test_hash_collisions_are_caught_on_the_views(batches: list[list[str]]) -> None:
+    """Without nulls the views decide; a collision must still be seen (short strings:
+    by the views, long ones: by Polars once the views cannot tell)."""
+    real = KeyIndex._hash
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(KeyIndex, "_hash", lambda self, keys: real(self, keys) % 3)
+        index = KeyIndex(pl.Schema({"k": pl.String}))
+        _check_index(index, [pl.DataFrame({"k": b}, schema={"k": pl.String}) for b in batches])
+        if len({v for b in batches for v in b}) > 3:
+            assert not index._hashed
 
 
 @settings(max_examples=40, deadline=None)

@@ -19,9 +19,11 @@ __all__ = [
     "first_rows",
     "first_rows_reference",
     "gather_keys",
+    "gather_views",
     "insert_pairs",
     "new_table",
     "rehash",
+    "views_equal",
 ]
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -210,4 +212,46 @@ def gather_keys(values, ids, n, out):  # type: ignore[no-untyped-def]
             ok = False
             i = 0
         out[r] = values[i]
+    return ok
+
+
+# Arrow string views: 16 bytes a string, two uint64 words. Word 0 holds the length (low
+# 4 bytes) and the first 4 bytes of the string; strings of at most 12 bytes are inline
+# (the rest of word 0 and word 1, zero-padded), longer ones keep a buffer index and an
+# offset in word 1. Two inline strings are equal iff both words are.
+_INLINE = 12
+
+
+@numba.njit(cache=True, nogil=True)
+def views_equal(views, known, ids):  # type: ignore[no-untyped-def]
+    """Whether string ``r`` (``views``, pairs of words) equals known string ``ids[r]``:
+    0 every row equal, 1 some row differs, 2 undecided (a string over 12 bytes whose
+    length and first 4 bytes match: its bytes live in the data buffers)."""
+    undecided = False
+    for r in range(ids.shape[0]):
+        j = ids[r]
+        a0 = views[2 * r]
+        b0 = known[2 * j]
+        if a0 != b0:
+            return 1
+        if (a0 & np.uint64(0xFFFFFFFF)) <= _INLINE:
+            if views[2 * r + 1] != known[2 * j + 1]:
+                return 1
+        else:
+            undecided = True
+    return 2 if undecided else 0
+
+
+@numba.njit(cache=True, nogil=True)
+def gather_views(known, ids, n, out):  # type: ignore[no-untyped-def]
+    """``out`` = the views of known strings ``ids`` (pairs of words); False if an id is
+    outside [0, n). The gathered views still point into the known strings' buffers."""
+    ok = True
+    for w in range(ids.shape[0]):
+        j = ids[w]
+        if j < 0 or j >= n:
+            ok = False
+            j = 0
+        out[2 * w] = known[2 * j]
+        out[2 * w + 1] = known[2 * j + 1]
     return ok
