@@ -136,12 +136,10 @@ view_strings = st.one_of(
     batches=st.lists(st.lists(view_strings, max_size=40), min_size=1, max_size=6),
     start=st.integers(0, 3),
 )
-def test_string_keys_checked_and_gathered_on_their_views(
-    batches: list[list[str]], start: int
-) -> None:
-    """Without nulls, string keys are checked against the known keys and gathered for
-    keys() on their Arrow views; batches that are slices (an offset into the views)
-    included. The ids and keys must be those of the exact comparison."""
+def test_string_keys_checked_on_their_views(batches: list[list[str]], start: int) -> None:
+    """Without nulls, string keys are checked against the known keys on their Arrow
+    views; batches that are slices (an offset into the views) included. The ids and
+    keys must be those of the exact comparison."""
     index = KeyIndex(pl.Schema({"k": pl.String}))
     frames = [pl.DataFrame({"k": ["pad"] * start + b}).slice(start) for b in batches]
     _check_index(index, frames)

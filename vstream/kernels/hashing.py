@@ -19,7 +19,6 @@ __all__ = [
     "first_rows",
     "first_rows_reference",
     "gather_keys",
-    "gather_views",
     "insert_pairs",
     "new_table",
     "rehash",
@@ -240,18 +239,3 @@ def views_equal(views, known, ids):  # type: ignore[no-untyped-def]
         else:
             undecided = True
     return 2 if undecided else 0
-
-
-@numba.njit(cache=True, nogil=True)
-def gather_views(known, ids, n, out):  # type: ignore[no-untyped-def]
-    """``out`` = the views of known strings ``ids`` (pairs of words); False if an id is
-    outside [0, n). The gathered views still point into the known strings' buffers."""
-    ok = True
-    for w in range(ids.shape[0]):
-        j = ids[w]
-        if j < 0 or j >= n:
-            ok = False
-            j = 0
-        out[2 * w] = known[2 * j]
-        out[2 * w + 1] = known[2 * j + 1]
-    return ok

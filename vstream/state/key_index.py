@@ -26,7 +26,6 @@ from vstream.kernels.hashing import (
     find_ids,
     first_rows,
     gather_keys,
-    gather_views,
     insert_pairs,
     new_table,
     rehash,
@@ -35,12 +34,10 @@ from vstream.kernels.hashing import (
 
 __all__ = ["KeyIndex"]
 
-#: a String column as Arrow string views (pairs of uint64 words) and its data buffers
-_Views = tuple[np.ndarray, list[pa.Buffer]]
 
-
-def _views(s: pl.Series) -> _Views | None:
-    """The string views of a String Series in one chunk without nulls (zero-copy), else
+def _views(s: pl.Series) -> np.ndarray | None:
+    """The Arrow string views of a String Series in one chunk without nulls, as pairs of
+    uint64 words (zero-copy; see :func:`vstream.kernels.hashing.views_equal`), else
     None."""
     if s.dtype != pl.String or s.null_count() or s.n_chunks() != 1:
         return None
@@ -50,10 +47,10 @@ def _views(s: pl.Series) -> _Views | None:
             return None
         arr = arr.chunk(0)
     bufs = arr.buffers()
-    if arr.type != pa.string_view() or not len(arr) or any(b is None for b in bufs[1:]):
+    if arr.type != pa.string_view() or not len(arr) or bufs[1] is None:
         return None
-    words = np.frombuffer(bufs[1], np.uint64)[2 * arr.offset : 2 * (arr.offset + len(arr))]
-    return words, bufs[2:]
+    words: np.ndarray = np.frombuffer(bufs[1], np.uint64)
+    return words[2 * arr.offset : 2 * (arr.offset + len(arr))]
 
 
 _ID = "__vstream_key_id__"
@@ -87,7 +84,7 @@ class KeyIndex:
         self.schema = pl.Schema(schema)
         self.columns = list(self.schema.names())
         self._n = 0
-        self._key_cache: tuple[pl.DataFrame, pl.DataFrame, _Views | None] | None = None
+        self._key_cache: tuple[pl.DataFrame, pl.DataFrame, np.ndarray | None] | None = None
         self._int = len(self.columns) == 1 and integer_like(self.schema.dtypes()[0])
         if self._int:
             size = 1024
@@ -301,7 +298,7 @@ class KeyIndex:
         select each time cost ~0.1 ms, twice a batch with string keys)."""
         return self._known_version()[1]
 
-    def _known_version(self) -> tuple[pl.DataFrame, pl.DataFrame, _Views | None]:
+    def _known_version(self) -> tuple[pl.DataFrame, pl.DataFrame, np.ndarray | None]:
         cached = self._key_cache
         if cached is None or cached[0] is not self._known:
             keys = self._keys_of(self._known)
@@ -319,7 +316,7 @@ class KeyIndex:
         batch = _views(keys.to_series()) if keys.width == 1 else None
         if known is None or batch is None:
             return False
-        return bool(views_equal(batch[0], known[0], ids) == 0)
+        return bool(views_equal(batch, known, ids) == 0)
 
     def _gatherable(self, rows: int) -> None:
         """Make the known keys one chunk before gathering ``rows`` of them, when that is
@@ -390,17 +387,14 @@ class KeyIndex:
         if not self._int:
             # rows of _known are in id order: a gather (as a numpy index, never a list)
             self._gatherable(idx.size)
-            _, known, views = self._known_version()
-            if views is not None:
-                # the known strings' views, gathered; the strings stay where they are
-                out = np.empty(2 * idx.size, np.uint64)
-                if not gather_views(views[0], idx, self._n, out):
-                    self._bad_ids(idx)
-                arr = pa.Array.from_buffers(
-                    pa.string_view(), idx.size, [None, pa.py_buffer(out), *views[1]]
-                )
-                return pl.DataFrame([pl.Series(name, arr)])
-            return known[idx] if idx.size else known.clear()
+            known = self._key_columns()
+            if not idx.size:
+                return known.clear()
+            if known.width == 1:
+                # a Series indexed by a numpy array gathers ~2.5x faster than the frame
+                # (62 k of 10 k host names: ~60 against ~150 µs)
+                return pl.DataFrame([known.to_series()[idx]])
+            return known[idx]
         values = self._values[idx]
         if dtype == pl.UInt64:
             values = values.view(np.uint64)
