@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 import vstream as vs
 from vstream.kernels.hashing import (
+    assign_from,
     assign_ids,
     assign_ids_reference,
     find_ids,
@@ -23,6 +24,33 @@ from vstream.kernels.hashing import (
     views_equal,
 )
 from vstream.state.key_index import KeyIndex
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(
+        st.lists(st.one_of(st.integers(-5, 40), st.integers(-(2**63), 2**63 - 1)), max_size=60),
+        max_size=8,
+    )
+)
+def test_assign_from_grows_the_table_as_new_keys_fill_it(batches: list[list[int]]) -> None:
+    """assign_from stops at half load; growing and resuming gives the reference's ids,
+    with the table never more than half full."""
+    table = new_table(4)
+    known: dict[int, int] = {}
+    n = 0
+    for batch in batches:
+        keys = np.array(batch, dtype=np.int64)
+        ids = np.empty(len(keys), np.int32)
+        r = 0
+        while True:
+            r, n = assign_from(table, keys, ids, n, r)
+            assert n <= table.shape[0] // 2
+            if r == len(keys):
+                break
+            table = rehash(table, 2 * table.shape[0])
+        assert ids.tolist() == assign_ids_reference(keys, known).tolist()
+    assert n == len(known)
 
 
 @settings(max_examples=100, deadline=None)

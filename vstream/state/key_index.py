@@ -21,7 +21,7 @@ import pyarrow as pa
 from vstream._dtypes import integer_like, numpy_int, physical_int64
 from vstream.errors import SchemaError, VStreamError
 from vstream.kernels.hashing import (
-    assign_ids,
+    assign_from,
     dense_lookup,
     find_ids,
     first_rows,
@@ -220,6 +220,22 @@ class KeyIndex:
             new[: old.shape[0]] = old
             setattr(self, name, new)
 
+    def _table_ids(self, keys: np.ndarray) -> tuple[np.ndarray, int]:
+        """The ids of int64 keys (integers or string hashes) through the hash table, and
+        the next id; new keys are numbered in order of first sight. The table doubles
+        whenever new keys fill half of it."""
+        keys = np.ascontiguousarray(keys, np.int64)
+        ids = np.empty(keys.shape[0], np.int32)
+        first, r, n = self._n, 0, self._n
+        while True:
+            r, n = assign_from(self._table, keys, ids, n, r)
+            if r == keys.shape[0]:
+                break
+            self._n = n
+            self._grow(max(n, 1024))
+        self._n = first
+        return ids, n
+
     def _int_ids(self, s: pl.Series) -> np.ndarray:
         nulls = s.null_count()
         valid = s.drop_nulls() if nulls else s
@@ -246,9 +262,8 @@ class KeyIndex:
 
     def _assign(self, keys: np.ndarray) -> np.ndarray:
         """Ids of integer keys through the hash table, new keys getting new ids."""
-        self._grow(keys.shape[0])
         first_new = self._n
-        ids, self._n = assign_ids(self._table, keys, self._n)
+        ids, self._n = self._table_ids(keys)
         if self._n > first_new:
             # remember the key of each new id (for keys()); new ids are first_new..
             rows = first_rows(ids, np.int64(first_new), np.int64(self._n - first_new))
@@ -330,9 +345,8 @@ class KeyIndex:
     def _hashed_ids(self, keys: pl.DataFrame) -> np.ndarray | None:
         """Ids through the hash table; None (and joins from now on) on a collision."""
         hashes = self._hash(keys)
-        self._grow(hashes.shape[0])
         first_new = self._n
-        ids, n = assign_ids(self._table, hashes, self._n)
+        ids, n = self._table_ids(hashes)
         if n > first_new:
             rows = first_rows(ids, np.int64(first_new), np.int64(n - first_new))
             new = keys[rows].with_columns(pl.int_range(first_new, n, dtype=pl.Int32).alias(_ID))
