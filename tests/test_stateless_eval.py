@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import polars.selectors as cs
@@ -100,24 +101,21 @@ def outcome(fn: object, df: pl.DataFrame) -> object:
         return exc
 
 
+@pytest.mark.parametrize(
+    ("step", "method"),
+    [(with_columns_step, "with_columns"), (select_step, "select")],
+    ids=["with_columns", "select"],
+)
 @pytest.mark.parametrize("sequential", [True, False], ids=["seq", "parallel"])
 @settings(max_examples=150, deadline=None)
 @given(df=frames(), exprs=expr_lists())
-def test_with_columns_step_is_polars_with_columns(
-    sequential: bool, df: pl.DataFrame, exprs: list[pl.Expr]
+def test_step_is_the_polars_call(
+    step: Any, method: str, sequential: bool, df: pl.DataFrame, exprs: list[pl.Expr]
 ) -> None:
-    expected = outcome(lambda d: d.with_columns(exprs), df)
-    same_outcome(outcome(with_columns_step(exprs, sequential=sequential), df), expected)
-
-
-@pytest.mark.parametrize("sequential", [True, False], ids=["seq", "parallel"])
-@settings(max_examples=150, deadline=None)
-@given(df=frames(), exprs=expr_lists())
-def test_select_step_is_polars_select(
-    sequential: bool, df: pl.DataFrame, exprs: list[pl.Expr]
-) -> None:
-    expected = outcome(lambda d: d.select(exprs), df)
-    same_outcome(outcome(select_step(exprs, sequential=sequential), df), expected)
+    """with_columns_step / select_step give what DataFrame.with_columns / select give
+    (the same frame, or the same error), sequential or not."""
+    expected = outcome(lambda d: getattr(d, method)(exprs), df)
+    same_outcome(outcome(step(exprs, sequential=sequential), df), expected)
 
 
 @settings(max_examples=200, deadline=None)

@@ -37,26 +37,6 @@ def _slot(key: np.int64, mask: np.int64) -> np.int64:
 
 
 @numba.njit(cache=True, nogil=True)
-def _assign(table: np.ndarray, keys: np.ndarray, out: np.ndarray, next_id: np.int64) -> np.int64:
-    mask = np.int64(table.shape[0] - 1)
-    for i in range(keys.shape[0]):
-        k = keys[i]
-        j = _slot(k, mask)
-        while True:
-            if table[j, 1] == 0:
-                table[j, 0] = k
-                table[j, 1] = next_id + 1
-                out[i] = next_id
-                next_id += 1
-                break
-            if table[j, 0] == k:
-                out[i] = table[j, 1] - 1
-                break
-            j = (j + 1) & mask
-    return next_id
-
-
-@numba.njit(cache=True, nogil=True)
 def _insert(table: np.ndarray, keys: np.ndarray, ids: np.ndarray) -> None:
     mask = np.int64(table.shape[0] - 1)
     for i in range(keys.shape[0]):
@@ -180,8 +160,8 @@ def assign_ids(table: np.ndarray, keys: np.ndarray, next_id: int) -> tuple[np.nd
         msg = f"the table (size {size}) needs a power-of-two size >= 2 x its keys; grow it first"
         raise ValueError(msg)
     out = np.empty(keys.shape[0], dtype=np.int32)
-    n = _assign(table, np.ascontiguousarray(keys), out, np.int64(next_id))
-    return out, int(n)
+    _, n = assign_from(table, np.ascontiguousarray(keys), out, np.int64(next_id), 0)
+    return out, int(n)  # the table has room: assign_from went to the end
 
 
 @numba.njit(cache=True, nogil=True)
