@@ -469,7 +469,8 @@ class _PaneRun:
         self.slots: list[int] = []
         self.late: list[bool] = []
         self.dirty: list[tuple[int, int]] = []
-        self.counts = np.zeros(3, np.int64)  # slots in use, late rows, dirty rows
+        # slots in use, late rows, dirty rows, rows through the table
+        self.counts = np.zeros(4, np.int64)
         self.calls = 0
 
     def batch(self, ts: np.ndarray, kid: np.ndarray, *, forget_keys: bool) -> None:
@@ -494,7 +495,8 @@ class _PaneRun:
             assert 0 <= r < n
             assert self.counts[0] >= self.tab.shape[0] // 2  # stopped: half full
             self.tab = np.zeros(2 * self.tab.shape[0], np.int32)
-            rebuild_index(self.tab, *self.dir, self.slot_pane, self.slot_key, int(self.counts[0]))
+            used = int(self.counts[0])
+            rebuild_index(self.tab, *self.dir, self.slot_pane, self.slot_key, used, False)
             if forget_keys:  # (slot numbers survive a rebuild: the cache may stay)
                 self.key_slot[:] = -1
         assert int(self.counts[1]) == int(late.sum())
@@ -755,7 +757,7 @@ def test_windows_of_matches_brute_force(d: dict[str, Any]) -> None:
     # the same through a pane directory of two rows (the other panes in the table)
     tab2 = np.zeros_like(tab)
     pane_dir = (np.zeros((2, n_keys), np.int32), np.zeros(2, np.int64))
-    rebuild_index(tab2, *pane_dir, P.slot_pane, P.slot_key, P.m)
+    rebuild_index(tab2, *pane_dir, P.slot_pane, P.slot_key, P.m, False)
     args = (P.F, P.In, P.prog, P.init_f, P.init_i, s, n, ks, keys)
     Fo2, Io2 = windows_of(tab2, P.slot_pane, P.slot_key, *args, *pane_dir)
     np.testing.assert_array_equal(Fo2, Fo)

@@ -416,6 +416,7 @@ class _PaneLogic:
         self.slot_pane = np.zeros(0, np.int64)
         self.slot_key = np.zeros(0, np.int32)
         self.tab = np.zeros(0, np.int32)
+        self.tab_used = False  # whether the table or the per-key cache may hold entries
         # per key, the slots of its last few panes (a cache in front of the table)
         self.ways = 8
         self.key_slot = np.full(1024 * self.ways, -1, np.int32)
@@ -484,7 +485,10 @@ class _PaneLogic:
         while size < need:
             size *= 2
         self.tab = np.zeros(size, np.int32)
-        rebuild_index(self.tab, *self._dir(), self.slot_pane, self.slot_key, self.n_slots)
+        in_table = rebuild_index(
+            self.tab, *self._dir(), self.slot_pane, self.slot_key, self.n_slots, False
+        )
+        self.tab_used = in_table > 0
         self.key_slot[:] = -1
 
     def update(self, df, ts, kid, Xf, Xi, M, vmap, late, wm) -> None:  # type: ignore[no-untyped-def]
@@ -495,7 +499,7 @@ class _PaneLogic:
         dirty_k = np.empty(n if op.setup.lateness > 0 else 0, np.int32)
         sl = op.slots
         slots = np.empty(n, np.int32)
-        counts = np.array([self.n_slots, 0, 0], np.int64)
+        counts = np.array([self.n_slots, 0, 0, 0], np.int64)
         st = op.setup
         s, nn, pane, off, lat = self.s, self.n, self.pane, st.offset, st.lateness
         lo = -(2**63)
@@ -529,8 +533,10 @@ class _PaneLogic:
                 break
             self.n_slots = int(counts[0])
             self._rehash(4 * self.n_slots)
+        if counts[3]:
+            self.tab_used = True  # rows went through the table and the per-key cache
         apply_rows(op.prog, sl.F, sl.I, slots, Xf, Xi, M, vmap, op.seq)
-        self.n_slots, n_late, n_dirty = (int(c) for c in counts)
+        self.n_slots, n_late, n_dirty = (int(c) for c in counts[:3])
         ok = ~late if n_late else None
         live = n - n_late
         if live:
@@ -714,8 +720,15 @@ class _PaneLogic:
                 self.slot_pane, self.slot_key, sl.F, sl.I, self.n_slots, free_below,
                 self.Pf, self.Pi, self.Sf, self.Si, self.valid,
             )  # fmt: skip
-            rebuild_index(self.tab, *self._dir(), self.slot_pane, self.slot_key, self.n_slots)
-            self.key_slot[:] = -1  # slots were renumbered
+            # the table and the per-key cache are cleared only if they were used: with
+            # every pane in the directory (Q1) that was 1.5 MB of writes a batch
+            in_table = rebuild_index(
+                self.tab, *self._dir(), self.slot_pane, self.slot_key, self.n_slots,
+                self.tab_used,
+            )  # fmt: skip
+            if self.tab_used:
+                self.key_slot[:] = -1  # slots were renumbered
+            self.tab_used = in_table > 0
             if self.distinct:
                 self.distinct = [
                     pl.concat(self.distinct).filter(pl.col("__p") >= free_below).unique()
