@@ -226,7 +226,9 @@ def gather_keys(values, ids, n, out):  # type: ignore[no-untyped-def]
 # Arrow string views: 16 bytes a string, two uint64 words. Word 0 holds the length (low
 # 4 bytes) and the first 4 bytes of the string; strings of at most 12 bytes are inline
 # (the rest of word 0 and word 1, zero-padded), longer ones keep a buffer index and an
-# offset in word 1. Two inline strings are equal iff both words are.
+# offset in word 1. Two inline strings are equal iff both words are (padding left
+# non-zero by a producer can only make equal strings look different; the key index then
+# compares them exactly).
 _INLINE = 12
 
 

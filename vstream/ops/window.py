@@ -34,7 +34,7 @@ from vstream.plan import aggregates as A
 from vstream.plan.aggregates import AggPlan
 from vstream.plan.nodes import EventTime
 from vstream.state.key_index import KeyIndex
-from vstream.state.slots import SlotStore, grown
+from vstream.state.slots import SlotStore, grown, grown_fields
 
 __all__ = ["WindowOp", "WindowSetup"]
 
@@ -396,13 +396,6 @@ def _finalize(
 
 
 # ---------------------------------------------------------------------- panes
-def _grown2(a: np.ndarray, cap: int) -> np.ndarray:
-    """``a`` (fields x slots) with room for ``cap`` slots."""
-    out = np.zeros((a.shape[0], cap), a.dtype)
-    out[:, : a.shape[1]] = a
-    return out
-
-
 class _PaneLogic:
     """Tumbling and hopping windows over panes of gcd(size, slide)."""
 
@@ -453,8 +446,8 @@ class _PaneLogic:
             self.slot_key = grown(self.slot_key, cap)
             if self.hopping:
                 self.valid = grown(self.valid, cap)
-                self.Pf, self.Sf = _grown2(self.Pf, cap), _grown2(self.Sf, cap)
-                self.Pi, self.Si = _grown2(self.Pi, cap), _grown2(self.Si, cap)
+                self.Pf, self.Sf = grown_fields(self.Pf, cap), grown_fields(self.Sf, cap)
+                self.Pi, self.Si = grown_fields(self.Pi, cap), grown_fields(self.Si, cap)
         if self.dir_rows.shape[1] < n_keys and self.dir_pane.shape[0] != 1:
             # the pane directory: rows x key capacity int32, at most _DIR_BYTES; with too
             # many keys for 64 rows it is dropped (1 = off for good) and the table serves

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["SlotStore", "grown"]
+__all__ = ["SlotStore", "grown", "grown_fields"]
 
 
 class SlotStore:
@@ -29,15 +29,18 @@ class SlotStore:
         cap = max(1024, self.cap)
         while cap < need:
             cap *= 2
-        fs = np.zeros((self.F.shape[0], cap), np.float64)
-        ints = np.zeros((self.I.shape[0], cap), np.int64)
-        fs[:, : self.cap] = self.F
-        ints[:, : self.cap] = self.I
-        self.F, self.I, self.cap = fs, ints, cap
+        self.F, self.I, self.cap = grown_fields(self.F, cap), grown_fields(self.I, cap), cap
         return cap
 
 
 def grown(a: np.ndarray, cap: int, fill: int = 0) -> np.ndarray:
     out = np.full(cap, fill, a.dtype)
     out[: a.shape[0]] = a
+    return out
+
+
+def grown_fields(a: np.ndarray, cap: int) -> np.ndarray:
+    """``a`` (fields x slots) with room for ``cap`` slots, the new ones zero."""
+    out = np.zeros((a.shape[0], cap), a.dtype)
+    out[:, : a.shape[1]] = a
     return out
