@@ -45,10 +45,11 @@ from vstream.kernels.window import (
     session_fire,
     session_live,
     session_update,
+    take_final,
     take_panes,
     windows_of,
 )
-from vstream.ops.window import _finalize, _init_values, _Inputs
+from vstream.ops.window import _final_leaves, _finalize, _fused_finalize, _init_values, _Inputs
 from vstream.plan.aggregates import AggPlan, plan_aggregations
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -1069,6 +1070,74 @@ def test_take_panes_matches_numpy_selection(
     np.testing.assert_array_equal(pane, live[idx])
     np.testing.assert_array_equal(Fo, F[:, idx])
     np.testing.assert_array_equal(Io, In[:, idx])
+
+
+#: the aggregates take_final finalizes itself (the others go through take_panes)
+FUSED_AGGS = [
+    pl.len().alias("len"),
+    x.count().alias("x_count"),
+    i.count().alias("i_count"),
+    x.sum().alias("x_sum"),
+    i.sum().alias("i_sum"),
+    b.sum().alias("b_sum"),
+    x.mean().alias("x_mean"),
+    i.mean().alias("i_mean"),
+    b.mean().alias("b_mean"),
+    x.min().alias("x_min"),
+    x.max().alias("x_max"),
+    i.min().alias("i_min"),
+    i.max().alias("i_max"),
+    b.min().alias("b_min"),
+    b.max().alias("b_max"),
+    (x.sum() / pl.len()).alias("x_per_row"),
+]
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    frame=agg_frames(),
+    panes=st.lists(st.integers(-5, 20), min_size=6, max_size=6),
+    lo=st.integers(-6, 21),
+    width=st.integers(0, 10),
+    geom=st.tuples(st.integers(1, 1000), st.integers(-500, 500), st.integers(1, 1000)),
+)
+def test_take_final_matches_take_panes_and_finalize(
+    frame: tuple[pl.DataFrame, int],
+    panes: list[int],
+    lo: int,
+    width: int,
+    geom: tuple[int, int, int],
+) -> None:
+    """The fused take-and-finalize of tumbling fires gives the rows, bounds and columns
+    (values, nulls, NaNs, dtypes) of take_panes followed by the generic finalize."""
+    df, G = frame
+    plan, prog, init_f, init_i = _plan(FUSED_AGGS, df.schema)
+    fin = _fused_finalize(plan)
+    assert fin is not None
+    F, In = _apply(plan, prog, init_f, init_i, df, G, 0)
+    slot_pane = np.array(panes[:G], np.int64)
+    slot_key = np.arange(G, dtype=np.int32) * 3
+    hi = lo + width
+    length, offset, size = geom
+    key, pane, start, end, *outputs = take_final(
+        slot_pane, slot_key, F, In, G, lo, hi, fin, np.array(geom, np.int64)
+    )
+    key_ref, pane_ref, Fo, Io = take_panes(slot_pane, slot_key, F, In, G, lo, hi)
+    np.testing.assert_array_equal(key, key_ref)
+    np.testing.assert_array_equal(pane, pane_ref)
+    np.testing.assert_array_equal(start, pane_ref * length + offset)
+    np.testing.assert_array_equal(end, pane_ref * length + offset + size)
+    leaves = _final_leaves(plan, fin, tuple(outputs))
+    got = pl.DataFrame([leaves[lf.name] for lf in plan.leaves]).select(plan.final)
+    assert_frame_equal(got, _finalized(plan, Fo, Io))
+
+
+def test_take_final_is_only_for_aggregates_finalized_from_their_fields() -> None:
+    """first / last, var / std and n_unique need more than their own fields: None."""
+    schema = pl.Schema({"x": pl.Float64, "i": pl.Int64, "b": pl.Boolean})
+    assert _fused_finalize(_plan(FUSED_AGGS, schema)[0]) is not None
+    for agg in (x.first(), i.last(), x.var(), x.std(), i.n_unique()):
+        assert _fused_finalize(plan_aggregations([pl.len(), agg], schema, "t", [])) is None
 
 
 @settings(max_examples=60, deadline=None)

@@ -17,6 +17,7 @@ import pyarrow as pa
 
 from vstream._dtypes import numpy_int, physical_int64
 from vstream.errors import VStreamError
+from vstream.kernels import window as W
 from vstream.kernels.aggregate import apply_rows, final_mean, final_min_max
 from vstream.kernels.window import (
     compact_panes,
@@ -26,6 +27,7 @@ from vstream.kernels.window import (
     session_fire,
     session_live,
     session_update,
+    take_final,
     take_panes,
     windows_of,
 )
@@ -40,6 +42,7 @@ __all__ = ["WindowOp", "WindowSetup"]
 
 _REV = "revision"
 _DIR_BYTES = 16 << 20  # the pane directory's budget (rows x keys x 4 bytes)
+_DIR_HOT = 8 << 20  # ... and its size when 64 rows fit in less
 _I64_MAX = np.iinfo(np.int64).max
 _REV_KEYS = pl.Schema({"window": pl.Int64, "key": pl.Int32})
 _REV_SCHEMA = pl.Schema({"window": pl.Int64, "key": pl.Int32, "emitted": pl.Int64})
@@ -65,6 +68,10 @@ class WindowSetup:
     early: float | None  # seconds of wall clock between early results
     aggs: AggPlan
     schema: pl.Schema  # output schema
+
+
+def _pow2_floor(x: int) -> int:
+    return 1 << (x.bit_length() - 1) if x > 0 else 0
 
 
 def _init_values(plan: AggPlan) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -176,6 +183,7 @@ class WindowOp(Operator):
                 break
             renames.append((name, base.meta.output_name()))
         self._renames = renames if len(renames) == len(self.plan.final) else None
+        self._fin = _fused_finalize(self.plan)
         if setup.kind == "session":
             self.state: _PaneLogic | _SessionLogic = _SessionLogic(self)
         else:
@@ -267,21 +275,27 @@ class WindowOp(Operator):
         Fo: np.ndarray,
         Io: np.ndarray,
         nunique: dict[str, np.ndarray] | None = None,
+        leaves: dict[str, pl.Series] | None = None,
     ) -> pl.DataFrame:
-        """Output rows from emitted state: keys, window bounds, finalized aggregates."""
+        """Output rows from emitted state: keys, window bounds, finalized aggregates
+        (from the state fields ``Fo`` / ``Io``, or already finalized in ``leaves``)."""
         st = self.setup
         cols: list[pl.Series] = []
         if self.keys is not None:
             cols.extend(self.keys.keys(kid).iter_columns())
         tdt = st.time_dtype
-        cols.append(pl.Series("window_start", start).cast(tdt))
-        cols.append(pl.Series("window_end", end).cast(tdt))
+        start_s, end_s = pl.Series("window_start", start), pl.Series("window_end", end)
+        cols.append(start_s if tdt == pl.Int64 else start_s.cast(tdt))
+        cols.append(end_s if tdt == pl.Int64 else end_s.cast(tdt))
         if self.revisions:
             assert rev is not None
             cols.append(pl.Series(_REV, rev, pl.Int64).cast(pl.UInt32))
         if not len(kid):
             return pl.DataFrame(schema=st.schema)
-        leaves = {lf.name: _finalize(lf, Fo, Io, nunique, self.stores) for lf in self.plan.leaves}
+        if leaves is None:
+            leaves = {
+                lf.name: _finalize(lf, Fo, Io, nunique, self.stores) for lf in self.plan.leaves
+            }
         if self._renames is not None:  # every output is a leaf: skip the Polars select
             cols.extend(leaves[src].alias(dst) for dst, src in self._renames)
             return pl.DataFrame(cols)
@@ -389,10 +403,81 @@ def _finalize(
     else:  # pragma: no cover - plan_aggregations only makes the kinds above
         msg = f"unknown aggregate kind {k}"
         raise VStreamError(msg)
+    return _typed(s, lf)
+
+
+def _typed(s: pl.Series, lf: A.AggLeaf) -> pl.Series:
     if s.dtype != lf.dtype:
         # integer sums wrap like Polars' (Int32 sum of Int32 values); nulls stay null
         s = s.cast(lf.dtype, wrap_numerical=lf.dtype.is_integer() and s.dtype.is_integer())
     return s
+
+
+_FIN_CODES = {
+    A.LEN: W.FIN_INT,
+    A.COUNT: W.FIN_INT,
+    A.SUM_I: W.FIN_INT,
+    A.SUM_F: W.FIN_FLOAT,
+    A.MEAN: W.FIN_MEAN,
+    A.MIN_F: W.FIN_MINMAX_F,
+    A.MAX_F: W.FIN_MINMAX_F,
+    A.MIN_I: W.FIN_MINMAX_I,
+    A.MAX_I: W.FIN_MINMAX_I,
+}
+_FIN_MATRIX = {
+    W.FIN_INT: "i",
+    W.FIN_MINMAX_I: "i",
+    W.FIN_U32: "u",
+    W.FIN_FLOAT: "f",
+    W.FIN_MEAN: "f",
+    W.FIN_MINMAX_F: "f",
+}
+
+
+def _fused_finalize(plan: AggPlan) -> np.ndarray | None:
+    """The ``fin`` table of :func:`~vstream.kernels.window.take_final` when every leaf
+    finalizes from its own fields (no first / last, var, n_unique or value stores)."""
+    rows = []
+    used = {"f": 0, "i": 0, "u": 0}  # rows of the float, int and UInt32 outputs
+    for lf in plan.leaves:
+        code = _FIN_CODES.get(lf.kind)
+        if code is None or lf.stored:
+            return None
+        if code == W.FIN_INT and lf.kind != A.SUM_I and lf.dtype == pl.UInt32:
+            code = W.FIN_U32  # len and count, written as Polars types them
+        matrix = _FIN_MATRIX[code]
+        rows.append((code, lf.f0, lf.i0, used[matrix]))
+        used[matrix] += 1
+    return np.array(rows, np.int64).reshape(-1, 4)
+
+
+def _final_leaves(
+    plan: AggPlan,
+    fin: np.ndarray,
+    outputs: tuple[np.ndarray, ...],
+) -> dict[str, pl.Series]:
+    """The leaf columns from :func:`~vstream.kernels.window.take_final`'s outputs
+    ``(Of, Oi, Ou, null, nulls)``, typed as :func:`_finalize` types them."""
+    Of, Oi, Ou, null, nulls = outputs
+    out = {}
+    for a, lf in enumerate(plan.leaves):
+        code, o, name = fin[a, 0], fin[a, 3], lf.name
+        if code == W.FIN_U32:
+            out[name] = pl.Series(name, Ou[o])
+            continue
+        if code == W.FIN_INT and (typed := numpy_int(lf.dtype)) is not None:
+            out[name] = pl.Series(name, Oi[o].astype(typed, copy=False))
+            continue
+        vals = Oi[o] if code in (W.FIN_INT, W.FIN_MINMAX_I) else Of[o]
+        s = _masked(vals, null[a] if nulls[a] else None, name)
+        if (
+            code == W.FIN_MEAN
+            and lf.input_dtype is not None
+            and not (lf.input_dtype.is_numeric() or lf.input_dtype == pl.Boolean)
+        ):
+            s = s.cast(pl.Int64)  # temporal means are truncated to their unit
+        out[name] = _typed(s, lf)
+    return out
 
 
 # ---------------------------------------------------------------------- panes
@@ -450,15 +535,17 @@ class _PaneLogic:
                 self.Pi, self.Si = grown_fields(self.Pi, cap), grown_fields(self.Si, cap)
         if self.dir_rows.shape[1] < n_keys and self.dir_pane.shape[0] != 1:
             # the pane directory: rows x key capacity int32, at most _DIR_BYTES; with too
-            # many keys for 64 rows it is dropped (1 = off for good) and the table serves
-            width = 64
-            while width < n_keys:
-                width *= 2
-            rows = _DIR_BYTES // (4 * width)
-            rows = 1 << (rows.bit_length() - 1) if rows else 0
+            # many keys for 64 rows it is dropped (1 = off for good) and the table serves.
+            # Rows are as wide as the keys (+1/8 to grow into), and only as many as fit
+            # _DIR_HOT: a pane claiming a row clears it, so every byte of the directory
+            # is written again as panes go by (Q1, 10 k keys: 256 rows of 64 KB -> 128
+            # of 40 KB, pane_slots 177 -> 136 ms)
+            width = (n_keys + n_keys // 8 + 15) // 16 * 16
+            rows = _pow2_floor(_DIR_BYTES // (4 * width))
             if rows >= 64:
-                self.dir_rows = np.zeros((min(rows, 256), width), np.int32)
-                self.dir_pane = np.full(min(rows, 256), MIN_WM, np.int64)
+                rows = min(256, max(64, _pow2_floor(_DIR_HOT // (4 * width))))
+                self.dir_rows = np.zeros((rows, width), np.int32)
+                self.dir_pane = np.full(rows, MIN_WM, np.int64)
             else:
                 self.dir_rows = np.zeros((0, 0), np.int32)
                 self.dir_pane = np.full(1, MIN_WM, np.int64)
@@ -569,15 +656,24 @@ class _PaneLogic:
         return out
 
     def _emit(
-        self, kid: np.ndarray, ks: np.ndarray, Fo: np.ndarray, Io: np.ndarray
+        self,
+        kid: np.ndarray,
+        ks: np.ndarray,
+        Fo: np.ndarray,
+        Io: np.ndarray,
+        leaves: dict[str, pl.Series] | None = None,
+        bounds: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> pl.DataFrame:
         op = self.op
-        starts = ks * (self.s * self.pane)
-        starts += op.setup.offset
-        ends = starts + op.setup.size
+        if bounds is None:
+            starts = ks * (self.s * self.pane)
+            starts += op.setup.offset
+            ends = starts + op.setup.size
+        else:
+            starts, ends = bounds
         rev = self.bump(ks, kid) if op.revisions else None
         nunique = self._nunique(kid, ks) if op.nunique else None
-        return op.result(kid, starts, ends, rev, Fo, Io, nunique)
+        return op.result(kid, starts, ends, rev, Fo, Io, nunique, leaves)
 
     def bump(self, ks: np.ndarray, kid: np.ndarray) -> np.ndarray:
         """The revision of each emitted (window, key): 0 the first time, then 1, 2, ..."""
@@ -669,6 +765,14 @@ class _PaneLogic:
         if self.s == 1 and self.n == 1:
             # tumbling: a pane is a window. One firing's rows come in slot order (order
             # within a firing is unspecified)
+            if op._fin is not None:
+                geom = np.array([self.pane, op.setup.offset, op.setup.size], np.int64)
+                kid, panes, starts, ends, *outputs = take_final(
+                    self.slot_pane, self.slot_key, sl.F, sl.I, self.n_slots, k_lo, k_hi,
+                    op._fin, geom,
+                )  # fmt: skip
+                leaves = _final_leaves(op.plan, op._fin, tuple(outputs))
+                return self._emit(kid, panes, sl.F[:, :0], sl.I[:, :0], leaves, (starts, ends))
             kid, panes, Fo, Io = take_panes(
                 self.slot_pane, self.slot_key, sl.F, sl.I, self.n_slots, k_lo, k_hi
             )
