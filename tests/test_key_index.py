@@ -22,8 +22,9 @@ from vstream.kernels.hashing import (
     new_table,
     rehash,
     views_equal,
+    views_hash,
 )
-from vstream.state.key_index import KeyIndex
+from vstream.state.key_index import KeyIndex, _views
 
 
 @settings(max_examples=100, deadline=None)
@@ -312,7 +313,7 @@ def test_hash_collisions_are_caught_on_the_views(batches: list[list[str]]) -> No
     by the views, long ones: by Polars once the views cannot tell)."""
     real = KeyIndex._hash
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(KeyIndex, "_hash", lambda self, keys: real(self, keys) % 3)
+        mp.setattr(KeyIndex, "_hash", lambda self, keys, *views: real(self, keys, *views) % 3)
         index = KeyIndex(pl.Schema({"k": pl.String}))
         _check_index(index, [pl.DataFrame({"k": b}, schema={"k": pl.String}) for b in batches])
         if len({v for b in batches for v in b}) > 3:
@@ -329,7 +330,7 @@ def test_hash_collisions_fall_back_to_joins(batches: list[list[str | None]]) -> 
     # a hash with three values: almost every batch collides, and ids must stay right
     real = KeyIndex._hash
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(KeyIndex, "_hash", lambda self, keys: real(self, keys) % 3)
+        mp.setattr(KeyIndex, "_hash", lambda self, keys, *views: real(self, keys, *views) % 3)
         index = KeyIndex(pl.Schema({"k": pl.String}))
         frames = [pl.DataFrame({"k": b}, schema={"k": pl.String}) for b in batches]
         _check_index(index, frames)
@@ -368,3 +369,64 @@ def test_integer_keys_in_a_compact_range_keep_their_ids_as_the_range_grows() -> 
     probe = pl.DataFrame({"k": [5, 279_999, 10**15, None, 7]})
     assert restored.ids(probe).tolist() == index.ids(probe).tolist()
     assert index.find(pl.DataFrame({"k": [3, -1, None]})).tolist() == [seen[3], -1, -1]
+
+
+_M64 = (1 << 64) - 1
+
+
+def _views_hash_reference(value: str) -> int | None:
+    """views_hash of one string from its bytes (None: over 12 bytes, not hashed)."""
+    data = value.encode()
+    if len(data) > 12:
+        return None
+    padded = data.ljust(12, b"\0")
+    w0 = len(data) | int.from_bytes(padded[:4], "little") << 32
+    w1 = int.from_bytes(padded[4:], "little")
+    h = ((w0 ^ (w1 * 0xC2B2AE3D27D4EB4F)) * 0x9E3779B97F4A7C15) & _M64
+    h ^= h >> 29
+    h = (h * 0xC2B2AE3D27D4EB4F) & _M64
+    h ^= h >> 32
+    return h - (1 << 64) if h >= 1 << 63 else h
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    values=st.lists(st.text(max_size=16), min_size=1, max_size=40),
+    garbage=st.integers(0, 255),
+)
+def test_views_hash_matches_reference_whatever_the_padding(
+    values: list[str], garbage: int
+) -> None:
+    """Inline strings hash from their bytes alone: padding a producer left non-zero
+    changes nothing; longer strings are left to the caller."""
+    views = _views(pl.Series(values, dtype=pl.String))
+    assert views is not None
+    dirty = views.copy()
+    for r, v in enumerate(values):
+        n = len(v.encode())
+        if n <= 12:  # fill the padding after the string's bytes
+            raw = bytearray(dirty[2 * r : 2 * r + 2].tobytes())
+            raw[4 + n :] = bytes([garbage]) * (12 - n)
+            dirty[2 * r : 2 * r + 2] = np.frombuffer(bytes(raw), np.uint64)
+    expected = [_views_hash_reference(v) for v in values]
+    for words in (views, dirty):
+        out = np.empty(len(values), np.int64)
+        rest = views_hash(words, out)
+        assert rest.tolist() == [r for r, e in enumerate(expected) if e is None]
+        assert [
+            None if e is None else int(o) for o, e in zip(out, expected, strict=True)
+        ] == expected
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.text(max_size=14)), min_size=1, max_size=40))
+def test_string_hash_is_a_function_of_the_value(values: list[str | None]) -> None:
+    """Through the views or Polars, with nulls or not, in one chunk or several: equal
+    keys hash equal (the key index relies on it for ids)."""
+    index = KeyIndex(pl.Schema({"k": pl.String}))
+    whole = index._hash(pl.DataFrame({"k": values}, schema={"k": pl.String}))
+    chunked = pl.concat(
+        [pl.DataFrame({"k": [v]}, schema={"k": pl.String}) for v in values], rechunk=False
+    )
+    singles = [index._hash(pl.DataFrame({"k": [v]}, schema={"k": pl.String}))[0] for v in values]
+    assert whole.tolist() == index._hash(chunked).tolist() == [int(h) for h in singles]

