@@ -142,7 +142,7 @@ def test_lookup_checks_keys_that_share_a_hash(monkeypatch: pytest.MonkeyPatch, h
     key's must not take that key's row. A hash by string length makes such pairs."""
     from vstream.state.key_index import KeyIndex
 
-    def by_length(self: KeyIndex, keys: pl.DataFrame) -> np.ndarray:
+    def by_length(self: KeyIndex, keys: pl.DataFrame, *views: object) -> np.ndarray:
         out: np.ndarray = keys.select(pl.col(self.columns[0]).str.len_bytes()).to_series()
         return out.cast(pl.Int64).fill_null(-1).to_numpy()
 
