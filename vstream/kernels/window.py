@@ -290,14 +290,20 @@ def compact_panes(slot_pane, slot_key, F, In, n_slots, free_below, Pf, Pi, Sf, S
 @njit(cache=True, nogil=True)
 def _slots_in(slot_pane, n_slots, p_lo, p_hi):  # type: ignore[no-untyped-def]
     """The live slots of panes in [p_lo, p_hi], in slot order."""
-    sel = np.empty(n_slots, np.int64)
     m = 0
     for j in range(n_slots):
         p = slot_pane[j]
+        m += (p_lo <= p) & (p <= p_hi)
+    # counted first: a selection the size of every slot cost more than the gathers it
+    # served (fresh memory a call)
+    sel = np.empty(m, np.int32)
+    w = 0
+    for j in range(n_slots):
+        p = slot_pane[j]
         if p_lo <= p <= p_hi:
-            sel[m] = j
-            m += 1
-    return sel[:m]
+            sel[w] = j
+            w += 1
+    return sel
 
 
 @njit(cache=True, nogil=True)
