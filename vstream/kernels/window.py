@@ -346,24 +346,22 @@ def take_final(slot_pane, slot_key, F, In, n_slots, p_lo, p_hi, fin, geom):  # t
     ``fin`` has a row ``(code, f0, i0, out)`` per aggregate: ``code`` a ``FIN_*`` above,
     ``out`` its row in the float (``FIN_FLOAT``, ``FIN_MEAN``, ``FIN_MINMAX_F``), int
     (``FIN_INT``, ``FIN_MINMAX_I``) or UInt32 (``FIN_U32``) output. ``geom`` = (pane
-    length, offset, window size). Returns keys, panes, window starts and ends, the float,
-    int and UInt32 outputs, a null flag per aggregate and row, and the nulls per
-    aggregate. Gathering the state fields and finalizing them in one pass skips the
-    field copies of ``take_panes`` and the numpy passes after it (Q1: 7 fields
-    gathered, then read again to finalize, bounds computed, len cast)."""
+    length, offset, window size). Returns keys, window starts and ends, the float, int
+    and UInt32 outputs, the nulls per aggregate and a null flag per aggregate and row
+    (no columns when no aggregate has a null). Gathering the state fields and
+    finalizing them in one pass skips the field copies of ``take_panes`` and the numpy
+    passes after it (Q1: 7 fields gathered, then read again to finalize, bounds
+    computed, len cast)."""
     sel = _slots_in(slot_pane, n_slots, p_lo, p_hi)
     m = sel.shape[0]
     length, offset, size = geom[0], geom[1], geom[2]
     out_key = np.empty(m, np.int32)
-    out_pane = np.empty(m, np.int64)
     start = np.empty(m, np.int64)
     end = np.empty(m, np.int64)
     for w in range(m):
         j = sel[w]
         out_key[w] = slot_key[j]
-        p = slot_pane[j]
-        out_pane[w] = p
-        t = p * length + offset
+        t = slot_pane[j] * length + offset
         start[w] = t
         end[w] = t + size
     n_f = 0
@@ -380,7 +378,6 @@ def take_final(slot_pane, slot_key, F, In, n_slots, p_lo, p_hi, fin, geom):  # t
     Of = np.empty((n_f, m), np.float64)
     Oi = np.empty((n_i, m), np.int64)
     Ou = np.empty((n_u, m), np.uint32)
-    null = np.zeros((fin.shape[0], m), np.bool_)
     nulls = np.zeros(fin.shape[0], np.int64)
     for a in range(fin.shape[0]):
         code, f0, i0, o = fin[a, 0], fin[a, 1], fin[a, 2], fin[a, 3]
@@ -399,25 +396,27 @@ def take_final(slot_pane, slot_key, F, In, n_slots, p_lo, p_hi, fin, geom):  # t
                 j = sel[w]
                 cnt = In[i0, j]
                 Of[o, w] = F[f0, j] / cnt
-                empty = cnt == 0
-                null[a, w] = empty
-                c += empty
+                c += cnt == 0
         elif code == FIN_MINMAX_F:
             for w in range(m):
                 j = sel[w]
                 Of[o, w] = F[f0, j] if In[i0 + 1, j] > 0 else np.nan
-                empty = In[i0, j] == 0
-                null[a, w] = empty
-                c += empty
+                c += In[i0, j] == 0
         else:  # FIN_MINMAX_I
             for w in range(m):
                 j = sel[w]
                 Oi[o, w] = In[i0, j]
-                empty = In[i0 + 1, j] == 0
-                null[a, w] = empty
-                c += empty
+                c += In[i0 + 1, j] == 0
         nulls[a] = c
-    return out_key, out_pane, start, end, Of, Oi, Ou, null, nulls
+    # the null flags only when there are nulls (rare: a window whose rows are all null)
+    null = np.zeros((fin.shape[0], m if nulls.sum() else 0), np.bool_)
+    for a in range(fin.shape[0]):
+        if nulls[a]:
+            code, i0 = fin[a, 0], fin[a, 2]
+            k = i0 + 1 if code == FIN_MINMAX_I else i0
+            for w in range(m):
+                null[a, w] = In[k, sel[w]] == 0
+    return out_key, start, end, Of, Oi, Ou, nulls, null
 
 
 @njit(cache=True, nogil=True)
