@@ -242,11 +242,10 @@ class WindowOp(Operator):
         Xf, Xi, M, vmap = self.inputs.build(df, self.stores)
         late = self.inputs.scratch.get("late", (n,), np.bool_)
         late[:] = False
-        self.state.update(df, ts, kid, Xf, Xi, M, vmap, late, wm)
+        n_late = self.state.update(df, ts, kid, Xf, Xi, M, vmap, late, wm)
         if self.stores:
             self._compact_stores()
         self.seq += n
-        n_late = int(late.sum()) if n else 0
         if n_late:
             self.late_events += n_late
             if st.late_side:
@@ -589,7 +588,8 @@ class _PaneLogic:
         self.tab_used = in_table > 0
         self.key_slot[:] = -1
 
-    def update(self, df, ts, kid, Xf, Xi, M, vmap, late, wm) -> None:  # type: ignore[no-untyped-def]
+    def update(self, df, ts, kid, Xf, Xi, M, vmap, late, wm) -> int:  # type: ignore[no-untyped-def]
+        """Fold a batch's rows into their panes; returns the number of late rows."""
         op = self.op
         n = ts.shape[0]
         self._reserve(n)
@@ -646,6 +646,7 @@ class _PaneLogic:
             self._add_distinct(df, panes, kid, ok)
         if n_dirty:
             self._reemit(dirty_p[:n_dirty], dirty_k[:n_dirty], wm)
+        return n_late
 
     def _add_distinct(self, df, panes, kid, ok) -> None:  # type: ignore[no-untyped-def]
         vals = df.select([self.op.plan.inputs[lf.input] for lf in self.op.nunique])  # type: ignore[index]
@@ -949,7 +950,8 @@ class _SessionLogic:
                 size *= 2
             self.head = grown(self.head, size, -1)
 
-    def update(self, df, ts, kid, Xf, Xi, M, vmap, late, wm) -> None:  # type: ignore[no-untyped-def]
+    def update(self, df, ts, kid, Xf, Xi, M, vmap, late, wm) -> int:  # type: ignore[no-untyped-def]
+        """Fold a batch's rows into their sessions; returns the number of late rows."""
         op = self.op
         self._reserve(ts.shape[0])
         sl = op.slots
@@ -967,6 +969,7 @@ class _SessionLogic:
         # a fired session updated within the lateness is due at once
         if st.lateness > 0 and end <= wm:
             op._pending.extend(self.fire(wm, early=False))
+        return int(late.sum())
 
     # n_unique: distinct (slot, value) rows; merged sessions move their rows to the new
     # slot, and rows of sessions that are gone are dropped after every firing

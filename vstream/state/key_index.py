@@ -62,6 +62,7 @@ def _view_buffers(s: pl.Series) -> tuple[np.ndarray, list[pa.Buffer]] | None:
 
 
 _ID = "__vstream_key_id__"
+_SIGNED = (pl.Int8, pl.Int16, pl.Int32, pl.Int64)
 
 
 def _no_null_match(keys: pl.DataFrame, ids: np.ndarray) -> None:
@@ -249,16 +250,18 @@ class KeyIndex:
     def _int_ids(self, s: pl.Series) -> np.ndarray:
         nulls = s.null_count()
         valid = s.drop_nulls() if nulls else s
-        keys = physical_int64(valid)
-        missing = None
         if self._dense is not None:
+            # signed integers as they are (zero-copy): widening Q1's Int32 host ids to
+            # int64 first cost as much as the lookup
+            signed = valid.dtype in _SIGNED
+            keys = valid.to_numpy() if signed else physical_int64(valid)
             ids = dense_lookup(keys, np.int64(self._dense_base), self._dense)
             if ids.size and ids.min() < 0:
                 # new keys (new auctions, sessions, ...): only they go through the table
                 missing = np.flatnonzero(ids < 0)
-                ids[missing] = self._assign(keys[missing])
+                ids[missing] = self._assign(keys[missing].astype(np.int64, copy=False))
         else:
-            ids = self._assign(keys)
+            ids = self._assign(physical_int64(valid))
         if not nulls:
             return ids
         if self._null_id < 0:
