@@ -2,7 +2,8 @@
 slots (combine). Finalize is vectorized numpy in :mod:`vstream.ops.window`.
 
 State is two matrices, ``F`` (float64) and ``In`` (int64), one row per field and one
-column per slot. ``prog`` has one row per aggregate:
+column per slot. Inputs ``Xf`` / ``Xi`` are tuples of equally typed 1-D columns (float64
+and int64; read-only), taken from the batch without a copy. ``prog`` has one row per aggregate:
 ``(kind, input column, validity column, first float field, first int field)``. Kinds and
 their fields (numbers shared with :mod:`vstream.plan.aggregates`):
 
@@ -67,7 +68,7 @@ def init_slot(F, In, slot, init_f, init_i):  # type: ignore[no-untyped-def]
 
 @njit(cache=True, nogil=True)
 def update_row(prog, F, In, slot, Xf, Xi, M, vmap, r, seq):  # type: ignore[no-untyped-def]
-    """Fold row ``r`` of the input matrices into ``slot``."""
+    """Fold row ``r`` of the input columns into ``slot``."""
     for a in range(prog.shape[0]):
         kind = prog[a, 0]
         x = prog[a, 1]
@@ -86,17 +87,17 @@ def update_row(prog, F, In, slot, Xf, Xi, M, vmap, r, seq):  # type: ignore[no-u
                 In[i0, slot] += 1
         elif kind == SUM_F:
             if valid:
-                F[f0, slot] += Xf[x, r]
+                F[f0, slot] += Xf[x][r]
         elif kind == SUM_I:
             if valid:
-                In[i0, slot] += Xi[x, r]
+                In[i0, slot] += Xi[x][r]
         elif kind == MEAN:
             if valid:
-                F[f0, slot] += Xf[x, r]
+                F[f0, slot] += Xf[x][r]
                 In[i0, slot] += 1
         elif kind == MIN_F or kind == MAX_F:
             if valid:
-                val = Xf[x, r]
+                val = Xf[x][r]
                 In[i0, slot] += 1
                 if not np.isnan(val):
                     if In[i0 + 1, slot] == 0:
@@ -109,7 +110,7 @@ def update_row(prog, F, In, slot, Xf, Xi, M, vmap, r, seq):  # type: ignore[no-u
                     In[i0 + 1, slot] += 1
         elif kind == MIN_I or kind == MAX_I:
             if valid:
-                ival = Xi[x, r]
+                ival = Xi[x][r]
                 if In[i0 + 1, slot] == 0:
                     In[i0, slot] = ival
                 elif kind == MIN_I:
@@ -120,17 +121,17 @@ def update_row(prog, F, In, slot, Xf, Xi, M, vmap, r, seq):  # type: ignore[no-u
                 In[i0 + 1, slot] += 1
         elif kind == FIRST_F or kind == LAST_F:
             if (seq < In[i0, slot]) if kind == FIRST_F else (seq > In[i0, slot]):
-                F[f0, slot] = Xf[x, r] if valid else 0.0
+                F[f0, slot] = Xf[x][r] if valid else 0.0
                 In[i0, slot] = seq
                 In[i0 + 1, slot] = 0 if valid else 1
         elif kind == FIRST_I or kind == LAST_I:
             if (seq < In[i0 + 1, slot]) if kind == FIRST_I else (seq > In[i0 + 1, slot]):
-                In[i0, slot] = Xi[x, r] if valid else 0
+                In[i0, slot] = Xi[x][r] if valid else 0
                 In[i0 + 1, slot] = seq
                 In[i0 + 2, slot] = 0 if valid else 1
         elif kind == VAR:
             if valid:
-                val = Xf[x, r]
+                val = Xf[x][r]
                 n = In[i0, slot] + 1
                 d = val - F[f0, slot]
                 F[f0, slot] += d / n
@@ -227,6 +228,9 @@ def apply_rows(prog, F, In, slots, Xf, Xi, M, vmap, seq0):  # type: ignore[no-un
         f0 = prog[a, 3]
         i0 = prog[a, 4]
         nullable = v >= 0 and vmap[v] >= 0
+        # this aggregate's input column (any column of the other type: not read)
+        xf = Xf[min(max(x, 0), len(Xf) - 1)]
+        xi = Xi[min(max(x, 0), len(Xi) - 1)]
         if kind == LEN:
             for r in range(n):
                 j = slots[r]
@@ -236,18 +240,18 @@ def apply_rows(prog, F, In, slots, Xf, Xi, M, vmap, seq0):  # type: ignore[no-un
             for r in range(n):
                 j = slots[r]
                 if j >= 0:
-                    F[f0, j] += Xf[x, r]
+                    F[f0, j] += xf[r]
         elif not nullable and kind == MEAN:
             for r in range(n):
                 j = slots[r]
                 if j >= 0:
-                    F[f0, j] += Xf[x, r]
+                    F[f0, j] += xf[r]
                     In[i0, j] += 1
         elif not nullable and kind == MAX_F:
             for r in range(n):
                 j = slots[r]
                 if j >= 0:
-                    val = Xf[x, r]
+                    val = xf[r]
                     In[i0, j] += 1
                     if val == val:  # not NaN
                         if In[i0 + 1, j] == 0 or val > F[f0, j]:
@@ -257,7 +261,7 @@ def apply_rows(prog, F, In, slots, Xf, Xi, M, vmap, seq0):  # type: ignore[no-un
             for r in range(n):
                 j = slots[r]
                 if j >= 0:
-                    val = Xf[x, r]
+                    val = xf[r]
                     In[i0, j] += 1
                     if val == val:
                         if In[i0 + 1, j] == 0 or val < F[f0, j]:
@@ -269,7 +273,7 @@ def apply_rows(prog, F, In, slots, Xf, Xi, M, vmap, seq0):  # type: ignore[no-un
             for r in range(n):
                 j = slots[r]
                 if j >= 0:
-                    ival = Xi[x, r]
+                    ival = xi[r]
                     if In[i0 + 1, j] == 0 or ival > In[i0, j]:
                         In[i0, j] = ival
                     In[i0 + 1, j] += 1
@@ -277,7 +281,7 @@ def apply_rows(prog, F, In, slots, Xf, Xi, M, vmap, seq0):  # type: ignore[no-un
             for r in range(n):
                 j = slots[r]
                 if j >= 0:
-                    ival = Xi[x, r]
+                    ival = xi[r]
                     if In[i0 + 1, j] == 0 or ival < In[i0, j]:
                         In[i0, j] = ival
                     In[i0 + 1, j] += 1
