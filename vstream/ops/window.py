@@ -115,7 +115,7 @@ class _Scratch:
 
 
 class _Inputs:
-    """A batch's aggregate inputs as the kernels take them: float and int matrices, and
+    """A batch's aggregate inputs as the kernels take them: float and int columns, and
     the validity of the columns that have nulls in this batch."""
 
     def __init__(self, plan: AggPlan) -> None:
@@ -145,7 +145,7 @@ class _Inputs:
         if self.exprs:
             vals = df.select(self.exprs)
         else:  # the columns themselves (a frame of them cost ~45 µs a batch)
-            vals = {n: df.get_column(c) for n, c in self.direct.items()}
+            vals = {name: df.get_column(col) for name, col in self.direct.items()}
         floats: list[np.ndarray] = []
         ints: list[np.ndarray] = []
         vmap = np.full(max(len(self.vcols), 1), -1, np.int64)

@@ -2,8 +2,9 @@
 
 Window and join state is struct-of-arrays indexed by these ids. One integer-like key
 column (ints, booleans, dates, datetimes, durations) goes through a numba hash table
-directly. Other keys (strings, categoricals, several columns) are hashed by Polars and
-the 64-bit hashes go through the same table; every row's key is then checked against
+directly. Other keys (strings, categoricals, several columns) are hashed to 64 bits
+(one String column's strings of at most 12 bytes in numba from their Arrow views, the
+rest by Polars) and the hashes go through the same table; every row's key is then checked against
 the key stored for its id (vectorised, exact), and should two keys ever share a hash the
 index switches for good to Polars joins over each batch's distinct keys. Never a Python
 loop over rows. A null key is a key like any other (its own
