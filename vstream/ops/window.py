@@ -120,7 +120,6 @@ class _Inputs:
 
     def __init__(self, plan: AggPlan) -> None:
         self.plan = plan
-        self.scratch = _Scratch()
         self.exprs = list(plan.inputs.values())
         # inputs that are plain columns are read directly: a Polars select costs ~0.4 ms
         self.direct: dict[str, str] = {}
@@ -222,6 +221,7 @@ class WindowOp(Operator):
             renames.append((name, base.meta.output_name()))
         self._renames = renames if len(renames) == len(self.plan.final) else None
         self._fin = _fused_finalize(self.plan)
+        self.scratch = _Scratch()  # per-batch arrays of the window logic
         if setup.kind == "session":
             self.state: _PaneLogic | _SessionLogic = _SessionLogic(self)
         else:
@@ -261,7 +261,7 @@ class WindowOp(Operator):
             ts = st.event_time.of(df)
         kid = self.keys.ids(df) if self.keys is not None else np.zeros(n, np.int32)
         Xf, Xi, M, vmap = self.inputs.build(df, self.stores)
-        late = self.inputs.scratch.get("late", (n,), np.bool_)
+        late = self.scratch.get("late", (n,), np.bool_)
         late[:] = False
         n_late = self.state.update(df, ts, kid, Xf, Xi, M, vmap, late, wm)
         if self.stores:
@@ -417,10 +417,7 @@ def _finalize(
         cnt = Io[i0]
         vals, empty = final_mean(Fo[f0], cnt)
         s = _masked(vals, cnt == 0, name) if empty else pl.Series(name, vals)
-        if lf.input_dtype is not None and not (
-            lf.input_dtype.is_numeric() or lf.input_dtype == pl.Boolean
-        ):
-            s = s.cast(pl.Int64)  # temporal means are truncated to their unit
+        s = _mean_typed(s, lf)
     elif k in (A.MIN_F, A.MAX_F):
         vals, empty = final_min_max(Fo[f0], Io[i0], Io[i0 + 1])  # only NaNs seen: NaN
         s = _masked(vals, Io[i0] == 0, name) if empty else pl.Series(name, vals)
@@ -442,6 +439,15 @@ def _finalize(
         msg = f"unknown aggregate kind {k}"
         raise VStreamError(msg)
     return _typed(s, lf)
+
+
+def _mean_typed(s: pl.Series, lf: A.AggLeaf) -> pl.Series:
+    """A mean's float values; temporal means are truncated to their unit."""
+    if lf.input_dtype is not None and not (
+        lf.input_dtype.is_numeric() or lf.input_dtype == pl.Boolean
+    ):
+        return s.cast(pl.Int64)
+    return s
 
 
 def _typed(s: pl.Series, lf: A.AggLeaf) -> pl.Series:
@@ -508,13 +514,7 @@ def _final_leaves(
             continue
         vals = Oi[o] if code in (W.FIN_INT, W.FIN_MINMAX_I) else Of[o]
         s = _masked(vals, null[a] if nulls[a] else None, name)
-        if (
-            code == W.FIN_MEAN
-            and lf.input_dtype is not None
-            and not (lf.input_dtype.is_numeric() or lf.input_dtype == pl.Boolean)
-        ):
-            s = s.cast(pl.Int64)  # temporal means are truncated to their unit
-        out[name] = _typed(s, lf)
+        out[name] = _typed(_mean_typed(s, lf) if code == W.FIN_MEAN else s, lf)
     return out
 
 
@@ -617,7 +617,7 @@ class _PaneLogic:
         dirty_p = np.empty(n if op.setup.lateness > 0 else 0, np.int64)
         dirty_k = np.empty(n if op.setup.lateness > 0 else 0, np.int32)
         sl = op.slots
-        slots = op.inputs.scratch.get("slots", (n,), np.int32)
+        slots = op.scratch.get("slots", (n,), np.int32)
         counts = np.array([self.n_slots, 0, 0, 0], np.int64)
         st = op.setup
         s, nn, pane, off, lat = self.s, self.n, self.pane, st.offset, st.lateness

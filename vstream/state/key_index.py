@@ -326,12 +326,14 @@ class KeyIndex:
                 if rest.size:
                     out[rest] = self._polars_hash(s.gather(rest).to_frame())
                 return out
-            if s.len():
-                # nulls or several chunks: the rows that can go through the views do
-                valid = np.flatnonzero(s.is_not_null().to_numpy())
-                out = self._polars_hash(keys).copy()
-                if valid.size:
-                    out[valid] = self._hash(s.gather(valid).rechunk().to_frame())
+            if s.len() and (s.null_count() or s.n_chunks() > 1):
+                # the non-null rows in one chunk go through the views; nulls by Polars
+                null = s.is_null().to_numpy()
+                out = np.empty(s.len(), np.int64)
+                if null.any():
+                    out[null] = self._polars_hash(s.filter(pl.Series(null)).to_frame())
+                if not null.all():
+                    out[~null] = self._hash(s.filter(pl.Series(~null)).rechunk().to_frame())
                 return out
         return self._polars_hash(keys)
 
