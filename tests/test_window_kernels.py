@@ -31,7 +31,6 @@ from vstream.kernels.aggregate import (
     combine_slot,
     copy_slot,
     final_mean,
-    final_min_max,
     update_row,
 )
 from vstream.kernels.window import (
@@ -50,7 +49,7 @@ from vstream.kernels.window import (
     windows_of,
 )
 from vstream.ops.window import _final_leaves, _finalize, _fused_finalize, _init_values, _Inputs
-from vstream.plan.aggregates import AggPlan, plan_aggregations
+from vstream.plan.aggregates import NULLS, AggPlan, plan_aggregations
 
 sys.path.insert(0, str(Path(__file__).parent))
 import strategies
@@ -126,7 +125,6 @@ def _params(f: Any) -> set[str]:
 
 
 _BUILD_STORES = "stores" in _params(_Inputs.build)
-_FINALIZE_STORES = "stores" in _params(_finalize)
 _SESSION_MERGED = "merged_into" in _params(session_update)
 _PANE_KEY_PANE = "key_pane" in _params(pane_slots)
 NO_DIR = (np.zeros((0, 0), np.int32), np.zeros(0, np.int64))  # pane directory off
@@ -167,8 +165,7 @@ def _state(
 
 def _finalized(plan: AggPlan, F: np.ndarray, In: np.ndarray) -> pl.DataFrame:
     """The output columns of the slots (the columns of ``F`` / ``In``), as WindowOp."""
-    extra = ({},) if _FINALIZE_STORES else ()
-    leaves = [_finalize(lf, F, In, None, *extra) for lf in plan.leaves]
+    leaves = [_finalize(lf, F, In, None, {}, plan.len_field) for lf in plan.outputs]
     return pl.DataFrame(leaves).select(plan.final)
 
 
@@ -347,21 +344,15 @@ def test_update_row_equals_apply_rows(frame: tuple[pl.DataFrame, int], seq0: int
         max_size=40,
     )
 )
-def test_final_mean_and_min_max_match_numpy(rows: list[tuple[float, int, int]]) -> None:
-    """The finalize kernels against numpy: mean = total / count (null where count is 0);
-    min/max NaN where only NaNs were seen, null where no value was."""
+def test_final_mean_matches_numpy(rows: list[tuple[float, int, int]]) -> None:
+    """The mean finalize kernel against numpy: total / count, null where count is 0."""
     value = np.array([r[0] for r in rows], np.float64)
     count = np.array([r[1] for r in rows], np.int64)
-    not_nan = np.minimum(np.array([r[2] for r in rows], np.int64), count)
     mean, empty = final_mean(value, count)
     assert empty == bool((count == 0).any())
     ok = count > 0
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         np.testing.assert_array_equal(mean[ok], value[ok] / count[ok])
-    got, empty = final_min_max(value, count, not_nan)
-    assert empty == bool((count == 0).any())
-    expected = np.where(not_nan > 0, value, np.nan)
-    np.testing.assert_array_equal(got[ok], expected[ok])
 
 
 def test_min_max_nan_only_groups_and_skipped_rows() -> None:
@@ -445,12 +436,18 @@ class _PaneRun:
         n_keys: int,
         ways: int,
         dir_rows: int = 0,
+        count_rows: bool = False,
     ) -> None:
-        _, _, self.init_f, self.init_i = _plan(WINDOW_AGGS, WINDOW_SCHEMA)
+        plan, _, self.init_f, self.init_i = _plan(WINDOW_AGGS, WINDOW_SCHEMA)
         late_below = _first_pane_not(_is_late, g, wm)
         dirty_below = _first_pane_not(_is_dirty, g, wm) if g["lateness"] else MIN + 1
-        # geom = (pane, offset, late_below, dirty_below, ways of the per-key pane cache)
-        self.geom = np.array([g["pane"], g["offset"], late_below, dirty_below, ways], np.int64)
+        # geom = (pane, offset, late_below, dirty_below, ways of the per-key pane cache,
+        # the LEN field pane_slots counts the slots' rows in, -1: none)
+        self.rows = plan.len_field if count_rows else -1
+        assert not count_rows or self.rows >= 0
+        self.geom = np.array(
+            [g["pane"], g["offset"], late_below, dirty_below, ways, self.rows], np.int64
+        )
         cap = n + 4
         self.tab = np.zeros(tab_size, np.int32)
         self.slot_pane = np.full(cap, -999, np.int64)
@@ -543,6 +540,7 @@ def pane_batches(draw: st.DrawFn) -> dict[str, Any]:
         "ways": draw(st.sampled_from([1, 2, 8])),
         # pane directory rows (0: off); few rows make panes fall back to the table
         "dir_rows": draw(st.sampled_from([0, 1, 2, 4, 64])),
+        "count_rows": draw(st.booleans()),
     }
 
 
@@ -565,10 +563,11 @@ def test_pane_slots_matches_reference(d: dict[str, Any]) -> None:
     g, wm, ts, kid = d["geom"], d["wm"], d["ts"], d["kid"]
     n = ts.shape[0]
     # in batches with a small table that grows, and in one call with a big table
-    small = _PaneRun(g, wm, n, d["tab_size"], d["n_keys"], d["ways"], d["dir_rows"])
+    count = d["count_rows"]
+    small = _PaneRun(g, wm, n, d["tab_size"], d["n_keys"], d["ways"], d["dir_rows"], count)
     for lo, hi in itertools.pairwise([0, *d["points"], n]):
         small.batch(ts[lo:hi], kid[lo:hi], forget_keys=d["forget_keys"])
-    big = _PaneRun(g, wm, n, _pow2_at_least(2 * n + 2), d["n_keys"], 1)
+    big = _PaneRun(g, wm, n, _pow2_at_least(2 * n + 2), d["n_keys"], 1, count_rows=count)
     big.batch(ts, kid, forget_keys=False)
     assert big.calls == 1
     assert small.slots == big.slots
@@ -599,14 +598,17 @@ def test_pane_slots_matches_reference(d: dict[str, Any]) -> None:
     ]
     assert small.dirty == expected_dirty
     assert small.n_slots == len(pairs)
-    # new slots start from the initial state
+    # new slots start from the initial state; the rows field (if asked) counts their rows
     m = small.n_slots
+    expected_i = np.repeat(small.init_i[:, None], m, 1)
+    if small.rows >= 0:
+        expected_i[small.rows] = np.bincount(
+            [j for j in small.slots if j >= 0], minlength=m
+        )[:m]
     _assert_state_close(
-        small.F[:, :m],
-        small.In[:, :m],
-        np.repeat(small.init_f[:, None], m, 1),
-        np.repeat(small.init_i[:, None], m, 1),
+        small.F[:, :m], small.In[:, :m], np.repeat(small.init_f[:, None], m, 1), expected_i
     )
+    _assert_state_close(big.F[:, :m], big.In[:, :m], small.F[:, :m], small.In[:, :m])
 
 
 # ---------------------------------------------------------------------- hopping fires
@@ -1105,16 +1107,24 @@ def test_take_final_matches_take_panes_and_finalize(
     slot_key = np.arange(G, dtype=np.int32) * 3
     hi = lo + width
     length, offset, size = geom
-    key, start, end, *outputs = take_final(
-        slot_pane, slot_key, F, In, G, lo, hi, fin, np.array(geom, np.int64)
-    )
+    g = np.array([*geom, plan.len_field], np.int64)
+    key, start, end, *outputs = take_final(slot_pane, slot_key, F, In, G, lo, hi, fin, g)
     key_ref, pane_ref, Fo, Io = take_panes(slot_pane, slot_key, F, In, G, lo, hi)
     np.testing.assert_array_equal(key, key_ref)
     np.testing.assert_array_equal(start, pane_ref * length + offset)
     np.testing.assert_array_equal(end, pane_ref * length + offset + size)
     leaves = _final_leaves(plan, fin, tuple(outputs))
-    got = pl.DataFrame([leaves[lf.name] for lf in plan.leaves]).select(plan.final)
+    got = pl.DataFrame([leaves[lf.name] for lf in plan.outputs]).select(plan.final)
     assert_frame_equal(got, _finalized(plan, Fo, Io))
+    # before any null, the operator fires without reading the NULLS fields (n0 -1)
+    nulls = [lf.i0 for lf in plan.leaves if lf.kind == NULLS]
+    if not In[nulls].any():
+        skip = fin.copy()
+        skip[:, 4] = -1
+        outputs2 = take_final(slot_pane, slot_key, F, In, G, lo, hi, skip, g)[3:]
+        leaves2 = _final_leaves(plan, skip, tuple(outputs2))
+        got2 = pl.DataFrame([leaves2[lf.name] for lf in plan.outputs]).select(plan.final)
+        assert_frame_equal(got2, got)
 
 
 def test_take_final_is_only_for_aggregates_finalized_from_their_fields() -> None:

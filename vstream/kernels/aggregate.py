@@ -11,18 +11,25 @@ their fields (numbers shared with :mod:`vstream.plan.aggregates`):
 kind     float fields           int fields
 ======== ====================== ===========================================
 LEN      -                      rows
-COUNT    -                      non-null rows
+NULLS    -                      rows whose input is null
+COUNT    -                      - (LEN - NULLS of its input)
 SUM_F    sum                    -
 SUM_I    -                      sum
-MEAN     sum                    non-null rows
-MIN/MAX  value (float)          non-null rows, non-NaN rows (NaN is skipped
-                                unless every value is NaN, as in Polars)
-MIN/MAX  -                      value, non-null rows (integer-like columns)
+MEAN     sum                    -
+MIN/MAX  value (float; NaN at   - (NaN is skipped unless every value is NaN,
+         first)                 as in Polars)
+MIN/MAX  -                      value (integer-like columns; starts at the
+                                int64 max / min)
 FIRST/   value (float)          arrival number, is-null
 LAST     -                      value, arrival number, is-null (integer-like)
 VAR      mean, M2 (Welford)     non-null rows
 NUNIQUE  -                      distinct values (maintained outside the kernels)
 ======== ====================== ===========================================
+
+COUNT, MEAN, MIN and MAX keep no count of their own: their non-null rows are the slot's
+rows (a LEN leaf, hidden if not asked for) minus their input's nulls (a NULLS leaf shared
+by every aggregate of that input), read when a window is finalized. A column without
+nulls costs one field update an event per aggregate, as a hand-written loop does.
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ from vstream.plan.aggregates import (
     LAST_F,
     LAST_I,
     LEN,
+    NULLS,
     MAX_F,
     MAX_I,
     MEAN,
@@ -50,7 +58,6 @@ from vstream.plan.aggregates import (
 __all__ = [
     "combine_slot",
     "final_mean",
-    "final_min_max",
     "init_slot",
     "update_row",
 ]
@@ -64,6 +71,15 @@ def init_slot(F, In, slot, init_f, init_i):  # type: ignore[no-untyped-def]
         F[f, slot] = init_f[f]
     for i in range(In.shape[0]):
         In[i, slot] = init_i[i]
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _fold_min_max_f(F, f0, slot, val, is_min):  # type: ignore[no-untyped-def]
+    """Fold ``val`` into a float min / max that starts as NaN: a NaN value never
+    replaces a number, a number always replaces NaN (so only NaNs seen: NaN)."""
+    cur = F[f0, slot]
+    if ((val < cur) if is_min else (val > cur)) or cur != cur:
+        F[f0, slot] = val
 
 
 @njit(cache=True, nogil=True)
@@ -82,9 +98,11 @@ def update_row(prog, F, In, slot, Xf, Xi, M, vmap, r, seq):  # type: ignore[no-u
                 valid = M[m, r]
         if kind == LEN:
             In[i0, slot] += 1
-        elif kind == COUNT:
-            if valid:
+        elif kind == NULLS:
+            if not valid:
                 In[i0, slot] += 1
+        elif kind == COUNT:
+            pass  # LEN - NULLS
         elif kind == SUM_F:
             if valid:
                 F[f0, slot] += Xf[x][r]
@@ -94,31 +112,14 @@ def update_row(prog, F, In, slot, Xf, Xi, M, vmap, r, seq):  # type: ignore[no-u
         elif kind == MEAN:
             if valid:
                 F[f0, slot] += Xf[x][r]
-                In[i0, slot] += 1
         elif kind == MIN_F or kind == MAX_F:
             if valid:
-                val = Xf[x][r]
-                In[i0, slot] += 1
-                if not np.isnan(val):
-                    if In[i0 + 1, slot] == 0:
-                        F[f0, slot] = val
-                    elif kind == MIN_F:
-                        if val < F[f0, slot]:
-                            F[f0, slot] = val
-                    elif val > F[f0, slot]:
-                        F[f0, slot] = val
-                    In[i0 + 1, slot] += 1
+                _fold_min_max_f(F, f0, slot, Xf[x][r], kind == MIN_F)
         elif kind == MIN_I or kind == MAX_I:
             if valid:
                 ival = Xi[x][r]
-                if In[i0 + 1, slot] == 0:
+                if (ival < In[i0, slot]) if kind == MIN_I else (ival > In[i0, slot]):
                     In[i0, slot] = ival
-                elif kind == MIN_I:
-                    if ival < In[i0, slot]:
-                        In[i0, slot] = ival
-                elif ival > In[i0, slot]:
-                    In[i0, slot] = ival
-                In[i0 + 1, slot] += 1
         elif kind == FIRST_F or kind == LAST_F:
             if (seq < In[i0, slot]) if kind == FIRST_F else (seq > In[i0, slot]):
                 F[f0, slot] = Xf[x][r] if valid else 0.0
@@ -146,36 +147,16 @@ def combine_slot(prog, F, In, j, F2, In2, k):  # type: ignore[no-untyped-def]
         kind = prog[a, 0]
         f0 = prog[a, 3]
         i0 = prog[a, 4]
-        if kind == LEN or kind == COUNT or kind == SUM_I:
+        if kind == LEN or kind == NULLS or kind == SUM_I:
             In[i0, j] += In2[i0, k]
-        elif kind == SUM_F:
+        elif kind == SUM_F or kind == MEAN:
             F[f0, j] += F2[f0, k]
-        elif kind == MEAN:
-            F[f0, j] += F2[f0, k]
-            In[i0, j] += In2[i0, k]
         elif kind == MIN_F or kind == MAX_F:
-            if In2[i0 + 1, k] > 0:
-                val = F2[f0, k]
-                if In[i0 + 1, j] == 0:
-                    F[f0, j] = val
-                elif kind == MIN_F:
-                    if val < F[f0, j]:
-                        F[f0, j] = val
-                elif val > F[f0, j]:
-                    F[f0, j] = val
-            In[i0, j] += In2[i0, k]
-            In[i0 + 1, j] += In2[i0 + 1, k]
+            _fold_min_max_f(F, f0, j, F2[f0, k], kind == MIN_F)
         elif kind == MIN_I or kind == MAX_I:
-            if In2[i0 + 1, k] > 0:
-                ival = In2[i0, k]
-                if In[i0 + 1, j] == 0:
-                    In[i0, j] = ival
-                elif kind == MIN_I:
-                    if ival < In[i0, j]:
-                        In[i0, j] = ival
-                elif ival > In[i0, j]:
-                    In[i0, j] = ival
-                In[i0 + 1, j] += In2[i0 + 1, k]
+            ival = In2[i0, k]
+            if (ival < In[i0, j]) if kind == MIN_I else (ival > In[i0, j]):
+                In[i0, j] = ival
         elif kind == FIRST_F or kind == LAST_F:
             s2 = In2[i0, k]
             if (s2 < In[i0, j]) if kind == FIRST_F else (s2 > In[i0, j]):
@@ -236,37 +217,29 @@ def apply_rows(prog, F, In, slots, Xf, Xi, M, vmap, seq0):  # type: ignore[no-un
                 j = slots[r]
                 if j >= 0:
                     In[i0, j] += 1
-        elif not nullable and kind == SUM_F:
+        elif kind == COUNT or (kind == NULLS and not nullable):
+            pass  # COUNT is LEN - NULLS; no nulls in this batch: nothing to count
+        elif kind == NULLS:
+            m = vmap[v]
             for r in range(n):
                 j = slots[r]
-                if j >= 0:
-                    F[f0, j] += xf[r]
-        elif not nullable and kind == MEAN:
-            for r in range(n):
-                j = slots[r]
-                if j >= 0:
-                    F[f0, j] += xf[r]
+                if j >= 0 and not M[m, r]:
                     In[i0, j] += 1
+        elif not nullable and (kind == SUM_F or kind == MEAN):
+            for r in range(n):
+                j = slots[r]
+                if j >= 0:
+                    F[f0, j] += xf[r]
         elif not nullable and kind == MAX_F:
             for r in range(n):
                 j = slots[r]
                 if j >= 0:
-                    val = xf[r]
-                    In[i0, j] += 1
-                    if val == val:  # not NaN
-                        if In[i0 + 1, j] == 0 or val > F[f0, j]:
-                            F[f0, j] = val
-                        In[i0 + 1, j] += 1
+                    _fold_min_max_f(F, f0, j, xf[r], False)
         elif not nullable and kind == MIN_F:
             for r in range(n):
                 j = slots[r]
                 if j >= 0:
-                    val = xf[r]
-                    In[i0, j] += 1
-                    if val == val:
-                        if In[i0 + 1, j] == 0 or val < F[f0, j]:
-                            F[f0, j] = val
-                        In[i0 + 1, j] += 1
+                    _fold_min_max_f(F, f0, j, xf[r], True)
         elif not nullable and kind == MAX_I:
             # integer max / min without nulls (prices, ids): through update_row it cost
             # ~40 ns an event in Nexmark q7, as much as the rest of the window step
@@ -274,17 +247,15 @@ def apply_rows(prog, F, In, slots, Xf, Xi, M, vmap, seq0):  # type: ignore[no-un
                 j = slots[r]
                 if j >= 0:
                     ival = xi[r]
-                    if In[i0 + 1, j] == 0 or ival > In[i0, j]:
+                    if ival > In[i0, j]:
                         In[i0, j] = ival
-                    In[i0 + 1, j] += 1
         elif not nullable and kind == MIN_I:
             for r in range(n):
                 j = slots[r]
                 if j >= 0:
                     ival = xi[r]
-                    if In[i0 + 1, j] == 0 or ival < In[i0, j]:
+                    if ival < In[i0, j]:
                         In[i0, j] = ival
-                    In[i0 + 1, j] += 1
         else:
             # the general path: every kind, with or without nulls
             one = prog[a : a + 1]
@@ -308,17 +279,4 @@ def final_mean(total, count):  # type: ignore[no-untyped-def]
         c = count[r]
         out[r] = total[r] / c
         empty |= c == 0
-    return out, empty
-
-
-@njit(cache=True, nogil=True)
-def final_min_max(value, rows, not_nan):  # type: ignore[no-untyped-def]
-    """The float min / max of each slot: NaN where only NaNs were seen (as Polars), and
-    whether any slot saw no non-null value (``rows`` 0: null)."""
-    m = value.shape[0]
-    out = np.empty(m, np.float64)
-    empty = False
-    for r in range(m):
-        out[r] = value[r] if not_nan[r] > 0 else np.nan
-        empty |= rows[r] == 0
     return out, empty

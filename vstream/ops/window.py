@@ -18,7 +18,7 @@ import pyarrow as pa
 from vstream._dtypes import numpy_int, physical_int64
 from vstream.errors import VStreamError
 from vstream.kernels import window as W
-from vstream.kernels.aggregate import apply_rows, final_mean, final_min_max
+from vstream.kernels.aggregate import apply_rows, final_mean
 from vstream.kernels.window import (
     compact_panes,
     fire_hopping,
@@ -44,6 +44,7 @@ _REV = "revision"
 _DIR_BYTES = 16 << 20  # the pane directory's budget (rows x keys x 4 bytes)
 _DIR_HOT = 8 << 20  # ... and its size when 64 rows fit in less
 _I64_MAX = np.iinfo(np.int64).max
+_I64_MIN = np.iinfo(np.int64).min
 _REV_KEYS = pl.Schema({"window": pl.Int64, "key": pl.Int32})
 _REV_SCHEMA = pl.Schema({"window": pl.Int64, "key": pl.Int32, "emitted": pl.Int64})
 
@@ -83,7 +84,7 @@ def _init_values(plan: AggPlan) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     vcols = sorted({lf.input for lf in plan.leaves if lf.input is not None})
     for a, lf in enumerate(plan.leaves):
         x = -1
-        if lf.input is not None and lf.kind not in (A.COUNT, A.NUNIQUE):
+        if lf.input is not None and lf.kind not in (A.COUNT, A.NUNIQUE, A.NULLS):
             x = fcols.index(lf.input) if A._reads_float(lf.kind) else icols.index(lf.input)
         v = vcols.index(lf.input) if lf.input is not None else -1
         prog[a] = (lf.kind, x, v, lf.f0, lf.i0)
@@ -95,6 +96,12 @@ def _init_values(plan: AggPlan) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             init_i[lf.i0] = -1
         elif lf.kind == A.LAST_I:
             init_i[lf.i0 + 1] = -1
+        elif lf.kind in (A.MIN_F, A.MAX_F):
+            init_f[lf.f0] = np.nan  # no number seen yet (see kernels.aggregate)
+        elif lf.kind == A.MIN_I:
+            init_i[lf.i0] = _I64_MAX
+        elif lf.kind == A.MAX_I:
+            init_i[lf.i0] = _I64_MIN
     return prog, init_f, init_i
 
 
@@ -221,6 +228,11 @@ class WindowOp(Operator):
             renames.append((name, base.meta.output_name()))
         self._renames = renames if len(renames) == len(self.plan.final) else None
         self._fin = _fused_finalize(self.plan)
+        # until an input has a null, the NULLS fields are all 0: a firing skips them
+        self.nulls_seen = False
+        if self._fin is not None:
+            self._fin_no_nulls = self._fin.copy()
+            self._fin_no_nulls[:, 4] = -1
         self.scratch = _Scratch()  # per-batch arrays of the window logic
         if setup.kind == "session":
             self.state: _PaneLogic | _SessionLogic = _SessionLogic(self)
@@ -261,6 +273,8 @@ class WindowOp(Operator):
             ts = st.event_time.of(df)
         kid = self.keys.ids(df) if self.keys is not None else np.zeros(n, np.int32)
         Xf, Xi, M, vmap = self.inputs.build(df, self.stores)
+        if not self.nulls_seen and vmap.max() >= 0:
+            self.nulls_seen = True
         late = self.scratch.get("late", (n,), np.bool_)
         late[:] = False
         n_late = self.state.update(df, ts, kid, Xf, Xi, M, vmap, late, wm)
@@ -332,7 +346,8 @@ class WindowOp(Operator):
             return pl.DataFrame(schema=st.schema)
         if leaves is None:
             leaves = {
-                lf.name: _finalize(lf, Fo, Io, nunique, self.stores) for lf in self.plan.leaves
+                lf.name: _finalize(lf, Fo, Io, nunique, self.stores, self.plan.len_field)
+                for lf in self.plan.outputs
             }
         if self._renames is not None:  # every output is a leaf: skip the Polars select
             cols.extend(leaves[src].alias(dst) for dst, src in self._renames)
@@ -377,6 +392,7 @@ class WindowOp(Operator):
         if self.keys is not None:
             self.keys.restore({k[5:]: v for k, v in state.items() if k.startswith("keys.")})
         self.state.restore(state)
+        self.nulls_seen = True  # the restored state may have counted nulls
         for name in self.stores:
             self.stores[name] = pl.DataFrame(state[f"store.{name}"]).to_series()
 
@@ -393,8 +409,13 @@ def _finalize(
     Io: np.ndarray,
     nunique: dict[str, np.ndarray] | None,
     stores: dict[str, pl.Series],
+    rows: int,
 ) -> pl.Series:
+    """Output leaf ``lf`` of the state fields ``Fo`` / ``Io`` (``rows``: the int field of
+    the slots' rows, for the non-null rows of the counted kinds)."""
     k, f0, i0, name = lf.kind, lf.f0, lf.i0, lf.name
+    if k in A.COUNTED:
+        nn = Io[rows] - Io[lf.n0]
     if lf.stored:
         assert lf.input is not None
         s = stores[lf.input].gather(Io[i0]).alias(name)
@@ -403,9 +424,11 @@ def _finalize(
     if k in (A.LEN, A.COUNT, A.SUM_I) and (typed := numpy_int(lf.dtype)) is not None:
         # never null; numpy's astype wraps integer sums as Polars' cast does, at a tenth
         # of the cost of Series.cast (Q1's len, 9 M rows: 17 ms)
-        return pl.Series(name, Io[i0].astype(typed, copy=False))
-    if k in (A.LEN, A.COUNT):
+        return pl.Series(name, (nn if k == A.COUNT else Io[i0]).astype(typed, copy=False))
+    if k == A.LEN:
         s = pl.Series(name, Io[i0])
+    elif k == A.COUNT:
+        s = pl.Series(name, nn)
     elif k == A.NUNIQUE:
         assert nunique is not None
         s = pl.Series(name, nunique[name])
@@ -414,15 +437,13 @@ def _finalize(
     elif k == A.SUM_I:
         s = pl.Series(name, Io[i0])
     elif k == A.MEAN:
-        cnt = Io[i0]
-        vals, empty = final_mean(Fo[f0], cnt)
-        s = _masked(vals, cnt == 0, name) if empty else pl.Series(name, vals)
+        vals, empty = final_mean(Fo[f0], nn)
+        s = _masked(vals, nn == 0, name) if empty else pl.Series(name, vals)
         s = _mean_typed(s, lf)
     elif k in (A.MIN_F, A.MAX_F):
-        vals, empty = final_min_max(Fo[f0], Io[i0], Io[i0 + 1])  # only NaNs seen: NaN
-        s = _masked(vals, Io[i0] == 0, name) if empty else pl.Series(name, vals)
+        s = _masked(Fo[f0], nn == 0, name)  # only NaNs seen: NaN
     elif k in (A.MIN_I, A.MAX_I):
-        s = _masked(Io[i0], Io[i0 + 1] == 0, name)
+        s = _masked(Io[i0], nn == 0, name)
     elif k in (A.FIRST_F, A.LAST_F):
         s = _masked(Fo[f0], Io[i0 + 1] == 1, name)
     elif k in (A.FIRST_I, A.LAST_I):
@@ -459,7 +480,7 @@ def _typed(s: pl.Series, lf: A.AggLeaf) -> pl.Series:
 
 _FIN_CODES = {
     A.LEN: W.FIN_INT,
-    A.COUNT: W.FIN_INT,
+    A.COUNT: W.FIN_COUNT,
     A.SUM_I: W.FIN_INT,
     A.SUM_F: W.FIN_FLOAT,
     A.MEAN: W.FIN_MEAN,
@@ -472,6 +493,7 @@ _FIN_MATRIX = {
     W.FIN_INT: "i",
     W.FIN_MINMAX_I: "i",
     W.FIN_U32: "u",
+    W.FIN_COUNT: "u",
     W.FIN_FLOAT: "f",
     W.FIN_MEAN: "f",
     W.FIN_MINMAX_F: "f",
@@ -480,19 +502,20 @@ _FIN_MATRIX = {
 
 def _fused_finalize(plan: AggPlan) -> np.ndarray | None:
     """The ``fin`` table of :func:`~vstream.kernels.window.take_final` when every leaf
-    finalizes from its own fields (no first / last, var, n_unique or value stores)."""
+    finalizes from its fields and the slots' rows (no first / last, var, n_unique or
+    value stores); one row per output leaf."""
     rows = []
     used = {"f": 0, "i": 0, "u": 0}  # rows of the float, int and UInt32 outputs
-    for lf in plan.leaves:
+    for lf in plan.outputs:
         code = _FIN_CODES.get(lf.kind)
-        if code is None or lf.stored:
+        if code is None or lf.stored or (code == W.FIN_COUNT and lf.dtype != pl.UInt32):
             return None
-        if code == W.FIN_INT and lf.kind != A.SUM_I and lf.dtype == pl.UInt32:
-            code = W.FIN_U32  # len and count, written as Polars types them
+        if code == W.FIN_INT and lf.kind == A.LEN and lf.dtype == pl.UInt32:
+            code = W.FIN_U32  # len, written as Polars types it
         matrix = _FIN_MATRIX[code]
-        rows.append((code, lf.f0, lf.i0, used[matrix]))
+        rows.append((code, lf.f0, lf.i0, used[matrix], lf.n0))
         used[matrix] += 1
-    return np.array(rows, np.int64).reshape(-1, 4)
+    return np.array(rows, np.int64).reshape(-1, 5)
 
 
 def _final_leaves(
@@ -504,9 +527,9 @@ def _final_leaves(
     ``(Of, Oi, Ou, nulls, null)``, typed as :func:`_finalize` types them."""
     Of, Oi, Ou, nulls, null = outputs
     out = {}
-    for a, lf in enumerate(plan.leaves):
+    for a, lf in enumerate(plan.outputs):
         code, o, name = fin[a, 0], fin[a, 3], lf.name
-        if code == W.FIN_U32:
+        if code in (W.FIN_U32, W.FIN_COUNT):
             out[name] = pl.Series(name, Ou[o])
             continue
         if code == W.FIN_INT and (typed := numpy_int(lf.dtype)) is not None:
@@ -551,6 +574,10 @@ class _PaneLogic:
         # revisions: emissions so far per (window index, key), while the window is kept
         self.rev = pl.DataFrame(schema=_REV_SCHEMA)
         self.distinct: list[pl.DataFrame] = []  # n_unique: distinct (pane, key, value)
+        # the aggregates apply_rows folds: all but the LEN leaf pane_slots counts
+        prog, rows = op.prog, op.plan.len_field
+        counted = np.flatnonzero((prog[:, 0] == A.LEN) & (prog[:, 4] == rows))[:1]
+        self.prog = np.delete(prog, counted, axis=0)
 
     def _reserve(self, more: int) -> None:
         n_keys = len(self.op.keys) if self.op.keys is not None else 1
@@ -629,8 +656,12 @@ class _PaneLogic:
             late_below = (((wm - lat - off) // pane - nn) // s + 1) * s
             dirty_below = (((wm - off) // pane - nn) // s) * s + nn if lat else lo
         geom = np.array(
-            [pane, off, max(late_below, lo + 1), max(dirty_below, lo + 1), self.ways], np.int64
-        )
+            [
+                pane, off, max(late_below, lo + 1), max(dirty_below, lo + 1), self.ways,
+                op.plan.len_field,
+            ],
+            np.int64,
+        )  # fmt: skip
         # a row in a pane of a fired window (behind the watermark) changes the pane: the
         # partials cached from it are stale
         fired_end = None if self.fired_k is None else self.fired_k * s + nn
@@ -654,7 +685,8 @@ class _PaneLogic:
             self._rehash(4 * self.n_slots)
         if counts[3]:
             self.tab_used = True  # rows went through the table and the per-key cache
-        apply_rows(op.prog, sl.F, sl.I, slots, Xf, Xi, M, vmap, op.seq)
+        # the slots' rows were counted by pane_slots
+        apply_rows(self.prog, sl.F, sl.I, slots, Xf, Xi, M, vmap, op.seq)
         self.n_slots, n_late, n_dirty = (int(c) for c in counts[:3])
         ok = ~late if n_late else None
         live = n - n_late
@@ -806,12 +838,15 @@ class _PaneLogic:
             # tumbling: a pane is a window. One firing's rows come in slot order (order
             # within a firing is unspecified)
             if op._fin is not None:
-                geom = np.array([self.pane, op.setup.offset, op.setup.size], np.int64)
+                geom = np.array(
+                    [self.pane, op.setup.offset, op.setup.size, op.plan.len_field], np.int64
+                )
+                fin = op._fin if op.nulls_seen else op._fin_no_nulls
                 kid, starts, ends, *outputs = take_final(
                     self.slot_pane, self.slot_key, sl.F, sl.I, self.n_slots, k_lo, k_hi,
-                    op._fin, geom,
+                    fin, geom,
                 )  # fmt: skip
-                leaves = _final_leaves(op.plan, op._fin, tuple(outputs))
+                leaves = _final_leaves(op.plan, fin, tuple(outputs))
                 # the windows' numbers only for revisions (n_unique never comes here)
                 ks = (starts - op.setup.offset) // self.pane if op.revisions else starts
                 return self._emit(kid, ks, sl.F[:, :0], sl.I[:, :0], leaves, (starts, ends))

@@ -11,6 +11,7 @@ finalized leaf columns, so its names and dtypes are exactly Polars'.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 from dataclasses import dataclass
@@ -26,26 +27,32 @@ __all__ = ["AggLeaf", "AggPlan", "plan_aggregations"]
 
 # kernel kinds (vstream.kernels.window reads the same numbers)
 LEN, COUNT, SUM_F, SUM_I, MEAN, MIN_F, MAX_F, MIN_I, MAX_I = range(9)
-FIRST_F, FIRST_I, LAST_F, LAST_I, VAR, NUNIQUE = range(9, 15)
+FIRST_F, FIRST_I, LAST_F, LAST_I, VAR, NUNIQUE, NULLS = range(9, 16)
 
-#: kind -> (float fields, int fields); see vstream.kernels.window for what each holds
+#: kind -> (float fields, int fields); see vstream.kernels.aggregate for what each holds
 FIELDS: dict[int, tuple[int, int]] = {
     LEN: (0, 1),
-    COUNT: (0, 1),
+    COUNT: (0, 0),
     SUM_F: (1, 0),
     SUM_I: (0, 1),
-    MEAN: (1, 1),
-    MIN_F: (1, 2),
-    MAX_F: (1, 2),
-    MIN_I: (0, 2),
-    MAX_I: (0, 2),
+    MEAN: (1, 0),
+    MIN_F: (1, 0),
+    MAX_F: (1, 0),
+    MIN_I: (0, 1),
+    MAX_I: (0, 1),
     FIRST_F: (1, 2),
     FIRST_I: (0, 3),
     LAST_F: (1, 2),
     LAST_I: (0, 3),
     VAR: (2, 1),
     NUNIQUE: (0, 1),
+    NULLS: (0, 1),
 }
+
+#: kinds whose non-null rows are counted as the slot's rows minus the input's nulls
+#: (``AggLeaf.n0`` and ``AggPlan.len_field``): an aggregate of a column without nulls
+#: then updates only its value, one field an event (Q1: 7 -> 4 fields updated an event)
+COUNTED = frozenset({COUNT, MEAN, MIN_F, MAX_F, MIN_I, MAX_I})
 
 _INCREMENTAL = ("Len", "Count", "Sum", "Mean", "Min", "Max", "First", "Last", "Var", "Std")
 _SUGGEST = (
@@ -70,6 +77,9 @@ class AggLeaf:
     # first / last of strings and other non-numeric values keep an id into a value
     # store of the operator (compacted to the live slots after every batch)
     stored: bool = False
+    n0: int = -1  # the int field counting the input's nulls (kinds in COUNTED)
+    # a leaf only other leaves read (the slot's rows, an input's nulls): not an output
+    hidden: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +92,12 @@ class AggPlan:
     schema: pl.Schema  # output aggregate columns
     n_float: int
     n_int: int
+    len_field: int = -1  # the int field of the slot's rows (the LEN leaf), if any
+
+    @property
+    def outputs(self) -> list[AggLeaf]:
+        """The leaves whose columns the final expressions read (not the hidden ones)."""
+        return [lf for lf in self.leaves if not lf.hidden]
 
     @property
     def float_columns(self) -> list[str]:
@@ -105,7 +121,9 @@ class AggPlan:
             {
                 lf.input
                 for lf in self.leaves
-                if lf.input and not _reads_float(lf.kind) and lf.kind not in (COUNT, NUNIQUE)
+                if lf.input
+                and not _reads_float(lf.kind)
+                and lf.kind not in (COUNT, NUNIQUE, NULLS)
             }
         )
 
@@ -135,6 +153,7 @@ class _Planner:
         self._input_dtypes: dict[str, pl.DataType] = {}
         self.leaves: list[AggLeaf] = []
         self._leaf_keys: dict[str, str] = {}
+        self._nulls: dict[str, int] = {}  # input -> its NULLS field
         self.n_float = 0
         self.n_int = 0
 
@@ -167,7 +186,13 @@ class _Planner:
         """Register the aggregation ``node`` (a JSON dict) and return its replacement."""
         key = json.dumps(node, sort_keys=True)
         if key in self._leaf_keys:
-            return {"Column": self._leaf_keys[key]}
+            name = self._leaf_keys[key]
+            # a hidden leaf asked for by the user (pl.len() after a mean) is an output now
+            self.leaves = [
+                lf if lf.name != name else dataclasses.replace(lf, hidden=False)
+                for lf in self.leaves
+            ]
+            return {"Column": name}
         name = f"__vs_agg{len(self.leaves)}"
         leaf_expr = _deserialize(node)
         try:
@@ -190,16 +215,42 @@ class _Planner:
                 raise self.fail(expr, f"{op} is not an incremental aggregation")
             inp, in_dtype = self._input(arg, expr)
             kind = self._kind(op, in_dtype, expr)
+        n0 = -1
+        if kind in COUNTED:
+            assert inp is not None
+            n0 = self._nulls_field(inp, in_dtype)
         nf, ni = FIELDS[kind]
         stored = kind in (FIRST_I, LAST_I) and not integer_like(in_dtype)
         leaf = AggLeaf(
-            kind, name, inp, dtype, in_dtype, ddof, std, self.n_float, self.n_int, stored
+            kind, name, inp, dtype, in_dtype, ddof, std, self.n_float, self.n_int, stored, n0
         )
         self.n_float += nf
         self.n_int += ni
         self.leaves.append(leaf)
         self._leaf_keys[key] = name
         return {"Column": name}
+
+    def _nulls_field(self, inp: str, in_dtype: pl.DataType | None) -> int:
+        """The int field counting ``inp``'s nulls, shared by every counted leaf of it;
+        the slot's rows (a LEN leaf, hidden unless asked for) come with the first."""
+        if inp not in self._nulls:
+            if json.dumps("Len") not in self._leaf_keys:
+                self._hidden(LEN, "Len", None, pl.UInt32(), None)
+            self._nulls[inp] = self.n_int
+            self._hidden(NULLS, f"nulls {inp}", inp, pl.UInt32(), in_dtype)
+        return self._nulls[inp]
+
+    def _hidden(
+        self, kind: int, key: str, inp: str | None, dtype: pl.DataType, in_dtype: Any
+    ) -> None:
+        name = f"__vs_agg{len(self.leaves)}"
+        leaf = AggLeaf(
+            kind, name, inp, dtype, in_dtype, f0=self.n_float, i0=self.n_int, hidden=True
+        )
+        self.n_float += FIELDS[kind][0]
+        self.n_int += FIELDS[kind][1]
+        self.leaves.append(leaf)
+        self._leaf_keys[json.dumps(key, sort_keys=True)] = name
 
     def _kind(self, op: str, dtype: pl.DataType, expr: pl.Expr) -> int:
         numeric = dtype.is_numeric() or dtype == pl.Boolean
@@ -311,7 +362,7 @@ def plan_aggregations(
     ...     "agg",
     ...     [],
     ... )
-    >>> [leaf.kind for leaf in plan.leaves], list(plan.schema)
+    >>> [leaf.kind for leaf in plan.outputs], list(plan.schema)
     ([0, 4, 2], ['len', 'x', 'avg'])
     """
     if not exprs:
@@ -344,6 +395,7 @@ def plan_aggregations(
                 )
                 raise ExpressionError(msg)
             out[name] = dtype
+    lens = [lf.i0 for lf in planner.leaves if lf.kind == LEN]
     return AggPlan(
         planner.inputs,
         planner.leaves,
@@ -351,4 +403,5 @@ def plan_aggregations(
         pl.Schema(out),
         planner.n_float,
         planner.n_int,
+        lens[0] if lens else -1,
     )

@@ -41,7 +41,9 @@ from vstream.errors import CheckpointError, CheckpointWarning
 __all__ = ["FORMAT", "VERSION", "CheckpointStore", "LoadedCheckpoint"]
 
 FORMAT = "vstream-checkpoint"
-VERSION = 1
+#: 2: window aggregates count non-null rows as the slot's rows minus the input's nulls
+#: (one shared field), float min / max start at NaN (no non-NaN count)
+VERSION = 2
 MANIFEST = "manifest.json"
 _DIR = re.compile(r"^chk-(\d{8,})$")
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]")
