@@ -467,8 +467,8 @@ class _PaneRun:
         self.slots: list[int] = []
         self.late: list[bool] = []
         self.dirty: list[tuple[int, int]] = []
-        # slots in use, late rows, dirty rows, rows through the table
-        self.counts = np.zeros(4, np.int64)
+        # slots in use, late rows, dirty rows, rows through the table, top pane (not late)
+        self.counts = np.array([0, 0, 0, 0, MIN], np.int64)
         self.calls = 0
 
     def batch(self, ts: np.ndarray, kid: np.ndarray, *, forget_keys: bool) -> None:
@@ -477,7 +477,7 @@ class _PaneRun:
         late = np.zeros(n, np.bool_)
         dirty_p = np.full(n, -1, np.int64)
         dirty_k = np.full(n, -1, np.int32)
-        self.counts[1:] = 0
+        self.counts[1:4] = 0
         r = 0
         while True:
             r = pane_slots(
@@ -598,6 +598,8 @@ def test_pane_slots_matches_reference(d: dict[str, Any]) -> None:
     ]
     assert small.dirty == expected_dirty
     assert small.n_slots == len(pairs)
+    live_panes = [p for p, _ in pairs]
+    assert small.counts[4] == big.counts[4] == max(live_panes, default=MIN)
     # new slots start from the initial state; the rows field (if asked) counts their rows
     m = small.n_slots
     expected_i = np.repeat(small.init_i[:, None], m, 1)

@@ -19,6 +19,7 @@ from vstream.kernels.aggregate import apply_rows, combine_slot, copy_slot, init_
 
 __all__ = [
     "compact_panes",
+    "count_below",
     "fire_hopping",
     "pane_of",
     "pane_slots",
@@ -176,7 +177,8 @@ def pane_slots(  # type: ignore[no-untyped-def]
     """The slot of every row of a batch from row ``start`` on (new (pane, key) pairs get
     new slots). ``geom`` = (pane, offset, late_below, dirty_below, ways, rows field);
     ``counts`` = [slots in use, late rows, dirty rows, rows that went through the table
-    (and the per-key cache)] is updated in place. The slots' rows (the LEN field
+    (and the per-key cache), the highest pane of a row that is not late] is updated in
+    place. The slots' rows (the LEN field
     ``In[geom[5]]``, -1: none) are counted here, where a new slot is known, rather than
     in a pass of their own (Q1: -10 ms of 10 M events).
 
@@ -199,6 +201,7 @@ def pane_slots(  # type: ignore[no-untyped-def]
     pane, offset, late_below, dirty_below = geom[0], geom[1], geom[2], geom[3]
     n_rows = dir_pane.shape[0]
     n_slots, n_late, n_dirty, n_table = counts[0], counts[1], counts[2], counts[3]
+    top = counts[4]
     limit = tab.shape[0] // 2
     ways = geom[4]
     rf = geom[5]
@@ -214,6 +217,7 @@ def pane_slots(  # type: ignore[no-untyped-def]
             continue
         if n_slots >= limit:
             break
+        top = max(top, p)
         k = kid[r]
         if p < dirty_below:
             dirty_p[n_dirty] = p
@@ -268,7 +272,18 @@ def pane_slots(  # type: ignore[no-untyped-def]
         if i != rf:
             In[i, counts[0] : n_slots] = init_i[i]
     counts[0], counts[1], counts[2], counts[3] = n_slots, n_late, n_dirty, n_table
+    counts[4] = top
     return r
+
+
+@njit(cache=True, nogil=True)
+def count_below(slot_pane, n_slots, below):  # type: ignore[no-untyped-def]
+    """How many of the first ``n_slots`` slots have a pane below ``below`` (numpy's
+    compare and count_nonzero: a temporary mask a batch, ~5 ms of Q1)."""
+    c = 0
+    for j in range(n_slots):
+        c += slot_pane[j] < below
+    return c
 
 
 @njit(cache=True, nogil=True)

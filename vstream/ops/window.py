@@ -21,6 +21,7 @@ from vstream.kernels import window as W
 from vstream.kernels.aggregate import apply_rows, final_mean
 from vstream.kernels.window import (
     compact_panes,
+    count_below,
     fire_hopping,
     pane_slots,
     rebuild_index,
@@ -645,7 +646,7 @@ class _PaneLogic:
         dirty_k = np.empty(n if op.setup.lateness > 0 else 0, np.int32)
         sl = op.slots
         slots = op.scratch.get("slots", (n,), np.int32)
-        counts = np.array([self.n_slots, 0, 0, 0], np.int64)
+        counts = np.array([self.n_slots, 0, 0, 0, MIN_WM], np.int64)
         st = op.setup
         s, nn, pane, off, lat = self.s, self.n, self.pane, st.offset, st.lateness
         lo = -(2**63)
@@ -687,12 +688,10 @@ class _PaneLogic:
             self.tab_used = True  # rows went through the table and the per-key cache
         # the slots' rows were counted by pane_slots
         apply_rows(self.prog, sl.F, sl.I, slots, Xf, Xi, M, vmap, op.seq)
-        self.n_slots, n_late, n_dirty = (int(c) for c in counts[:3])
+        self.n_slots, n_late, n_dirty, mp = counts[:3].tolist() + [int(counts[4])]
         ok = ~late if n_late else None
         live = n - n_late
         if live:
-            top = int((ts if ok is None else ts[ok]).max())
-            mp = (top - op.setup.offset) // self.pane
             self.max_pane = mp if self.max_pane is None else max(self.max_pane, mp)
         if op.nunique and live:
             panes = (ts - op.setup.offset) // self.pane
@@ -884,7 +883,7 @@ class _PaneLogic:
         self.free_below = max(self.free_below, free_below)
         if not self.n_slots:
             return
-        dead = int(np.count_nonzero(self.slot_pane[: self.n_slots] < free_below))
+        dead = count_below(self.slot_pane, self.n_slots, free_below)
         # freed slots are never read again (their rows are late, no window takes them):
         # they are dropped once they are a quarter of the slots, not at every firing
         # (slide sweep, 0.5 s slide: compaction moved every slot at each batch, 64 ms)

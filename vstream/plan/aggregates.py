@@ -93,11 +93,8 @@ class AggPlan:
     n_float: int
     n_int: int
     len_field: int = -1  # the int field of the slot's rows (the LEN leaf), if any
-
-    @property
-    def outputs(self) -> list[AggLeaf]:
-        """The leaves whose columns the final expressions read (not the hidden ones)."""
-        return [lf for lf in self.leaves if not lf.hidden]
+    #: the leaves whose columns the final expressions read (not the hidden ones)
+    outputs: tuple[AggLeaf, ...] = ()
 
     @property
     def float_columns(self) -> list[str]:
@@ -404,4 +401,5 @@ def plan_aggregations(
         planner.n_float,
         planner.n_int,
         lens[0] if lens else -1,
+        tuple(lf for lf in planner.leaves if not lf.hidden),
     )
