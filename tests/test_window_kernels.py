@@ -604,9 +604,7 @@ def test_pane_slots_matches_reference(d: dict[str, Any]) -> None:
     m = small.n_slots
     expected_i = np.repeat(small.init_i[:, None], m, 1)
     if small.rows >= 0:
-        expected_i[small.rows] = np.bincount(
-            [j for j in small.slots if j >= 0], minlength=m
-        )[:m]
+        expected_i[small.rows] = np.bincount([j for j in small.slots if j >= 0], minlength=m)[:m]
     _assert_state_close(
         small.F[:, :m], small.In[:, :m], np.repeat(small.init_f[:, None], m, 1), expected_i
     )

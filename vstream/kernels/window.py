@@ -381,9 +381,9 @@ def take_final(slot_pane, slot_key, F, In, n_slots, p_lo, p_hi, fin, geom):  # t
     above, ``out`` its row in the float (``FIN_FLOAT``, ``FIN_MEAN``, ``FIN_MINMAX_F``),
     int (``FIN_INT``, ``FIN_MINMAX_I``) or UInt32 (``FIN_U32``, ``FIN_COUNT``) output,
     ``n0`` its input's NULLS field (-1: none, or no nulls seen). ``geom`` = (pane
-    length, offset, window size, the slot's rows field). Returns keys, window starts and ends, the float, int
-    and UInt32 outputs, the nulls per aggregate and a null flag per aggregate and row
-    (no columns when no aggregate has a null). Gathering the state fields and
+    length, offset, window size, the slots' rows field). Returns keys, window starts
+    and ends, the float, int and UInt32 outputs, the nulls per aggregate and a null flag
+    per aggregate and row (no columns when no aggregate has a null). Gathering the state fields and
     finalizing them in one pass skips the field copies of ``take_panes`` and the numpy
     passes after it (Q1: 7 fields gathered, then read again to finalize, bounds
     computed, len cast)."""

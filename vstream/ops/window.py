@@ -688,7 +688,8 @@ class _PaneLogic:
             self.tab_used = True  # rows went through the table and the per-key cache
         # the slots' rows were counted by pane_slots
         apply_rows(self.prog, sl.F, sl.I, slots, Xf, Xi, M, vmap, op.seq)
-        self.n_slots, n_late, n_dirty, mp = counts[:3].tolist() + [int(counts[4])]
+        got: list[int] = counts.tolist()
+        self.n_slots, n_late, n_dirty, _, mp = got
         ok = ~late if n_late else None
         live = n - n_late
         if live:
