@@ -23,7 +23,7 @@ import pytest
 
 import vstream as vs
 from vstream.io.sinks import ParquetSink
-from vstream.state.checkpoint import CheckpointStore
+from vstream.state.checkpoint import VERSION, CheckpointStore
 
 SameRows = Callable[[pl.DataFrame, pl.DataFrame], None]
 
@@ -289,7 +289,7 @@ def test_state_files_open_with_polars(tmp_path: Path, telemetry_small: pl.DataFr
     newest = max((tmp_path / "ckpt").glob("chk-*"))
     manifest = json.loads((newest / "manifest.json").read_text())
     assert manifest["format"] == "vstream-checkpoint"
-    assert manifest["version"] == 1
+    assert manifest["version"] == VERSION
     assert manifest["finished"] is True
     for name, info in manifest["files"].items():
         frame = pl.read_ipc(newest / info["file"])

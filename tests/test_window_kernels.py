@@ -49,6 +49,7 @@ from vstream.kernels.window import (
     windows_of,
 )
 from vstream.ops.window import _final_leaves, _finalize, _fused_finalize, _init_values, _Inputs
+from vstream.plan import aggregates as A
 from vstream.plan.aggregates import NULLS, AggPlan, plan_aggregations
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -437,8 +438,11 @@ class _PaneRun:
         ways: int,
         dir_rows: int = 0,
         count_rows: bool = False,
+        fold: np.ndarray | None = None,
     ) -> None:
         plan, _, self.init_f, self.init_i = _plan(WINDOW_AGGS, WINDOW_SCHEMA)
+        # the aggregates pane_slots folds: rows (kind, float field, column), none by default
+        self.fold = np.zeros((0, 3), np.int64) if fold is None else fold
         late_below = _first_pane_not(_is_late, g, wm)
         dirty_below = _first_pane_not(_is_dirty, g, wm) if g["lateness"] else MIN + 1
         # geom = (pane, offset, late_below, dirty_below, ways of the per-key pane cache,
@@ -471,8 +475,11 @@ class _PaneRun:
         self.counts = np.array([0, 0, 0, 0, MIN], np.int64)
         self.calls = 0
 
-    def batch(self, ts: np.ndarray, kid: np.ndarray, *, forget_keys: bool) -> None:
+    def batch(
+        self, ts: np.ndarray, kid: np.ndarray, *, forget_keys: bool, x: np.ndarray | None = None
+    ) -> None:
         n = ts.shape[0]
+        Xf = (np.zeros(n), np.zeros(n)) if x is None else (x[0], x[1])
         slots = np.full(n, -5, np.int32)
         late = np.zeros(n, np.bool_)
         dirty_p = np.full(n, -1, np.int64)
@@ -483,7 +490,7 @@ class _PaneRun:
             r = pane_slots(
                 ts, kid, self.geom, self.tab, self.slot_pane, self.slot_key, self.F,
                 self.In, self.init_f, self.init_i, slots, late, dirty_p, dirty_k,
-                self.counts, r, *self.key_cache, *self.dir,
+                self.counts, r, *self.key_cache, *self.dir, self.fold, Xf,
             )  # fmt: skip
             self.calls += 1
             # the table is never loaded past one half
@@ -541,6 +548,13 @@ def pane_batches(draw: st.DrawFn) -> dict[str, Any]:
         # pane directory rows (0: off); few rows make panes fall back to the table
         "dir_rows": draw(st.sampled_from([0, 1, 2, 4, 64])),
         "count_rows": draw(st.booleans()),
+        # values of the folded aggregates (quarters: exact sums; NaNs for min / max)
+        "x": np.array(
+            draw(st.lists(float_value(nulls=False, nans=True), min_size=2 * m, max_size=2 * m))
+        ).reshape(2, m),
+        "fold": draw(st.permutations(["x_sum", "x_mean", "x_min", "x_max"])),
+        "columns": draw(st.lists(st.integers(0, 1), min_size=3, max_size=3)),
+        "n_fold": draw(st.integers(0, 3)),
     }
 
 
@@ -563,12 +577,22 @@ def test_pane_slots_matches_reference(d: dict[str, Any]) -> None:
     g, wm, ts, kid = d["geom"], d["wm"], d["ts"], d["kid"]
     n = ts.shape[0]
     # in batches with a small table that grows, and in one call with a big table
-    count = d["count_rows"]
-    small = _PaneRun(g, wm, n, d["tab_size"], d["n_keys"], d["ways"], d["dir_rows"], count)
+    count, x = d["count_rows"], d["x"]
+    plan, prog, _, _ = _plan(WINDOW_AGGS, WINDOW_SCHEMA)
+    leaf = {lf.name: a for a, lf in enumerate(plan.leaves)}
+    names = {e.meta.output_name(): plan.final[k].meta.undo_aliases().meta.output_name()
+             for k, e in enumerate(WINDOW_AGGS)}  # fmt: skip
+    folded = [prog[leaf[names[name]]] for name in d["fold"][: d["n_fold"]]]
+    # each folded aggregate reads one of two columns
+    fold = np.array(
+        [(p[0], p[3], c) for p, c in zip(folded, d["columns"], strict=False)], np.int64
+    ).reshape(-1, 3)
+    run = {"count_rows": count, "fold": fold}
+    small = _PaneRun(g, wm, n, d["tab_size"], d["n_keys"], d["ways"], d["dir_rows"], **run)
     for lo, hi in itertools.pairwise([0, *d["points"], n]):
-        small.batch(ts[lo:hi], kid[lo:hi], forget_keys=d["forget_keys"])
-    big = _PaneRun(g, wm, n, _pow2_at_least(2 * n + 2), d["n_keys"], 1, count_rows=count)
-    big.batch(ts, kid, forget_keys=False)
+        small.batch(ts[lo:hi], kid[lo:hi], forget_keys=d["forget_keys"], x=x[:, lo:hi])
+    big = _PaneRun(g, wm, n, _pow2_at_least(2 * n + 2), d["n_keys"], 1, **run)
+    big.batch(ts, kid, forget_keys=False, x=x)
     assert big.calls == 1
     assert small.slots == big.slots
     assert small.late == big.late
@@ -600,14 +624,23 @@ def test_pane_slots_matches_reference(d: dict[str, Any]) -> None:
     assert small.n_slots == len(pairs)
     live_panes = [p for p, _ in pairs]
     assert small.counts[4] == big.counts[4] == max(live_panes, default=MIN)
-    # new slots start from the initial state; the rows field (if asked) counts their rows
+    # new slots start from the initial state; the rows field (if asked) counts their
+    # rows, the folded aggregates are their rows' values folded in arrival order
     m = small.n_slots
     expected_i = np.repeat(small.init_i[:, None], m, 1)
     if small.rows >= 0:
         expected_i[small.rows] = np.bincount([j for j in small.slots if j >= 0], minlength=m)[:m]
-    _assert_state_close(
-        small.F[:, :m], small.In[:, :m], np.repeat(small.init_f[:, None], m, 1), expected_i
-    )
+    expected_f = np.repeat(small.init_f[:, None], m, 1)
+    for kind, f, c in fold.tolist():
+        for j in range(m):
+            vals = [v for v, s in zip(x[c].tolist(), small.slots, strict=True) if s == j]
+            numbers = [v for v in vals if not math.isnan(v)]
+            if kind in (A.SUM_F, A.MEAN):
+                expected_f[f, j] = sum(vals)
+            else:
+                pick = min if kind == A.MIN_F else max
+                expected_f[f, j] = pick(numbers) if numbers else math.nan
+    _assert_state_close(small.F[:, :m], small.In[:, :m], expected_f, expected_i)
     _assert_state_close(big.F[:, :m], big.In[:, :m], small.F[:, :m], small.In[:, :m])
 
 

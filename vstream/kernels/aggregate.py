@@ -58,6 +58,7 @@ from vstream.plan.aggregates import (
 __all__ = [
     "combine_slot",
     "final_mean",
+    "fold_float",
     "init_slot",
     "update_row",
 ]
@@ -196,13 +197,61 @@ def _valid(M, vmap, v, r):  # type: ignore[no-untyped-def]
     return m < 0 or M[m, r]
 
 
+@njit(cache=True, nogil=True, inline="always")
+def fold_float(F, f, j, kind, val):  # type: ignore[no-untyped-def]
+    """Fold ``val`` into float field ``f`` of slot ``j``: a sum or mean adds, a min or
+    max (``kind``) compares."""
+    if kind == SUM_F or kind == MEAN:
+        F[f, j] += val
+    else:
+        _fold_min_max_f(F, f, j, val, kind == MIN_F)
+
+
+@njit(cache=True, nogil=True)
+def _fold_three_f(prog, F, slots, Xf, sel):  # type: ignore[no-untyped-def]
+    """Up to three float sums / means / mins / maxes without nulls (``prog`` rows
+    ``sel``) in one pass over the rows: the slot is read once for all of them and the
+    kinds are the same on every row (Q1's three: ~45 -> ~35 ms of 10 M events)."""
+    ka, fa, xa = prog[sel[0], 0], prog[sel[0], 3], Xf[prog[sel[0], 1]]
+    b, c = sel[min(1, len(sel) - 1)], sel[len(sel) - 1]
+    kb, fb, xb = prog[b, 0], prog[b, 3], Xf[prog[b, 1]]
+    kc, fc, xc = prog[c, 0], prog[c, 3], Xf[prog[c, 1]]
+    m = len(sel)
+    for r in range(slots.shape[0]):
+        j = slots[r]
+        if j >= 0:
+            fold_float(F, fa, j, ka, xa[r])
+            if m > 1:
+                fold_float(F, fb, j, kb, xb[r])
+            if m > 2:
+                fold_float(F, fc, j, kc, xc[r])
+
+
 @njit(cache=True, nogil=True)
 def apply_rows(prog, F, In, slots, Xf, Xi, M, vmap, seq0):  # type: ignore[no-untyped-def]
     """Fold every row ``r`` with ``slots[r] >= 0`` into its slot: one tight loop per
     aggregate (the group-id style of flox and numbagg), not a dispatch per row and
-    aggregate (10 M Q1 events: 58 -> 12 ns an event for four aggregates)."""
+    aggregate (10 M Q1 events: 58 -> 12 ns an event for four aggregates); float sums,
+    means, mins and maxes without nulls three to a loop."""
     n = slots.shape[0]
+    fused = np.zeros(prog.shape[0], np.bool_)
+    sel = np.empty(3, np.int64)
+    m = 0
+    for a in range(prog.shape[0] + 1):
+        if a < prog.shape[0]:
+            kind, v = prog[a, 0], prog[a, 2]
+            if (kind == SUM_F or kind == MEAN or kind == MIN_F or kind == MAX_F) and not (
+                v >= 0 and vmap[v] >= 0
+            ):
+                fused[a] = True
+                sel[m] = a
+                m += 1
+        if m == 3 or (m > 0 and a == prog.shape[0]):
+            _fold_three_f(prog, F, slots, Xf, sel[:m])
+            m = 0
     for a in range(prog.shape[0]):
+        if fused[a]:
+            continue
         kind = prog[a, 0]
         x = prog[a, 1]
         v = prog[a, 2]

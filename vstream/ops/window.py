@@ -46,6 +46,7 @@ _DIR_BYTES = 16 << 20  # the pane directory's budget (rows x keys x 4 bytes)
 _DIR_HOT = 8 << 20  # ... and its size when 64 rows fit in less
 _I64_MAX = np.iinfo(np.int64).max
 _I64_MIN = np.iinfo(np.int64).min
+_FOLDED = (A.SUM_F, A.MEAN, A.MIN_F, A.MAX_F)  # what pane_slots may fold (see _folds)
 _REV_KEYS = pl.Schema({"window": pl.Int64, "key": pl.Int32})
 _REV_SCHEMA = pl.Schema({"window": pl.Int64, "key": pl.Int32, "emitted": pl.Int64})
 
@@ -579,6 +580,7 @@ class _PaneLogic:
         prog, rows = op.prog, op.plan.len_field
         counted = np.flatnonzero((prog[:, 0] == A.LEN) & (prog[:, 4] == rows))[:1]
         self.prog = np.delete(prog, counted, axis=0)
+        self._fold_plans: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}
 
     def _reserve(self, more: int) -> None:
         n_keys = len(self.op.keys) if self.op.keys is not None else 1
@@ -673,12 +675,13 @@ class _PaneLogic:
             and (int(ts.min()) - off) // pane < fired_end
         ):
             self.valid[:] = 0
+        fold, rest = self._folds(vmap)
         r = 0
         while True:
             r = pane_slots(
                 ts, kid, geom, self.tab, self.slot_pane,
                 self.slot_key, sl.F, sl.I, sl.init_f, sl.init_i, slots, late, dirty_p,
-                dirty_k, counts, r, self.key_slot, self.key_pane, *self._dir(),
+                dirty_k, counts, r, self.key_slot, self.key_pane, *self._dir(), fold, Xf,
             )  # fmt: skip
             if r == n:
                 break
@@ -686,8 +689,8 @@ class _PaneLogic:
             self._rehash(4 * self.n_slots)
         if counts[3]:
             self.tab_used = True  # rows went through the table and the per-key cache
-        # the slots' rows were counted by pane_slots
-        apply_rows(self.prog, sl.F, sl.I, slots, Xf, Xi, M, vmap, op.seq)
+        if rest.shape[0]:  # what pane_slots did not fold
+            apply_rows(rest, sl.F, sl.I, slots, Xf, Xi, M, vmap, op.seq)
         got: list[int] = counts.tolist()
         self.n_slots, n_late, n_dirty, _, mp = got
         ok = ~late if n_late else None
@@ -700,6 +703,24 @@ class _PaneLogic:
         if n_dirty:
             self._reemit(dirty_p[:n_dirty], dirty_k[:n_dirty], wm)
         return n_late
+
+    def _folds(self, vmap: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The aggregates pane_slots folds, as its ``fold`` rows (up to three float
+        sums, means, mins and maxes whose input has no nulls in this batch), and the
+        ``prog`` rows of the others (the slots' rows are counted by pane_slots too)."""
+        key = vmap.tobytes()
+        got = self._fold_plans.get(key)
+        if got is None:
+            prog = self.prog
+            simple = [
+                a
+                for a in range(prog.shape[0])
+                if prog[a, 0] in _FOLDED and not (prog[a, 2] >= 0 and vmap[prog[a, 2]] >= 0)
+            ][:3]
+            fold = prog[simple][:, [0, 3, 1]].copy()  # (kind, float field, input column)
+            got = (fold.reshape(-1, 3), np.delete(prog, simple, axis=0))
+            self._fold_plans[key] = got
+        return got
 
     def _add_distinct(self, df, panes, kid, ok) -> None:  # type: ignore[no-untyped-def]
         vals = df.select([self.op.plan.inputs[lf.input] for lf in self.op.nunique])  # type: ignore[index]
