@@ -1160,6 +1160,35 @@ def test_take_final_matches_take_panes_and_finalize(
         assert_frame_equal(got2, got)
 
 
+@pytest.mark.parametrize("len_first", [True, False])
+def test_counted_aggregates_share_the_rows_and_one_nulls_field_per_input(len_first: bool) -> None:
+    """count / mean / min / max of one input share its NULLS field and the slots' rows
+    (a LEN leaf, hidden unless pl.len() is asked for, before or after them); every leaf
+    has its own name and only the asked-for ones are outputs."""
+    schema = pl.Schema({"x": pl.Float64, "i": pl.Int64})
+    aggs = [x.mean(), x.max().alias("m"), x.count().alias("c"), i.min().alias("i_min")]
+    aggs = [pl.len(), *aggs] if len_first else [*aggs, pl.len()]
+    plan = plan_aggregations(aggs, schema, "t", [])
+    names = [lf.name for lf in plan.leaves]
+    assert len(set(names)) == len(names)
+    kinds = sorted(lf.kind for lf in plan.leaves)
+    assert kinds == sorted([A.LEN, A.NULLS, A.NULLS, A.MEAN, A.MAX_F, A.COUNT, A.MIN_I])
+    assert [lf.kind for lf in plan.leaves if lf.hidden] == [A.NULLS, A.NULLS]
+    assert len(plan.outputs) == len(aggs)
+    (rows,) = [lf for lf in plan.leaves if lf.kind == A.LEN]
+    assert plan.len_field == rows.i0
+    nulls = {lf.input: lf.i0 for lf in plan.leaves if lf.kind == A.NULLS}
+    for lf in plan.leaves:
+        if lf.kind in A.COUNTED:
+            assert lf.n0 == nulls[lf.input]
+    # one int field each for LEN, two NULLS and the int min; one float each for mean, max
+    assert (plan.n_float, plan.n_int) == (2, 4)
+    # without pl.len() the rows are counted by a hidden LEN leaf
+    hidden = plan_aggregations([x.mean()], schema, "t", [])
+    assert [lf.kind for lf in hidden.leaves if lf.hidden] == [A.LEN, A.NULLS]
+    assert [lf.kind for lf in hidden.outputs] == [A.MEAN]
+
+
 def test_take_final_is_only_for_aggregates_finalized_from_their_fields() -> None:
     """first / last, var / std and n_unique need more than their own fields: None."""
     schema = pl.Schema({"x": pl.Float64, "i": pl.Int64, "b": pl.Boolean})

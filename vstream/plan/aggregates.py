@@ -216,6 +216,7 @@ class _Planner:
         if kind in COUNTED:
             assert inp is not None
             n0 = self._nulls_field(inp, in_dtype)
+            name = f"__vs_agg{len(self.leaves)}"  # after the hidden leaves it may add
         nf, ni = FIELDS[kind]
         stored = kind in (FIRST_I, LAST_I) and not integer_like(in_dtype)
         leaf = AggLeaf(
