@@ -235,6 +235,7 @@ class WindowOp(Operator):
         if self._fin is not None:
             self._fin_no_nulls = self._fin.copy()
             self._fin_no_nulls[:, 4] = -1
+            self._fin_steps = _final_steps(self.plan, self._fin)
         self.scratch = _Scratch()  # per-batch arrays of the window logic
         if setup.kind == "session":
             self.state: _PaneLogic | _SessionLogic = _SessionLogic(self)
@@ -336,7 +337,7 @@ class WindowOp(Operator):
         st = self.setup
         cols: list[pl.Series] = []
         if self.keys is not None:
-            cols.extend(self.keys.keys(kid).iter_columns())
+            cols.extend(self.keys.key_columns(kid))
         tdt = st.time_dtype
         start_s, end_s = pl.Series("window_start", start), pl.Series("window_end", end)
         cols.append(start_s if tdt == pl.Int64 else start_s.cast(tdt))
@@ -520,19 +521,39 @@ def _fused_finalize(plan: AggPlan) -> np.ndarray | None:
     return np.array(rows, np.int64).reshape(-1, 5)
 
 
+def _final_steps(plan: AggPlan, fin: np.ndarray) -> list[tuple[int, int, bool]]:
+    """Per output leaf of a ``fin`` table: its code, its output row and whether its
+    column is the output as it is (already of the leaf's dtype, not a temporal mean),
+    worked out once rather than with Polars dtype comparisons every firing."""
+    steps = []
+    for a, lf in enumerate(plan.outputs):
+        code, o = int(fin[a, 0]), int(fin[a, 3])
+        natural = pl.Int64 if code in (W.FIN_INT, W.FIN_MINMAX_I) else pl.Float64
+        temporal_mean = lf.kind == A.MEAN and _mean_typed(pl.Series([0.0]), lf).dtype != pl.Float64
+        steps.append((code, o, lf.dtype == natural and not temporal_mean))
+    return steps
+
+
 def _final_leaves(
     plan: AggPlan,
     fin: np.ndarray,
     outputs: tuple[np.ndarray, ...],
+    steps: list[tuple[int, int, bool]] | None = None,
 ) -> dict[str, pl.Series]:
     """The leaf columns from :func:`~vstream.kernels.window.take_final`'s outputs
-    ``(Of, Oi, Ou, nulls, null)``, typed as :func:`_finalize` types them."""
+    ``(Of, Oi, Ou, nulls, null)``, typed as :func:`_finalize` types them (``steps``:
+    :func:`_final_steps` of ``fin``, if known)."""
     Of, Oi, Ou, nulls, null = outputs
     out = {}
-    for a, lf in enumerate(plan.outputs):
-        code, o, name = fin[a, 0], fin[a, 3], lf.name
+    for a, (lf, (code, o, plain)) in enumerate(
+        zip(plan.outputs, steps or _final_steps(plan, fin), strict=True)
+    ):
+        name = lf.name
         if code in (W.FIN_U32, W.FIN_COUNT):
             out[name] = pl.Series(name, Ou[o])
+            continue
+        if plain and not nulls[a]:
+            out[name] = pl.Series(name, Oi[o] if code in (W.FIN_INT, W.FIN_MINMAX_I) else Of[o])
             continue
         if code == W.FIN_INT and (typed := numpy_int(lf.dtype)) is not None:
             out[name] = pl.Series(name, Oi[o].astype(typed, copy=False))
@@ -867,7 +888,7 @@ class _PaneLogic:
                     self.slot_pane, self.slot_key, sl.F, sl.I, self.n_slots, k_lo, k_hi,
                     fin, geom,
                 )  # fmt: skip
-                leaves = _final_leaves(op.plan, fin, tuple(outputs))
+                leaves = _final_leaves(op.plan, fin, tuple(outputs), op._fin_steps)
                 # the windows' numbers only for revisions (n_unique never comes here)
                 ks = (starts - op.setup.offset) // self.pane if op.revisions else starts
                 return self._emit(kid, ks, sl.F[:, :0], sl.I[:, :0], leaves, (starts, ends))
