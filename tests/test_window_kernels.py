@@ -1141,7 +1141,8 @@ def test_take_final_matches_take_panes_and_finalize(
     hi = lo + width
     length, offset, size = geom
     g = np.array([*geom, plan.len_field], np.int64)
-    key, start, end, *outputs = take_final(slot_pane, slot_key, F, In, G, lo, hi, fin, g)
+    buf = np.full(G + 3, -5, np.int32)  # scratch for the selected slots, with garbage
+    key, start, end, *outputs = take_final(slot_pane, slot_key, F, In, G, lo, hi, fin, g, buf)
     key_ref, pane_ref, Fo, Io = take_panes(slot_pane, slot_key, F, In, G, lo, hi)
     np.testing.assert_array_equal(key, key_ref)
     np.testing.assert_array_equal(start, pane_ref * length + offset)
@@ -1154,7 +1155,7 @@ def test_take_final_matches_take_panes_and_finalize(
     if not In[nulls].any():
         skip = fin.copy()
         skip[:, 4] = -1
-        outputs2 = take_final(slot_pane, slot_key, F, In, G, lo, hi, skip, g)[3:]
+        outputs2 = take_final(slot_pane, slot_key, F, In, G, lo, hi, skip, g, buf)[3:]
         leaves2 = _final_leaves(plan, skip, tuple(outputs2))
         got2 = pl.DataFrame([leaves2[lf.name] for lf in plan.outputs]).select(plan.final)
         assert_frame_equal(got2, got)

@@ -405,7 +405,7 @@ def _non_null(In, rows, n0, j):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def take_final(slot_pane, slot_key, F, In, n_slots, p_lo, p_hi, fin, geom):  # type: ignore[no-untyped-def]
+def take_final(slot_pane, slot_key, F, In, n_slots, p_lo, p_hi, fin, geom, buf):  # type: ignore[no-untyped-def]
     """Tumbling windows: the slots of panes in [p_lo, p_hi] (slot order), finalized.
 
     ``fin`` has a row ``(code, f0, i0, out, n0)`` per aggregate: ``code`` a ``FIN_*``
@@ -417,9 +417,14 @@ def take_final(slot_pane, slot_key, F, In, n_slots, p_lo, p_hi, fin, geom):  # t
     per aggregate and row (no columns when no aggregate has a null). Gathering the state fields and
     finalizing them in one pass skips the field copies of ``take_panes`` and the numpy
     passes after it (Q1: 7 fields gathered, then read again to finalize, bounds
-    computed, len cast)."""
-    sel = _slots_in(slot_pane, n_slots, p_lo, p_hi)
-    m = sel.shape[0]
+    computed, len cast). ``buf`` (int32, at least ``n_slots``) is scratch for the
+    selected slots: one pass to find them instead of two (count, then fill)."""
+    m = 0
+    for j in range(n_slots):
+        p = slot_pane[j]
+        buf[m] = j
+        m += (p_lo <= p) & (p <= p_hi)
+    sel = buf[:m]
     length, offset, size, rows = geom[0], geom[1], geom[2], geom[3]
     out_key = np.empty(m, np.int32)
     start = np.empty(m, np.int64)

@@ -884,9 +884,10 @@ class _PaneLogic:
                     [self.pane, op.setup.offset, op.setup.size, op.plan.len_field], np.int64
                 )
                 fin = op._fin if op.nulls_seen else op._fin_no_nulls
+                buf = op.scratch.get("selected", (max(self.slot_pane.shape[0], 1),), np.int32)
                 kid, starts, ends, *outputs = take_final(
                     self.slot_pane, self.slot_key, sl.F, sl.I, self.n_slots, k_lo, k_hi,
-                    fin, geom,
+                    fin, geom, buf,
                 )  # fmt: skip
                 leaves = _final_leaves(op.plan, fin, tuple(outputs), op._fin_steps)
                 # the windows' numbers only for revisions (n_unique never comes here)
