@@ -439,6 +439,7 @@ class _PaneRun:
         dir_rows: int = 0,
         count_rows: bool = False,
         fold: np.ndarray | None = None,
+        keep_slots: bool = True,
     ) -> None:
         plan, _, self.init_f, self.init_i = _plan(WINDOW_AGGS, WINDOW_SCHEMA)
         # the aggregates pane_slots folds: rows (kind, float field, column), none by default
@@ -450,7 +451,8 @@ class _PaneRun:
         self.rows = plan.len_field if count_rows else -1
         assert not count_rows or self.rows >= 0
         self.geom = np.array(
-            [g["pane"], g["offset"], late_below, dirty_below, ways, self.rows], np.int64
+            [g["pane"], g["offset"], late_below, dirty_below, ways, self.rows, keep_slots],
+            np.int64,
         )
         cap = n + 4
         self.tab = np.zeros(tab_size, np.int32)
@@ -593,6 +595,12 @@ def test_pane_slots_matches_reference(d: dict[str, Any]) -> None:
         small.batch(ts[lo:hi], kid[lo:hi], forget_keys=d["forget_keys"], x=x[:, lo:hi])
     big = _PaneRun(g, wm, n, _pow2_at_least(2 * n + 2), d["n_keys"], 1, **run)
     big.batch(ts, kid, forget_keys=False, x=x)
+    # without the rows' slots (nothing left for apply_rows): the same state, no slots
+    quiet = _PaneRun(g, wm, n, _pow2_at_least(2 * n + 2), d["n_keys"], 1, keep_slots=False, **run)
+    quiet.batch(ts, kid, forget_keys=False, x=x)
+    assert quiet.slots == [-5] * n
+    assert quiet.late == big.late
+    _assert_state_close(quiet.F, quiet.In, big.F, big.In)
     assert big.calls == 1
     assert small.slots == big.slots
     assert small.late == big.late

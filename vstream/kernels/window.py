@@ -177,7 +177,8 @@ def pane_slots(  # type: ignore[no-untyped-def]
     Xf,
 ):
     """The slot of every row of a batch from row ``start`` on (new (pane, key) pairs get
-    new slots). ``geom`` = (pane, offset, late_below, dirty_below, ways, rows field);
+    new slots, written to ``slots`` if ``geom[6]``). ``geom`` = (pane, offset,
+    late_below, dirty_below, ways, rows field, keep slots);
     ``counts`` = [slots in use, late rows, dirty rows, rows that went through the table
     (and the per-key cache), the highest pane of a row that is not late] is updated in
     place.
@@ -212,6 +213,7 @@ def pane_slots(  # type: ignore[no-untyped-def]
     limit = tab.shape[0] // 2
     ways = geom[4]
     rf = geom[5]
+    keep_slots = geom[6] != 0
     inv = 1.0 / pane
     m = fold.shape[0]
     ka, fa, xa = fold[0, 0] if m > 0 else 0, fold[0, 1] if m > 0 else -1, Xf[0]
@@ -229,7 +231,8 @@ def pane_slots(  # type: ignore[no-untyped-def]
         if p < late_below:
             late[r] = True
             n_late += 1
-            slots[r] = -1
+            if keep_slots:
+                slots[r] = -1
             r += 1
             continue
         if n_slots >= limit:
@@ -291,7 +294,8 @@ def pane_slots(  # type: ignore[no-untyped-def]
                 fold_float(F, fb, slot, kb, xb[r])
             if m > 2:
                 fold_float(F, fc, slot, kc, xc[r])
-        slots[r] = slot
+        if keep_slots:
+            slots[r] = slot
         r += 1
     # the other fields of new slots start from the initial state, set field by field
     # after the loop: a store per field and slot in the loop cost 11 ns a new slot (Q1:

@@ -682,7 +682,7 @@ class _PaneLogic:
         geom = np.array(
             [
                 pane, off, max(late_below, lo + 1), max(dirty_below, lo + 1), self.ways,
-                op.plan.len_field,
+                op.plan.len_field, 0,
             ],
             np.int64,
         )  # fmt: skip
@@ -697,6 +697,7 @@ class _PaneLogic:
         ):
             self.valid[:] = 0
         fold, rest = self._folds(vmap)
+        geom[6] = len(rest) > 0  # whether apply_rows needs the rows' slots
         r = 0
         while True:
             r = pane_slots(
@@ -728,18 +729,22 @@ class _PaneLogic:
     def _folds(self, vmap: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The aggregates pane_slots folds, as its ``fold`` rows (up to three float
         sums, means, mins and maxes whose input has no nulls in this batch), and the
-        ``prog`` rows of the others (the slots' rows are counted by pane_slots too)."""
+        ``prog`` rows of the others that have work in this batch (the slots' rows are
+        counted by pane_slots too; a count is rows - nulls, and an input without nulls
+        has none to count)."""
         key = vmap.tobytes()
         got = self._fold_plans.get(key)
         if got is None:
             prog = self.prog
-            simple = [
+            nullable = [prog[a, 2] >= 0 and vmap[prog[a, 2]] >= 0 for a in range(len(prog))]
+            simple = [a for a in range(len(prog)) if prog[a, 0] in _FOLDED and not nullable[a]]
+            idle = [
                 a
-                for a in range(prog.shape[0])
-                if prog[a, 0] in _FOLDED and not (prog[a, 2] >= 0 and vmap[prog[a, 2]] >= 0)
-            ][:3]
-            fold = prog[simple][:, [0, 3, 1]].copy()  # (kind, float field, input column)
-            got = (fold.reshape(-1, 3), np.delete(prog, simple, axis=0))
+                for a in range(len(prog))
+                if prog[a, 0] == A.COUNT or (prog[a, 0] == A.NULLS and not nullable[a])
+            ]
+            fold = prog[simple[:3]][:, [0, 3, 1]].copy()  # (kind, float field, input column)
+            got = (fold.reshape(-1, 3), np.delete(prog, simple[:3] + idle, axis=0))
             self._fold_plans[key] = got
         return got
 
