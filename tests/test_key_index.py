@@ -282,9 +282,32 @@ def test_integer_keys_come_back_in_their_own_type(
     _check_index(index, [pl.DataFrame({"k": b}, schema={"k": dtype}) for b in batches])
     back = index.keys(np.arange(len(index), dtype=np.int32))
     assert back.schema == pl.Schema({"k": dtype})
+    # the same keys as an array of the key's physical type, for kernels that gather
+    # (UInt64 keys are kept as int64 bits: not offered)
+    values = index.key_values()
+    assert (values is None) == (dtype == pl.UInt64)
+    if values is not None:
+        assert values.dtype == back["k"].to_numpy().dtype
+        np.testing.assert_array_equal(values, back["k"].to_numpy())
+    cols = index.key_columns(np.arange(len(index), dtype=np.int32)[::-1].copy())
+    assert pl.DataFrame(cols).equals(back.reverse())
     if len(index):
         with pytest.raises(vs.VStreamError, match="ids must be in"):
             index.keys(np.array([0, len(index)], np.int32))
+
+
+def test_key_values_only_for_integer_keys_without_nulls() -> None:
+    """key_values is None where the keys are not one integer column without nulls; it
+    follows keys added later."""
+    assert KeyIndex(pl.Schema({"k": pl.String})).key_values() is None
+    assert KeyIndex(pl.Schema({"k": pl.UInt64})).key_values() is None
+    index = KeyIndex(pl.Schema({"k": pl.Int32}))
+    index.ids(pl.DataFrame({"k": [5, 3]}, schema={"k": pl.Int32}))
+    assert index.key_values().tolist() == [5, 3]  # type: ignore[union-attr]
+    index.ids(pl.DataFrame({"k": [7, 5]}, schema={"k": pl.Int32}))
+    assert index.key_values().tolist() == [5, 3, 7]  # type: ignore[union-attr]
+    index.ids(pl.DataFrame({"k": [None]}, schema={"k": pl.Int32}))
+    assert index.key_values() is None
 
 
 def test_many_integer_keys_grow_the_table() -> None:

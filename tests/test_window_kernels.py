@@ -1150,9 +1150,15 @@ def test_take_final_matches_take_panes_and_finalize(
     length, offset, size = geom
     g = np.array([*geom, plan.len_field], np.int64)
     buf = np.full(G + 3, -5, np.int32)  # scratch for the selected slots, with garbage
-    key, start, end, *outputs = take_final(slot_pane, slot_key, F, In, G, lo, hi, fin, g, buf)
+    ids = np.zeros(0, np.int32)  # no key values: the key ids come back
+    key, start, end, *outputs = take_final(slot_pane, slot_key, F, In, G, lo, hi, fin, g, buf, ids)
     key_ref, pane_ref, Fo, Io = take_panes(slot_pane, slot_key, F, In, G, lo, hi)
     np.testing.assert_array_equal(key, key_ref)
+    # with the key of each id: those keys, in their dtype
+    values = (np.arange(3 * G) * 7 - 50).astype(np.int16)
+    keyed = take_final(slot_pane, slot_key, F, In, G, lo, hi, fin, g, buf, values)[0]
+    assert keyed.dtype == np.int16
+    np.testing.assert_array_equal(keyed, values[key_ref])
     np.testing.assert_array_equal(start, pane_ref * length + offset)
     np.testing.assert_array_equal(end, pane_ref * length + offset + size)
     leaves = _final_leaves(plan, fin, tuple(outputs))
@@ -1163,7 +1169,7 @@ def test_take_final_matches_take_panes_and_finalize(
     if not In[nulls].any():
         skip = fin.copy()
         skip[:, 4] = -1
-        outputs2 = take_final(slot_pane, slot_key, F, In, G, lo, hi, skip, g, buf)[3:]
+        outputs2 = take_final(slot_pane, slot_key, F, In, G, lo, hi, skip, g, buf, ids)[3:]
         leaves2 = _final_leaves(plan, skip, tuple(outputs2))
         got2 = pl.DataFrame([leaves2[lf.name] for lf in plan.outputs]).select(plan.final)
         assert_frame_equal(got2, got)

@@ -409,7 +409,7 @@ def _non_null(In, rows, n0, j):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def take_final(slot_pane, slot_key, F, In, n_slots, p_lo, p_hi, fin, geom, buf):  # type: ignore[no-untyped-def]
+def take_final(slot_pane, slot_key, F, In, n_slots, p_lo, p_hi, fin, geom, buf, key_values):  # type: ignore[no-untyped-def]
     """Tumbling windows: the slots of panes in [p_lo, p_hi] (slot order), finalized.
 
     ``fin`` has a row ``(code, f0, i0, out, n0)`` per aggregate: ``code`` a ``FIN_*``
@@ -422,7 +422,11 @@ def take_final(slot_pane, slot_key, F, In, n_slots, p_lo, p_hi, fin, geom, buf):
     finalizing them in one pass skips the field copies of ``take_panes`` and the numpy
     passes after it (Q1: 7 fields gathered, then read again to finalize, bounds
     computed, len cast). ``buf`` (int32, at least ``n_slots``) is scratch for the
-    selected slots: one pass to find them instead of two (count, then fill)."""
+    selected slots: one pass to find them instead of two (count, then fill).
+
+    ``key_values`` (empty: not used) are the key of each key id: the keys returned are
+    then ``key_values[id]``, of its dtype, instead of the ids (a pass of their own in
+    the key index, ~8 ms of Q1's 10 M events)."""
     m = 0
     for j in range(n_slots):
         p = slot_pane[j]
@@ -430,12 +434,13 @@ def take_final(slot_pane, slot_key, F, In, n_slots, p_lo, p_hi, fin, geom, buf):
         m += (p_lo <= p) & (p <= p_hi)
     sel = buf[:m]
     length, offset, size, rows = geom[0], geom[1], geom[2], geom[3]
-    out_key = np.empty(m, np.int32)
+    out_key = np.empty(m, key_values.dtype)
     start = np.empty(m, np.int64)
     end = np.empty(m, np.int64)
+    keyed = key_values.shape[0] > 0
     for w in range(m):
         j = sel[w]
-        out_key[w] = slot_key[j]
+        out_key[w] = key_values[slot_key[j]] if keyed else slot_key[j]
         t = slot_pane[j] * length + offset
         start[w] = t
         end[w] = t + size

@@ -47,6 +47,7 @@ _DIR_HOT = 8 << 20  # ... and its size when 64 rows fit in less
 _I64_MAX = np.iinfo(np.int64).max
 _I64_MIN = np.iinfo(np.int64).min
 _FOLDED = (A.SUM_F, A.MEAN, A.MIN_F, A.MAX_F)  # what pane_slots may fold (see _folds)
+_NO_KEYS = np.zeros(0, np.int32)  # take_final: return the key ids
 _REV_KEYS = pl.Schema({"window": pl.Int64, "key": pl.Int32})
 _REV_SCHEMA = pl.Schema({"window": pl.Int64, "key": pl.Int32, "emitted": pl.Int64})
 
@@ -331,12 +332,16 @@ class WindowOp(Operator):
         Io: np.ndarray,
         nunique: dict[str, np.ndarray] | None = None,
         leaves: dict[str, pl.Series] | None = None,
+        key_cols: list[pl.Series] | None = None,
     ) -> pl.DataFrame:
-        """Output rows from emitted state: keys, window bounds, finalized aggregates
-        (from the state fields ``Fo`` / ``Io``, or already finalized in ``leaves``)."""
+        """Output rows from emitted state: keys (of the key ids ``kid``, unless given as
+        ``key_cols``), window bounds, finalized aggregates (from the state fields ``Fo`` /
+        ``Io``, or already finalized in ``leaves``)."""
         st = self.setup
         cols: list[pl.Series] = []
-        if self.keys is not None:
+        if key_cols is not None:
+            cols.extend(key_cols)
+        elif self.keys is not None:
             cols.extend(self.keys.key_columns(kid))
         tdt = st.time_dtype
         start_s, end_s = pl.Series("window_start", start), pl.Series("window_end", end)
@@ -782,6 +787,7 @@ class _PaneLogic:
         Io: np.ndarray,
         leaves: dict[str, pl.Series] | None = None,
         bounds: tuple[np.ndarray, np.ndarray] | None = None,
+        key_cols: list[pl.Series] | None = None,
     ) -> pl.DataFrame:
         op = self.op
         if bounds is None:
@@ -792,7 +798,7 @@ class _PaneLogic:
             starts, ends = bounds
         rev = self.bump(ks, kid) if op.revisions else None
         nunique = self._nunique(kid, ks) if op.nunique else None
-        return op.result(kid, starts, ends, rev, Fo, Io, nunique, leaves)
+        return op.result(kid, starts, ends, rev, Fo, Io, nunique, leaves, key_cols)
 
     def bump(self, ks: np.ndarray, kid: np.ndarray) -> np.ndarray:
         """The revision of each emitted (window, key): 0 the first time, then 1, 2, ..."""
@@ -890,14 +896,23 @@ class _PaneLogic:
                 )
                 fin = op._fin if op.nulls_seen else op._fin_no_nulls
                 buf = op.scratch.get("selected", (max(self.slot_pane.shape[0], 1),), np.int32)
+                # the key values themselves where the key index has them as an array
+                # (revisions need the ids)
+                values = None if op.keys is None or op.revisions else op.keys.key_values()
                 kid, starts, ends, *outputs = take_final(
                     self.slot_pane, self.slot_key, sl.F, sl.I, self.n_slots, k_lo, k_hi,
-                    fin, geom, buf,
+                    fin, geom, buf, _NO_KEYS if values is None else values,
                 )  # fmt: skip
                 leaves = _final_leaves(op.plan, fin, tuple(outputs), op._fin_steps)
                 # the windows' numbers only for revisions (n_unique never comes here)
                 ks = (starts - op.setup.offset) // self.pane if op.revisions else starts
-                return self._emit(kid, ks, sl.F[:, :0], sl.I[:, :0], leaves, (starts, ends))
+                key_cols = None
+                if values is not None:
+                    assert op.keys is not None
+                    key_cols = [pl.Series(op.keys.columns[0], kid)]
+                return self._emit(
+                    kid, ks, sl.F[:, :0], sl.I[:, :0], leaves, (starts, ends), key_cols
+                )
             kid, panes, Fo, Io = take_panes(
                 self.slot_pane, self.slot_key, sl.F, sl.I, self.n_slots, k_lo, k_hi
             )

@@ -102,6 +102,7 @@ class KeyIndex:
         # from the ids directly while it has no nulls
         dtype0 = self.schema.dtypes()[0]
         self._key_np = numpy_int(dtype0) if self._int and dtype0 != pl.UInt64 else None
+        self._typed_values: np.ndarray | None = None  # see key_values
         if self._int:
             size = 1024
             self._table = new_table(size)
@@ -433,6 +434,16 @@ class KeyIndex:
             self._known, on=self.columns, how="left", nulls_equal=True, maintain_order="left"
         )
         return mapped.get_column(_ID).to_numpy().astype(np.int32, copy=False)
+
+    def key_values(self) -> np.ndarray | None:
+        """The key of every id, ``values[id]``, as an array of the key's own numpy type
+        (a single integer key without nulls, not UInt64), for kernels that gather keys
+        themselves; None for other keys. Made again only when keys were added."""
+        if self._key_np is None or self._null_id >= 0:
+            return None
+        if self._typed_values is None or self._typed_values.shape[0] != self._n:
+            self._typed_values = self._values[: self._n].astype(self._key_np)
+        return self._typed_values
 
     def key_columns(self, ids: np.ndarray) -> list[pl.Series]:
         """The key columns for ``ids``, as :meth:`keys` gives them but without a frame
