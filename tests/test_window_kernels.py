@@ -36,6 +36,7 @@ from vstream.kernels.aggregate import (
 from vstream.kernels.window import (
     _order_by_key_time,
     compact_panes,
+    count_below,
     fire_hopping,
     pane_of,
     pane_slots,
@@ -571,6 +572,19 @@ def test_pane_of_is_floor_division(t: int, offset: int, pane: int, near: int) ->
     """The float-reciprocal pane equals ``//`` everywhere, pane boundaries included."""
     for value in (t, (t // pane) * pane + offset + near):
         assert pane_of(value, offset, pane, 1.0 / pane) == (value - offset) // pane
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    panes=st.lists(st.integers(-5, 5), max_size=40),
+    used=st.integers(0, 45),
+    below=st.integers(-6, 6),
+)
+def test_count_below_matches_numpy(panes: list[int], used: int, below: int) -> None:
+    """The dead slots of the first ``used`` (those past the array are not counted)."""
+    arr = np.array(panes, np.int64)
+    used = min(used, len(panes))
+    assert count_below(arr, used, below) == int(np.count_nonzero(arr[:used] < below))
 
 
 @settings(max_examples=100, deadline=None)
