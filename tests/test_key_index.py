@@ -296,6 +296,46 @@ def test_integer_keys_come_back_in_their_own_type(
             index.keys(np.array([0, len(index)], np.int32))
 
 
+@settings(max_examples=40, deadline=None)
+@given(
+    batches=st.lists(st.lists(st.integers(-20, 60), max_size=30), min_size=1, max_size=4),
+    dtype=st.sampled_from([pl.Int32, pl.Int64, pl.UInt16]),
+)
+def test_dense_keys_and_ids_of_agree_with_ids(batches: list[list[int]], dtype: Any) -> None:
+    """dense_keys gives each key's id as dense[key - base] (-1: no id yet), and ids_of
+    gives the ids ids() would, new keys included."""
+    index = KeyIndex(pl.Schema({"k": dtype}))
+    other = KeyIndex(pl.Schema({"k": dtype}))
+    for b in batches:
+        df = pl.DataFrame(
+            {"k": [v for v in b if v >= 0 or dtype != pl.UInt16]}, schema={"k": dtype}
+        )
+        got = index.dense_keys(df)
+        if got is not None:
+            keys, dense, base = got
+            assert keys.tolist() == df["k"].to_list()
+            before = other.ids(df) if df.height else np.empty(0, np.int32)
+            for key, i in zip(keys.tolist(), before.tolist(), strict=True):
+                j = key - base
+                if 0 <= j < dense.shape[0] and dense[j] >= 0:
+                    assert dense[j] == i  # a known key: its id
+            ids = index.ids_of(keys)
+        else:
+            ids = index.ids(df)
+            other.ids(df)
+        assert ids.tolist() == other.ids(df).tolist()
+
+
+def test_dense_keys_only_without_null_keys_in_a_compact_range() -> None:
+    assert KeyIndex(pl.Schema({"k": pl.String})).dense_keys(pl.DataFrame({"k": ["a"]})) is None
+    index = KeyIndex(pl.Schema({"k": pl.Int64}))
+    index.ids(pl.DataFrame({"k": [3, 4]}))
+    assert index.dense_keys(pl.DataFrame({"k": [3, 9]})) is not None
+    assert index.dense_keys(pl.DataFrame({"k": [3, None]})) is None
+    index.ids(pl.DataFrame({"k": [10**15]}))  # no longer a compact range
+    assert index.dense_keys(pl.DataFrame({"k": [3]})) is None
+
+
 def test_key_values_only_for_integer_keys_without_nulls() -> None:
     """key_values is None where the keys are not one integer column without nulls; it
     follows keys added later."""

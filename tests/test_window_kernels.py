@@ -130,6 +130,7 @@ _BUILD_STORES = "stores" in _params(_Inputs.build)
 _SESSION_MERGED = "merged_into" in _params(session_update)
 _PANE_KEY_PANE = "key_pane" in _params(pane_slots)
 NO_DIR = (np.zeros((0, 0), np.int32), np.zeros(0, np.int64))  # pane directory off
+NO_DENSE = (np.zeros(0, np.int32), np.zeros(0, np.int64))  # pane_slots: the keys are ids
 
 
 def _build(plan: AggPlan, df: pl.DataFrame) -> tuple[np.ndarray, ...]:
@@ -452,7 +453,7 @@ class _PaneRun:
         self.rows = plan.len_field if count_rows else -1
         assert not count_rows or self.rows >= 0
         self.geom = np.array(
-            [g["pane"], g["offset"], late_below, dirty_below, ways, self.rows, keep_slots],
+            [g["pane"], g["offset"], late_below, dirty_below, ways, self.rows, keep_slots, 0],
             np.int64,
         )
         cap = n + 4
@@ -474,14 +475,26 @@ class _PaneRun:
         self.slots: list[int] = []
         self.late: list[bool] = []
         self.dirty: list[tuple[int, int]] = []
-        # slots in use, late rows, dirty rows, rows through the table, top pane (not late)
-        self.counts = np.array([0, 0, 0, 0, MIN], np.int64)
+        # slots in use, late rows, dirty rows, rows through the table, top pane (not late),
+        # deferred rows (none: the keys are ids)
+        self.counts = np.array([0, 0, 0, 0, MIN, 0], np.int64)
         self.calls = 0
 
     def batch(
-        self, ts: np.ndarray, kid: np.ndarray, *, forget_keys: bool, x: np.ndarray | None = None
+        self,
+        ts: np.ndarray,
+        kid: np.ndarray,
+        *,
+        forget_keys: bool,
+        x: np.ndarray | None = None,
+        dense: tuple[np.ndarray, int] | None = None,
     ) -> None:
+        """One batch; with ``dense`` = (id array, base), ``kid`` are the keys themselves
+        and rows of keys without an id are listed in ``self.deferred``."""
         n = ts.shape[0]
+        ids = NO_DENSE if dense is None else (dense[0], np.full(n, -1, np.int64))
+        self.geom[7] = 0 if dense is None else dense[1]
+        self.counts[5] = 0
         Xf = (np.zeros(n), np.zeros(n)) if x is None else (x[0], x[1])
         slots = np.full(n, -5, np.int32)
         late = np.zeros(n, np.bool_)
@@ -493,7 +506,7 @@ class _PaneRun:
             r = pane_slots(
                 ts, kid, self.geom, self.tab, self.slot_pane, self.slot_key, self.F,
                 self.In, self.init_f, self.init_i, slots, late, dirty_p, dirty_k,
-                self.counts, r, *self.key_cache, *self.dir, self.fold, Xf,
+                self.counts, r, *self.key_cache, *self.dir, self.fold, Xf, *ids,
             )  # fmt: skip
             self.calls += 1
             # the table is never loaded past one half
@@ -508,6 +521,7 @@ class _PaneRun:
             if forget_keys:  # (slot numbers survive a rebuild: the cache may stay)
                 self.key_slot[:] = -1
         assert int(self.counts[1]) == int(late.sum())
+        self.deferred = ids[1][: self.counts[5]].tolist()
         self.slots += slots.tolist()
         self.late += late.tolist()
         nd = int(self.counts[2])
@@ -585,6 +599,36 @@ def test_count_below_matches_numpy(panes: list[int], used: int, below: int) -> N
     arr = np.array(panes, np.int64)
     used = min(used, len(panes))
     assert count_below(arr, used, below) == int(np.count_nonzero(arr[:used] < below))
+
+
+@settings(max_examples=100, deadline=None)
+@given(d=pane_batches(), known=st.sets(st.integers(0, 4)), base=st.integers(-3, 3))
+def test_pane_slots_looks_up_dense_keys(d: dict[str, Any], known: set[int], base: int) -> None:
+    """With the keys themselves and a dense id array, the rows of keys with an id go as
+    with the ids, and the others (not late) are deferred, in order."""
+    g, wm, ts, kid = d["geom"], d["wm"], d["ts"], d["kid"]
+    n = ts.shape[0]
+    keys = kid.astype(np.int64) + 10  # key = id + 10
+    dense = np.full(d["n_keys"] + 10 - base - (n % 2), -1, np.int32)  # the last may not fit
+    for i in known:
+        if 0 <= i + 10 - base < dense.shape[0]:
+            dense[i + 10 - base] = i
+    has_id = np.array([0 <= k - base < dense.shape[0] and dense[k - base] >= 0 for k in keys])
+    late = np.array([_is_late(_pane_of(t, g["pane"], g["offset"]), g, wm) for t in ts.tolist()])
+    run = _PaneRun(g, wm, n, _pow2_at_least(2 * n + 2), d["n_keys"], 1, d["dir_rows"])
+    run.batch(ts, keys, forget_keys=False, dense=(dense, base))
+    assert run.deferred == np.flatnonzero(~has_id & ~late).tolist()
+    # the other rows: as with their ids, in a batch of them alone
+    rest = np.flatnonzero(has_id | late)
+    ref = _PaneRun(g, wm, n, _pow2_at_least(2 * n + 2), d["n_keys"], 1, d["dir_rows"])
+    ref.batch(ts[rest], kid[rest], forget_keys=False)
+    assert [run.slots[r] for r in rest.tolist()] == ref.slots
+    assert [run.late[r] for r in rest.tolist()] == ref.late
+    assert run.late == late.tolist()
+    assert run.dirty == ref.dirty
+    assert run.n_slots == ref.n_slots
+    np.testing.assert_array_equal(run.slot_key[: run.n_slots], ref.slot_key[: ref.n_slots])
+    np.testing.assert_array_equal(run.slot_pane[: run.n_slots], ref.slot_pane[: ref.n_slots])
 
 
 @settings(max_examples=100, deadline=None)

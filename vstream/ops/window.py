@@ -48,6 +48,8 @@ _I64_MAX = np.iinfo(np.int64).max
 _I64_MIN = np.iinfo(np.int64).min
 _FOLDED = (A.SUM_F, A.MEAN, A.MIN_F, A.MAX_F)  # what pane_slots may fold (see _folds)
 _NO_KEYS = np.zeros(0, np.int32)  # take_final: return the key ids
+_NO_DENSE = np.zeros(0, np.int32)  # pane_slots: the keys are ids
+_NO_ROWS = np.zeros(0, np.int64)
 _REV_KEYS = pl.Schema({"window": pl.Int64, "key": pl.Int32})
 _REV_SCHEMA = pl.Schema({"window": pl.Int64, "key": pl.Int32, "emitted": pl.Int64})
 
@@ -275,13 +277,27 @@ class WindowOp(Operator):
         else:
             assert st.event_time is not None
             ts = st.event_time.of(df)
-        kid = self.keys.ids(df) if self.keys is not None else np.zeros(n, np.int32)
+        # the pane logic looks up the ids of dense integer keys itself (not for n_unique,
+        # which needs them as an array)
+        keys = None
+        if self.keys is not None and isinstance(self.state, _PaneLogic) and not self.nunique:
+            keys = self.keys.dense_keys(df)
+        if keys is not None:
+            kid = None
+        elif self.keys is not None:
+            kid = self.keys.ids(df)
+        else:
+            kid = np.zeros(n, np.int32)
         Xf, Xi, M, vmap = self.inputs.build(df, self.stores)
         if not self.nulls_seen and vmap.max() >= 0:
             self.nulls_seen = True
         late = self.scratch.get("late", (n,), np.bool_)
         late[:] = False
-        n_late = self.state.update(df, ts, kid, Xf, Xi, M, vmap, late, wm)
+        if keys is not None:
+            assert isinstance(self.state, _PaneLogic)
+            n_late = self.state.update(df, ts, kid, Xf, Xi, M, vmap, late, wm, keys)
+        else:
+            n_late = self.state.update(df, ts, kid, Xf, Xi, M, vmap, late, wm)
         if self.stores:
             self._compact_stores()
         self.seq += n
@@ -665,8 +681,13 @@ class _PaneLogic:
         self.tab_used = in_table > 0
         self.key_slot[:] = -1
 
-    def update(self, df, ts, kid, Xf, Xi, M, vmap, late, wm) -> int:  # type: ignore[no-untyped-def]
-        """Fold a batch's rows into their panes; returns the number of late rows."""
+    def update(self, df, ts, kid, Xf, Xi, M, vmap, late, wm, keys=None) -> int:  # type: ignore[no-untyped-def]
+        """Fold a batch's rows into their panes; returns the number of late rows.
+
+        ``keys`` (instead of the key ids ``kid``): the batch's integer keys, the key
+        index's dense id array and its base (``KeyIndex.dense_keys``); pane_slots looks
+        the ids up, and the rows of keys without an id yet go through a second call
+        once the key index has given them one."""
         op = self.op
         n = ts.shape[0]
         self._reserve(n)
@@ -674,7 +695,7 @@ class _PaneLogic:
         dirty_k = np.empty(n if op.setup.lateness > 0 else 0, np.int32)
         sl = op.slots
         slots = op.scratch.get("slots", (n,), np.int32)
-        counts = np.array([self.n_slots, 0, 0, 0, MIN_WM], np.int64)
+        counts = np.array([self.n_slots, 0, 0, 0, MIN_WM, 0], np.int64)
         st = op.setup
         s, nn, pane, off, lat = self.s, self.n, self.pane, st.offset, st.lateness
         lo = -(2**63)
@@ -687,7 +708,7 @@ class _PaneLogic:
         geom = np.array(
             [
                 pane, off, max(late_below, lo + 1), max(dirty_below, lo + 1), self.ways,
-                op.plan.len_field, 0,
+                op.plan.len_field, 0, 0 if keys is None else keys[2],
             ],
             np.int64,
         )  # fmt: skip
@@ -703,23 +724,33 @@ class _PaneLogic:
             self.valid[:] = 0
         fold, rest = self._folds(vmap)
         geom[6] = len(rest) > 0  # whether apply_rows needs the rows' slots
-        r = 0
-        while True:
-            r = pane_slots(
-                ts, kid, geom, self.tab, self.slot_pane,
-                self.slot_key, sl.F, sl.I, sl.init_f, sl.init_i, slots, late, dirty_p,
-                dirty_k, counts, r, self.key_slot, self.key_pane, *self._dir(), fold, Xf,
+        if keys is None:
+            self._slots(ts, kid, geom, slots, late, dirty_p, dirty_k, counts, fold, Xf)
+        else:
+            deferred = op.scratch.get("deferred", (n,), np.int64)
+            self._slots(
+                ts, keys[0], geom, slots, late, dirty_p, dirty_k, counts, fold, Xf, keys[1],
+                deferred,
             )  # fmt: skip
-            if r == n:
-                break
-            self.n_slots = int(counts[0])
-            self._rehash(4 * self.n_slots)
+            if counts[5]:
+                # keys new to the key index: ids for them, then their rows, in order
+                rows = deferred[: counts[5]].copy()
+                ids = op.keys.ids_of(keys[0][rows])  # type: ignore[union-attr]
+                self.n_slots = int(counts[0])
+                self._reserve(len(rows))  # more keys: the directory and cache may grow
+                part = np.empty(len(rows), np.int32)
+                cols = tuple(x[rows] if x.shape[0] == n else x for x in Xf)
+                not_late = np.zeros(len(rows), np.bool_)  # (late rows were never deferred)
+                self._slots(
+                    ts[rows], ids, geom, part, not_late, dirty_p, dirty_k, counts, fold, cols
+                )
+                slots[rows] = part
         if counts[3]:
             self.tab_used = True  # rows went through the table and the per-key cache
         if rest.shape[0]:  # what pane_slots did not fold
             apply_rows(rest, sl.F, sl.I, slots, Xf, Xi, M, vmap, op.seq)
         got: list[int] = counts.tolist()
-        self.n_slots, n_late, n_dirty, _, mp = got
+        self.n_slots, n_late, n_dirty, _, mp, _ = got
         ok = ~late if n_late else None
         live = n - n_late
         if live:
@@ -730,6 +761,25 @@ class _PaneLogic:
         if n_dirty:
             self._reemit(dirty_p[:n_dirty], dirty_k[:n_dirty], wm)
         return n_late
+
+    def _slots(  # type: ignore[no-untyped-def]
+        self, ts, kid, geom, slots, late, dirty_p, dirty_k, counts, fold, Xf,
+        dense=_NO_DENSE, deferred=_NO_ROWS,
+    ) -> None:  # fmt: skip
+        """pane_slots over every row, the table grown whenever it fills up."""
+        sl = self.op.slots
+        r = 0
+        while True:
+            r = pane_slots(
+                ts, kid, geom, self.tab, self.slot_pane,
+                self.slot_key, sl.F, sl.I, sl.init_f, sl.init_i, slots, late, dirty_p,
+                dirty_k, counts, r, self.key_slot, self.key_pane, *self._dir(), fold, Xf,
+                dense, deferred,
+            )  # fmt: skip
+            if r == ts.shape[0]:
+                return
+            self.n_slots = int(counts[0])
+            self._rehash(4 * self.n_slots)
 
     def _folds(self, vmap: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The aggregates pane_slots folds, as its ``fold`` rows (up to three float

@@ -63,7 +63,6 @@ def _view_buffers(s: pl.Series) -> tuple[np.ndarray, list[pa.Buffer]] | None:
 
 
 _ID = "__vstream_key_id__"
-_SIGNED = (pl.Int8, pl.Int16, pl.Int32, pl.Int64)
 
 
 def _no_null_match(keys: pl.DataFrame, ids: np.ndarray) -> None:
@@ -253,19 +252,41 @@ class KeyIndex:
         self._n = first
         return ids, n
 
+    def dense_keys(self, df: pl.DataFrame) -> tuple[np.ndarray, np.ndarray, int] | None:
+        """For a single integer key in a compact range and a batch without null keys: the
+        batch's keys as integers (zero-copy where they are signed), the dense id array
+        and its base, ``id = dense[key - base]`` (-1: a key without an id yet, which
+        :meth:`ids_of` gives). None otherwise. For kernels that look the ids up
+        themselves instead of a pass of their own."""
+        if not self._int or self._dense is None:
+            return None
+        col = df.get_column(self.columns[0])
+        if col.null_count():
+            return None
+        return self._int_values(col), self._dense, self._dense_base
+
+    def ids_of(self, keys: np.ndarray) -> np.ndarray:
+        """The ids of integer keys (no nulls; as :meth:`dense_keys` gives them), new keys
+        getting new ids."""
+        if self._dense is None:
+            return self._assign(keys.astype(np.int64, copy=False))
+        ids = dense_lookup(keys, np.int64(self._dense_base), self._dense)
+        if ids.size and ids.min() < 0:
+            # new keys (new auctions, sessions, ...): only they go through the table
+            missing = np.flatnonzero(ids < 0)
+            ids[missing] = self._assign(keys[missing].astype(np.int64, copy=False))
+        return ids
+
+    def _int_values(self, s: pl.Series) -> np.ndarray:
+        # signed integers as they are (zero-copy): widening Q1's Int32 host ids to int64
+        # first cost as much as the lookup
+        return s.to_numpy() if s.dtype.is_signed_integer() else physical_int64(s)
+
     def _int_ids(self, s: pl.Series) -> np.ndarray:
         nulls = s.null_count()
         valid = s.drop_nulls() if nulls else s
         if self._dense is not None:
-            # signed integers as they are (zero-copy): widening Q1's Int32 host ids to
-            # int64 first cost as much as the lookup
-            signed = valid.dtype in _SIGNED
-            keys = valid.to_numpy() if signed else physical_int64(valid)
-            ids = dense_lookup(keys, np.int64(self._dense_base), self._dense)
-            if ids.size and ids.min() < 0:
-                # new keys (new auctions, sessions, ...): only they go through the table
-                missing = np.flatnonzero(ids < 0)
-                ids[missing] = self._assign(keys[missing].astype(np.int64, copy=False))
+            ids = self.ids_of(self._int_values(valid))
         else:
             ids = self._assign(physical_int64(valid))
         if not nulls:
