@@ -486,13 +486,15 @@ def _finalize(
     return _typed(s, lf)
 
 
+def _temporal(lf: A.AggLeaf) -> bool:
+    """Whether the leaf's input is temporal (its mean is truncated to the unit)."""
+    dtype = lf.input_dtype
+    return dtype is not None and not (dtype.is_numeric() or dtype == pl.Boolean)
+
+
 def _mean_typed(s: pl.Series, lf: A.AggLeaf) -> pl.Series:
     """A mean's float values; temporal means are truncated to their unit."""
-    if lf.input_dtype is not None and not (
-        lf.input_dtype.is_numeric() or lf.input_dtype == pl.Boolean
-    ):
-        return s.cast(pl.Int64)
-    return s
+    return s.cast(pl.Int64) if _temporal(lf) else s
 
 
 def _typed(s: pl.Series, lf: A.AggLeaf) -> pl.Series:
@@ -550,7 +552,7 @@ def _final_steps(plan: AggPlan, fin: np.ndarray) -> list[tuple[int, int, bool]]:
     for a, lf in enumerate(plan.outputs):
         code, o = int(fin[a, 0]), int(fin[a, 3])
         natural = pl.Int64 if code in (W.FIN_INT, W.FIN_MINMAX_I) else pl.Float64
-        temporal_mean = lf.kind == A.MEAN and _mean_typed(pl.Series([0.0]), lf).dtype != pl.Float64
+        temporal_mean = lf.kind == A.MEAN and _temporal(lf)
         steps.append((code, o, lf.dtype == natural and not temporal_mean))
     return steps
 

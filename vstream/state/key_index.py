@@ -486,9 +486,9 @@ class KeyIndex:
         if idx.dtype.kind not in "iu":
             idx = idx.astype(np.int64)
         name, dtype = self.columns[0], self.schema.dtypes()[0]
+        if self._key_np is not None and self._null_id < 0:
+            return pl.DataFrame([self._gathered(idx, self._key_np)])
         typed = numpy_int(dtype) if self._int and self._null_id < 0 else None
-        if typed is not None and dtype != pl.UInt64:
-            return pl.DataFrame([self._gathered(idx, typed)])
         if idx.size and (idx.min() < 0 or idx.max() >= self._n):
             self._bad_ids(idx)
         if not self._int:
