@@ -44,6 +44,7 @@ __all__ = ["WindowOp", "WindowSetup"]
 _REV = "revision"
 _DIR_BYTES = 16 << 20  # the pane directory's budget (rows x keys x 4 bytes)
 _DIR_HOT = 8 << 20  # ... and its size when 64 rows fit in less
+_ONE_WAY_KEYS = 1 << 18  # more keys: one cached pane per key (the per-key cache <= 8 MB)
 _I64_MAX = np.iinfo(np.int64).max
 _I64_MIN = np.iinfo(np.int64).min
 _FOLDED = (A.SUM_F, A.MEAN, A.MIN_F, A.MAX_F)  # what pane_slots may fold (see _folds)
@@ -629,7 +630,7 @@ class _PaneLogic:
     def _reserve(self, more: int) -> None:
         n_keys = len(self.op.keys) if self.op.keys is not None else 1
         if self.key_slot.shape[0] < n_keys * self.ways:
-            if n_keys * 8 > 1 << 21:
+            if n_keys > _ONE_WAY_KEYS:
                 self.ways = 1  # many keys: one cached pane each keeps the cache small
             size = 1024
             while size < n_keys:
@@ -770,6 +771,10 @@ class _PaneLogic:
     ) -> None:  # fmt: skip
         """pane_slots over every row, the table grown whenever it fills up."""
         sl = self.op.slots
+        # the per-key cache's ways as the cache is now: _reserve between two calls of one
+        # batch (the deferred rows' new keys) may have cut them to one (out-of-bounds
+        # writes into key_slot with the batch's old geom)
+        geom[4] = self.ways
         r = 0
         while True:
             r = pane_slots(
@@ -1261,5 +1266,7 @@ class _SessionLogic:
         self.counters[1] = m
         if "distinct" in state:
             self.distinct = pl.DataFrame(state["distinct"])
-        ends = self.s_end[:m][~self.s_final[:m] | self.s_dirty[:m]]
-        self.next_end = int(ends.min()) if len(ends) else _I64_MAX
+        # the next watermark with work (see session_fire): an end, or a lateness' end
+        waiting = ~self.s_final[:m] | self.s_dirty[:m]
+        due = np.where(waiting, self.s_end[:m], self.s_end[:m] + self.op.setup.lateness)
+        self.next_end = int(due.min()) if m else _I64_MAX

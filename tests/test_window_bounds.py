@@ -1,0 +1,161 @@
+"""Memory safety of the window step: every array index its kernels use stays in bounds.
+
+numba does not check bounds: an index past an array's end reads or writes whatever
+memory follows it (the heap corruption and the crashes at garbage collection that Nexmark
+q5 / q8 showed with millions of auctions and sellers). Here the window kernels the step
+calls run as the plain Python functions numba compiles (``py_func``), where numpy checks
+every index, on small pipelines built to reach the paths that large runs reach: many keys
+(the per-key cache cut to one pane a key, the pane directory off), new integer keys
+deferred to a second kernel call, late rows, allowed lateness, compaction of the slots.
+CI also runs these tests (and the kernel tests) with ``NUMBA_BOUNDSCHECK=1`` and compiled
+kernels.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+
+import vstream as vs
+from vstream.kernels import window as kernels
+from vstream.ops import window as op_window
+
+sys.path.insert(0, str(Path(__file__).parent))
+import window_reference as ref
+
+AGGS = [pl.len().alias("n"), pl.col("x").sum().alias("sx"), pl.col("x").max().alias("mx")]
+
+
+def _kernels() -> dict[str, object]:
+    """Every numba kernel the window step calls, by the name it imported it under."""
+    return {name: f for name, f in vars(op_window).items() if hasattr(f, "py_func")}
+
+
+def _check(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, kernel in _kernels().items():
+        monkeypatch.setattr(op_window, name, kernel.py_func)  # type: ignore[attr-defined]
+    monkeypatch.setattr(op_window, "_DIR_BYTES", 0)
+    monkeypatch.setattr(op_window, "_ONE_WAY_KEYS", 64)
+
+
+@pytest.fixture
+def checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The window step with its kernels as Python functions (numpy checks every index),
+    and with the pane directory off and the per-key cache cut to one pane a key beyond
+    64 keys, as they are beyond ~260 k keys."""
+    _check(monkeypatch)
+
+
+def assert_same_rows(got: pl.DataFrame, want: pl.DataFrame) -> None:
+    """Same rows in any order (order within a firing is unspecified)."""
+    assert got.columns == want.columns
+    cols = got.columns
+    assert_frame_equal(got.sort(cols), want.sort(cols), check_exact=False, rel_tol=1e-9)
+
+
+def _frame(keys: np.ndarray, ts: np.ndarray, seed: int = 0) -> pl.DataFrame:
+    x = np.random.default_rng(seed).integers(0, 100, keys.size).astype(np.float64)
+    return pl.DataFrame({"k": keys.astype(np.int64), "ts": ts.astype(np.int64), "x": x})
+
+
+def _run(batches: list[pl.DataFrame], spec: object, **window: object) -> pl.DataFrame:
+    stream = vs.from_arrow([b.to_arrow() for b in batches]).with_watermark("ts", 0)
+    return stream.window(spec, by="k", **window).agg(*AGGS).collect()  # type: ignore[arg-type]
+
+
+@pytest.mark.usefixtures("checked")
+def test_new_keys_that_cut_the_key_cache_to_one_way_within_a_batch() -> None:
+    """The q5 / q8 crash in small form: a batch of integer keys whose new keys are
+    deferred to a second pane_slots call, after the key index gave them ids; those keys
+    grow the per-key cache and cut it to one way, while the batch's geometry still said
+    eight: the second call wrote up to 8x past the cache's end (IndexError here and under
+    NUMBA_BOUNDSCHECK=1 before the fix, silent heap corruption without)."""
+    first = _frame(np.arange(10), np.zeros(10))  # the key index builds its dense array
+    keys = np.arange(1_500)
+    second = _frame(keys, np.full(keys.size, 5), seed=1)  # 1,490 new keys: deferred
+    third = _frame(keys[::-1], np.full(keys.size, 15), seed=2)
+    got = _run([first, second, third], vs.tumbling(10))
+    want = ref.tumbling(pl.concat([first, second, third]), 10, by="k", aggs=AGGS)
+    assert_same_rows(got, want)
+
+
+@pytest.mark.usefixtures("checked")
+@pytest.mark.parametrize("hop", [False, True], ids=["tumbling", "hopping"])
+@pytest.mark.parametrize("keys", ["dense", "sparse", "extremes"])
+def test_many_keys_over_many_batches_stay_in_bounds(hop: bool, keys: str) -> None:
+    """Keys that come and go over 40 batches (dense ids in a moving range, sparse keys
+    over a huge span, int64 extremes; the directory off, one cached pane a key) with
+    disorder within the bound: the result is the reference's, every index checked."""
+    rng = np.random.default_rng(7)
+    batches = []
+    for b in range(40):
+        n = 300
+        if keys == "dense":
+            k = rng.integers(50 * b, 50 * b + 400, n)
+        elif keys == "sparse":
+            k = rng.integers(0, 2_000, n) * 1_000_003 - 10**9
+        else:
+            k = rng.choice(np.array([-(2**63), 2**63 - 1, 0, -1, 1]), n)
+            k[: n // 2] = rng.integers(-(2**62), 2**62, n // 2)
+        batches.append(_frame(k, 10 * b + rng.integers(0, 10, n), seed=b))
+    stream = vs.from_arrow([b.to_arrow() for b in batches]).with_watermark("ts", 10)
+    spec = vs.hopping(30, 10) if hop else vs.tumbling(10)
+    got = stream.window(spec, by="k").agg(*AGGS).collect()
+    whole = pl.concat(batches)
+    if hop:
+        want = ref.hopping(whole, 30, 10, by="k", aggs=AGGS)
+    else:
+        want = ref.tumbling(whole, 10, by="k", aggs=AGGS)
+    assert_same_rows(got, want)
+
+
+@pytest.mark.parametrize("hop", [False, True], ids=["tumbling", "hopping"])
+def test_late_rows_and_allowed_lateness_stay_in_bounds(
+    monkeypatch: pytest.MonkeyPatch, hop: bool
+) -> None:
+    """Rows behind the watermark (dropped as late, or re-emitting a window kept for the
+    allowed lateness) among new keys deferred to a second kernel call, slots compacted as
+    windows close: the checked run emits exactly what the compiled one does."""
+    rng = np.random.default_rng(3)
+    batches = []
+    for b in range(12):
+        k = rng.integers(0, 200 + 150 * b, 250)
+        ts = 20 * b + rng.integers(-60, 10, 250)  # many behind the watermark
+        batches.append(_frame(k, ts, seed=b))
+    spec = vs.hopping(40, 20) if hop else vs.tumbling(20)
+    compiled = _run(batches, spec, allowed_lateness=30)
+    _check(monkeypatch)
+    got = _run(batches, spec, allowed_lateness=30)
+    assert got["revision"].max() >= 1  # windows were re-emitted
+    assert_same_rows(got, compiled)
+
+
+def test_checked_mode_covers_the_window_kernels() -> None:
+    """The kernels the fixture swaps include those of the pane and session paths."""
+    names = set(_kernels())
+    assert {"pane_slots", "take_final", "fire_hopping", "session_update", "apply_rows"} <= names
+
+
+def test_a_kernel_index_past_the_end_raises_in_the_checked_mode() -> None:
+    """The fixture's premise: a Python-mode kernel raises where the compiled one would
+    have written past the end (here pane_slots with a cache too small for its ways)."""
+    ts = np.zeros(4, np.int64)
+    kid = np.arange(4, dtype=np.int32)
+    geom = np.array([10, 0, -(2**62), -(2**62), 8, -1, 1, 0], np.int64)
+    tab = np.zeros(64, np.int32)
+    F, In = np.zeros((0, 16)), np.zeros((0, 16), np.int64)
+    args = (
+        ts, kid, geom, tab, np.zeros(16, np.int64), np.zeros(16, np.int32), F, In,
+        np.zeros(0), np.zeros(0, np.int64), np.zeros(4, np.int32), np.zeros(4, np.bool_),
+        np.zeros(0, np.int64), np.zeros(0, np.int32), np.array([0, 0, 0, 0, 0, 0], np.int64),
+        0, np.full(8, -1, np.int32), np.zeros(8, np.int64),  # room for 1 key x 8 ways
+        np.zeros((0, 0), np.int32), np.zeros(0, np.int64), np.zeros((0, 3), np.int64),
+        (np.zeros(0),), np.zeros(0, np.int32), np.zeros(0, np.int64),
+    )  # fmt: skip
+    with pytest.raises(IndexError):
+        kernels.pane_slots.py_func(*args)
