@@ -8,9 +8,11 @@ or the duration) and, for expressions that are not row-wise, points to ``.window
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 import polars as pl
 import pytest
@@ -155,6 +157,167 @@ def test_refused_before_any_event_is_read() -> None:
     with pytest.raises(vs.ExpressionError, match=r"\.window\("):
         s.with_columns(d=pl.col("cpu").diff())
     assert pulled == []
+
+
+# ------------------------------------------------------------------ Python functions
+
+
+def _double(s: pl.Series) -> pl.Series:
+    return s * 2
+
+
+@pytest.mark.parametrize(("step", "call"), STEP_CALLS, ids=[s for s, _ in STEP_CALLS])
+def test_python_function_in_a_stateless_step(
+    stream: vs.Stream, step: str, call: Callable[[vs.Stream, pl.Expr], vs.Stream]
+) -> None:
+    with pytest.raises(vs.ExpressionError) as info:
+        call(stream, pl.col("cpu").map_batches(_double))
+    msg = str(info.value)
+    assert msg.startswith(f"{step}("), msg
+    assert 'col("cpu").python_udf()' in msg, msg
+    assert "calls a Python function (map_batches, map_elements)" in msg, msg
+    assert "Stream.map_batches(fn)" in msg, msg
+    assert "pickle" not in msg, msg
+
+
+# ------------------------------------------------------------------ window aggregations
+
+
+def _windowed() -> vs.WindowedStream:
+    return vs.from_polars(DF, batch_size=16).with_watermark("ts", "1s", time_unit="ms")
+
+
+def _tumbling() -> Any:
+    return _windowed().window(vs.tumbling("10s"), by="region")
+
+
+def _udf_aggs() -> list[pl.Expr]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Polars' PolarsInefficientMapWarning
+        return [
+            pl.col("cpu").map_batches(_double).sum(),
+            pl.col("cpu").map_elements(lambda v: v * 2, return_dtype=pl.Float64).mean(),
+            pl.col("cpu").sum().map_batches(_double),
+            pl.map_batches(["cpu", "mem"], lambda s: s[0] + s[1]).max(),
+        ]
+
+
+@pytest.mark.parametrize(
+    "agg",
+    _udf_aggs(),
+    ids=["map_batches-input", "map_elements-input", "map_batches-result", "pl.map_batches"],
+)
+def test_python_function_in_a_window_aggregation(agg: pl.Expr) -> None:
+    """Refused naming the expression, pointing to Stream.map_batches; not a
+    ModuleNotFoundError for cloudpickle from Polars' serializer, and not run."""
+    called: list[int] = []
+
+    def spy(s: pl.Series) -> pl.Series:
+        called.append(len(s))
+        return s
+
+    for e in [agg, pl.col("mem").map_batches(spy).sum()]:
+        with pytest.raises(vs.ExpressionError) as info:
+            _tumbling().agg(pl.len(), e)
+        msg = str(info.value)
+        assert msg.startswith("window(tumbling('10s'), by='region').agg(...): "), msg
+        assert f"{e} calls a Python function (map_batches, map_elements)" in msg, msg
+        assert "Stream.map_batches(fn) before .window(...)" in msg, msg
+        assert "after .agg(...)" in msg, msg
+        assert "pickle" not in msg, msg
+    assert called == []
+
+
+#: aggregations of a filtered column, with Polars' meaning: over the rows where the
+#: predicate holds (nulls in the value or the predicate included)
+FILTERED = [
+    pl.col("cpu").filter(pl.col("status") >= 400).mean().alias("mean_4xx"),
+    pl.col("latency_ms").filter(pl.col("cpu") > 20).sum().alias("sum"),
+    pl.col("bytes").filter(pl.col("cpu") > 20).max().alias("max_int"),
+    pl.col("cpu").filter(pl.col("mem") < 40).min().alias("min"),
+    pl.col("mem").filter(pl.col("cpu").is_null()).count().alias("count"),
+    pl.col("cpu").filter((pl.col("status") == 200) & (pl.col("mem") > 20)).std().alias("std"),
+    pl.col("mem").filter(pl.col("cpu") > 30).var(ddof=0).alias("var0"),
+    (pl.col("cpu").filter(pl.col("status") >= 400).sum() / pl.len()).alias("share"),
+    pl.col("cpu").mean().alias("plain_mean"),
+]
+
+
+@pytest.mark.parametrize("window", ["tumbling", "hopping", "session"])
+def test_aggregate_of_a_filtered_column_is_polars_filter(window: str) -> None:
+    """Supported as pl.when(pred).then(x) inputs, computed as Polars computes them."""
+    assert DF["cpu"].null_count()  # null values and null predicates
+    assert DF["mem"].null_count()
+    size = 200  # ms; the data spans about a second
+    if window == "tumbling":
+        spec, starts = vs.tumbling(f"{size}ms"), [pl.col("ts") // size * size]
+    elif window == "hopping":
+        spec = vs.hopping(f"{size}ms", f"{size // 2}ms")
+        starts = [pl.col("ts") // 100 * 100, pl.col("ts") // 100 * 100 - 100]
+    else:
+        spec, starts = vs.session("20ms"), []
+    got = _windowed().window(spec, by="region").agg(*FILTERED).collect()
+    if window == "session":
+        # per region, a new session where the previous event is more than 20 ms earlier
+        new = (pl.col("ts").diff().over("region", order_by="ts") > 20).fill_null(True)
+        framed = DF.with_columns(sid=new.cum_sum().over("region", order_by="ts"))
+        want = framed.group_by("region", "sid").agg(
+            pl.col("ts").min().alias("window_start"),
+            (pl.col("ts").max() + 20).alias("window_end"),
+            *FILTERED,
+        )
+    else:
+        framed = pl.concat([DF.with_columns(window_start=s) for s in starts])
+        framed = framed.filter(pl.col("ts") < pl.col("window_start") + size)
+        want = framed.group_by("region", "window_start").agg(*FILTERED)
+        want = want.with_columns(window_end=pl.col("window_start") + size)
+    assert got.height > 8  # several windows per region
+    keys = ["region", "window_start"]
+    assert_frame_equal(
+        got.sort(keys), want.select(got.columns).sort(keys), rel_tol=1e-9, abs_tol=1e-9
+    )
+
+
+@pytest.mark.parametrize(
+    ("agg", "says"),
+    [
+        (
+            pl.col("cpu").filter(pl.col("mem") > 1).len(),
+            r"len of a filtered column is not supported in windows \(Expr\.filter works under "
+            r"count, sum, mean, min, max, var, std\); count the rows where it holds with "
+            r"\(.*mem.*\)\.sum\(\)",
+        ),
+        (
+            pl.col("cpu").filter(pl.col("mem") > 1).first(),
+            r"first of a filtered column .*; filter the stream before \.window\(\.\.\.\) if "
+            r"every aggregate is over the same rows",
+        ),
+        (pl.col("cpu").filter(pl.col("mem") > 1).n_unique(), r"n_unique of a filtered column"),
+        (
+            (pl.col("cpu").filter(pl.col("mem") > 1) * 2).mean(),
+            r"filters rows inside an expression; Expr\.filter works directly under sum, mean, "
+            r"min, max, count, var or std, as in pl\.col\('x'\)\.filter\(pred\)\.mean\(\), or "
+            r"mask the value instead: pl\.when\(pred\)\.then\(<value>\)\.mean\(\)",
+        ),
+        (
+            pl.col("cpu").filter(pl.col("mem") > pl.col("mem").mean()).mean(),
+            r"the filter predicate .* is not row-wise \(it uses an aggregation \(mean\)\)",
+        ),
+        (
+            pl.col("cpu").filter(pl.col("mem") > 1).filter(pl.col("cpu") < 9).sum(),
+            r"two filters in a row: combine their predicates, \.filter\(\(.*\) & \(.*\)\)",
+        ),
+        (pl.col("cpu").diff().sum(), r"its input .*diff.* is not row-wise \(it uses Diff\)"),
+    ],
+    ids=["len", "first", "n_unique", "nested", "predicate-agg", "chained", "diff"],
+)
+def test_what_a_window_cannot_aggregate_says_what_works(agg: pl.Expr, says: str) -> None:
+    with pytest.raises(vs.ExpressionError) as info:
+        _tumbling().agg(agg)
+    msg = str(info.value)
+    assert msg.startswith("window(tumbling('10s'), by='region').agg(...): cannot compute "), msg
+    assert re.search(says, msg), msg
+    assert "stateless" not in msg, msg
 
 
 # ------------------------------------------------------------------ row-wise: accepted
@@ -334,6 +497,42 @@ def test_duration_finer_than_a_datetime_unit() -> None:
 def test_bad_duration(stream: vs.Stream, duration: object) -> None:
     with pytest.raises(vs.DurationError, match=r"with_watermark\('ts'\)"):
         stream.with_watermark("ts", duration, time_unit="ms")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("duration", ["-2s", " -1m30s", -2_000, timedelta(seconds=-2)])
+def test_negative_duration_is_called_negative(stream: vs.Stream, duration: object) -> None:
+    """A negative duration parses: it is refused for its sign, not as unparsable."""
+    with pytest.raises(
+        vs.DurationError,
+        match=r"^with_watermark\('ts'\) max_out_of_orderness must be >= 0, got the negative "
+        r"duration .*: pass a duration >= 0 such as '2s'$",
+    ):
+        stream.with_watermark("ts", duration, time_unit="ms")  # type: ignore[arg-type]
+    with pytest.raises(vs.DurationError, match=r"idle_timeout must be >= 0, got the negative"):
+        stream.with_watermark("ts", 0, time_unit="ms", idle_timeout="-2s")
+
+
+def test_with_watermark_takes_pl_col(stream: vs.Stream) -> None:
+    s = stream.with_watermark(pl.col("ts"), 1_000)
+    assert s.event_time == "ts"
+    assert_frame_equal(s.collect(), stream.with_watermark("ts", 1_000).collect())
+
+
+@pytest.mark.parametrize(
+    ("column", "says"),
+    [
+        (pl.col("ts") * 2, r"not an expression; add it as a column first, \.with_columns\(ts="),
+        (pl.col("ts").alias("t"), r"not an expression; add it as a column first"),
+        (pl.col("ts", "cpu"), r"select several columns: name one, as in pl\.col\('ts'\)"),
+        (pl.all(), r"select several columns"),
+        (3, r"given by its name \(a str\) or as pl\.col\(name\); got int"),
+    ],
+)
+def test_with_watermark_refuses_what_is_not_one_column(
+    stream: vs.Stream, column: object, says: str
+) -> None:
+    with pytest.raises(vs.EventTimeError, match=rf"^with_watermark\(.*{says}"):
+        stream.with_watermark(column, 1_000)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("column", ["host", "cpu", "region"])

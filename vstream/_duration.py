@@ -37,12 +37,14 @@ def to_nanoseconds(value: str | timedelta, *, what: str = "duration") -> int:
     """Convert a Polars duration string (``"1h30m"``, ``"500ms"``) or a timedelta to ns.
 
     Calendar units (``mo``, ``y``) and index counts (``i``) have no fixed length in
-    event time and are refused.
+    event time and are refused. A leading ``-`` gives a negative count: callers say
+    whether a negative duration is acceptable (so ``"-2s"`` is refused as negative, not
+    as unparsable).
 
     Examples
     --------
-    >>> to_nanoseconds("1m30s")
-    90000000000
+    >>> to_nanoseconds("1m30s"), to_nanoseconds("-2s")
+    (90000000000, -2000000000)
     >>> from datetime import timedelta
     >>> to_nanoseconds(timedelta(milliseconds=2))
     2000000
@@ -51,6 +53,9 @@ def to_nanoseconds(value: str | timedelta, *, what: str = "duration") -> int:
         # timedelta keeps microseconds exactly; avoid float total_seconds()
         return ((value.days * 86_400 + value.seconds) * 1_000_000 + value.microseconds) * 1_000
     text = value.strip()
+    if text.startswith("-") and text[1:2].isdigit():
+        # a negative duration parses (the caller says whether it may be negative)
+        return -to_nanoseconds(text[1:], what=what)
     pos = 0
     total = 0
     for m in _TOKEN.finditer(text):
@@ -126,7 +131,9 @@ def parse_duration(
         raise DurationError(msg)
     if out < 0 or (out == 0 and not allow_zero):
         bound = ">= 0" if allow_zero else "> 0"
-        msg = f"{what} must be {bound}, got {value!r}"
+        which = "the negative duration " if out < 0 else ""
+        msg = f"{what} must be {bound}, got {which}{value!r}: pass a duration {bound} such as "
+        msg += "'2s'" if unit is not None else "2 (in the column's unit)"
         raise DurationError(msg)
     return out
 
@@ -169,6 +176,6 @@ def wall_seconds(value: Duration | float, what: str) -> float:
     else:
         seconds = to_nanoseconds(value, what=what) / 1e9
     if seconds < 0:
-        msg = f"{what} must be >= 0, got {value!r}"
+        msg = f"{what} must be >= 0, got the negative duration {value!r}: pass a duration >= 0"
         raise DurationError(msg)
     return seconds

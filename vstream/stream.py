@@ -193,7 +193,7 @@ class Stream:
     # ------------------------------------------------------------------ event time
     def with_watermark(
         self,
-        column: str,
+        column: str | pl.Expr,
         max_out_of_orderness: Duration = 0,
         *,
         idle_timeout: Duration | float | None = None,
@@ -208,7 +208,8 @@ class Stream:
         Parameters
         ----------
         column
-            An integer or ``pl.Datetime`` column.
+            An integer or ``pl.Datetime`` column: its name or ``pl.col(name)``. A computed
+            event time is added as a column first (``.with_columns(ts=...)``).
         max_out_of_orderness
             How late an event may be relative to the newest one seen: an int in the
             column's unit, or a Polars duration string / timedelta (for an integer
@@ -227,7 +228,30 @@ class Stream:
         >>> df = pl.DataFrame({"ts": [1_000, 3_000, 2_000]})
         >>> vs.from_polars(df).with_watermark("ts", "1s", time_unit="ms").event_time
         'ts'
+        >>> vs.from_polars(df).with_watermark(pl.col("ts"), 1_000).event_time
+        'ts'
         """
+        if isinstance(column, pl.Expr):
+            if not column.meta.is_column():
+                if column.meta.output_name(raise_if_undetermined=False) is None:
+                    fix = "it may select several columns: name one, as in pl.col('ts')"
+                else:
+                    fix = (
+                        "add it as a column first, .with_columns(ts=<the expression>), "
+                        "then call .with_watermark('ts', ...)"
+                    )
+                msg = (
+                    f"with_watermark({column}): the event time must be one column, given by "
+                    f"its name or as pl.col(name), not an expression; {fix}"
+                )
+                raise EventTimeError(msg)
+            column = column.meta.output_name()
+        elif not isinstance(column, str):
+            msg = (
+                f"with_watermark({column!r}): the event-time column is given by its name "
+                f"(a str) or as pl.col(name); got {type(column).__name__}"
+            )
+            raise EventTimeError(msg)
         step = f"with_watermark({column!r})"
         if self._node.event_time is not None:
             msg = (

@@ -21,7 +21,7 @@ import polars as pl
 
 from vstream._dtypes import integer_like
 from vstream.errors import ColumnNotFoundError, ExpressionError
-from vstream.plan.expressions import check_row_wise
+from vstream.plan.expressions import expression_tree, non_row_wise_parts
 
 __all__ = ["AggLeaf", "AggPlan", "plan_aggregations"]
 
@@ -55,9 +55,17 @@ FIELDS: dict[int, tuple[int, int]] = {
 COUNTED = frozenset({COUNT, MEAN, MIN_F, MAX_F, MIN_I, MAX_I})
 
 _INCREMENTAL = ("Len", "Count", "Sum", "Mean", "Min", "Max", "First", "Last", "Var", "Std")
+#: aggregations that skip nulls: over ``x.filter(pred)`` they equal those over
+#: ``pl.when(pred).then(x)`` (a row-wise input column, nulls where pred does not hold)
+_MASKABLE = ("Count", "Sum", "Mean", "Min", "Max", "Var", "Std")
+_UDF_FIX = (
+    "a window aggregation runs as incremental kernels and cannot call it: apply the "
+    "function with Stream.map_batches(fn) before .window(...) (to compute an input column) "
+    "or after .agg(...) (to transform the results)"
+)
 _SUGGEST = (
-    "pl.len(), count, sum, mean, min, max, first, last, var, std, n_unique, their "
-    "aliases and arithmetic on them"
+    "pl.len(), count, sum, mean, min, max, first, last, var, std, n_unique (count to std "
+    "also of x.filter(pred)), their aliases and arithmetic on them"
 )
 
 
@@ -166,7 +174,18 @@ class _Planner:
         key = json.dumps(node, sort_keys=True)
         if key not in self._input_keys:
             e = _deserialize(node)
-            check_row_wise(e, self.step)
+            culprits = non_row_wise_parts(node)
+            if "Expr.filter" in culprits:
+                why = (
+                    f"its input {e} filters rows inside an expression; Expr.filter works "
+                    "directly under sum, mean, min, max, count, var or std, as in "
+                    "pl.col('x').filter(pred).mean(), or mask the value instead: "
+                    "pl.when(pred).then(<value>).mean()"
+                )
+                raise self.fail(expr, why)
+            if culprits:
+                why = f"its input {e} is not row-wise (it uses {', '.join(culprits)})"
+                raise self.fail(expr, why)
             name = f"__vs_in{len(self._input_keys)}"
             try:
                 dtype = _empty_eval(self.schema, e.alias(name))[name]
@@ -210,6 +229,8 @@ class _Planner:
                 arg = arg["input"]
             if op not in (*_INCREMENTAL, "NUnique"):
                 raise self.fail(expr, f"{op} is not an incremental aggregation")
+            if isinstance(arg, dict) and "Filter" in arg:
+                arg = self._masked(op, arg, expr)
             inp, in_dtype = self._input(arg, expr)
             kind = self._kind(op, in_dtype, expr)
         n0 = -1
@@ -227,6 +248,36 @@ class _Planner:
         self.leaves.append(leaf)
         self._leaf_keys[key] = name
         return {"Column": name}
+
+    def _masked(self, op: str, node: Any, expr: pl.Expr) -> Any:
+        """The input of an aggregation of ``x.filter(pred)`` (Polars: over the rows where
+        ``pred`` holds) as ``pl.when(pred).then(x)``, for the aggregations that skip
+        nulls (a null predicate drops the row in both)."""
+        value, mask = node["Filter"]["input"], _deserialize(node["Filter"]["by"])
+        if isinstance(value, dict) and "Filter" in value:
+            # Polars evaluates the second predicate on the unfiltered rows (a shape error)
+            inner = _deserialize(value["Filter"]["by"])
+            why = f"two filters in a row: combine their predicates, .filter(({inner}) & ({mask}))"
+            raise self.fail(expr, why)
+        if op not in _MASKABLE:
+            name = {"Len": "len", "NUnique": "n_unique"}.get(op, op.lower())
+            instead = (
+                f"count the rows where it holds with ({mask}).sum()"
+                if op == "Len"
+                else "filter the stream before .window(...) if every aggregate is over the "
+                "same rows"
+            )
+            why = (
+                f"{name} of a filtered column is not supported in windows (Expr.filter works "
+                f"under {', '.join(o.lower() for o in _MASKABLE)}); {instead}"
+            )
+            raise self.fail(expr, why)
+        culprits = non_row_wise_parts(node["Filter"]["by"])
+        if culprits:
+            why = f"the filter predicate {mask} is not row-wise (it uses {', '.join(culprits)})"
+            raise self.fail(expr, why)
+        masked = pl.when(mask).then(_deserialize(value))
+        return json.loads(masked.meta.serialize(format="json"))
 
     def _nulls_field(self, inp: str, in_dtype: pl.DataType | None) -> int:
         """The int field counting ``inp``'s nulls, shared by every counted leaf of it;
@@ -370,6 +421,8 @@ def plan_aggregations(
     final: list[pl.Expr] = []
     out: dict[str, pl.DataType] = {}
     for expr in exprs:
+        # before anything evaluates it: a Python function would run on the empty frame
+        expression_tree(expr, step, _UDF_FIX)
         for e in _expand(expr, schema):
             try:
                 out_schema = _empty_eval(schema, e)

@@ -11,7 +11,13 @@ import polars.exceptions as plx
 
 from vstream.errors import ColumnNotFoundError, ExpressionError, PipelineError
 
-__all__ = ["check_row_wise", "infer_schema", "root_columns"]
+__all__ = [
+    "check_row_wise",
+    "expression_tree",
+    "infer_schema",
+    "non_row_wise_parts",
+    "root_columns",
+]
 
 _WINDOW_HINT = (
     "stateless steps see one micro-batch at a time, so it would give per-batch answers; "
@@ -198,6 +204,57 @@ def _refused_function(spec: Any) -> Iterator[str]:
                 yield f"{inner_name}"
 
 
+def _has_key(node: Any, key: str) -> bool:
+    if isinstance(node, dict):
+        return key in node or any(_has_key(v, key) for v in node.values())
+    if isinstance(node, list):
+        return any(_has_key(v, key) for v in node)
+    return False
+
+
+def expression_tree(expr: pl.Expr, step: str, fix: str) -> Any:
+    """The serialized tree of ``expr`` (parsed JSON); an expression with a Python function
+    inside (``map_batches``, ``map_elements``) is refused, naming it, with ``fix``.
+
+    Polars serializes a Python function by pickling it (or fails to, without
+    cloudpickle); vstream could not run one row-wise or incrementally anyway.
+
+    Examples
+    --------
+    >>> import polars as pl
+    >>> expression_tree(pl.col("x") + 1, "select", "")["BinaryExpr"]["op"]
+    'Plus'
+    >>> expression_tree(pl.col("x").map_batches(abs), "select", "use Stream.map_batches(fn)")
+    Traceback (most recent call last):
+    ...
+    vstream.errors.ExpressionError: select: col("x").python_udf() calls a Python function ...
+    """
+    try:
+        tree = json.loads(expr.meta.serialize(format="json"))
+    except Exception as exc:
+        if "python_udf" not in str(expr) and "pickle" not in str(exc):
+            msg = f"{step}: cannot inspect the expression {_short(expr)} ({_first_line(exc)})"
+            raise ExpressionError(msg) from None
+        tree = {"AnonymousFunction": None}
+    if _has_key(tree, "AnonymousFunction"):
+        msg = f"{step}: {_short(expr)} calls a Python function (map_batches, map_elements); {fix}"
+        raise ExpressionError(msg)
+    return tree
+
+
+def non_row_wise_parts(tree: Any) -> list[str]:
+    """What makes a serialized expression depend on other rows, once each.
+
+    Examples
+    --------
+    >>> import json
+    >>> import polars as pl
+    >>> non_row_wise_parts(json.loads(pl.col("x").diff().abs().meta.serialize(format="json")))
+    ['Diff']
+    """
+    return list(dict.fromkeys(_walk(tree)))
+
+
 def check_row_wise(expr: pl.Expr, step: str) -> None:
     """Refuse an expression whose value for a row depends on other rows.
 
@@ -217,16 +274,11 @@ def check_row_wise(expr: pl.Expr, step: str) -> None:
     if not isinstance(expr, pl.Expr):
         msg = f"{step}: expected a Polars expression, got {type(expr).__name__} {expr!r}"
         raise ExpressionError(msg)
-    try:
-        tree = json.loads(expr.meta.serialize(format="json"))
-    except Exception as exc:
-        msg = (
-            f"{step}: cannot inspect the expression {_short(expr)} ({exc}); expressions "
-            "with Python functions inside are not accepted in stateless steps: use "
-            "Stream.map_batches(fn) instead"
-        )
-        raise ExpressionError(msg) from exc
-    culprits = list(dict.fromkeys(_walk(tree)))
+    fix = (
+        "stateless steps take Polars expressions only: run a Python function on whole "
+        "micro-batches with Stream.map_batches(fn) instead"
+    )
+    culprits = non_row_wise_parts(expression_tree(expr, step, fix))
     if culprits:
         msg = (
             f"{step}: the expression {_short(expr)} is not row-wise (it uses "
