@@ -394,7 +394,7 @@ def test_leftovers_of_a_crash_while_writing_are_ignored(
     tmp = tmp_path / "ckpt" / ".tmp-chk-00000099"
     tmp.mkdir()
     (tmp / "manifest.json").write_text("{")
-    pending = tmp_path / "ckpt" / "pending" / "sink-0"
+    pending = tmp_path / ".out.vstream" / "pending"
     pl.DataFrame({"junk": [1]}).write_parquet(pending / "part-00000099-0000.parquet")
     _finish(build, tmp_path)
     same_rows(_parts(tmp_path / "out"), build(Fuse())[0].collect())
@@ -411,8 +411,9 @@ def test_commit_is_redone_after_a_crash_between_manifest_and_rename(
     assert sink["files"], "the newest epoch should have written a file"
     # undo the renames of the newest checkpoint: as if the process died right after
     # the manifest became durable
+    pending = tmp_path / ".out.vstream" / "pending"  # the sink's own, beside the output
     for name in sink["files"]:
-        os.replace(tmp_path / "out" / name, Path(sink["pending"]) / name)
+        os.replace(tmp_path / "out" / name, pending / name)
     _finish(build, tmp_path)
     same_rows(_parts(tmp_path / "out"), build(Fuse())[0].collect())
 
@@ -639,7 +640,9 @@ def test_sink_recover_without_checkpoint_leaves_foreign_files(tmp_path: Path) ->
     out = tmp_path / "out"
     out.mkdir()
     (out / "notes.txt").write_text("mine")
-    sink = ParquetSink(out, rows_per_file=10, flush_interval=None, compression="zstd")
+    sink = ParquetSink(
+        out, rows_per_file=10, flush_interval=None, compression="zstd", mode="append"
+    )
     sink.use_checkpoints(tmp_path / "ckpt", 0)
     sink.open(pl.Schema({"x": pl.Int64}))
     with warnings.catch_warnings():

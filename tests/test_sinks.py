@@ -68,7 +68,9 @@ def test_sink_parquet_second_run_appends(tmp_path: Path, telemetry_small: pl.Dat
     vs.from_polars(df.head(2_000), batch_size=500).sink_parquet(out, rows_per_file=1_000)
     first = {p.name: p.read_bytes() for p in _parts(out)}
     assert len(first) == 2
-    vs.from_polars(df.tail(1_000), batch_size=500).sink_parquet(out, rows_per_file=1_000)
+    vs.from_polars(df.tail(1_000), batch_size=500).sink_parquet(
+        out, rows_per_file=1_000, mode="append"
+    )
     after = {p.name: p.read_bytes() for p in _parts(out)}
     assert len(after) == 3
     assert {k: after[k] for k in first} == first  # earlier files untouched
@@ -81,7 +83,7 @@ def test_sink_parquet_leaves_other_files_alone(tmp_path: Path) -> None:
     out.mkdir()
     (out / "README.txt").write_text("keep me")
     pl.DataFrame({"x": [-1]}).write_parquet(out / "part-000041.parquet")
-    vs.from_polars(pl.DataFrame({"x": [1, 2, 3]})).sink_parquet(out)
+    vs.from_polars(pl.DataFrame({"x": [1, 2, 3]})).sink_parquet(out, mode="append")
     assert (out / "README.txt").read_text() == "keep me"
     assert pl.read_parquet(out / "part-000041.parquet")["x"].to_list() == [-1]
     new = [p for p in _parts(out) if p.name != "part-000041.parquet"]

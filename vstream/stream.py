@@ -23,7 +23,7 @@ from vstream.errors import (
     SchemaError,
     UnboundedError,
 )
-from vstream.io.sinks import CallbackSink, CollectSink, ParquetSink, ResultsSink, Sink
+from vstream.io.sinks import CallbackSink, CollectSink, ParquetSink, ResultsSink, Sink, SinkMode
 from vstream.ops.stateless import filter_frame, select_step, with_columns_step
 from vstream.ops.window import WindowSetup
 from vstream.plan.aggregates import plan_aggregations
@@ -842,6 +842,7 @@ class Stream:
         rows_per_file: int = 1_000_000,
         flush_interval: Duration | float | None = "10s",
         compression: str = "zstd",
+        mode: SinkMode = "error",
         lazy: bool = False,
         timeout: Duration | float | None = None,
         checkpoint_dir: str | os.PathLike[str] | None = None,
@@ -849,11 +850,26 @@ class Stream:
         keep_checkpoints: int = 3,
         progress: bool | None = None,
     ) -> Any:
-        """Write the stream to Parquet part files in a directory.
+        """Write the stream to Parquet part files in a directory, or to one file.
 
-        Each file is written under a hidden temporary name and renamed when complete, so
-        readers never see a half-written file. Returns the run's :class:`Metrics`, or a
-        :class:`LazySink` with ``lazy=True`` for :func:`vstream.collect_all`.
+        Each file is written in the sink's own directory beside the output
+        (``.<name>.vstream/``, on the same file system) and renamed into the output when
+        complete, so the output directory holds complete part files and nothing else:
+        ``pl.read_parquet(path)``, ``pl.scan_parquet(path)`` and ``pyarrow.dataset`` read
+        it at any moment. Returns the run's :class:`Metrics`, or a :class:`LazySink` with
+        ``lazy=True`` for :func:`vstream.collect_all`.
+
+        ``mode`` says what to do with a directory that already has content and is not
+        this sink's own checkpointed output (as Spark's ``mode``): ``"error"`` refuses
+        it, ``"overwrite"`` deletes its content first, ``"append"`` adds part files
+        after the ones there. A directory holding another checkpointed run's output is
+        refused whatever the mode.
+
+        A path ending in ``.parquet`` (that is not an existing directory) is one file,
+        for a bounded stream without checkpoints, as Polars' ``sink_parquet`` writes: it
+        appears at the end of a run that did not fail, at once (written to a temporary
+        file, then renamed); ``mode="error"`` refuses an existing file, ``"overwrite"``
+        replaces it.
 
         With ``checkpoint_dir`` the run is exactly-once and restartable: every
         ``checkpoint_interval`` (a duration of wall-clock time, or an int number of
@@ -891,11 +907,30 @@ class Stream:
         sink = LazySink(
             self,
             lambda: ParquetSink(
-                path, rows_per_file=rows_per_file, flush_interval=interval, compression=compression
+                path,
+                rows_per_file=rows_per_file,
+                flush_interval=interval,
+                compression=compression,
+                mode=mode,
             ),
             checkpoint=config,
         )
-        sink._factory()  # validate the arguments now, not at run time
+        probe = sink._factory()  # validate the arguments now, not at run time
+        assert isinstance(probe, ParquetSink)
+        if probe.single and config is not None:
+            msg = (
+                f"{where}: a single Parquet file ({str(path)!r}) cannot be written "
+                "exactly-once with checkpoint_dir; pass a directory (a path not ending in "
+                ".parquet)"
+            )
+            raise PipelineError(msg)
+        if probe.single and not self.is_bounded:
+            msg = (
+                f"{where}: {str(path)!r} is one Parquet file, written at the end of the "
+                "input, and this stream is unbounded; write to a directory of part files "
+                "(a path not ending in .parquet), or bound the stream with .head(n)"
+            )
+            raise PipelineError(msg)
         return sink if lazy else sink.run(timeout=timeout, stacklevel=3, progress=progress)
 
     def sink_callback(

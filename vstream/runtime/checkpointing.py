@@ -24,7 +24,7 @@ from vstream.errors import CheckpointError, CheckpointWarning, PipelineError
 from vstream.io.base import SplitPosition
 from vstream.plan.fingerprint import describe_plan, fingerprint, plan_difference
 from vstream.plan.nodes import SourceNode
-from vstream.state.checkpoint import CheckpointStore, LoadedCheckpoint
+from vstream.state.checkpoint import RUN_MANIFEST, CheckpointStore, LoadedCheckpoint
 
 if TYPE_CHECKING:
     from vstream.runtime.executor import Executor
@@ -102,7 +102,7 @@ class Checkpointing:
 
     def __init__(self, config: CheckpointConfig, executor: Executor) -> None:
         self.config = config
-        self.store = CheckpointStore(config.dir, config.keep)
+        self.store = CheckpointStore(config.dir, config.keep, schema=RUN_MANIFEST)
         self.ex = executor
         self.plan = describe_plan(executor.nodes)
         self.fingerprint = fingerprint(self.plan)
@@ -173,10 +173,41 @@ class Checkpointing:
             raise CheckpointError(msg)
         return loaded
 
+    def _check_shape(self, loaded: LoadedCheckpoint) -> None:
+        """The checkpoint's steps, sources and sinks are this run's (the manifest's types
+        were checked when it was read; this checks it against the plan)."""
+        ex, m = self.ex, loaded.manifest
+        problems = []
+        if len(m["nodes"]) != len(ex.ops):
+            problems.append(f"it has {len(m['nodes'])} steps, the plan {len(ex.ops)}")
+        nodes = [src["node"] for src in m["sources"]]
+        if nodes != list(ex.sources):
+            problems.append(f"its sources are steps {nodes}, the plan's {list(ex.sources)}")
+        else:
+            for src in m["sources"]:
+                have, want = len(src["splits"]), len(ex.split_ids[src["node"]])
+                if have != want:
+                    problems.append(
+                        f"source {src['label']!r} has {have} splits in it, {want} now "
+                        "(its input changed?)"
+                    )
+        if len(m["sinks"]) != len(ex.targets):
+            problems.append(f"it has {len(m['sinks'])} sinks, the run {len(ex.targets)}")
+        if problems:
+            msg = (
+                f"the checkpoint in {str(loaded.path)!r} does not fit the pipeline: "
+                + "; ".join(problems)
+                + ". Restore the pipeline and its input, or start it with a new "
+                "checkpoint_dir (and a new output directory)"
+            )
+            raise CheckpointError(msg)
+
     def restore(self, loaded: LoadedCheckpoint | None) -> None:
         """After the sinks opened, before the sources do: recover sinks, operators,
         watermarks and source positions."""
         ex = self.ex
+        if loaded is not None:
+            self._check_shape(loaded)
         m = loaded.manifest if loaded is not None else None
         sink_states = m["sinks"] if m is not None else [None] * len(ex.targets)
         epoch = loaded.epoch if loaded is not None else 0
@@ -196,7 +227,7 @@ class Checkpointing:
         for i, (op, info) in enumerate(zip(ex.ops, m["nodes"], strict=True)):
             tables = loaded.tables_of(f"{i:03d}")
             if tables:
-                op.restore(tables)
+                _restore_op(op, tables, ex.nodes[i].label, loaded)
             op._in_wm = list(info["in_wm"])
             op._out_wm = int(info["op_out_wm"])
             op.done = bool(info["done"])
@@ -294,3 +325,23 @@ class Checkpointing:
         self.written.append((time.perf_counter() - t0, self.store.size_of(epoch)))
         ex.metrics.checkpoints += 1
         ex.metrics.last_checkpoint_epoch = epoch
+
+
+def _restore_op(
+    op: Any, tables: dict[str, pa.Table], label: str, loaded: LoadedCheckpoint
+) -> None:
+    """``op.restore(tables)``; whatever the tables make it raise (a missing column, a wrong
+    type, a Polars panic on a broken extension type) refuses the checkpoint."""
+    from polars.exceptions import PanicException
+
+    try:
+        op.restore(tables)
+    except (Exception, PanicException) as exc:
+        kind = type(exc).__name__
+        msg = (
+            f"the checkpoint in {str(loaded.path)!r} holds state that step {label!r} cannot "
+            f"take ({kind}: {exc}; tables {sorted(tables)}). It was damaged or written by "
+            "another pipeline: remove it to fall back to the previous checkpoint, or start "
+            "afresh with a new checkpoint_dir (and a new output directory)"
+        )
+        raise CheckpointError(msg) from exc

@@ -4,12 +4,11 @@ Layout of a checkpoint directory (``checkpoint_dir`` of a sink or a background r
 
     ckpt/
       chk-00000007/               one complete checkpoint (epoch 7)
-        manifest.json             format, version, plan, positions, watermarks, sinks
+        manifest.json             format, version, checksum, plan, positions, sinks
         op-003.state.arrow        table "state" of plan step 3 (Arrow IPC file)
         op-003.keys.keys.arrow    table "keys.keys" of the same step
         ...
       chk-00000008/
-      pending/sink-0/             a Parquet sink's part files not yet committed
 
 Each file is a plain Arrow IPC file: ``pl.read_ipc("ckpt/chk-00000007/op-003.state.arrow")``
 opens it. The manifest lists every file with its size and CRC-32, so a truncated or
@@ -17,36 +16,66 @@ damaged file is found before anything is restored. A checkpoint is written into
 ``.tmp-chk-...`` and renamed into place once every file is on disk (fsync), so a crash
 leaves the previous checkpoints and perhaps a temporary directory, never a half one.
 Loading reads JSON and Arrow only: no code runs (no pickle).
+
+A checkpoint directory is untrusted input. The manifest carries its own checksum
+(SHA-256 of its canonical JSON) and is checked against a schema (:data:`RUN_MANIFEST`,
+the one place that says what a run's manifest holds) before anything is acted on. The
+only paths it names are state file names, which must be plain names inside the
+checkpoint (no ``/``, no ``..``, no symbolic links); a sink's staged files are named
+``part-<epoch>-<k>.parquet`` and are taken from the sink's own directory only (the
+directory the manifest records is compared with it, never used). A checkpoint that
+fails a check is skipped for the previous one, with a warning; if none is left, the
+run is refused with a :class:`CheckpointError` that lists what is wrong.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
 import shutil
+import stat
 import warnings
 import zlib
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
-from vstream._files import fsync
+from vstream._files import fsync, os_problem
 from vstream.errors import CheckpointError, CheckpointWarning
 
-__all__ = ["FORMAT", "VERSION", "CheckpointStore", "LoadedCheckpoint"]
+__all__ = [
+    "FORMAT",
+    "PART",
+    "RUN_MANIFEST",
+    "VERSION",
+    "CheckpointStore",
+    "LoadedCheckpoint",
+    "ManifestSchema",
+    "manifest_problems",
+    "seal_manifest",
+]
 
 FORMAT = "vstream-checkpoint"
 #: 2: window aggregates count non-null rows as the slot's rows minus the input's nulls
-#: (one shared field), float min / max start at NaN (no non-NaN count)
-VERSION = 2
+#: (one shared field), float min / max start at NaN (no non-NaN count).
+#: 3: the manifest carries its checksum and follows :data:`RUN_MANIFEST`; a sink's
+#: staged part files are plain names in its own directory.
+VERSION = 3
 MANIFEST = "manifest.json"
 _DIR = re.compile(r"^chk-(\d{8,})$")
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]")
+#: a state file's name: a plain name inside the checkpoint directory
+_FILE = re.compile(r"^op-[A-Za-z0-9_.-]+\.arrow$")
+#: a Parquet sink's staged part file: ``part-<epoch>-<k>.parquet``
+PART = re.compile(r"^part-(\d{8,})-(\d{4,})\.parquet$")
+#: problems listed in a refusal (a thoroughly broken manifest has hundreds)
+_SHOWN = 6
 
 
 def _crc_of(path: Path) -> int:
@@ -57,6 +86,275 @@ def _crc_of(path: Path) -> int:
     return crc
 
 
+def _checksum(body: Mapping[str, Any]) -> str:
+    canonical = json.dumps(
+        {k: v for k, v in body.items() if k != "checksum"},
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=True,
+        allow_nan=False,
+    )
+    return "sha256:" + hashlib.sha256(canonical.encode("ascii")).hexdigest()
+
+
+def seal_manifest(body: Mapping[str, Any]) -> dict[str, Any]:
+    """``body`` with its ``checksum``, as :meth:`CheckpointStore.write` stores it."""
+    return {**body, "checksum": _checksum(body)}
+
+
+def _show(value: object) -> str:
+    try:
+        text = json.dumps(value)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+# ---------------------------------------------------------------------- manifest schema
+class _Spec:
+    """What one JSON value must be; ``check`` appends a line per problem to ``out``."""
+
+    def check(self, value: object, at: str, out: list[str]) -> None:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class _Any(_Spec):
+    def check(self, value: object, at: str, out: list[str]) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class _Bool(_Spec):
+    def check(self, value: object, at: str, out: list[str]) -> None:
+        if not isinstance(value, bool):
+            out.append(f"{at}: expected true or false, got {_show(value)}")
+
+
+@dataclass(frozen=True)
+class _Int(_Spec):
+    low: int = -(1 << 63)
+
+    def check(self, value: object, at: str, out: list[str]) -> None:
+        if isinstance(value, bool) or not isinstance(value, int):
+            out.append(f"{at}: expected an integer, got {_show(value)}")
+        elif not self.low <= value < (1 << 63):
+            out.append(f"{at}: {value} is out of range")
+
+
+@dataclass(frozen=True)
+class _Str(_Spec):
+    pattern: re.Pattern[str] | None = None
+    what: str = ""
+
+    def check(self, value: object, at: str, out: list[str]) -> None:
+        if not isinstance(value, str):
+            out.append(f"{at}: expected a string, got {_show(value)}")
+        elif self.pattern is not None and not self.pattern.match(value):
+            out.append(f"{at}: {_show(value)} is not {self.what}")
+
+
+@dataclass(frozen=True)
+class _List(_Spec):
+    item: _Spec
+
+    def check(self, value: object, at: str, out: list[str]) -> None:
+        if not isinstance(value, list):
+            out.append(f"{at}: expected a list, got {_show(value)}")
+            return
+        for i, v in enumerate(value):
+            self.item.check(v, f"{at}[{i}]", out)
+
+
+@dataclass(frozen=True)
+class _Map(_Spec):
+    """An object with any keys (matching ``key``) and values of one kind."""
+
+    value: _Spec
+    key: _Str = field(default_factory=_Str)
+
+    def check(self, value: object, at: str, out: list[str]) -> None:
+        if not isinstance(value, dict):
+            out.append(f"{at}: expected an object, got {_show(value)}")
+            return
+        for k, v in value.items():
+            self.key.check(k, f"{at} key", out)
+            self.value.check(v, f"{at}[{k!r}]", out)
+
+
+@dataclass(frozen=True)
+class _Obj(_Spec):
+    """An object with the ``required`` keys and perhaps the ``optional`` ones; any other
+    key is wrong unless ``open``."""
+
+    required: Mapping[str, _Spec]
+    optional: Mapping[str, _Spec] = field(default_factory=dict)
+    open: bool = False
+
+    def check(self, value: object, at: str, out: list[str]) -> None:
+        if not isinstance(value, dict):
+            out.append(f"{at}: expected an object, got {_show(value)}")
+            return
+        for k, spec in self.required.items():
+            if k not in value:
+                out.append(f"{at}: the key {k!r} is missing")
+            else:
+                spec.check(value[k], f"{at}.{k}", out)
+        for k, spec in self.optional.items():
+            if k in value:
+                spec.check(value[k], f"{at}.{k}", out)
+        if not self.open:
+            out.extend(
+                f"{at}: unexpected key {_show(k)}"
+                for k in value
+                if k not in self.required and k not in self.optional
+            )
+
+
+#: a check between parts of a manifest whose types are right; returns its problems
+Rule = Callable[[dict[str, Any]], list[str]]
+
+
+@dataclass(frozen=True)
+class ManifestSchema:
+    """What a manifest holds beside the store's own keys (format, version, checksum,
+    epoch, files): ``body``, and ``rules`` between its parts."""
+
+    body: Mapping[str, _Spec]
+    rules: tuple[Rule, ...] = ()
+
+
+#: the store's own keys, in every manifest
+_ENVELOPE: dict[str, _Spec] = {
+    "format": _Str(),
+    "version": _Int(),
+    "checksum": _Str(),
+    "epoch": _Int(1),
+    "files": _Map(
+        _Obj(
+            {
+                "file": _Str(_FILE, "a state file name (op-<table>.arrow)"),
+                "rows": _Int(0),
+                "bytes": _Int(0),
+                "crc32": _Int(0),
+            }
+        ),
+        key=_Str(re.compile(r"^[^/\\]+$"), "a table name"),
+    ),
+}
+
+
+def _rule_tables(m: dict[str, Any]) -> list[str]:
+    """Each state file is the one of the table (and so of the plan step) that lists it."""
+    out = []
+    for name, info in m["files"].items():
+        stem = f"op-{_SAFE.sub('_', name)}"
+        fname = info["file"]
+        if fname != f"{stem}.arrow" and not re.fullmatch(re.escape(stem) + r"-\d+\.arrow", fname):
+            out.append(f"files[{name!r}]: {fname!r} is not the file of table {name!r}")
+        step = name.split(".", 1)[0]
+        if not step.isdigit() or int(step) >= len(m["nodes"]):
+            out.append(f"files[{name!r}]: the plan has no step {step!r}")
+    files = [info["file"] for info in m["files"].values()]
+    if len(set(files)) != len(files):
+        out.append("files: two tables name the same state file")
+    return out
+
+
+def _rule_sources(m: dict[str, Any]) -> list[str]:
+    return [
+        f"sources[{i}].node: the plan has no step {src['node']}"
+        for i, src in enumerate(m["sources"])
+        if src["node"] >= len(m["nodes"])
+    ]
+
+
+def _rule_parts(m: dict[str, Any]) -> list[str]:
+    """A sink lists the part files it staged during this epoch, each once."""
+    out = []
+    for i, sink in enumerate(m["sinks"]):
+        names = sink.get("files", [])
+        for name in names:
+            match = PART.match(name)
+            if match is not None and int(match.group(1)) != m["epoch"]:
+                out.append(f"sinks[{i}].files: {name!r} was not staged in epoch {m['epoch']}")
+        if len(set(names)) != len(names):
+            out.append(f"sinks[{i}].files: a part file is listed twice")
+        if ("files" in sink) != ("pending" in sink):
+            out.append(f"sinks[{i}]: 'files' and 'pending' go together")
+    return out
+
+
+#: the manifest of a run's checkpoint (written by :mod:`vstream.runtime.checkpointing`)
+RUN_MANIFEST = ManifestSchema(
+    body={
+        "finished": _Bool(),
+        "created": _Str(),
+        "fingerprint": _Str(),
+        "plan": _List(_Any()),
+        "nodes": _List(
+            _Obj(
+                {
+                    "label": _Str(),
+                    "in_wm": _List(_Int()),
+                    "op_out_wm": _Int(),
+                    "done": _Bool(),
+                    "out_wm": _Int(),
+                    "finished": _Bool(),
+                }
+            )
+        ),
+        "sources": _List(
+            _Obj(
+                {
+                    "node": _Int(0),
+                    "label": _Str(),
+                    "splits": _List(_Obj({"name": _Str(), "position": _Any(), "ended": _Bool()})),
+                }
+            )
+        ),
+        "sinks": _List(
+            _Obj(
+                {},
+                {
+                    "files": _List(_Str(PART, "a part file name (part-<epoch>-<k>.parquet)")),
+                    # where the sink stages: compared with the sink's own directory, never
+                    # used as a path
+                    "pending": _Str(),
+                },
+            )
+        ),
+        "events_in": _Int(0),
+    },
+    rules=(_rule_tables, _rule_sources, _rule_parts),
+)
+
+
+def manifest_problems(manifest: object, schema: ManifestSchema | None) -> list[str]:
+    """What is wrong with ``manifest`` (a parsed manifest.json), one line each; empty if
+    nothing. Without ``schema`` only the store's own keys are checked."""
+    out: list[str] = []
+    if schema is None:
+        _Obj(_ENVELOPE, open=True).check(manifest, "manifest", out)
+        return out
+    _Obj({**_ENVELOPE, **schema.body}).check(manifest, "manifest", out)
+    if not out:
+        assert isinstance(manifest, dict)
+        for rule in schema.rules:
+            out.extend(rule(manifest))
+    return out
+
+
+def _is_plain(path: Path, kind: int) -> bool:
+    """``path`` is a file (``stat.S_IFREG``) or directory (``stat.S_IFDIR``) itself,
+    not a symbolic link to one: nothing a checkpoint names may lead outside it."""
+    try:
+        return stat.S_IFMT(os.lstat(path).st_mode) == kind
+    except OSError:
+        return False
+
+
+# ---------------------------------------------------------------------- the store
 @dataclass(frozen=True)
 class LoadedCheckpoint:
     """A checkpoint that passed every check: its manifest and its tables."""
@@ -77,11 +375,19 @@ class LoadedCheckpoint:
 
 class CheckpointStore:
     """The checkpoints in one directory: write a new one, find the newest good one,
-    keep the last ``keep``."""
+    keep the last ``keep``. ``schema`` says what a manifest holds beside the store's own
+    keys (:data:`RUN_MANIFEST` for a run; None checks the store's keys only)."""
 
-    def __init__(self, path: str | os.PathLike[str], keep: int = 3) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        keep: int = 3,
+        *,
+        schema: ManifestSchema | None = None,
+    ) -> None:
         self.path = Path(path)
         self.keep = keep
+        self.schema = schema
         if self.path.exists() and not self.path.is_dir():
             msg = f"checkpoint_dir {str(self.path)!r} exists and is not a directory"
             raise CheckpointError(msg)
@@ -99,17 +405,37 @@ class CheckpointStore:
     # ------------------------------------------------------------------ writing
     def write(self, manifest: dict[str, Any], tables: Mapping[str, pa.Table]) -> Path:
         """Write checkpoint ``manifest["epoch"]`` with ``tables`` (name -> Arrow table);
-        returns its directory once it is durable."""
+        returns its directory once it is durable. A file-system failure (no space
+        left, ...) raises :class:`CheckpointError` and leaves the previous checkpoints."""
         epoch = int(manifest["epoch"])
+        tmp = self.path / f".tmp-{self.dir_of(epoch).name}"
+        try:
+            return self._write(epoch, tmp, manifest, tables)
+        except OSError as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            msg = os_problem(
+                exc, f"checkpoint_dir: cannot write the checkpoint of epoch {epoch}", self.path
+            )
+            msg += " (the run can resume from its previous checkpoint)"
+            raise CheckpointError(msg) from exc
+
+    def _write(
+        self, epoch: int, tmp: Path, manifest: dict[str, Any], tables: Mapping[str, pa.Table]
+    ) -> Path:
         self.path.mkdir(parents=True, exist_ok=True)
         final = self.dir_of(epoch)
-        tmp = self.path / f".tmp-{final.name}"
         if tmp.exists():
             shutil.rmtree(tmp)
         tmp.mkdir()
         files: dict[str, dict[str, Any]] = {}
+        taken: set[str] = set()
         for name, table in tables.items():
-            fname = f"op-{_SAFE.sub('_', name)}.arrow"
+            stem = f"op-{_SAFE.sub('_', name)}"
+            fname, k = f"{stem}.arrow", 0
+            while fname in taken:  # two names that differ only in unsafe characters
+                k += 1
+                fname = f"{stem}-{k}.arrow"
+            taken.add(fname)
             fpath = tmp / fname
             # in memory first: the checksum then costs no second pass over the file
             stream = pa.BufferOutputStream()
@@ -126,14 +452,21 @@ class CheckpointStore:
                 "bytes": data.size,
                 "crc32": zlib.crc32(memoryview(data)),
             }
-        body = {"format": FORMAT, "version": VERSION, **manifest, "files": files}
+        body = seal_manifest({**manifest, "format": FORMAT, "version": VERSION, "files": files})
+        problems = manifest_problems(body, self.schema)
+        if problems:  # a bug of the writer: never leave a checkpoint the reader refuses
+            msg = f"checkpoint of epoch {epoch} does not follow its schema: {problems[:_SHOWN]}"
+            raise CheckpointError(msg)
         mpath = tmp / MANIFEST
         with open(mpath, "w", encoding="utf-8") as f:
-            json.dump(body, f, indent=1, sort_keys=True)
+            json.dump(body, f, indent=1, sort_keys=True, allow_nan=False)
             f.flush()
             os.fsync(f.fileno())
         fsync(tmp)
-        if final.exists():  # left by a run that crashed after writing it: same epoch again
+        # left by a run that crashed after writing it (same epoch again), or not ours
+        if final.is_symlink() or final.is_file():
+            final.unlink()
+        elif final.exists():
             shutil.rmtree(final)
         os.rename(tmp, final)
         fsync(self.path)
@@ -154,14 +487,58 @@ class CheckpointStore:
     def load(self, epoch: int) -> LoadedCheckpoint:
         """Read and check checkpoint ``epoch``; raises CheckpointError saying what is wrong."""
         where = self.dir_of(epoch)
+        manifest = self._manifest(where, epoch)
+        tables: dict[str, pa.Table] = {}
+        for name, info in manifest["files"].items():
+            fpath = where / info["file"]  # a plain name: checked by the schema
+            if not _is_plain(fpath, stat.S_IFREG):
+                what = "a symbolic link" if fpath.is_symlink() else "missing"
+                msg = f"{where}: state file {fpath.name} (table {name!r}) is {what}"
+                raise CheckpointError(msg)
+            size = fpath.stat().st_size
+            if size != info["bytes"] or _crc_of(fpath) != info["crc32"]:
+                msg = (
+                    f"{where}: state file {fpath.name} is damaged ({size} bytes, the manifest "
+                    f"says {info['bytes']}, or its checksum differs)"
+                )
+                raise CheckpointError(msg)
+            try:
+                with pa.memory_map(str(fpath)) as source:
+                    table = ipc.open_file(source).read_all()
+            except Exception as exc:  # any Arrow error, or a broken extension type's
+                msg = f"{where}: state file {fpath.name} is not a readable Arrow IPC file ({exc})"
+                raise CheckpointError(msg) from exc
+            if table.num_rows != info["rows"]:
+                msg = (
+                    f"{where}: state file {fpath.name} holds {table.num_rows} rows, the "
+                    f"manifest says {info['rows']}"
+                )
+                raise CheckpointError(msg)
+            tables[name] = table
+        return LoadedCheckpoint(where, manifest, tables)
+
+    def _manifest(self, where: Path, epoch: int) -> dict[str, Any]:
+        """The manifest of the checkpoint in ``where``, checked: format, version,
+        checksum, schema, epoch."""
+        if not _is_plain(where, stat.S_IFDIR):
+            msg = f"{where}: not a directory (a symbolic link?); a checkpoint is a directory"
+            raise CheckpointError(msg)
+        mpath = where / MANIFEST
+        if not _is_plain(mpath, stat.S_IFREG):
+            what = "a symbolic link" if mpath.is_symlink() else "missing"
+            msg = f"{where}: {MANIFEST} is {what}"
+            raise CheckpointError(msg)
         try:
-            text = (where / MANIFEST).read_text(encoding="utf-8")
+            text = mpath.read_text(encoding="utf-8")
         except OSError as exc:
             msg = f"{where}: cannot read {MANIFEST} ({exc.strerror or exc})"
             raise CheckpointError(msg) from exc
+        except UnicodeDecodeError as exc:
+            msg = f"{where}: {MANIFEST} is not valid JSON (not UTF-8: {exc.reason})"
+            raise CheckpointError(msg) from exc
         try:
             manifest = json.loads(text)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             msg = f"{where}: {MANIFEST} is not valid JSON ({exc})"
             raise CheckpointError(msg) from exc
         if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
@@ -169,40 +546,32 @@ class CheckpointStore:
             raise CheckpointError(msg)
         version = manifest.get("version")
         if version != VERSION:
+            older = (
+                isinstance(version, int) and not isinstance(version, bool) and version < VERSION
+            )
+            by = "an older" if older else "another"
             msg = (
-                f"{where}: checkpoint format version {version!r}, but this vstream reads "
-                f"version {VERSION}; run the vstream version that wrote it, or start afresh "
-                "with an empty checkpoint_dir"
+                f"{where}: checkpoint format version {version!r} (written by {by} vstream), "
+                f"but this vstream reads version {VERSION} only; finish the run with the "
+                "vstream version that wrote it, or start afresh with a new checkpoint_dir "
+                "and a new output directory"
             )
             raise CheckpointError(msg)
-        if manifest.get("epoch") != epoch:
-            msg = f"{where}: the manifest says epoch {manifest.get('epoch')!r}, not {epoch}"
+        if manifest.get("checksum") != _checksum(manifest):
+            msg = (
+                f"{where}: the checksum of {MANIFEST} differs from its content (it was "
+                "changed or damaged after it was written)"
+            )
             raise CheckpointError(msg)
-        tables: dict[str, pa.Table] = {}
-        files = manifest.get("files")
-        if not isinstance(files, dict):
-            msg = f"{where}: {MANIFEST} lists no state files"
+        problems = manifest_problems(manifest, self.schema)
+        if problems:
+            more = f" (and {len(problems) - _SHOWN} more)" if len(problems) > _SHOWN else ""
+            msg = f"{where}: {MANIFEST} is wrong: " + "; ".join(problems[:_SHOWN]) + more
             raise CheckpointError(msg)
-        for name, info in files.items():
-            fpath = where / str(info.get("file", ""))
-            try:
-                size = fpath.stat().st_size
-            except OSError as exc:
-                msg = f"{where}: state file {fpath.name} is missing"
-                raise CheckpointError(msg) from exc
-            if size != info.get("bytes") or _crc_of(fpath) != info.get("crc32"):
-                msg = (
-                    f"{where}: state file {fpath.name} is damaged ({size} bytes, the manifest "
-                    f"says {info.get('bytes')}, or its checksum differs)"
-                )
-                raise CheckpointError(msg)
-            try:
-                with pa.memory_map(str(fpath)) as source:
-                    tables[name] = ipc.open_file(source).read_all()
-            except (OSError, pa.ArrowInvalid) as exc:
-                msg = f"{where}: state file {fpath.name} is not a readable Arrow IPC file ({exc})"
-                raise CheckpointError(msg) from exc
-        return LoadedCheckpoint(where, manifest, tables)
+        if manifest["epoch"] != epoch:
+            msg = f"{where}: the manifest says epoch {manifest['epoch']!r}, not {epoch}"
+            raise CheckpointError(msg)
+        return manifest
 
     def latest(self, notes: list[str] | None = None) -> LoadedCheckpoint | None:
         """The newest checkpoint that passes every check, or None if there is none.
