@@ -24,6 +24,9 @@ from polars.testing import assert_frame_equal
 import vstream as vs
 from vstream.kernels import window as kernels
 from vstream.ops import window as op_window
+from vstream.ops.base import MAX_WM as MAX
+from vstream.ops.base import MIN_WM as MIN
+from vstream.ops.base import Chunk
 
 sys.path.insert(0, str(Path(__file__).parent))
 import window_reference as ref
@@ -159,3 +162,132 @@ def test_a_kernel_index_past_the_end_raises_in_the_checked_mode() -> None:
     )  # fmt: skip
     with pytest.raises(IndexError):
         kernels.pane_slots.py_func(*args)
+
+
+# ---------------------------------------------------------------------- bounded key state
+def _phased(n_phases: int, per_phase: int, *, string: bool, seed: int = 0) -> list[pl.DataFrame]:
+    """Keys alive in phases: phase p's keys are ``p * per_phase + i``, alive for 4
+    windows of 100 (with disorder up to 30), then never seen again; the next phase's keys
+    start one window before the last one ends (two phases live at a time)."""
+    rng = np.random.default_rng(seed)
+    batches = []
+    for p in range(n_phases):
+        for w in range(4):
+            n = 3 * per_phase
+            k = p * per_phase + rng.integers(0, per_phase, n)
+            ts = 300 * p + 100 * w + rng.integers(0, 100, n)
+            batches.append(
+                pl.DataFrame(
+                    {
+                        "k": k.astype(str) if string else k,
+                        "ts": ts,
+                        "x": rng.integers(0, 9, n).astype(np.float64),
+                    }
+                )
+            )
+    return sorted(batches, key=lambda b: int(b["ts"].min()))
+
+
+def _window_op(string: bool, spec: object, lateness: int) -> op_window.WindowOp:
+    schema = {"k": pl.String if string else pl.Int64, "ts": pl.Int64, "x": pl.Float64}
+    w = (
+        vs.from_polars(pl.DataFrame(schema=schema))
+        .with_watermark("ts", 30)
+        .window(spec, by="k", allowed_lateness=lateness)  # type: ignore[arg-type]
+        .agg(*AGGS)
+    )
+    op = w._node.make_op()
+    assert isinstance(op, op_window.WindowOp)
+    return op
+
+
+def _feed(
+    op: op_window.WindowOp, batches: list[pl.DataFrame], check: bool = False
+) -> tuple[list[pl.DataFrame], list[int]]:
+    """Every batch with the watermark (max time so far - 30); with ``check``, the key
+    rows of a snapshot after every fourth batch, each checked to be the live keys."""
+    out, key_rows, top = [], [], MIN
+    for i, df in enumerate(batches):
+        top = max(top, int(df["ts"].max()))
+        got, _ = op.process(0, Chunk(df), top - 30)
+        out.extend(c.df for c in got)
+        if check and i % 4 == 3:
+            snap = op.snapshot()
+            keys, slots = snap["keys.keys"], snap["slots"]
+            live = np.unique(slots.column("key").to_numpy())
+            assert keys.num_rows == live.size  # live keys only, ids 0..n-1
+            assert live.tolist() == list(range(live.size))
+            key_rows.append(keys.num_rows)
+    got, _ = op.process(0, None, MAX)
+    out.extend(c.df for c in got)
+    return out, key_rows
+
+
+@pytest.mark.parametrize("string", [False, True], ids=["int", "string"])
+@pytest.mark.parametrize(
+    ("hop", "lateness"), [(False, 0), (True, 0), (False, 150)], ids=["tumbling", "hopping", "late"]
+)
+def test_keys_alive_in_phases_keep_the_key_index_bounded(
+    monkeypatch: pytest.MonkeyPatch, string: bool, hop: bool, lateness: int
+) -> None:
+    """30 phases of 400 keys (12,000 in all, ~800 live at a time): the key index never
+    holds more than twice the live keys (+ a slack of 500 here), a snapshot holds the live
+    keys only, and the results are those of an index that never shrinks, and Polars'."""
+    monkeypatch.setattr(op_window, "_KEY_SLACK", 500)
+    batches = _phased(30, 400, string=string)
+    spec = vs.hopping(200, 100) if hop else vs.tumbling(100)
+    op = _window_op(string, spec, lateness)
+    sizes = []
+    top = MIN
+    out: list[pl.DataFrame] = []
+    for df in batches:
+        top = max(top, int(df["ts"].max()))
+        got, _ = op.process(0, Chunk(df), top - 30)
+        out.extend(c.df for c in got)
+        assert op.keys is not None
+        live = np.unique(op.state.slot_key[: op.state.n_slots]).size  # type: ignore[union-attr]
+        sizes.append(len(op.keys))
+        assert len(op.keys) <= 2 * live + 500 + df.height
+    assert max(sizes) < 3_000  # against 12,000 keys seen
+    got, _ = op.process(0, None, MAX)
+    out.extend(c.df for c in got)
+    bounded = pl.concat(out)
+    # the same without releasing keys
+    monkeypatch.setattr(op_window, "_KEY_SLACK", 1 << 40)
+    monkeypatch.setattr(op_window.WindowOp, "snapshot", lambda self: None)
+    unbounded, _ = _feed(_window_op(string, spec, lateness), batches)
+    assert_same_rows(bounded, pl.concat(unbounded))
+    if not lateness:
+        whole = pl.concat(batches)
+        if hop:
+            want = ref.hopping(whole, 200, 100, by="k", aggs=AGGS)
+        else:
+            want = ref.tumbling(whole, 100, by="k", aggs=AGGS)
+        assert_same_rows(bounded, want)
+
+
+@pytest.mark.parametrize("string", [False, True], ids=["int", "string"])
+def test_a_snapshot_holds_live_keys_only_and_restores(
+    monkeypatch: pytest.MonkeyPatch, string: bool
+) -> None:
+    """Snapshots taken every fourth batch hold exactly the keys of live slots (not the
+    12,000 seen), and a run restored from one of them mid-way gives the same rows."""
+    monkeypatch.setattr(op_window, "_KEY_SLACK", 1 << 40)  # only snapshots compact here
+    batches = _phased(30, 400, string=string, seed=1)
+    spec = vs.tumbling(100)
+    full, key_rows = _feed(_window_op(string, spec, 0), batches, check=True)
+    assert max(key_rows) <= 2 * 400
+    # restart from a snapshot after half of the batches
+    half = len(batches) // 2
+    first = _window_op(string, spec, 0)
+    out = []
+    top = MIN
+    for df in batches[:half]:
+        top = max(top, int(df["ts"].max()))
+        got, _ = first.process(0, Chunk(df), top - 30)
+        out.extend(c.df for c in got)
+    state = first.snapshot()
+    second = _window_op(string, spec, 0)
+    second.restore(state)
+    rest, _ = _feed(second, batches[half:])
+    assert_same_rows(pl.concat(out + rest), pl.concat(full))

@@ -45,6 +45,7 @@ _REV = "revision"
 _DIR_BYTES = 16 << 20  # the pane directory's budget (rows x keys x 4 bytes)
 _DIR_HOT = 8 << 20  # ... and its size when 64 rows fit in less
 _ONE_WAY_KEYS = 1 << 18  # more keys: one cached pane per key (the per-key cache <= 8 MB)
+_KEY_SLACK = 65_536  # dead keys a window's key index may hold beyond its live ones (x2)
 _I64_MAX = np.iinfo(np.int64).max
 _I64_MIN = np.iinfo(np.int64).min
 _FOLDED = (A.SUM_F, A.MEAN, A.MIN_F, A.MAX_F)  # what pane_slots may fold (see _folds)
@@ -393,6 +394,8 @@ class WindowOp(Operator):
         return pl.concat(frames, how="vertical")
 
     def snapshot(self) -> dict[str, pa.Table]:
+        if isinstance(self.state, _PaneLogic):
+            self.state.compact_keys(force=True)  # a checkpoint holds live keys only
         out = self.state.snapshot()
         if self.keys is not None:
             for k, v in self.keys.snapshot().items():
@@ -1002,33 +1005,76 @@ class _PaneLogic:
             k_closed = ((wm - L - off) // pane - n) // s  # last closed window
             free_below = (k_closed + 1) * s  # panes below this are in closed windows only
         self.free_below = max(self.free_below, free_below)
-        if not self.n_slots:
+        if self.n_slots:
+            dead = count_below(self.slot_pane, self.n_slots, free_below)
+            # freed slots are never read again (their rows are late, no window takes
+            # them): they are dropped once they are a quarter of the slots, not at every
+            # firing (slide sweep, 0.5 s slide: compaction moved every slot at each batch,
+            # 64 ms)
+            if dead and (4 * dead >= self.n_slots or wm >= MAX_WM):
+                self._drop_below(free_below)
+        self.compact_keys()
+
+    def _drop_below(self, free_below: int) -> None:
+        """Drop the slots of panes below ``free_below`` (and what refers to them)."""
+        sl = self.op.slots
+        self.n_slots = compact_panes(
+            self.slot_pane, self.slot_key, sl.F, sl.I, self.n_slots, free_below,
+            self.Pf, self.Pi, self.Sf, self.Si, self.valid,
+        )  # fmt: skip
+        # the table and the per-key cache are cleared only if they were used: with
+        # every pane in the directory (Q1) that was 1.5 MB of writes a batch
+        in_table = rebuild_index(
+            self.tab, *self._dir(), self.slot_pane, self.slot_key, self.n_slots,
+            self.tab_used,
+        )  # fmt: skip
+        if self.tab_used:
+            self.key_slot[:] = -1  # slots were renumbered
+        self.tab_used = in_table > 0
+        if self.distinct:
+            self.distinct = [pl.concat(self.distinct).filter(pl.col("__p") >= free_below).unique()]
+        if self.rev.height:
+            self.rev = self.rev.filter(pl.col("window") >= free_below // self.s)
+
+    def compact_keys(self, *, force: bool = False) -> None:
+        """Release the ids of keys with nothing live: the key index keeps only the keys of
+        live slots (open windows and windows kept for the allowed lateness), renumbered
+        0.. in id order, and every id held here is mapped to its new one (DESIGN.md:
+        memory is O(live state), not O(keys ever seen)).
+
+        Done when the index holds more than twice the live keys + ``_KEY_SLACK``
+        (amortized O(1) a new key, as the joins do; nothing to count while the index is
+        smaller than that many slots, which bound the live keys: Q1 never gets past the
+        first comparison), or with ``force`` (a snapshot) whenever a key is dead."""
+        op = self.op
+        keys = op.keys
+        if keys is None:
             return
-        dead = count_below(self.slot_pane, self.n_slots, free_below)
-        # freed slots are never read again (their rows are late, no window takes them):
-        # they are dropped once they are a quarter of the slots, not at every firing
-        # (slide sweep, 0.5 s slide: compaction moved every slot at each batch, 64 ms)
-        if dead and (4 * dead >= self.n_slots or wm >= MAX_WM):
-            sl = op.slots
-            self.n_slots = compact_panes(
-                self.slot_pane, self.slot_key, sl.F, sl.I, self.n_slots, free_below,
-                self.Pf, self.Pi, self.Sf, self.Si, self.valid,
-            )  # fmt: skip
-            # the table and the per-key cache are cleared only if they were used: with
-            # every pane in the directory (Q1) that was 1.5 MB of writes a batch
-            in_table = rebuild_index(
-                self.tab, *self._dir(), self.slot_pane, self.slot_key, self.n_slots,
-                self.tab_used,
-            )  # fmt: skip
-            if self.tab_used:
-                self.key_slot[:] = -1  # slots were renumbered
-            self.tab_used = in_table > 0
-            if self.distinct:
-                self.distinct = [
-                    pl.concat(self.distinct).filter(pl.col("__p") >= free_below).unique()
-                ]
-            if self.rev.height:
-                self.rev = self.rev.filter(pl.col("window") >= free_below // s)
+        factor, slack = (1, 0) if force else (2, _KEY_SLACK)
+        if not force and len(keys) <= factor * self.n_slots + slack:
+            return
+        if force and self.n_slots and count_below(self.slot_pane, self.n_slots, self.free_below):
+            self._drop_below(self.free_below)
+        m = self.n_slots
+        used = np.zeros(len(keys), np.bool_)
+        used[self.slot_key[:m]] = True
+        if self.rev.height:
+            used[self.rev.get_column("key").to_numpy()] = True
+        for frame in self.distinct:
+            used[frame.get_column("__k").to_numpy()] = True
+        live = np.flatnonzero(used)
+        if len(keys) <= factor * live.size + slack:
+            return
+        op.keys, remap = keys.compacted(live)
+        self.slot_key[:m] = remap[self.slot_key[:m]]
+        if self.rev.height:
+            self.rev = self.rev.with_columns(key=pl.Series(remap)[self.rev.get_column("key")])
+        self.distinct = [
+            d.with_columns(__k=pl.Series(remap)[d.get_column("__k")]) for d in self.distinct
+        ]
+        # the pane directory is indexed by key id: index the slots again (this also
+        # clears the table and the per-key cache)
+        self._rehash(self.tab.shape[0])
 
     # ------------------------------------------------------------------ state
     def snapshot(self) -> dict[str, pa.Table]:
