@@ -267,9 +267,13 @@ class ParquetSink(Sink):
         try:
             if self.single:
                 self._open_file()
+                self._open_home()
             else:
-                self._open_dir()
-            self._open_home()
+                # refusals first, then the staging directory (and its probe), and only
+                # then what changes the output: deleting it (overwrite), claiming it
+                overwrite, claim = self._check_dir()
+                self._open_home()
+                self._take_dir(overwrite, claim)
         except OSError as exc:
             msg = os_problem(exc, f"{self.label}: cannot prepare the output", self.dir)
             raise SinkError(msg) from exc
@@ -316,13 +320,16 @@ class ParquetSink(Sink):
             raise SinkError(msg)
         return owner
 
-    def _open_dir(self) -> None:
+    def _check_dir(self) -> tuple[bool, dict[str, Any] | None]:
+        """Refuse a directory that is not ours to write; returns whether to delete its
+        content first (overwrite) and the claim to write (a checkpointed sink's first
+        run into it)."""
         self.dir.mkdir(parents=True, exist_ok=True)
         owner, mine = self._owner(), self._claim()
         if owner is not None and owner != mine:
             whose = f"the checkpointed run of checkpoint_dir {owner['checkpoint_dir']!r}"
             if mine is not None and owner["checkpoint_dir"] == mine["checkpoint_dir"]:
-                whose = f"another sink (the {owner['sink']}th) of this run"
+                whose = f"another sink (number {owner['sink']}) of this run"
             msg = (
                 f"{self.label}: the directory is the output of {whose}; a directory takes "
                 "one checkpointed sink's output. Write to another directory; if that run "
@@ -348,14 +355,19 @@ class ParquetSink(Sink):
                         "remove it yourself if that run is gone for good"
                     )
                     raise SinkError(msg)
-                for p in self.dir.iterdir():
-                    if p.is_dir() and not p.is_symlink():
-                        shutil.rmtree(p)
-                    else:
-                        p.unlink()
-                fsync(self.dir)
-            if mine is not None:
-                self._write_claim(mine)
+            return bool(found) and self.mode == "overwrite", mine
+        return False, None
+
+    def _take_dir(self, overwrite: bool, claim: dict[str, Any] | None) -> None:
+        if overwrite:
+            for p in self.dir.iterdir():
+                if p.is_dir() and not p.is_symlink():
+                    shutil.rmtree(p)
+                else:
+                    p.unlink()
+            fsync(self.dir)
+        if claim is not None:
+            self._write_claim(claim)
         taken = [int(m.group(1)) for p in self.dir.iterdir() if (m := _PART.match(p.name))]
         self._seq = max(taken, default=-1) + 1
 
@@ -404,6 +416,10 @@ class ParquetSink(Sink):
             os.rename(probe, there)
         except OSError as exc:
             probe.rmdir()
+            if self._ckpt is None:  # leave nothing behind
+                for d in (self._tmp, self.home):
+                    with contextlib.suppress(OSError):
+                        d.rmdir()
             msg = os_problem(exc, f"{self.label}: cannot move files into the output", self.dir)
             raise SinkError(msg) from exc
         there.rmdir()
