@@ -4,14 +4,25 @@ The table is one ``(size, 2)`` int64 array whose length is a power of two: row `
 (key, id + 1), and id + 1 == 0 marks an empty slot. Key and id share a cache line, so a
 probe costs one memory access, not three. The Python owner grows the table by doubling
 before an insert could push the load past one half.
+
+Hashes are arithmetic modulo 2**64. Compiled, uint64 arithmetic wraps by itself; run as
+plain Python (``NUMBA_DISABLE_JIT=1``, for coverage) numpy scalars would raise or warn
+instead, so every wrapping step goes through :func:`as_u64`, :func:`mul_u64`,
+:func:`add_u64` or :func:`sub_u64`, which wrap explicitly in Python and compile to the bare machine
+operation: both modes give the same values (checkpoints and partitioning depend on them).
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import numba
 import numpy as np
+from numba.extending import overload
 
 __all__ = [
+    "add_u64",
+    "as_u64",
     "assign_from",
     "assign_ids",
     "assign_ids_reference",
@@ -22,11 +33,83 @@ __all__ = [
     "gather_keys",
     "gather_views",
     "insert_pairs",
+    "mul_u64",
     "new_table",
     "rehash",
+    "sub_u64",
     "views_equal",
     "views_hash",
 ]
+
+_MASK64 = (1 << 64) - 1
+
+
+def as_u64(x: Any) -> np.uint64:
+    """``x`` (an integer) as uint64, two's complement: ``-1`` is ``2**64 - 1``.
+
+    Examples
+    --------
+    >>> int(as_u64(-1)) == 2**64 - 1, int(as_u64(np.int64(5)))
+    (True, 5)
+    """
+    return np.uint64(int(x) & _MASK64)
+
+
+def mul_u64(a: Any, b: Any) -> np.uint64:
+    """``a * b`` modulo 2**64 (both taken as uint64).
+
+    Examples
+    --------
+    >>> int(mul_u64(2**63, 3)) == 2**63
+    True
+    """
+    return np.uint64((int(a) & _MASK64) * (int(b) & _MASK64) & _MASK64)
+
+
+def add_u64(a: Any, b: Any) -> np.uint64:
+    """``a + b`` modulo 2**64 (both taken as uint64).
+
+    Examples
+    --------
+    >>> int(add_u64(2**64 - 1, 2))
+    1
+    """
+    return np.uint64(((int(a) & _MASK64) + (int(b) & _MASK64)) & _MASK64)
+
+
+def sub_u64(a: Any, b: Any) -> np.uint64:
+    """``a - b`` modulo 2**64 (both taken as uint64): exact for int64 ``a >= b``.
+
+    Examples
+    --------
+    >>> int(sub_u64(np.int64(2**63 - 1), np.int64(-(2**63))))  == 2**64 - 1
+    True
+    """
+    return np.uint64(((int(a) & _MASK64) - (int(b) & _MASK64)) & _MASK64)
+
+
+# compiled: the machine operations, which wrap (the casts keep int64 operands from
+# promoting to float64 in numba's mixed-sign arithmetic); numba matches the typing
+# function's signature against the implementation's, annotations included
+@overload(as_u64, jit_options={"nogil": True})
+def _as_u64_jit(x):  # type: ignore[no-untyped-def]
+    return lambda x: np.uint64(x)
+
+
+@overload(mul_u64, jit_options={"nogil": True})
+def _mul_u64_jit(a, b):  # type: ignore[no-untyped-def]
+    return lambda a, b: np.uint64(a) * np.uint64(b)
+
+
+@overload(sub_u64, jit_options={"nogil": True})
+def _sub_u64_jit(a, b):  # type: ignore[no-untyped-def]
+    return lambda a, b: np.uint64(a) - np.uint64(b)
+
+
+@overload(add_u64, jit_options={"nogil": True})
+def _add_u64_jit(a, b):  # type: ignore[no-untyped-def]
+    return lambda a, b: np.uint64(a) + np.uint64(b)
+
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
@@ -34,7 +117,7 @@ _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 @numba.njit(cache=True, nogil=True)
 def _slot(key: np.int64, mask: np.int64) -> np.int64:
     # Fibonacci hashing: multiply by 2**64 / phi, keep the high bits (spreads sequential ids)
-    h = np.uint64(key) * _GOLDEN
+    h = mul_u64(key, _GOLDEN)
     return np.int64((h >> np.uint64(29)) & np.uint64(mask))
 
 
@@ -105,10 +188,16 @@ def dense_lookup(values: np.ndarray, base: np.int64, dense: np.ndarray) -> np.nd
     """
     n = values.shape[0]
     m = dense.shape[0]
-    out = np.empty(n, dense.dtype)
+    size = np.uint64(m)
+    out = np.full(n, -1, dense.dtype)
     for i in range(n):
-        j = values[i] - base
-        out[i] = dense[j] if 0 <= j < m else -1
+        v = values[i]
+        # value - base as int64 wraps for values far from base (INT64_MIN against a base
+        # near INT64_MAX landed inside the table); from base up, as uint64 it is exact
+        if v >= base:
+            j = sub_u64(v, base)
+            if j < size:
+                out[i] = dense[np.int64(j)]
     return out
 
 
@@ -314,11 +403,11 @@ def views_hash(views, out):  # type: ignore[no-untyped-def]
             w1 = np.uint64(0)
         elif length < _INLINE:
             w1 &= (np.uint64(1) << np.uint64(8 * (length - 4))) - np.uint64(1)
-        h = (w0 ^ (w1 * _H2)) * _H1
+        h = mul_u64(w0 ^ mul_u64(w1, _H2), _H1)
         h ^= h >> np.uint64(29)
-        h *= _H2
+        h = mul_u64(h, _H2)
         h ^= h >> np.uint64(32)
-        out[r] = np.int64(h)
+        out[r] = np.int64(h)  # a numpy scalar cast: wraps in Python too
     # the long rows in a second pass, only if there are any: a batch-sized array for
     # them cost more than the hashing (10 M Q1 events: 45 of 70 ms)
     long_rows = np.empty(m, np.int64)
