@@ -1002,10 +1002,11 @@ class _Sessions:
 
 
 def _session_reference(events: pl.DataFrame, gap: int) -> pl.DataFrame:
-    """Sessions per key: sorted by time, cut where next - prev >= gap; [first, last + gap);
-    aggregates over the session's events in arrival order."""
+    """Sessions per key: sorted by time, cut where next - prev > gap (windows that touch
+    merge, DESIGN.md); [first, last + gap); aggregates over the session's events in
+    arrival order."""
     key, ts = pl.col("key"), pl.col("ts")
-    new = ((key != key.shift()) | (ts - ts.shift() >= gap)).fill_null(True)
+    new = ((key != key.shift()) | (ts - ts.shift() > gap)).fill_null(True)
     cut = events.sort("key", "ts").with_columns(sid=new.cum_sum())
     return (
         cut.sort("row")
@@ -1073,6 +1074,22 @@ def test_sessions_match_reference(ev: tuple[pl.DataFrame, list[int], int, int]) 
     assert sorted(S.free[: S.counters[0]].tolist()) == list(range(int(S.counters[1])))
     again, _, _ = S.fire(MAX)
     assert again.height == 0
+
+
+def test_sessions_exactly_gap_apart_merge() -> None:
+    """next - prev == gap: one session (touching windows merge, as in Flink, Spark and
+    Bytewax), within a batch and across batches; one more is a new session."""
+    gap = 10
+    batches = [
+        pl.DataFrame({"key": [0, 0, 1], "ts": [0, 10, 0], "x": [1.0, 2.0, 4.0]}),
+        pl.DataFrame({"key": [0, 1], "ts": [20, 11], "x": [8.0, 16.0]}),
+    ]
+    rows = [b.with_columns(pl.lit(None, pl.Int64).alias("i")) for b in batches]
+    S = _Sessions(2, 16)
+    S.update(rows[0], gap)
+    assert S.live() == [(0, 0, 20), (1, 0, 10)]
+    S.update(rows[1], gap)
+    assert S.live() == [(0, 0, 30), (1, 0, 10), (1, 11, 21)]
 
 
 def test_session_bridged_by_a_later_event() -> None:
