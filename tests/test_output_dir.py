@@ -114,6 +114,17 @@ def test_the_claim_survives_a_restart_and_is_left_after_it(tmp_path: Path) -> No
     assert _see(out) == ROWS
 
 
+def test_a_claim_goes_with_the_output_it_claimed(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    _stream().sink_parquet(out, checkpoint_dir=tmp_path / "c1")
+    shutil.rmtree(out)  # the user starts over, unaware of .out.vstream/
+    _stream(rows=700).sink_parquet(out)
+    assert _see(out) == 700
+    shutil.rmtree(out)
+    _stream(rows=600).sink_parquet(out, checkpoint_dir=tmp_path / "c2")
+    assert _see(out) == 600
+
+
 def test_a_damaged_claim_is_refused(tmp_path: Path) -> None:
     out = tmp_path / "out"
     _stream().sink_parquet(out, checkpoint_dir=tmp_path / "c")
@@ -405,6 +416,58 @@ def test_a_full_output_disk_names_the_directory(
         assert "no space left on device" in msg
         assert str(tmp_path / f".{out.name}.vstream") in msg
         assert "free space" in msg
+
+
+_FULL_SCRIPT = """
+import sys
+import numpy as np
+import polars as pl
+import vstream as vs
+from vstream.io.sinks import SinkError
+
+mnt, ckpt = sys.argv[1], sys.argv[2]
+df = pl.DataFrame({"ts": np.arange(300_000), "x": np.random.default_rng(0).random(300_000)})
+for checkpoint_dir in (None, ckpt):
+    try:
+        vs.from_polars(df, batch_size=50_000).sink_parquet(
+            mnt + f"/out-{checkpoint_dir is None}",
+            checkpoint_dir=checkpoint_dir,
+            rows_per_file=100_000,
+            compression="uncompressed",
+        )
+    except SinkError as exc:
+        print("refused:", exc)
+"""
+
+
+@pytest.mark.skipif(
+    not _unshare_works(), reason="unshare -rm (a user mount namespace) is not allowed here"
+)
+def test_a_really_full_disk(tmp_path: Path) -> None:
+    """A 1 MB tmpfs fills up: what Polars raises (a ComputeError naming os error 28) is
+    a SinkError naming the directory."""
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    script = tmp_path / "full.py"
+    script.write_text(_FULL_SCRIPT)
+    cmd = (
+        f"mount -t tmpfs -o size=1m tmpfs {mnt} && "
+        f"{sys.executable} {script} {mnt} {tmp_path / 'ckpt'}"
+    )
+    done = subprocess.run(
+        ["unshare", "-rm", "sh", "-c", cmd],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = [line for line in done.stdout.splitlines() if line.startswith("refused:")]
+    assert len(lines) == 2, done.stdout
+    for line in lines:
+        assert "no space left on device" in line
+        assert str(mnt) in line
+        assert "free space" in line
 
 
 def test_a_full_checkpoint_disk_names_the_directory_and_resumes(

@@ -896,6 +896,9 @@ class Stream:
         >>> _ = s.sink_parquet(out, checkpoint_dir=ckpt, checkpoint_interval=1)
         >>> pl.read_parquet(out).height
         10
+        >>> _ = s.head(3).sink_parquet(os.path.join(d, "first.parquet"))  # one file
+        >>> pl.read_parquet(os.path.join(d, "first.parquet")).height
+        3
         """
         where = "sink_parquet"
         interval = (

@@ -324,8 +324,13 @@ class ParquetSink(Sink):
         """Refuse a directory that is not ours to write; returns whether to delete its
         content first (overwrite) and the claim to write (a checkpointed sink's first
         run into it)."""
+        existed = self.dir.is_dir()
         self.dir.mkdir(parents=True, exist_ok=True)
         owner, mine = self._owner(), self._claim()
+        if owner is not None and not existed:
+            # the user removed the output it claimed: the claim goes with it
+            (self.home / _OWNER).unlink()
+            owner = None
         if owner is not None and owner != mine:
             whose = f"the checkpointed run of checkpoint_dir {owner['checkpoint_dir']!r}"
             if mine is not None and owner["checkpoint_dir"] == mine["checkpoint_dir"]:
@@ -341,7 +346,8 @@ class ParquetSink(Sink):
             found = sorted(p.name for p in self.dir.iterdir())
             if found and self.mode == "error":
                 msg = (
-                    f"{self.label}: the directory is not empty ({len(found)} entries, e.g. "
+                    f"{self.label}: the directory is not empty ({len(found)} "
+                    f"{'entry' if len(found) == 1 else 'entries'}, e.g. "
                     f"{found[0]!r}); pass mode='append' to add part files to it, "
                     "mode='overwrite' to replace its content, or write to another directory"
                 )
@@ -527,7 +533,7 @@ class ParquetSink(Sink):
         the directory and what to do (no space left, ...)."""
         try:
             if isinstance(df, pl.LazyFrame):
-                df.sink_parquet(path, compression=self.compression)  # type: ignore[arg-type]
+                df.sink_parquet(path, compression=self.compression)  # type: ignore[call-overload]
             else:
                 df.write_parquet(path, compression=self.compression)  # type: ignore[arg-type]
             fsync(path)

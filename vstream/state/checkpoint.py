@@ -598,8 +598,8 @@ class CheckpointStore:
         if problems:
             msg = (
                 "no usable checkpoint in "
-                f"{str(self.path)!r}: " + "; ".join(problems) + ". Remove the directory to "
-                "start afresh (the output written so far would be written again)"
+                f"{str(self.path)!r}: " + "; ".join(problems) + ". To start afresh, "
+                "remove it and the run's output (whose rows would be written again)"
             )
             raise CheckpointError(msg)
         return None
