@@ -338,6 +338,61 @@ def test_bad_arrow_extension_metadata_is_refused(interrupted: Path) -> None:
         _run(tmp_path)
 
 
+def _lookup(crash_after: int = 0) -> vs.Stream:
+    """Events enriched from a table with a Categorical column (a dictionary column in
+    the lookup join's checkpointed state)."""
+    left = [crash_after]
+
+    def fuse(df: pl.DataFrame) -> pl.DataFrame:
+        if left[0]:
+            left[0] -= 1
+            if left[0] == 0:
+                raise Crash
+        return df
+
+    sites = pl.Series([f"s{i % 2}" for i in range(13)], dtype=pl.Categorical)
+    table = pl.DataFrame({"host": [f"h{i}" for i in range(13)], "site": sites})
+    return vs.from_polars(_frame(), batch_size=400).map_batches(fuse).join(table, on="host")
+
+
+def test_polars_metadata_that_makes_polars_panic_is_refused(tmp_path: Path) -> None:
+    # Polars reads its own field metadata when it converts an Arrow table: enum values
+    # whose lengths point past their text make it panic (a pyo3 PanicException, a
+    # BaseException); sizes and CRCs updated, manifest resealed
+    def run(crash_after: int = 0) -> None:
+        _lookup(crash_after).sink_parquet(
+            tmp_path / "out", checkpoint_dir=tmp_path / "ckpt", checkpoint_interval=2
+        )
+
+    with pytest.raises(vs.VStreamError):
+        run(crash_after=7)
+    for d in (tmp_path / "ckpt").glob("chk-*"):
+        body = _read(d)
+        for info in body["files"].values():
+            path = d / info["file"]
+            table = pa.ipc.open_file(pa.memory_map(str(path))).read_all()
+            if not any(pa.types.is_dictionary(f.type) for f in table.schema):
+                continue
+            fields = [
+                f.with_metadata({b"_PL_ENUM_VALUES2": b"99999;a"})
+                if pa.types.is_dictionary(f.type)
+                else f
+                for f in table.schema
+            ]
+            sink = pa.BufferOutputStream()
+            with pa.ipc.new_file(sink, pa.schema(fields)) as w:
+                w.write_table(table.cast(pa.schema(fields)))
+            data = sink.getvalue().to_pybytes()
+            path.write_bytes(data)
+            info.update(bytes=len(data), crc32=zlib.crc32(data))
+            break
+        else:
+            pytest.fail("no dictionary column in the checkpoint")
+        _write(d, body, reseal=True)
+    with pytest.raises(vs.CheckpointError, match=r"cannot take \(PanicException"):
+        run()
+
+
 def test_a_polars_panic_while_restoring_is_a_checkpoint_error(
     interrupted: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
