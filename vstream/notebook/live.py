@@ -33,6 +33,7 @@ _SHARE = 20
 class LiveView:
     """Renders ``job`` every ``every`` seconds until it ends (see :meth:`Job.display`),
     or less often when rendering is slow: it waits at least 20 times its last rendering.
+    The wait ends early when the job ends, for the last rendering.
 
     ``sink`` takes each rendering; by default an IPython display handle updated in
     place in a notebook, else text lines on ``out`` (stdout): a status line every
@@ -120,13 +121,23 @@ class LiveView:
         else:
             print(text, file=self.out or sys.stdout, flush=True)
 
+    def _wait_for_job(self, seconds: float) -> None:
+        """Wait ``seconds``, or less when the job ends (``stop()`` included): the last
+        rendering then comes at once, not after the rest of the refresh interval."""
+        try:
+            self.job.join(seconds)
+        except BaseException as exc:
+            if exc is not self.job.error:
+                raise
+            # the job failed: the error is the job's to report; the view shows it ended
+
     def _loop(self) -> None:
         last_text = time.monotonic()
         try:
             while self.job.running:
                 # rendering is Python holding the GIL (Altair builds the plot): keep it
                 # to 1/20 of the time whatever the refresh asked for
-                time.sleep(max(self.every, _SHARE * self._took))
+                self._wait_for_job(max(self.every, _SHARE * self._took))
                 if not self.job.running:
                     break
                 now = time.monotonic()
