@@ -202,6 +202,27 @@ def test_a_plain_run_shows_only_complete_part_files(tmp_path: Path) -> None:
     assert not (tmp_path / ".out.vstream").exists()  # a plain run leaves nothing beside
 
 
+def test_files_of_a_killed_writer_are_cleaned_up(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    _stream().sink_parquet(out)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    tmp = tmp_path / ".out.vstream" / "tmp"
+    tmp.mkdir(parents=True)
+    stale = tmp / f"part-{int(dead.stdout)}-7f00-000003.parquet"
+    live = tmp / f"part-{os.getpid()}-7f00-000003.parquet"  # a running writer's
+    stale.write_bytes(b"half a file")
+    live.write_bytes(b"being written")
+    _stream(rows=10).sink_parquet(out, mode="append")
+    assert not stale.exists()
+    assert live.exists()
+    assert _see(out) == ROWS + 10
+
+
 # ---------------------------------------------------------------------- item 7: modes
 def test_rerunning_a_plain_sink_is_refused_by_default(tmp_path: Path) -> None:
     out = tmp_path / "out"

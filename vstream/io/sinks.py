@@ -154,6 +154,18 @@ _MODES: tuple[str, ...] = get_args(SinkMode)
 #: the claim a checkpointed sink writes into its own directory beside the output
 _OWNER = "owner.json"
 _CLAIM = "vstream-output-claim"
+#: what a process writes into the sink's ``tmp/``: its pid tells whether it still runs
+_TMP = re.compile(r"^(?:part|whole|owner|probe)-(\d+)-")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # someone else's process
+        return True
+    return True
 
 
 def _write_errors() -> tuple[type[BaseException], ...]:
@@ -409,6 +421,15 @@ class ParquetSink(Sink):
         self._mkdir(self._tmp)
         if self._ckpt is not None:
             self._mkdir(self._pending)
+        # what a killed process was writing (a plain run is not restarted to finish it)
+        for p in self._tmp.iterdir():
+            m = _TMP.match(p.name)
+            if m is not None and not _alive(int(m.group(1))):
+                with contextlib.suppress(OSError):
+                    if p.is_dir() and not p.is_symlink():
+                        p.rmdir()  # a probe
+                    else:
+                        p.unlink()
         # a rename from the sink's directory into the output must work: it fails with
         # EXDEV when the output is a mount point itself (a bind mount, a volume); find
         # it out now rather than at the first commit (an empty directory: no reader
