@@ -706,11 +706,16 @@ def test_an_idle_run_does_not_checkpoint_again_and_again(tmp_path: Path) -> None
         )
         .start()
     )
-    deadline = time.monotonic() + 30
-    while job.metrics.events_in < 10 and time.monotonic() < deadline:
+    ex = job._executor
+    deadline = time.monotonic() + 30  # a failure guard
+    while job.metrics.events_in < 10:
+        assert time.monotonic() < deadline, "the rows did not arrive"
         time.sleep(0.01)
-    time.sleep(0.5)  # ~25 polls of an idle source
-    busy = job.metrics.checkpoints
+    # 25 steps of the run's loop with nothing to read (a call is served between two
+    # steps), counted rather than timed: a busy machine makes fewer steps in 0.5 s
+    for _ in range(25):
+        ex.call(lambda: None)
+    busy = ex.call(lambda: ex.metrics.checkpoints)
     done.set()
     job.stop()
     assert 1 <= busy <= 2  # after the batch (and perhaps its flush), not while idle
