@@ -246,6 +246,81 @@ def test_hopping_late_events_follow_the_watermark_model(
     same_rows(out, expected, **FLOAT)
 
 
+SESSION_SCHEMA = pl.Schema({"ts": pl.Int64, "k": pl.Int64, "i": pl.Int64})
+
+
+@st.composite
+def session_cases(draw: st.DrawFn) -> tuple[pl.DataFrame, int, int, int, int]:
+    """``(events, bound, gap, lateness, batch_size)``: few events of small integer times
+    over up to three keys, some of them moved onto the boundaries of the watermark model
+    (a run that ends exactly at ``watermark - lateness``, or one off; a session that
+    ends exactly where a later watermark frees it), which random times rarely hit."""
+    n = draw(st.integers(1, 60))
+    span = draw(st.sampled_from([20, 60, 150]))
+    n_keys = draw(st.integers(1, 3))
+    ts = draw(st.lists(st.integers(0, span), min_size=n, max_size=n))
+    keys = draw(st.lists(st.integers(0, n_keys - 1), min_size=n, max_size=n))
+    bound = draw(st.integers(0, 12))
+    gap = draw(st.integers(1, 12))
+    lateness = draw(st.sampled_from([0, 0, 3, 10]))
+    batch_size = draw(st.integers(1, 12))
+    sizes = ref.fixed_batches(n, batch_size)
+    batch_of = [b for b, size in enumerate(sizes) for _ in range(size)]
+    for _ in range(draw(st.integers(0, 6))):
+        r = draw(st.integers(0, n - 1))
+        kind = draw(st.sampled_from(["late", "freed"]))
+        wm = ref.watermarks_before(ts, sizes, bound)
+        first = batch_of.index(batch_of[r])
+        if kind == "late":
+            if wm[r] == ref.NO_WATERMARK:
+                continue
+            ts[r] = int(wm[r]) - lateness - gap + draw(st.integers(-1, 1))
+        else:
+            # the watermark after a later batch, unless r holds its own batch's maximum
+            later = [int(w) for w in wm[first:] if w != ref.NO_WATERMARK and w > wm[r]]
+            top = max(ts[first : first + sizes[batch_of[r]]])
+            if not later or ts[r] == top:
+                continue
+            ts[r] = draw(st.sampled_from(later)) - lateness - gap
+    df = pl.DataFrame({"ts": ts, "k": keys, "i": range(n)}, schema=SESSION_SCHEMA)
+    return df, bound, gap, lateness, batch_size
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=FIXTURE_OK)
+@given(case=session_cases())
+def test_session_late_events_follow_the_watermark_model(
+    same_rows: SameRows, case: tuple[pl.DataFrame, int, int, int, int]
+) -> None:
+    """Sessions against the row-by-row model of ``ref.session_stream``: which events are
+    late (a run that joins no kept session and ends at or before ``watermark -
+    lateness``), and every emission (a changed session fires when the watermark reaches
+    its end, exactly at it included), with its revisions."""
+    df, bound, gap, lateness, batch_size = case
+    aggs = [
+        pl.len(),
+        pl.col("i").sum(),
+        pl.col("i").min().alias("i_min"),
+        pl.col("i").last().alias("i_last"),
+    ]
+    batches = ref.fixed_batches(df.height, batch_size)
+    emitted, late = ref.session_stream(
+        df["ts"].to_numpy(), df["k"].to_list(), batches, bound, gap, lateness
+    )
+    expected = ref.session_emissions(df, emitted, by="k", aggs=aggs)
+    if lateness:
+        expected = expected.with_columns(pl.col("revision").cast(pl.UInt32))
+    else:
+        expected = expected.drop("revision")
+
+    stream = vs.from_polars(df, batch_size=batch_size).with_watermark("ts", bound)
+    w = stream.window(vs.session(gap), by="k", allowed_lateness=lateness, late="side").agg(*aggs)
+    (out, late_rows), m = vs.collect_all([w, w.late_events()], return_metrics=True)
+
+    assert m.late_events == int(late.sum())
+    same_rows(late_rows, df.filter(pl.Series(late)))
+    same_rows(out, expected)
+
+
 # ------------------------------------------------------------------ allowed lateness
 
 # Tumbling(10), bound 0, allowed_lateness 5: [0, 10) fires after the first batch
@@ -287,6 +362,18 @@ def test_revisions_come_out_in_firing_order() -> None:
     first = out.filter(pl.col("window_start") == 0)
     assert first["revision"].to_list() == [0, 1, 2]
     assert first["len"].to_list() == [2, 3, 4]
+
+
+def test_a_session_past_its_lateness_takes_no_more_events() -> None:
+    # session(2), allowed lateness 15, bound 0. [0, 2) fires at watermark 16 and is kept
+    # until 2 + 15 <= watermark: freed at 17 although no session is due then, so the
+    # last 0 is late (it used to update the freed session and emit a revision)
+    stream = source([0], [0], [16], [17], [0]).with_watermark("ts", 0)
+    w = stream.window(vs.session(2), allowed_lateness=15, late="side").agg(pl.len())
+    (out, late), m = vs.collect_all([w, w.late_events()], return_metrics=True)
+    assert sorted_rows(out) == [(0, 2, 0, 2), (16, 19, 0, 2)]
+    assert late.rows() == [(0, 4)]
+    assert m.late_events == 1
 
 
 def test_allowed_lateness_with_a_key_and_string_durations() -> None:

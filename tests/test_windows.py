@@ -227,8 +227,9 @@ def test_reference_session_keys_and_null_keys() -> None:
         {"ts": [0, 3, 5, 12, 4, 30], "k": ["a", None, "a", "a", None, None]},
     )
     out = ref.session(df, 7, by="k", aggs=[pl.len()]).sort("k", "window_start", nulls_last=True)
-    # "a": 5 - 0 < 7 share a session, 12 - 5 == 7 starts one; nulls are a key of their own
-    assert out.rows() == [("a", 0, 12, 2), ("a", 12, 19, 1), (None, 3, 11, 2), (None, 30, 37, 1)]
+    # "a": 5 - 0 < 7 and 12 - 5 == 7 (windows that touch) share a session; nulls are a
+    # key of their own, 30 - 4 > 7 starts one
+    assert out.rows() == [("a", 0, 19, 3), (None, 3, 11, 2), (None, 30, 37, 1)]
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=FIXTURE_OK)
@@ -454,15 +455,16 @@ def test_session_matches_the_reference(
     same_rows(out, ref.session(df, ms(gap), by=by, aggs=aggs), **FLOAT)
 
 
-def test_session_gap_is_exclusive() -> None:
-    """``next - prev == gap`` starts a new session; ``gap - 1`` does not."""
+def test_sessions_that_touch_merge() -> None:
+    """``next - prev == gap`` stays in the session (windows ``[t, t + gap)`` that touch
+    merge, as in Flink, Spark and Bytewax); ``gap + 1`` starts a new one."""
     rows = [  # arrival order, out of order within the bound of 20
         ("a", 10, 1.0),
         ("a", 0, 2.0),
         ("b", 5, 3.0),
         ("a", 19, 4.0),
         ("a", 40, 5.0),
-        ("b", 14, 6.0),
+        ("b", 15, 6.0),
         ("a", 29, 7.0),
     ]
     df = pl.DataFrame(rows, schema={"k": pl.String, "ts": pl.Int64, "v": pl.Float64}, orient="row")
@@ -471,11 +473,10 @@ def test_session_gap_is_exclusive() -> None:
     out = run(stream.window(vs.session(10), by="k").agg(*aggs))
     assert out.columns == ["k", "window_start", "window_end", "len", "v", "v_sum"]
     assert sorted(out.rows()) == [
-        ("a", 0, 10, 1, 2.0, 2.0),  # 10 - 0 == gap: 10 starts a new session
-        ("a", 10, 29, 2, 1.0, 5.0),  # 19 - 10 < gap
-        ("a", 29, 39, 1, 7.0, 7.0),  # 29 - 19 == gap
+        # 10 - 0 == gap, 19 - 10 < gap, and 29 (last batch) touches [0, 29)
+        ("a", 0, 39, 4, 1.0, 14.0),
         ("a", 40, 50, 1, 5.0, 5.0),  # 40 - 29 > gap
-        ("b", 5, 24, 2, 3.0, 9.0),
+        ("b", 5, 25, 2, 3.0, 9.0),  # 15 - 5 == gap, in the next batch
     ]
     assert sorted(out.rows()) == sorted(ref.session(df, 10, by="k", aggs=aggs).rows())
 
@@ -490,6 +491,20 @@ def test_a_late_arriving_event_bridges_two_sessions() -> None:
     aggs = [pl.len(), pl.col("v").first(), pl.col("v").last().alias("v_last")]
     out = run(stream.window(vs.session(10)).agg(*aggs))
     assert sorted(out.rows()) == [(0, 28, 3, 1.0, 3.0), (100, 110, 1, 4.0, 4.0)]
+
+
+def test_a_late_event_that_touches_two_open_sessions_merges_them() -> None:
+    # [0, 10) and [20, 30) are open (bound 50); 10 arrives later, exactly gap from both
+    batches = [
+        pa.record_batch({"ts": pa.array([0, 20], pa.int64()), "v": pa.array([1.0, 2.0])}),
+        pa.record_batch({"ts": pa.array([10], pa.int64()), "v": pa.array([3.0])}),
+        pa.record_batch({"ts": pa.array([31], pa.int64()), "v": pa.array([4.0])}),
+    ]
+    stream = vs.from_arrow(batches).with_watermark("ts", 50)
+    aggs = [pl.len(), pl.col("v").first(), pl.col("v").last().alias("v_last")]
+    out = run(stream.window(vs.session(10)).agg(*aggs))
+    # 31 - 20 > gap: a session of its own
+    assert sorted(out.rows()) == [(0, 30, 3, 1.0, 3.0), (31, 41, 1, 4.0, 4.0)]
 
 
 @pytest.mark.parametrize("aggs", AGGREGATES.values(), ids=AGGREGATES.keys())

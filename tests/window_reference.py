@@ -36,6 +36,8 @@ __all__ = [
     "hopping",
     "late_mask",
     "session",
+    "session_emissions",
+    "session_stream",
     "tumbling",
     "tumbling_dynamic",
     "watermarks_before",
@@ -150,17 +152,18 @@ def session(
     time: str = "ts",
 ) -> pl.DataFrame:
     """Session windows: per key, sorted by time, a new session starts where
-    ``t - previous t >= gap``; the window is ``[first, last + gap)``.
+    ``t - previous t > gap`` (events exactly ``gap`` apart share one: windows ``[t, t +
+    gap)`` that touch merge); the window is ``[first, last + gap)``.
 
     Examples
     --------
     >>> df = pl.DataFrame({"ts": [19, 0, 30, 10]})
     >>> session(df, 10, aggs=[pl.len()]).sort("window_start").rows()
-    [(0, 10, 1), (10, 29, 2), (30, 40, 1)]
+    [(0, 29, 3), (30, 40, 1)]
     """
     keys = _keys(by)
     ordered = _physical(df, time).sort([*keys, _T, _ROW], nulls_last=True)
-    new = (pl.col(_T) - pl.col(_T).shift(1) >= gap).fill_null(True)
+    new = (pl.col(_T) - pl.col(_T).shift(1) > gap).fill_null(True)
     for k in keys:
         new = new | pl.col(k).ne_missing(pl.col(k).shift(1))
     assigned = (
@@ -247,6 +250,124 @@ def watermarks_before(
         if n:
             wm = max(wm, int(t[pos : pos + n].max()) - bound)
         pos += n
+    return out
+
+
+def session_stream(
+    times: Sequence[int] | np.ndarray,
+    keys: Sequence[object],
+    batches: Sequence[int],
+    bound: int,
+    gap: int,
+    lateness: int = 0,
+) -> tuple[pl.DataFrame, np.ndarray]:
+    """What a session window emits over one source split read in micro-batches, modelled
+    row by row from DESIGN.md (a plain-Python model for small inputs, not the kernel).
+
+    Per batch, with ``wm`` the watermark from before it: each key's events, in time
+    order, form runs of events at most ``gap`` apart; a run joins every kept session it
+    overlaps or touches (``start <= run end`` and ``run start <= end``), again as the
+    union grows. A run that joins none and whose ``[first, last + gap)`` has ``end +
+    lateness <= wm`` is late. Then the watermark moves to ``max(event time) - bound``;
+    every session that changed and has ``end <= wm`` is emitted (revision 0, 1, ...),
+    and sessions with ``end + lateness <= wm`` are dropped. At the end of the input the
+    watermark is +inf: every changed session is emitted.
+
+    Returns the emissions in firing order (``emission``, ``key``, ``window_start``,
+    ``window_end``, ``revision`` and ``rows``, the positions of the session's events)
+    and the late mask.
+
+    Examples
+    --------
+    >>> out, late = session_stream([0, 20, 10, -20], ["a"] * 4, [2, 1, 1], 5, 10)
+    >>> out.select("window_start", "window_end", "revision", "rows").rows()
+    [(0, 10, 0, [0]), (10, 30, 0, [1, 2])]
+    >>> late.tolist()
+    [False, False, False, True]
+    """
+    t = np.asarray(times, dtype=np.int64)
+    assert sum(batches) == len(t) == len(keys), "batches must cover the rows"
+    kept: dict[object, list[dict[str, object]]] = {}
+    late = np.zeros(len(t), dtype=bool)
+    out: list[tuple[object, int, int, int, list[int]]] = []
+    wm = NO_WATERMARK
+
+    def fire(wm: int) -> None:
+        for key, sessions in kept.items():
+            for s in sessions:
+                if s["dirty"] and s["end"] <= wm:  # type: ignore[operator]
+                    s["rev"] = s["rev"] + 1  # type: ignore[operator]
+                    s["dirty"] = False
+                    out.append((key, s["start"], s["end"], s["rev"], sorted(s["rows"])))  # type: ignore[arg-type]
+            kept[key] = [s for s in sessions if s["end"] + lateness > wm]  # type: ignore[operator]
+
+    pos = 0
+    for n in batches:
+        rows = range(pos, pos + n)
+        for key in dict.fromkeys(keys[r] for r in rows):
+            mine = sorted((r for r in rows if keys[r] == key), key=lambda r: (t[r], r))
+            runs: list[list[int]] = []
+            for r in mine:
+                if runs and t[r] - t[runs[-1][-1]] <= gap:
+                    runs[-1].append(r)
+                else:
+                    runs.append([r])
+            sessions = kept.setdefault(key, [])
+            for run in runs:
+                start, end = int(t[run[0]]), int(t[run[-1]]) + gap
+                joined = {"start": start, "end": end, "rows": set(run), "rev": -1}
+                merged = True
+                any_merge = False
+                while merged:
+                    merged = False
+                    for s in sessions:
+                        if s["start"] <= joined["end"] and joined["start"] <= s["end"]:  # type: ignore[operator]
+                            joined["start"] = min(joined["start"], s["start"])  # type: ignore[type-var]
+                            joined["end"] = max(joined["end"], s["end"])  # type: ignore[type-var]
+                            joined["rows"] |= s["rows"]  # type: ignore[operator]
+                            joined["rev"] = max(joined["rev"], s["rev"])  # type: ignore[type-var]
+                            sessions.remove(s)
+                            merged = any_merge = True
+                            break
+                if not any_merge and end + lateness <= wm:
+                    late[run] = True
+                    continue
+                joined["dirty"] = True
+                sessions.append(joined)
+        if n:
+            wm = max(wm, int(t[pos : pos + n].max()) - bound)
+        fire(wm)
+        pos += n
+    fire(2**63 - 1)
+    schema = {
+        "emission": pl.Int64,
+        "key": pl.Object if not keys else pl.Series([keys[0]]).dtype,
+        "window_start": pl.Int64,
+        "window_end": pl.Int64,
+        "revision": pl.Int64,
+        "rows": pl.List(pl.Int64),
+    }
+    frame = pl.DataFrame([(i, *e) for i, e in enumerate(out)], schema=schema, orient="row")
+    return frame, late
+
+
+def session_emissions(
+    df: pl.DataFrame, emitted: pl.DataFrame, *, by: str, aggs: Sequence[pl.Expr]
+) -> pl.DataFrame:
+    """The rows of :func:`session_stream`'s emissions: ``by``, the window bounds, the
+    revision and ``aggs`` over each emission's rows of ``df`` in arrival order."""
+    rows = emitted.explode("rows").rename({"rows": _ROW})
+    joined = rows.join(df.with_row_index(_ROW).with_columns(pl.col(_ROW).cast(pl.Int64)), on=_ROW)
+    out = (
+        joined.sort("emission", _ROW)
+        .group_by("emission", maintain_order=True)
+        .agg(
+            pl.col("key").first().alias(by),
+            pl.col("window_start", "window_end", "revision").first(),
+            *aggs,
+        )
+        .drop("emission")
+    )
     return out
 
 

@@ -779,8 +779,9 @@ def session_update(  # type: ignore[no-untyped-def]
 ):
     """Fold a batch into per-key sessions, merging sessions an event bridges.
 
-    Per key, the batch's events (in time order) form runs (next - prev < gap); each run
-    merges with every live session it overlaps. A run that merges with nothing and whose
+    Per key, the batch's events (in time order) form runs (next - prev <= gap); each run
+    merges with every live session it overlaps or touches (windows ``[t, t + gap)`` that
+    touch merge, as in Flink, Spark and Bytewax). A run that merges with nothing and whose
     session would end at or before ``wm - lateness`` is late: its rows are marked in
     ``late``. ``counters`` = [free slots, slots ever used, late rows]. A session merged
     into another gets ``merged_into[old] = new``. Returns the smallest end among the
@@ -794,9 +795,9 @@ def session_update(  # type: ignore[no-untyped-def]
     while c < n:
         r0 = order[c]
         k = kid[r0]
-        # one run: consecutive rows of key k closer than gap
+        # one run: consecutive rows of key k at most gap apart
         e = c + 1
-        while e < n and kid[order[e]] == k and ts[order[e]] - ts[order[e - 1]] < gap:
+        while e < n and kid[order[e]] == k and ts[order[e]] - ts[order[e - 1]] <= gap:
             e += 1
         # new slot for the run
         if counters[0] > 0:
@@ -828,7 +829,7 @@ def session_update(  # type: ignore[no-untyped-def]
         j = head[k]
         while j >= 0:
             jn = nxt[j]
-            if s_start[j] < end and start < s_end[j]:
+            if s_start[j] <= end and start <= s_end[j]:  # overlap or touch
                 merged = True
                 combine_slot(prog, F, In, slot, F, In, j)
                 start = min(start, s_start[j])
@@ -892,7 +893,8 @@ def session_fire(  # type: ignore[no-untyped-def]
     """Emit sessions: those the watermark closed (``end <= wm``) that are new or changed
     since their last emission, plus (``early``) every open changed session. Then free the
     sessions past their lateness. Returns the emitted rows (with their slots) and the
-    next smallest end."""
+    next watermark at which a call has work (a session's end, or the end of a fired
+    session's lateness)."""
     m = 0
     for rnd in range(2):
         if rnd == 1:
@@ -938,8 +940,13 @@ def session_fire(  # type: ignore[no-untyped-def]
                 free[counters[0]] = j
                 counters[0] += 1
             else:
+                # the next watermark with work: the session's end while it is still to
+                # be emitted, else the end of its lateness, when it is freed (a session
+                # kept past it would take events late beyond the lateness)
                 if not s_final[j] or s_dirty[j]:
                     next_end = min(next_end, s_end[j])
+                else:
+                    next_end = min(next_end, s_end[j] + lateness)
                 prev = j
             j = jn
     return out_key, out_start, out_end, out_rev, out_slot, Fo, Io, next_end

@@ -81,7 +81,7 @@ class Hopping:
 
 @dataclass(frozen=True, slots=True)
 class Session:
-    """Per key, events closer than ``gap`` share a window ``[first, last + gap)``."""
+    """Per key, events at most ``gap`` apart share a window ``[first, last + gap)``."""
 
     gap: Duration
 
@@ -157,14 +157,21 @@ def hopping(size: Duration, slide: Duration, *, offset: Duration = 0) -> Hopping
 
 
 def session(gap: Duration) -> Session:
-    """Session windows: per key, events closer than ``gap`` (``next - prev < gap``) share
-    a session ``[first, last + gap)``; a late event that bridges two sessions merges them.
+    """Session windows: per key, events at most ``gap`` apart (``next - prev <= gap``)
+    share a session ``[first, last + gap)``: windows ``[t, t + gap)`` that overlap or
+    touch merge, as in Flink, Spark and Bytewax. A late event that bridges two open
+    sessions merges them.
+
+    A session fires when the watermark reaches its end (``watermark >= last + gap``). An
+    event exactly at that watermark would touch it; without ``allowed_lateness`` the
+    session has already been emitted and freed then, so such an event starts a session
+    of its own (as in Flink, whose session state is purged at the same instant).
 
     Examples
     --------
     >>> import polars as pl
     >>> import vstream as vs
-    >>> df = pl.DataFrame({"ts": [0, 3, 10, 11], "user": ["u", "u", "u", "v"]})
+    >>> df = pl.DataFrame({"ts": [0, 5, 12, 11], "user": ["u", "u", "u", "v"]})
     >>> (
     ...     vs.from_polars(df)
     ...     .with_watermark("ts", 0)
@@ -179,8 +186,8 @@ def session(gap: Duration) -> Session:
     │ ---  ┆ ---          ┆ ---        ┆ --- │
     │ str  ┆ i64          ┆ i64        ┆ u32 │
     ╞══════╪══════════════╪════════════╪═════╡
-    │ u    ┆ 0            ┆ 8          ┆ 2   │
-    │ u    ┆ 10           ┆ 15         ┆ 1   │
+    │ u    ┆ 0            ┆ 10         ┆ 2   │
+    │ u    ┆ 12           ┆ 17         ┆ 1   │
     │ v    ┆ 11           ┆ 16         ┆ 1   │
     └──────┴──────────────┴────────────┴─────┘
     """
