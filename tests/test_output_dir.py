@@ -125,6 +125,20 @@ def test_a_claim_goes_with_the_output_it_claimed(tmp_path: Path) -> None:
     assert _see(out) == 600
 
 
+@pytest.mark.parametrize("where", ["out/ckpt", "out", "."])
+def test_a_checkpoint_inside_the_output_is_refused(tmp_path: Path, where: str) -> None:
+    # its manifest and Arrow files would be read as part of the output (or the reverse)
+    out = tmp_path / "out"
+    with pytest.raises(vs.PipelineError, match="inside one another"):
+        _stream().sink_parquet(out, checkpoint_dir=tmp_path / where)
+    assert not (tmp_path / ".out.vstream").exists()
+    assert not out.exists()
+    lazy = _stream().sink_parquet(out, lazy=True)
+    with pytest.raises(vs.PipelineError, match="inside one another"):
+        vs.collect_all([lazy], checkpoint_dir=tmp_path / where)
+    assert not out.exists()
+
+
 def test_a_damaged_claim_is_refused(tmp_path: Path) -> None:
     out = tmp_path / "out"
     _stream().sink_parquet(out, checkpoint_dir=tmp_path / "c")

@@ -270,6 +270,15 @@ class ParquetSink(Sink):
                 "checkpoints; pass a directory (a path not ending in .parquet)"
             )
             raise PipelineError(msg)
+        real_out, real_ckpt = os.path.realpath(self.dir), os.path.realpath(checkpoint_dir)
+        if os.path.commonpath([real_out, real_ckpt]) in (real_out, real_ckpt):
+            # readers of the output would read the checkpoint's files (or the reverse)
+            msg = (
+                f"{self.label}: the output directory and checkpoint_dir "
+                f"{str(checkpoint_dir)!r} are inside one another; put them side by side "
+                "(e.g. out/ and ckpt/)"
+            )
+            raise PipelineError(msg)
         self._ckpt = Path(checkpoint_dir)
         self._index = index
 

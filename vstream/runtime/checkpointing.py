@@ -155,9 +155,9 @@ class Checkpointing:
     def open_sinks(self) -> LoadedCheckpoint | None:
         """Before the sinks open: take the checkpoint dir, find the checkpoint to resume
         from and check it."""
-        self._lock()
-        for k, t in enumerate(self.ex.targets):
+        for k, t in enumerate(self.ex.targets):  # first: a sink may refuse the dir
             t.sink.use_checkpoints(self.config.dir, k)
+        self._lock()
         loaded = self.store.latest(self.notes)
         if loaded is None:
             return None
