@@ -217,6 +217,25 @@ def test_sink_callback_error_fails_the_run() -> None:
         vs.from_polars(pl.DataFrame({"x": [1, 2]})).sink_callback(fn)
 
 
+def test_lazy_sink_callback_in_a_checkpointed_run_gets_the_epoch(tmp_path: Path) -> None:
+    """The checkpoint_dir given to collect_all (not to the callback) makes the run
+    at-least-once: the callback gets the epoch too, or is refused if it cannot take it."""
+    s = vs.from_polars(pl.DataFrame({"x": range(10)}), batch_size=3)
+    with pytest.raises(vs.PipelineError, match=r"fn\(df, epoch\)"):
+        vs.collect_all(
+            [s.sink_callback(lambda df: None, lazy=True)], checkpoint_dir=tmp_path / "a"
+        )
+    seen: list[tuple[int, int]] = []
+    vs.collect_all(
+        [s.sink_callback(lambda df, epoch: seen.append((epoch, df.height)), lazy=True)],
+        checkpoint_dir=tmp_path / "b",
+        checkpoint_interval=2,
+    )
+    assert sum(n for _, n in seen) == 10
+    assert [e for e, _ in seen] == sorted(e for e, _ in seen)
+    assert seen[-1][0] > seen[0][0] >= 1
+
+
 # ====================================================================== several sinks
 
 

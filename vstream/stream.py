@@ -23,7 +23,15 @@ from vstream.errors import (
     SchemaError,
     UnboundedError,
 )
-from vstream.io.sinks import CallbackSink, CollectSink, ParquetSink, ResultsSink, Sink, SinkMode
+from vstream.io.sinks import (
+    CallbackSink,
+    CollectSink,
+    ParquetSink,
+    ResultsSink,
+    Sink,
+    SinkMode,
+    takes_epoch,
+)
 from vstream.ops.stateless import filter_frame, select_step, with_columns_step
 from vstream.ops.window import WindowSetup
 from vstream.plan.aggregates import plan_aggregations
@@ -971,7 +979,7 @@ class Stream:
             checkpoint_dir, checkpoint_interval, keep_checkpoints, "sink_callback"
         )
         with_epoch = config is not None
-        if with_epoch and not _takes_two(fn):
+        if with_epoch and not takes_epoch(fn):
             msg = (
                 "sink_callback: with checkpoint_dir the function is called as fn(df, epoch) "
                 "(the epoch id lets it drop rows a restart delivers again); "
@@ -1293,20 +1301,6 @@ def _targets(items: Sequence[Stream | LazySink], keep: int | None = None) -> lis
             msg = f"expected Streams or lazy sinks (sink_*(..., lazy=True)), got {kind}"
             raise PipelineError(msg)
     return targets
-
-
-def _takes_two(fn: Callable[..., object]) -> bool:
-    import inspect
-
-    try:
-        sig = inspect.signature(fn)
-    except (TypeError, ValueError):  # a builtin without a signature: let the call decide
-        return True
-    try:
-        sig.bind(None, None)
-    except TypeError:
-        return False
-    return True
 
 
 def job_checkpoint(

@@ -30,6 +30,7 @@ __all__ = [
     "Sink",
     "SinkError",
     "SinkMode",
+    "takes_epoch",
 ]
 
 
@@ -136,11 +137,39 @@ class CallbackSink(Sink):
         self.with_epoch = with_epoch
         self.label = f"sink_callback({getattr(fn, '__name__', type(fn).__name__)})"
 
+    def use_checkpoints(self, checkpoint_dir: Path, index: int) -> None:
+        # a lazy sink_callback run by collect_all / start_all with a checkpoint_dir: the
+        # function needs the epoch to drop the rows a restart delivers again
+        if not self.with_epoch:
+            if not takes_epoch(self.fn):
+                msg = (
+                    f"{self.label}: the run checkpoints, so the function is called as "
+                    "fn(df, epoch) (the epoch id lets it drop rows a restart delivers "
+                    "again); it does not take two arguments"
+                )
+                raise PipelineError(msg)
+            self.with_epoch = True
+
     def write(self, df: pl.DataFrame) -> None:
         if self.with_epoch:
             self.fn(df, self.epoch)
         else:
             self.fn(df)
+
+
+def takes_epoch(fn: Callable[..., object]) -> bool:
+    """Whether ``fn`` can be called as ``fn(df, epoch)``."""
+    import inspect
+
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):  # a builtin without a signature: let the call decide
+        return True
+    try:
+        sig.bind(None, None)
+    except TypeError:
+        return False
+    return True
 
 
 _PART = re.compile(r"^part-(\d+)\.parquet$")
