@@ -10,7 +10,7 @@ import itertools
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Literal
+from typing import Any, Literal
 
 import polars as pl
 import pyarrow as pa
@@ -120,3 +120,124 @@ def endless() -> Iterator[Endless]:
     e = Endless()
     yield e
     e.halt.set()
+
+
+class DrivenClock:
+    """The wall clock a run reads for ticks and idleness (``time.monotonic`` in the
+    executor and the watermark step), which the test moves forward: real time plus an
+    offset that only grows. Waiting on :meth:`step` replaces sleeping and sampling, so
+    a watermark test asserts exact values however busy the machine is.
+    """
+
+    def __init__(self) -> None:
+        self._offset = 0.0
+        self._reads = 0  # the executor's readings of the clock: one a step of its loop
+        self._cond = threading.Condition()
+
+    def now(self) -> float:
+        """The clock as the run sees it."""
+        with self._cond:
+            return time.monotonic() + self._offset
+
+    def advance(self, seconds: float) -> None:
+        """Move the clock ``seconds`` forward (every reading after this call sees it)."""
+        with self._cond:
+            self._offset += seconds
+
+    def step(self, timeout: float = 15.0) -> None:
+        """Return once the run has taken a whole step of its loop, wall-clock tick and
+        metrics included, on the clock as it is now (moved one tick forward, so the
+        tick is due). ``timeout`` is a failure guard."""
+        from vstream.runtime.executor import _TICK
+
+        self.advance(2 * _TICK)
+        with self._cond:
+            # the first reading after the advance starts a step that ticks; the second
+            # comes after that step has ended
+            target = self._reads + 2
+            if not self._cond.wait_for(lambda: self._reads >= target, timeout):
+                msg = f"the run took no step in {timeout} s"
+                raise AssertionError(msg)
+
+    def _time_module(self, *, counted: bool) -> Any:
+        clock = self
+
+        class _Time:
+            def __getattr__(self, name: str) -> Any:
+                return getattr(time, name)
+
+            def monotonic(self) -> float:
+                with clock._cond:
+                    value = time.monotonic() + clock._offset
+                    if counted:
+                        clock._reads += 1
+                        clock._cond.notify_all()
+                return value
+
+        return _Time()
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> DrivenClock:
+    """A :class:`DrivenClock` that runs started in the test read."""
+    from vstream.ops import watermark
+    from vstream.runtime import executor
+
+    driven = DrivenClock()
+    monkeypatch.setattr(executor, "time", driven._time_module(counted=True))
+    monkeypatch.setattr(watermark, "time", driven._time_module(counted=False))
+    return driven
+
+
+class VirtualClock:
+    """Virtual time for the paced replay of ``vs.from_arrow(..., rate=...)``: the reader's
+    waits (``threading.Event.wait`` in :mod:`vstream.io.memory`) return at once and move
+    this clock by what they would have waited, and ``time.perf_counter`` there reads it.
+    Rows then come out exactly on their schedule, however busy the machine is.
+    """
+
+    def __init__(self) -> None:
+        self._now = 1_000.0
+        self._lock = threading.Lock()
+
+    def now(self) -> float:
+        with self._lock:
+            return self._now
+
+    def _modules(self) -> tuple[Any, Any]:
+        clock = self
+
+        class VirtualEvent(threading.Event):
+            def wait(self, timeout: float | None = None) -> bool:
+                if timeout is None or self.is_set():
+                    return super().wait(timeout)
+                with clock._lock:
+                    clock._now += max(timeout, 0.0)
+                return self.is_set()
+
+        class _Time:
+            def __getattr__(self, name: str) -> Any:
+                return getattr(time, name)
+
+            def perf_counter(self) -> float:
+                return clock.now()
+
+        class _Threading:
+            Event = VirtualEvent
+
+            def __getattr__(self, name: str) -> Any:
+                return getattr(threading, name)
+
+        return _Time(), _Threading()
+
+
+@pytest.fixture
+def virtual_clock(monkeypatch: pytest.MonkeyPatch) -> VirtualClock:
+    """A :class:`VirtualClock` that paced replays started in the test run on."""
+    from vstream.io import memory
+
+    clock = VirtualClock()
+    fake_time, fake_threading = clock._modules()
+    monkeypatch.setattr(memory, "time", fake_time)
+    monkeypatch.setattr(memory, "threading", fake_threading)
+    return clock

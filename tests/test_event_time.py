@@ -10,7 +10,6 @@ from before its micro-batch.
 
 from __future__ import annotations
 
-import itertools
 import queue
 import sys
 import threading
@@ -457,16 +456,7 @@ def jobs() -> Iterator[Jobs]:
         job.stop(timeout=10)
 
 
-def sample_watermarks(job: vs.Job, seconds: float) -> list[tuple[float, Any]]:
-    out = []
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        out.append((time.monotonic(), job.metrics.watermark))
-        time.sleep(0.05)
-    return out
-
-
-def test_job_watermark_is_max_seen_minus_bound_and_never_decreases(jobs: Jobs) -> None:
+def test_job_watermark_is_max_seen_minus_bound_and_never_decreases(jobs: Jobs, clock: Any) -> None:
     feed = Feed(int_batch([1_000, 1_400, 1_200]))
     job = vs.from_arrow(feed).with_watermark("ts", 300, time_unit="ms").start()
     jobs.append((job, [feed]))
@@ -476,9 +466,9 @@ def test_job_watermark_is_max_seen_minus_bound_and_never_decreases(jobs: Jobs) -
     # an older batch does not move the watermark back; its events are behind it
     feed.put(int_batch([3_000, 4_800, 4_699, 4_700]))
     wait_until(lambda: job.metrics.events_in == 9)
-    seen = sample_watermarks(job, 0.5)
-    assert {wm for _, wm in seen} == {4_700}
-    wait_until(lambda: job.metrics.behind_watermark == 2)
+    clock.step()  # the metrics of a step after that batch
+    assert job.metrics.watermark == 4_700
+    assert job.metrics.behind_watermark == 2
     assert job.running
     assert job.error is None
 
@@ -515,32 +505,43 @@ def test_concat_watermark_is_the_minimum_of_its_inputs(jobs: Jobs) -> None:
     assert job.results.height == 4
 
 
-def test_idle_source_watermark_follows_the_wall_clock(jobs: Jobs) -> None:
+def test_idle_source_watermark_follows_the_wall_clock(jobs: Jobs, clock: Any) -> None:
+    """Driven clock: idle exactly when idle_timeout has passed, then the watermark moves
+    with the clock, never faster, and never back when data comes again."""
     feed = Feed(int_batch([1_000, 2_000, 1_500]))
-    job = vs.from_arrow(feed).with_watermark("ts", 100, time_unit="ms", idle_timeout=0.2).start()
+    opts = {"time_unit": "ms", "idle_timeout": 30}
+    job = vs.from_arrow(feed).with_watermark("ts", 100, **opts).start()  # type: ignore[arg-type]
     jobs.append((job, [feed]))
-    wait_until(lambda: job.metrics.watermark is not None)
-    assert job.metrics.watermark >= 2_000 - 100
-    seen = sample_watermarks(job, 1.5)
-    marks = [wm for _, wm in seen]
-    assert all(a <= b for a, b in itertools.pairwise(marks)), "never decreases"
-    # over the last second the watermark advanced, at most as fast as the wall clock
-    (t0, w0), (t1, w1) = next((t, w) for t, w in seen if t >= seen[-1][0] - 1.0), seen[-1]
-    assert w1 > w0
-    assert w1 - w0 <= (t1 - t0) * 1_000 + 500
-    assert w1 - (2_000 - 100) >= 300  # about 1.3 s of wall clock since it went idle
+    wait_until(lambda: job.metrics.watermark == 2_000 - 100)
+    clock.step()
+    assert job.metrics.watermark == 1_900  # 30 s have not passed: not idle
+    marks = [1_900]
+    idle_from = clock.now()
+    clock.advance(30)  # quiet for idle_timeout: idle from the next step on
+    clock.step()
+    marks.append(job.metrics.watermark)
+    clock.advance(5.01)
+    clock.step()
+    marks.append(job.metrics.watermark)
+    moved = marks[-1] - 1_900
+    assert moved >= 5_000  # it follows the clock (5.01 s and the steps' own time)
+    # ...at most as fast as the clock: idle since after idle_from + 30 s, read before now
+    assert moved <= (clock.now() - idle_from - 30) * 1_000 + 1
     # data arriving again does not move it back
     feed.put(int_batch([1_950]))
     wait_until(lambda: job.metrics.events_in == 4)
-    later = [wm for _, wm in sample_watermarks(job, 0.3)]
-    assert min(later) >= marks[-1]
+    clock.step()
+    marks.append(job.metrics.watermark)
+    assert marks == sorted(marks), f"the watermark went back: {marks}"
     assert job.error is None
 
 
-@pytest.mark.parametrize("idle_timeout", [0.2, None], ids=["idle", "no-idle"])
-def test_an_idle_split_leaves_the_minimum(jobs: Jobs, idle_timeout: float | None) -> None:
+@pytest.mark.parametrize("idle_timeout", [30, None], ids=["idle", "no-idle"])
+def test_an_idle_split_leaves_the_minimum(
+    jobs: Jobs, clock: Any, idle_timeout: float | None
+) -> None:
     """Two generators under one watermark: the one that stopped yielding holds it back
-    only until idle_timeout."""
+    only until idle_timeout (on a driven clock: the busy one stays active)."""
     busy, quiet = Feed(int_batch([100_000])), Feed(int_batch([1_000]))
     options = {} if idle_timeout is None else {"idle_timeout": idle_timeout}
     job = (
@@ -550,26 +551,28 @@ def test_an_idle_split_leaves_the_minimum(jobs: Jobs, idle_timeout: float | None
     )
     jobs.append((job, [busy, quiet]))
     wait_until(lambda: job.metrics.events_in == 2)
-    top = 100_000
-    for _ in range(12):
-        top += 100
-        busy.put(int_batch([top]))
-        time.sleep(0.1)
-    wait_until(lambda: job.metrics.events_in == 14)
+    clock.step()
+    assert job.metrics.watermark == 1_000 - 100  # the minimum of both
+    clock.advance(20)
+    top = 100_100
+    busy.put(int_batch([top]))  # busy is active 20 s after quiet's last batch
+    wait_until(lambda: job.metrics.events_in == 3)
+    clock.advance(15)  # quiet has been quiet for 35 s, busy for 15 s
+    clock.step()
     if idle_timeout is None:
-        time.sleep(0.3)
-        assert job.metrics.watermark == 1_000 - 100
+        assert job.metrics.watermark == 1_000 - 100  # quiet holds it, however long
     else:
-        wait_until(lambda: job.metrics.watermark >= top - 100)
+        assert job.metrics.watermark == top - 100  # busy's alone
 
 
-def test_without_idle_timeout_a_blocked_source_holds_the_watermark(jobs: Jobs) -> None:
+def test_without_idle_timeout_a_blocked_source_holds_the_watermark(jobs: Jobs, clock: Any) -> None:
     feed = Feed(int_batch([1_000, 2_000, 1_500]))
     job = vs.from_arrow(feed).with_watermark("ts", 100, time_unit="ms").start()
     jobs.append((job, [feed]))
     wait_until(lambda: job.metrics.watermark == 2_000 - 100)
-    seen = sample_watermarks(job, 1.2)
-    assert {wm for _, wm in seen} == {2_000 - 100}
+    clock.advance(3_600)  # an hour without data
+    clock.step()
+    assert job.metrics.watermark == 2_000 - 100
     assert job.running
 
 

@@ -1,23 +1,28 @@
 """``vs.from_arrow(data, rate=...)``: rows released on a wall-clock schedule, cut into
 micro-batches by count or by ``max_delay``, resumable from any batch.
 
-Timing checks are loose (this runs on shared machines): they check that pacing
-happens, not how precisely."""
+Timing checks run on a virtual clock (the ``virtual_clock`` fixture: the reader's waits
+return at once and move it), so they are exact: a batch is handed out when its schedule
+says, not before and not later, however busy the machine is. Wall-clock time appears
+only in failure guards."""
 
 from __future__ import annotations
 
 import itertools
 import json
 import statistics
+import threading
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pyarrow as pa
 import pytest
 
 import vstream as vs
 from vstream.errors import DurationError, PipelineError
-from vstream.io.base import Data, SourceEvent, SplitEnd, SplitPosition
+from vstream.io import memory
+from vstream.io.base import Data, SourceEvent, SplitEnd, SplitPosition, ThreadedReader
 from vstream.io.memory import ArrowSource
 
 N = 20_000
@@ -69,6 +74,27 @@ def _read(
     return got
 
 
+def _released(
+    src: ArrowSource,
+    clock: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    resume: dict[int, SplitPosition] | None = None,
+) -> list[tuple[float, SourceEvent]]:
+    """Every event of a run with the (virtual) time at which the reader handed it out."""
+    log: list[tuple[float, SourceEvent]] = []
+    put = ThreadedReader._put
+
+    def recording(self: ThreadedReader, item: SourceEvent) -> bool:
+        if isinstance(item, Data | SplitEnd):  # not the reader's own end marker
+            log.append((clock.now(), item))
+        return put(self, item)
+
+    with monkeypatch.context() as m:
+        m.setattr(ThreadedReader, "_put", recording)
+        _read(src, resume)
+    return log
+
+
 def _data(events: list[tuple[float, SourceEvent]]) -> list[Data]:
     return [ev for _, ev in events if isinstance(ev, Data)]
 
@@ -93,28 +119,27 @@ def test_boundedness_is_as_without_rate() -> None:
     assert _source(vs.from_arrow(_table(10), rate=10)).bounded
 
 
-def test_release_is_paced() -> None:
-    """20,000 rows at 100,000 rows/s take 0.2 s: row i is handed out no earlier than it
-    is due, and the run is not much longer than the schedule."""
+def test_release_is_paced(virtual_clock: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """20,000 rows at 100,000 rows/s: each batch is handed out exactly when its last row
+    is due (time-cut: max_delay after its first), and the run takes the schedule."""
     src = _source(vs.from_arrow(_table(), rate=100_000, max_delay="20ms"))
-    t = time.perf_counter()
-    events = _read(src)
-    took = time.perf_counter() - t
-    assert 0.18 <= took < 2.0, took
-    assert src.release_start is not None
-    assert t <= src.release_start <= t + 0.5
-    for at, ev in events:
-        if isinstance(ev, Data):
-            last = ev.position - 1  # type: ignore[operator]
-            assert at >= src.release_start + last / 100_000, "a batch came before it was due"
+    t = virtual_clock.now()
+    events = _released(src, virtual_clock, monkeypatch)
+    assert src.release_start == t  # row 0 is due when the run starts
+    data = [(at, ev) for at, ev in events if isinstance(ev, Data)]
+    assert len(data) == 10  # 9 of 2,001 rows (cut after 20 ms) and the rest
+    for at, ev in data:
+        last = ev.position - 1  # type: ignore[operator]
+        assert at == pytest.approx(t + last / 100_000, abs=1e-9), "not when it was due"
     assert isinstance(events[-1][1], SplitEnd)
+    assert virtual_clock.now() - t == pytest.approx((N - 1) / 100_000, abs=1e-9)
 
 
-def test_collect_is_paced() -> None:
+def test_collect_is_paced(virtual_clock: Any) -> None:
     stream = vs.from_arrow(_input("list", _table()), rate=100_000)
-    t = time.perf_counter()
+    t = virtual_clock.now()
     assert stream.collect().height == N
-    assert 0.18 <= time.perf_counter() - t < 2.0
+    assert virtual_clock.now() - t == pytest.approx((N - 1) / 100_000, abs=1e-9)
 
 
 def test_small_max_delay_gives_small_batches() -> None:
@@ -135,7 +160,7 @@ def test_batch_size_caps_a_batch() -> None:
 
 
 @pytest.mark.parametrize("kind", ["table", "list", "factory"])
-def test_resume_yields_the_rest(kind: str) -> None:
+def test_resume_yields_the_rest(kind: str, virtual_clock: Any) -> None:
     """After any batch's position, a resumed run gives the batches and positions of a
     full read after it, its rows paced from the restart."""
     src = _source(vs.from_arrow(_input(kind, _table()), rate=500_000, max_delay="4ms"))
@@ -144,11 +169,11 @@ def test_resume_yields_the_rest(kind: str) -> None:
     for k in (0, 3, len(full) - 2):
         # through JSON, as a checkpoint's manifest keeps it
         pos = json.loads(json.dumps(full[k].position))
-        t = time.perf_counter()
+        t = virtual_clock.now()
         rest = _read(src, {0: SplitPosition(pos)})
         # row `pos` is due when the resumed run starts
         assert src.release_start is not None
-        assert t <= src.release_start + pos / 500_000 <= t + 0.5
+        assert src.release_start + pos / 500_000 == pytest.approx(t, abs=1e-9)
         got = _data(rest)
         assert [ev.position for ev in got] == [ev.position for ev in full[k + 1 :]]
         for g, w in zip(got, full[k + 1 :], strict=True):
@@ -168,24 +193,41 @@ def test_resume_inside_a_batch_and_after_the_end() -> None:
     assert ended == []
 
 
-def test_close_ends_a_long_wait() -> None:
-    """A low rate means long waits between batches; closing the reader ends them."""
-    src = _source(vs.from_arrow(_table(100), rate=1, max_delay="10s"))
+def test_close_ends_a_long_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A low rate means long waits between batches (99 s here, on the real clock);
+    closing the reader ends the one under way."""
+    waiting = threading.Event()
+
+    class Signalling(threading.Event):
+        def wait(self, timeout: float | None = None) -> bool:
+            waiting.set()
+            return super().wait(timeout)
+
+    class Threading:
+        Event = Signalling
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(threading, name)
+
+    monkeypatch.setattr(memory, "threading", Threading())
+    src = _source(vs.from_arrow(_table(100), rate=1, max_delay="1h"))
     reader = src.open()
-    time.sleep(0.05)
-    t = time.perf_counter()
-    reader.close()
+    try:
+        assert waiting.wait(30), "the reader never waited"
+    finally:
+        reader.close()
     thread = reader._thread  # type: ignore[attr-defined]
-    thread.join(2.0)
+    thread.join(30)  # a failure guard: the wait it ends is 99 s
     assert not thread.is_alive()
-    assert time.perf_counter() - t < 1.0
 
 
-def test_head_stops_a_slow_replay() -> None:
+def test_head_stops_a_slow_replay(virtual_clock: Any) -> None:
+    """head(3) stops the replay: the reader does not go on through its 5 s schedule."""
     stream = vs.from_arrow(_table(1_000), rate=200, max_delay="10ms").head(3)
-    t = time.perf_counter()
+    t = virtual_clock.now()
     assert stream.collect()["i"].to_list() == [0, 1, 2]
-    assert time.perf_counter() - t < 2.0
+    # the reader may run ahead by its queue (a few batches of 3 rows), not to the end
+    assert virtual_clock.now() - t < 1.0
 
 
 @pytest.mark.parametrize("rate", [0, -5, float("nan"), float("inf"), "fast", True, [1]])
