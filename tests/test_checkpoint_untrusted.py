@@ -431,6 +431,16 @@ def test_a_checkpoint_of_another_shape_is_refused(interrupted: Path) -> None:
         _run(tmp_path)
 
 
+def test_a_split_name_that_does_not_fit_is_refused(interrupted: Path) -> None:
+    # positions go by split order; the plan's fingerprint covers the splits, and the
+    # names the manifest lists must agree with it
+    tmp_path = interrupted
+    for d in (tmp_path / "ckpt").glob("chk-*"):
+        _edit(d, lambda m: m["sources"][0]["splits"][0].update(name="other"), reseal=True)
+    with pytest.raises(vs.CheckpointError, match=r"split 0 of source .* was 'other', it is"):
+        _run(tmp_path)
+
+
 def test_the_run_manifest_written_follows_its_schema(interrupted: Path) -> None:
     body = _read(_chk(interrupted))
     assert manifest_problems(body, RUN_MANIFEST) == []

@@ -191,6 +191,19 @@ class Checkpointing:
                         f"source {src['label']!r} has {have} splits in it, {want} now "
                         "(its input changed?)"
                     )
+                    continue
+                # positions go by split order: another file in a slot would be resumed
+                # at the position of the one it replaced. File names only, so that a
+                # run from another working directory (relative vs absolute) still fits
+                node = ex.nodes[src["node"]]
+                now = node.source.splits()
+                for k, (sp, name) in enumerate(zip(src["splits"], now, strict=True)):
+                    if os.path.basename(sp["name"]) != os.path.basename(name):
+                        problems.append(
+                            f"split {k} of source {src['label']!r} was {sp['name']!r}, it "
+                            f"is {name!r} now (files added or removed?)"
+                        )
+                        break
         if len(m["sinks"]) != len(ex.targets):
             problems.append(f"it has {len(m['sinks'])} sinks, the run {len(ex.targets)}")
         if problems:
