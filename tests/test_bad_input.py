@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from polars.testing import assert_frame_equal
 
@@ -323,3 +325,118 @@ def test_float_with_a_fraction_for_an_integer_field_is_a_dead_letter() -> None:
     assert main["a"].to_list() == [1, 2, 2**62 + 1, None]
     assert dead["record"].to_list() == ['{"a": 1.5}', '{"a": -0.25}']
     assert all("integer column" in r for r in dead["reason"])
+
+
+@pytest.mark.parametrize("schema_given", [True, False], ids=["schema", "inferred"])
+def test_int128_schema_is_refused_naming_the_column(schema_given: bool) -> None:
+    """A schema with Int128 (given, or inferred from an int beyond Int64) is refused with
+    a vstream error naming the column, not Arrow's "unsupported format string"."""
+    records = [{"a": 1, "big": 2**64}]
+    schema = {"a": pl.Int64, "big": pl.Int128} if schema_given else None
+    with pytest.raises(vs.VStreamError, match="'big' \\(Int128\\)"):
+        vs.from_records(records, schema=schema)
+
+
+def test_records_that_do_not_fit_name_the_column() -> None:
+    records = [{"ts": 1, "host": "a"}, {"ts": "later", "host": "b"}, {"ts": 3, "host": [1]}]
+    s = vs.from_records(records, schema={"ts": pl.Int64, "host": pl.String})
+    main, dead = vs.collect_all([s, s.dead_letters()])
+    assert main["ts"].to_list() == [1]
+    reasons = dead["reason"].to_list()
+    assert reasons[0].startswith("column 'ts' does not fit int64")
+    assert reasons[1].startswith("column 'host' does not fit large_string")
+
+
+# ---------------------------------------------------------------- NDJSON schema inference
+
+
+@pytest.mark.parametrize(
+    ("lines", "column", "first", "second"),
+    [
+        ([b'{"a": 1}', b"", b'{"a": "x"}'], "a", "int64 on line 1", "string on line 3"),
+        (
+            [b'{"b": true, "a": [1]}'] * 300 + [b"not json", b'{"a": {"c": 1}}'],
+            "a",
+            "list<item: int64> on line 1",
+            "struct<c: int64> on line 302",
+        ),
+    ],
+)
+def test_ndjson_inference_that_meets_conflicting_types_names_the_column_and_lines(
+    tmp_path: Path, lines: list[bytes], column: str, first: str, second: str
+) -> None:
+    """Not a raw ArrowTypeError: the column, a line of each type, and what to pass."""
+    path = tmp_path / "conflict.ndjson"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    with pytest.raises(vs.SchemaError) as info:
+        vs.from_ndjson(lines)
+    msg = str(info.value)
+    assert f"column {column!r} is {first} but {second}" in msg
+    assert "schema=" in msg
+    with pytest.raises(vs.SchemaError, match=r"conflict\.ndjson"):
+        vs.from_ndjson(path)
+
+
+def test_ndjson_conflicting_types_with_a_schema_are_dead_letters() -> None:
+    lines = [b'{"a": 1}', b'{"a": "x"}', b'{"a": {"c": 1}}', b'{"a": 3}']
+    s = vs.from_ndjson(lines, schema={"a": pl.Int64})
+    main, dead = vs.collect_all([s, s.dead_letters()])
+    assert main["a"].to_list() == [1, 3]
+    assert dead["record"].to_list() == ['{"a": "x"}', '{"a": {"c": 1}}']
+
+
+def test_ndjson_inference_over_lines_with_different_keys_around_a_bad_line() -> None:
+    """Pieces of a block parsed apart (around a bad line) see different keys, in
+    different orders: the schema is their union, missing keys are null."""
+    lines = [b'{"a": 1, "b": 2}', b"oops", b'{"b": 3, "c": "x"}', b'{"c": "y", "a": 5}']
+    s = vs.from_ndjson(lines)
+    main, dead = vs.collect_all([s, s.dead_letters()])
+    assert main.columns == ["a", "b", "c"]
+    assert main.rows() == [(1, 2, None), (None, 3, "x"), (5, None, "y")]
+    assert dead["record"].to_list() == ["oops"]
+
+
+# ---------------------------------------------------------------- damaged Parquet files
+
+
+def _parquet_rows(path: Path, rows: int = 10_000) -> None:
+    table = pa.table({"ts": list(range(rows)), "host": [f"h{i % 7}" for i in range(rows)]})
+    pq.write_table(table, path, row_group_size=2_000)
+
+
+def test_parquet_file_garbled_mid_run_names_the_file(tmp_path: Path) -> None:
+    """A page of the 4th row group overwritten after the stream was built: the rows
+    before it came out, then a SourceError names the file, the row and what to do."""
+    path = tmp_path / "part-1.parquet"
+    _parquet_rows(path)
+    s = vs.from_parquet(path, batch_size=1_000)
+    data = bytearray(path.read_bytes())
+    at = pq.ParquetFile(path).metadata.row_group(3).column(0).data_page_offset
+    data[at : at + 40] = b"\xff" * 40
+    path.write_bytes(bytes(data))
+    seen: list[int] = []
+
+    def drain() -> None:
+        for batch in s.iter_batches():
+            seen.extend(batch["ts"].to_list())
+
+    with pytest.raises(vs.SourceError) as info:
+        drain()
+    assert seen == list(range(6_000))
+    msg = str(info.value)
+    assert repr(str(path)) in msg
+    assert "after row 6,000" in msg
+    assert "truncated or damaged" in msg
+    assert "Restore the file or take it out of the input" in msg
+
+
+def test_parquet_file_truncated_names_the_file(tmp_path: Path) -> None:
+    good, cut = tmp_path / "a.parquet", tmp_path / "b.parquet"
+    _parquet_rows(good)
+    _parquet_rows(cut)
+    s = vs.from_parquet(tmp_path)
+    cut.write_bytes(cut.read_bytes()[: cut.stat().st_size // 2])  # after the build
+    with pytest.raises(vs.SourceError, match=r"b\.parquet.*truncated or damaged"):
+        s.collect()
+    with pytest.raises(vs.SourceError, match=r"the footer of .*b\.parquet.*truncated"):
+        vs.from_parquet(tmp_path)  # at build

@@ -7,14 +7,42 @@ from typing import Any, TypeAlias
 
 import polars as pl
 import pyarrow as pa
+from polars.exceptions import PanicException
 
 from vstream.errors import SchemaError
 
 SchemaLike: TypeAlias = pa.Schema | pl.Schema | Mapping[str, Any]
 
 
+def unnamable(name: str) -> bool:
+    """Whether a column cannot be called ``name``: Arrow's C interface, which carries
+    data between Arrow and Polars, ends a name at a NUL character (Polars panics on it,
+    or the column comes out under a shorter name)."""
+    return "\x00" in name
+
+
+def without_unnamable(schema: pa.Schema) -> pa.Schema:
+    """An inferred schema without the columns that cannot be named (their keys are then
+    ignored as unknown keys are)."""
+    keep = [f for f in schema if not unnamable(f.name)]
+    return schema if len(keep) == len(schema) else pa.schema(keep)
+
+
+def check_names(names: list[str], where: str) -> None:
+    """Refuse column names that cannot be carried to Polars, naming them."""
+    bad = [n for n in names if unnamable(n)]
+    if bad:
+        msg = (
+            f"{where}: the column name(s) {', '.join(map(repr, bad))} hold a NUL character, "
+            "which Arrow and Polars cannot carry; rename them"
+        )
+        raise SchemaError(msg)
+
+
 def to_arrow_schema(schema: SchemaLike) -> pa.Schema:
     """Arrow schema for a ``pa.Schema``, a ``pl.Schema`` or a mapping of names to dtypes."""
+    names = list(schema.names if isinstance(schema, pa.Schema) else schema)
+    check_names([str(n) for n in names], "schema")
     if isinstance(schema, pa.Schema):
         return schema
     if isinstance(schema, Mapping) and all(isinstance(v, pa.DataType) for v in schema.values()):
@@ -26,7 +54,21 @@ def to_arrow_schema(schema: SchemaLike) -> pa.Schema:
         raise SchemaError(msg) from exc
     # oldest compat level: plain (large_)string rather than string_view, which every
     # Arrow reader (JSON, Parquet) accepts as a target type
-    return empty.to_arrow(compat_level=pl.CompatLevel.oldest()).schema
+    oldest = pl.CompatLevel.oldest()
+    try:
+        return empty.to_arrow(compat_level=oldest).schema
+    except (Exception, PanicException) as exc:  # a type Arrow has no equivalent of (Int128)
+        bad = []
+        for name, dtype in empty.schema.items():
+            try:
+                empty.select(name).to_arrow(compat_level=oldest)
+            except (Exception, PanicException):
+                bad.append(f"{name!r} ({dtype})")
+        msg = (
+            f"the column(s) {', '.join(bad) or '?'} have a type Arrow cannot hold "
+            f"({exc}); give another type, e.g. pl.Int64, pl.UInt64 or pl.Float64"
+        )
+        raise SchemaError(msg) from exc
 
 
 def polars_schema(schema: pa.Schema) -> pl.Schema:

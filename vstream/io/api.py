@@ -174,10 +174,12 @@ def from_records(
     A partial batch is flushed once ``max_delay`` of wall-clock time has passed since its
     first row, even while the iterable is blocked (not for a list, which never blocks:
     its batches are always whole, so they do not depend on timing). Records that do not
-    fit the schema go to :meth:`Stream.dead_letters`. Without ``schema`` it is inferred
-    from the first 1,000 records (every key seen, types unified as Polars does), which
-    are read when the pipeline is built: pass ``schema`` for a live source. A list is bounded; any
-    other iterable is unbounded unless ``bounded=True``.
+    fit the schema go to :meth:`Stream.dead_letters` (a string that is not valid UTF-8,
+    a ``str`` with lone surrogates or undecodable ``bytes``, too). Without ``schema`` it is
+    inferred from the first 1,000 records (every key seen, types unified as Polars does),
+    which are read when the pipeline is built; from an iterable that is not a list, only
+    those that arrive within ``max_delay`` of the first: pass ``schema`` for a live
+    source. A list is bounded; any other iterable is unbounded unless ``bounded=True``.
     Pass a function returning a fresh iterable to run the stream more than once, or to
     checkpoint it (a list can be read again too; a one-shot iterator cannot).
 
@@ -204,8 +206,13 @@ def from_ndjson(
 
     Whole blocks are parsed at once by ``pyarrow.json``. Malformed lines (bad JSON, a
     value of the wrong type, not an object) go to :meth:`Stream.dead_letters` with the
-    reason, and the stream goes on. Blank lines are skipped. Files and a list of lines
-    can be read again from a checkpoint; a file object or a one-shot iterator cannot.
+    reason, and the stream goes on; so do lines that are not valid UTF-8 (the reason names
+    the field). Blank lines are skipped, and a byte order mark before a line is dropped.
+    Without ``schema``, the types are inferred from the first lines (1 MB of a file, 1,000
+    lines of an iterable); a column whose types there cannot be unified raises
+    :class:`~vstream.errors.SchemaError` naming it and two of its lines. Files and a list
+    of lines can be read again from a checkpoint; a file object or a one-shot iterator
+    cannot.
 
     Examples
     --------

@@ -27,6 +27,7 @@ __all__ = [
     "buffered_reader",
     "dead_letter_batch",
     "row_position",
+    "sample_live",
     "DEAD_LETTER_SCHEMA",
 ]
 
@@ -297,6 +298,64 @@ def row_position(position: object, label: str) -> int:
         msg = f"{label}: cannot resume from position {position!r}; expected a row count"
         raise SourceError(msg)
     return position
+
+
+def sample_live(it: Iterator[Any], delay: float, limit: int) -> tuple[list[Any], Iterator[Any]]:
+    """The first items of a live iterator for schema inference, and an iterator of all
+    of them.
+
+    The sample is what arrives within ``delay`` seconds (a source's ``max_delay``) of the
+    first item, at most ``limit`` items, so an input that pauses does not hold the build,
+    and then the first batch, until the pause ends. The items are pulled in a thread; an
+    item it was waiting for when the sample closed comes next in the iterator, and an
+    error of the input is raised here (during the sample) or by the iterator (after).
+    """
+    got: list[Any] = []
+    cond = threading.Condition()
+    done = False
+    error: BaseException | None = None
+
+    def pull() -> None:
+        nonlocal done, error
+        try:
+            for item in it:
+                with cond:
+                    got.append(item)
+                    cond.notify_all()
+                    if stop.is_set() or len(got) >= limit:
+                        return
+        except BaseException as exc:  # handed to the builder or to the run
+            error = exc
+        finally:
+            with cond:
+                done = True
+                cond.notify_all()
+
+    stop = threading.Event()
+    thread = threading.Thread(target=pull, name="vstream-sample", daemon=True)
+    thread.start()
+    with cond:
+        cond.wait_for(lambda: bool(got) or done)
+        deadline = time.monotonic() + delay
+        while not done and len(got) < limit:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            cond.wait(left)
+        stop.set()
+        sample = list(got)
+        if done and error is not None:
+            raise error
+
+    def rest() -> Iterator[Any]:
+        yield from sample
+        thread.join()  # it may still wait for the record after the sample
+        yield from got[len(sample) :]
+        if error is not None:
+            raise error
+        yield from it
+
+    return sample, rest()
 
 
 def buffered_reader(

@@ -15,7 +15,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from vstream.errors import SchemaError, SourceError
-from vstream.io._schema import polars_schema
+from vstream.io._schema import check_names, polars_schema
+from vstream.io._utf8 import drop_invalid_utf8, has_strings
 from vstream.io.base import (
     Data,
     Reader,
@@ -29,6 +30,21 @@ from vstream.io.base import (
 from vstream.io.memory import check_batch_size
 
 __all__ = ["ParquetSource", "expand_paths"]
+
+#: what pyarrow raises on a truncated or garbled file ("Couldn't deserialize thrift",
+#: "Parquet magic bytes not found", a page that does not decompress)
+_READ_ERRORS = (OSError, pa.ArrowException, ValueError, EOFError)
+
+
+def _unreadable(path: str, row: int | None, exc: BaseException) -> str:
+    where = "the footer" if row is None else f"the rows after row {row:,}"
+    detail = " ".join(str(exc).split())
+    return (
+        f"from_parquet: cannot read {where} of {path!r}: the file is truncated or damaged "
+        f"({type(exc).__name__}: {detail}). Was it still being written, or "
+        "replaced during the run? Restore the file or take it out of the input, then run "
+        "again (a checkpointed run goes on from its last checkpoint)."
+    )
 
 
 def expand_paths(
@@ -116,12 +132,14 @@ class ParquetSource(Source):
     ) -> None:
         self._files = expand_paths(path, ".parquet")
         self._batch_size = check_batch_size(batch_size, "from_parquet")
-        try:
-            schemas = [pq.read_schema(f) for f in self._files]
-        except (OSError, pa.ArrowInvalid) as exc:
-            msg = f"from_parquet: cannot read {exc}"
-            raise SourceError(msg) from exc
+        schemas = []
+        for f in self._files:
+            try:
+                schemas.append(pq.read_schema(f))
+            except _READ_ERRORS as exc:
+                raise SourceError(_unreadable(f, None, exc)) from exc
         first = schemas[0].remove_metadata()
+        check_names(first.names, f"from_parquet({self._files[0]!r})")
         # Polars reads string/large_string, nullable or not, as one type: so do we
         want = polars_schema(first)
         for f, s in zip(self._files, schemas, strict=True):
@@ -133,6 +151,7 @@ class ParquetSource(Source):
                 )
                 raise SchemaError(msg)
         self._schema = first
+        self._strings = any(has_strings(f.type) for f in first)
         n = len(self._files)
         shown = os.fspath(path) if not isinstance(path, list) else "[...]"
         self.label = f"from_parquet({shown}, {n} file{'s' * (n != 1)})"
@@ -143,15 +162,22 @@ class ParquetSource(Source):
     def schema(self) -> pa.Schema:
         return self._schema
 
-    def total_rows(self) -> int:
-        return sum(pq.ParquetFile(f).metadata.num_rows for f in self._files)
+    def total_rows(self) -> int | None:
+        try:
+            return sum(int(pq.read_metadata(f).num_rows) for f in self._files)
+        except _READ_ERRORS:  # for progress only: the run names the damaged file
+            return None
 
     def split_lower_bounds(self, column: str, dtype: pl.DataType) -> list[int | None]:
         """Per file, the minimum of ``column`` from the Parquet statistics (in the
         column's physical unit), or None where a file has no usable statistics."""
         out: list[int | None] = []
         for f in self._files:
-            md = pq.ParquetFile(f).metadata
+            try:
+                md = pq.read_metadata(f)
+            except _READ_ERRORS:  # no bound; the run names the damaged file
+                out.append(None)
+                continue
             idx = (
                 next(
                     (
@@ -188,14 +214,23 @@ class ParquetSource(Source):
             for i, p in self.resume_points(resume).items()
         }
 
+        strings = self._strings
+
         def produce(put: Callable[[SourceEvent], bool]) -> None:
             for i, start in starts.items():
                 pos = start
-                with pq.ParquetFile(files[i]) as pf:
-                    for rb in _read_from(pf, start, bs):
-                        pos += rb.num_rows
-                        if not put(Data(i, rb, pos)):
-                            return
+                try:
+                    with pq.ParquetFile(files[i]) as pf:
+                        for rb in _read_from(pf, start, bs):
+                            pos += rb.num_rows
+                            dead = None
+                            if strings:
+                                rb, dead = drop_invalid_utf8(rb, "from_parquet")
+                            event = Data(i, rb if rb.num_rows else None, pos, dead)
+                            if not put(event):
+                                return
+                except _READ_ERRORS as exc:
+                    raise SourceError(_unreadable(files[i], pos, exc)) from exc
                 if not put(SplitEnd(i)):
                     return
 

@@ -12,8 +12,8 @@ import polars as pl
 import pyarrow as pa
 
 from vstream._duration import Duration, wall_seconds
-from vstream.errors import PipelineError, SourceError
-from vstream.io._schema import SchemaLike, to_arrow_schema
+from vstream.errors import PipelineError, SchemaError, SourceError
+from vstream.io._schema import SchemaLike, to_arrow_schema, unnamable
 from vstream.io.base import (
     Reader,
     Source,
@@ -22,6 +22,7 @@ from vstream.io.base import (
     buffered_reader,
     dead_letter_batch,
     row_position,
+    sample_live,
 )
 from vstream.io.memory import check_batch_size
 
@@ -97,6 +98,18 @@ def _fractions_exact(rows: list[Any], ints: list[str]) -> list[tuple[int, str]]:
     return found
 
 
+def _misfit(rec: dict[Any, Any], schema: pa.Schema, exc: BaseException) -> str:
+    """Why a dict does not fit ``schema``, naming the first column whose value does not."""
+    for field in schema:
+        try:
+            pa.array([rec.get(field.name)], type=field.type)
+        except _CONVERT_ERRORS as err:
+            if isinstance(err, UnicodeError) or "utf8" in str(err).lower():
+                return f"column {field.name!r} is not valid UTF-8; only UTF-8 text is accepted"
+            return f"column {field.name!r} does not fit {field.type}: {err}"
+    return f"does not fit the schema: {exc}"
+
+
 def convert_rows(
     rows: list[Any], schema: pa.Schema, step: str
 ) -> tuple[pa.RecordBatch, pa.RecordBatch | None]:
@@ -105,6 +118,9 @@ def convert_rows(
     The whole list converts in one call; only when that fails is it bisected, so the
     cost of finding k bad rows is about k·log(n) small conversions, not n. ``None``
     records come back as null structs and are dead-lettered from the validity mask.
+    Arrow's conversion checks every string (a ``str`` with lone surrogates, ``bytes``
+    that are not UTF-8) as it goes, so no invalid UTF-8 reaches the batch; such a row
+    is dead-lettered with a reason naming its column.
     """
     struct = pa.struct(list(schema))
     try:
@@ -121,7 +137,7 @@ def convert_rows(
                 if hi - lo == 1:
                     rec = rows[lo]
                     reason = (
-                        f"does not fit the schema: {exc}"
+                        _misfit(rec, schema, exc)
                         if isinstance(rec, dict)
                         else f"not a dict but {type(rec).__name__}"
                     )
@@ -167,14 +183,46 @@ def infer_records_schema(sample: list[Any]) -> pa.Schema:
         )
         raise SourceError(msg)
     try:
-        inferred = pl.from_dicts(dicts, infer_schema_length=None).schema
+        inferred = pl.from_dicts(_inferable(dicts), infer_schema_length=None).schema
     except Exception as exc:
         msg = (
             f"from_records cannot infer a schema from the first {len(dicts)} records "
             f"({exc}); pass schema={{...}}"
         )
         raise SourceError(msg) from exc
-    return to_arrow_schema(inferred)
+    named = {n: dt for n, dt in inferred.items() if not unnamable(n)}
+    if not named:
+        msg = "from_records cannot infer a schema: no key of the first records can name a column"
+        raise SourceError(msg)
+    try:
+        return to_arrow_schema(named)
+    except SchemaError as exc:
+        msg = f"from_records cannot infer a schema from the first {len(dicts)} records: {exc}"
+        raise SourceError(msg) from exc
+
+
+def _inferable(dicts: list[dict[Any, Any]]) -> list[dict[Any, Any]]:
+    """The dicts Polars can read, found by bisection when some cannot (a key or a string
+    that is not valid UTF-8): those are dead-lettered at run time, they do not decide the
+    schema."""
+    try:
+        pl.from_dicts(dicts, infer_schema_length=None)
+        return dicts
+    except Exception:
+        pass
+    kept: list[dict[Any, Any]] = []
+    stack = [(0, len(dicts))]
+    while stack:
+        lo, hi = stack.pop()
+        try:
+            pl.from_dicts(dicts[lo:hi], infer_schema_length=None)
+            kept.extend(dicts[lo:hi])
+        except Exception:
+            if hi - lo > 1:
+                mid = (lo + hi) // 2
+                stack.append((mid, hi))
+                stack.append((lo, mid))
+    return kept or dicts
 
 
 class RecordsSource(Source):
@@ -212,12 +260,18 @@ class RecordsSource(Source):
         self._sequence = first if isinstance(first, Sequence) else None
         self._peeked: list[Any] = []
         self._iter: Iterator[Any] | None = None
-        if schema is None:
+        if schema is None and self._sequence is not None:
             # the sample does not depend on batch_size, so neither does the schema
             it = iter(first)  # type: ignore[arg-type]
             self._peeked = list(itertools.islice(it, _INFER_ROWS))
             self._iter = it
             self._schema = infer_records_schema(self._peeked)
+        elif schema is None:
+            # a live iterable: the sample closes max_delay after its first record, as
+            # the first batch does
+            live = iter(first)  # type: ignore[arg-type]
+            sample, self._iter = sample_live(live, self._max_delay, _INFER_ROWS)
+            self._schema = infer_records_schema(sample)
         else:
             self._schema = to_arrow_schema(schema)
             self._iter = iter(first)  # type: ignore[arg-type]
