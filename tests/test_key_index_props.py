@@ -130,3 +130,46 @@ def test_string_keys_short_and_long_get_the_ids_of_a_dict(batches: list[list[str
         assert sorted(set(known.values())) == list(range(len(known)))
     order = sorted(known, key=known.__getitem__)
     assert index.keys(np.arange(len(index)))["k"].to_list() == order
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(_batch(), min_size=1, max_size=6),
+    st.sampled_from([pl.Int64(), pl.String()]),
+    st.randoms(use_true_random=False),
+    st.lists(_batch(), max_size=3),
+)
+def test_compacted_keeps_the_kept_keys_and_maps_their_ids(
+    batches: list[list[int | None]], dtype: pl.DataType, rnd: object, later: list[list[int | None]]
+) -> None:
+    """``compacted(keep)`` (how the window step releases dead keys): the new index holds
+    exactly the kept keys, ``remap`` sends each kept id to the id of the same key there
+    (a null key included, wherever it is in ``keep``) and every other id to -1, and keys
+    added afterwards get fresh ids past the kept ones."""
+    import random
+
+    assert isinstance(rnd, random.Random)
+
+    def frame(keys: list[int | None]) -> pl.DataFrame:
+        values = [None if k is None else str(k) for k in keys] if dtype == pl.String else keys
+        return pl.DataFrame({"k": pl.Series(values, dtype=dtype)})
+
+    index = KeyIndex(pl.Schema({"k": dtype}))
+    for b in batches:
+        index.ids(frame(b))
+    keep = np.array(rnd.sample(range(len(index)), rnd.randint(0, len(index))), np.int64)
+    small, remap = index.compacted(keep)
+    assert len(small) == keep.size
+    assert sorted(remap[keep].tolist()) == list(range(keep.size))
+    dropped = np.setdiff1d(np.arange(len(index)), keep)
+    assert (remap[dropped] == -1).all()
+    assert small.keys(remap[keep]).equals(index.keys(keep))
+    for b in later:
+        ids = small.ids(frame(b))
+        old = index.find(frame(b)) if b else np.empty(0, np.int32)
+        for k, i, o in zip(b, ids.tolist(), old.tolist(), strict=True):
+            if k is not None and o >= 0 and remap[o] >= 0:
+                assert i == remap[o]  # a kept key keeps its new id
+            else:
+                assert i >= 0
+        assert len(small) >= keep.size

@@ -8,7 +8,9 @@ rest by Polars) and the hashes go through the same table; every row's key is the
 the key stored for its id (vectorised, exact), and should two keys ever share a hash the
 index switches for good to Polars joins over each batch's distinct keys. Never a Python
 loop over rows. A null key is a key like any other (its own
-group, as in Polars). Ids are dense, assigned in order of first sight, and never reused.
+group, as in Polars). Ids are dense, assigned in order of first sight (a null integer key
+after the other new keys of its batch); :meth:`KeyIndex.compacted` makes an index of the
+live keys only, numbered again, for state whose keys come and go.
 """
 
 from __future__ import annotations
@@ -529,8 +531,9 @@ class KeyIndex:
         raise VStreamError(msg)
 
     def compacted(self, keep: np.ndarray) -> tuple[KeyIndex, np.ndarray]:
-        """An index of only the keys with ids ``keep`` (new ids 0.. in that order), and
-        the map from old ids to new ones (-1: dropped). State keyed by ids whose keys
+        """An index of only the keys with ids ``keep`` (new ids 0..len(keep) - 1, in that
+        order but for a null integer key, numbered last), and the map from old ids to new
+        ones (-1: dropped). State keyed by ids whose keys
         come and go (request ids in a join) renumbers with it to stay bounded.
 
         Examples
@@ -548,10 +551,11 @@ class KeyIndex:
         # room for the keys to come until the next compaction (joins compact at 2x the
         # live keys): growing from empty again rehashed 66 times in Nexmark q7
         fresh._grow(2 * keep.size + 65_536)
-        if keep.size:
-            fresh.ids(self.keys(keep))
         remap = np.full(self._n, -1, np.int32)
-        remap[keep] = np.arange(keep.size, dtype=np.int32)
+        if keep.size:
+            # the ids the fresh index gave, not 0.. by position: an integer index numbers
+            # a batch's null key after its other new keys
+            remap[keep] = fresh.ids(self.keys(keep))
         return fresh, remap
 
     # ------------------------------------------------------------------ state
