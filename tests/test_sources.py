@@ -9,6 +9,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -592,6 +593,41 @@ def test_from_ndjson_with_schema(
     main, dead = vs.collect_all([s, s.dead_letters()])
     assert_frame_equal(main, expected)
     assert dead.height == 0
+
+
+@pytest.mark.parametrize("batch_size", [1, 65_536])
+def test_from_ndjson_with_list_duration_and_nested_types(batch_size: int) -> None:
+    """Types pyarrow.json has no conversion to (a large list, which is Polars' List, a
+    duration) are parsed as their JSON form and cast; they failed with a raw
+    ArrowNotImplementedError on every block. A line whose value does not fit is a dead
+    letter, as for any type."""
+    schema = {
+        "tags": pl.List(pl.String),
+        "wait": pl.Duration("ms"),
+        "obj": pl.Struct({"xs": pl.List(pl.Int64)}),
+    }
+    lines = [
+        b'{"tags": ["a", "b"], "wait": 1500, "obj": {"xs": [1, 2]}}',
+        b'{"tags": "a", "wait": 1, "obj": null}',
+        b'{"tags": [], "wait": null, "obj": {"xs": []}}',
+    ]
+    s = vs.from_ndjson(lines, schema=schema, batch_size=batch_size)
+    main, dead = vs.collect_all([s, s.dead_letters()])
+    expected = pl.DataFrame(
+        {
+            "tags": [["a", "b"], []],
+            "wait": [timedelta(milliseconds=1500), None],
+            "obj": [{"xs": [1, 2]}, {"xs": []}],
+        },
+        schema=schema,
+    )
+    assert_frame_equal(main, expected)
+    assert dead["record"].to_list() == [lines[1].decode()]
+
+
+def test_from_ndjson_refuses_a_type_json_cannot_give_when_built() -> None:
+    with pytest.raises(vs.SchemaError, match=r"'pair'.*pl\.List instead of pl\.Array"):
+        vs.from_ndjson([b'{"pair": [1, 2]}'], schema={"pair": pl.Array(pl.Int64, 2)})
 
 
 @pytest.mark.parametrize("form", NDJSON_FORMS)

@@ -295,6 +295,27 @@ def test_parquet_invalid_utf8_resumes_from_a_checkpoint(tmp_path: Path) -> None:
     assert dead == 1
 
 
+@pytest.mark.parametrize("form", ["table", "ipc_stream", "paced"])
+def test_arrow_rows_with_invalid_utf8_are_dead_letters(form: str) -> None:
+    """Arrow data read from outside bytes (an IPC stream) is not checked by Arrow."""
+    table = pa.table({"ts": [0, 1, 2], "host": _strings([b"a", BAD, b"b"])})
+    if form == "ipc_stream":
+        sink = io.BytesIO()
+        with pa.ipc.new_stream(sink, table.schema) as writer:
+            writer.write_table(table)
+        s = vs.from_arrow(pa.ipc.open_stream(sink.getvalue()))
+    elif form == "paced":
+        s = vs.from_arrow(table, rate=1e6)
+    else:
+        s = vs.from_arrow(table, batch_size=2)
+    main, dead = vs.collect_all([s, s.dead_letters()])
+    assert main["host"].to_list() == ["a", "b"]
+    assert dead["reason"].to_list() == [
+        "column 'host' is not valid UTF-8; only UTF-8 text is accepted"
+    ]
+    assert dead["step"].to_list() == ["from_arrow"]
+
+
 # ============================================================= records
 
 

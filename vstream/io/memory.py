@@ -13,6 +13,7 @@ import polars as pl
 import pyarrow as pa
 
 from vstream.errors import PipelineError, SchemaError, SourceError
+from vstream.io._utf8 import drop_invalid_utf8, has_strings
 from vstream.io.base import (
     Data,
     Reader,
@@ -243,12 +244,22 @@ class ArrowSource(Source):
         self._batch_size = (
             None if batch_size is None else check_batch_size(batch_size, "from_arrow")
         )
+        self._strings = any(has_strings(f.type) for f in self._schema)
         if self._rate is not None:
             r = int(self._rate) if self._rate.is_integer() else self._rate
             self.label = f"{self.label[:-1]}, rate={r:,}/s)"
 
     def splits(self) -> list[str]:
         return ["arrow"]
+
+    def _data(self, rb: pa.RecordBatch, pos: int) -> Data:
+        """The event for ``rb``: Arrow data built from outside bytes (an IPC stream,
+        ``Array.from_buffers``) may hold invalid UTF-8, which must not reach Polars;
+        those rows go to the dead letters."""
+        if not self._strings:
+            return Data(0, rb, pos)
+        rb, dead = drop_invalid_utf8(rb, "from_arrow")
+        return Data(0, rb if rb.num_rows else None, pos, dead)
 
     def schema(self) -> pa.Schema:
         return self._schema
@@ -280,7 +291,7 @@ class ArrowSource(Source):
                 for rb in rest.to_batches(max_chunksize=bs) if bs else rest.to_batches():
                     if rb.num_rows:
                         pos += rb.num_rows
-                        yield Data(0, rb, pos)
+                        yield self._data(rb, pos)
                 yield SplitEnd(0)
 
             return SyncReader(table_events())
@@ -304,7 +315,7 @@ class ArrowSource(Source):
             pos = after
             for rb in rest:
                 pos += rb.num_rows
-                if not put(Data(0, rb, pos)):
+                if not put(self._data(rb, pos)):
                     return
             put(SplitEnd(0))
 
@@ -337,7 +348,7 @@ class ArrowSource(Source):
                 batch = pieces[0] if len(pieces) == 1 else pa.concat_batches(pieces)
                 pos += n
                 pieces, n = [], 0
-                return put(Data(0, batch, pos))
+                return put(self._data(batch, pos))
 
             for rb in batches:
                 off = 0

@@ -35,13 +35,54 @@ from vstream.io.memory import check_batch_size
 from vstream.io.parquet import expand_paths
 from vstream.io.records import max_delay_seconds
 
-__all__ = ["NdjsonSource", "parse_ndjson"]
+__all__ = ["NdjsonSource", "json_schema", "parse_ndjson"]
 
 _BLOCK = 4 << 20
 #: lines of an iterable that a schema is inferred from
 _INFER_LINES = 1_000
 _ROW_SUFFIX = re.compile(r" in row \d+$")
 _STEP = "from_ndjson"
+
+
+def _json_type(t: pa.DataType, column: str) -> pa.DataType:
+    """The type pyarrow.json parses a column of type ``t`` as, which a cast then turns
+    into ``t``: it has no conversion to large lists (Polars' ``List``), durations or
+    dictionaries (``Enum``)."""
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        return pa.list_(_json_type(t.value_type, column))
+    if pa.types.is_struct(t):
+        return pa.struct([f.with_type(_json_type(f.type, column)) for f in t])
+    if pa.types.is_duration(t):
+        return pa.int64()
+    if pa.types.is_dictionary(t):
+        return _json_type(t.value_type, column)
+    if (
+        pa.types.is_null(t)
+        or pa.types.is_boolean(t)
+        or pa.types.is_integer(t)
+        or pa.types.is_float32(t)
+        or pa.types.is_float64(t)
+        or pa.types.is_string(t)
+        or pa.types.is_large_string(t)
+        or pa.types.is_string_view(t)
+        or pa.types.is_binary(t)
+        or pa.types.is_large_binary(t)
+        or pa.types.is_temporal(t)
+        or pa.types.is_decimal(t)
+    ):
+        return t
+    msg = (
+        f"{_STEP} cannot read column {column!r} as {t} from JSON; declare it with a type "
+        "JSON can give (a list for an array: pl.List instead of pl.Array; a struct for an "
+        "object; numbers, strings, booleans, dates and datetimes)"
+    )
+    raise SchemaError(msg)
+
+
+def json_schema(schema: pa.Schema) -> pa.Schema:
+    """The schema pyarrow.json parses into before a cast to ``schema`` (see
+    :func:`_json_type`); raises SchemaError naming a column JSON cannot give."""
+    return pa.schema([f.with_type(_json_type(f.type, f.name)) for f in schema])
 
 
 def _read(data: bytes, schema: pa.Schema | None) -> pa.Table:
@@ -156,6 +197,16 @@ def parse_ndjson(data: bytes, schema: pa.Schema | None) -> tuple[pa.Table, pa.Re
     line and a string on another) raise :class:`~vstream.errors.SchemaError` naming the
     column and both lines.
     """
+    declared = schema
+    if schema is not None:
+        schema = json_schema(schema)
+    table, dead = _parse(data, schema)
+    if declared is not None and table.schema != declared:
+        table = table.cast(declared)
+    return table, dead
+
+
+def _parse(data: bytes, schema: pa.Schema | None) -> tuple[pa.Table, pa.RecordBatch | None]:
     if data.startswith(_BOM):
         data = b"   " + data[3:]  # same length: offsets and line numbers stay
     if not data.strip():
@@ -342,6 +393,8 @@ class NdjsonSource(Source):
         self._sequence: Sequence[bytes | str] | None = None
         self._used = False
         given = to_arrow_schema(schema) if schema is not None else None
+        if given is not None:
+            json_schema(given)  # a column JSON cannot give is refused now, not per block
         sample = b""
         if isinstance(source, str | os.PathLike) or (
             isinstance(source, list)
