@@ -122,6 +122,28 @@ def test_stop_ends_the_view_without_waiting_out_its_refresh(
     assert "finished" in seen[-1]
 
 
+def test_a_failed_job_ends_the_view_cleanly(telemetry_small: pl.DataFrame) -> None:
+    """The job's error is the job's: the view waits on the job, renders the end and
+    keeps no error of its own."""
+    seen: list[str] = []
+    batches = itertools.count()
+
+    def fail_later(df: pl.DataFrame) -> pl.DataFrame:
+        if df.height and next(batches) == 3:
+            msg = "boom"
+            raise ValueError(msg)
+        return df
+
+    job = vs.from_polars(telemetry_small, batch_size=700).map_batches(fail_later).start()
+    view = LiveView(job, every=3600, html=True, sink=seen.append).start()
+    view.join(timeout=PATIENCE_S)
+    assert not view._thread.is_alive()
+    assert view.error is None
+    assert isinstance(job.error, vs.VStreamError)
+    assert "boom" in str(job.error)
+    assert "finished" in seen[-1]
+
+
 def test_display_returns_at_once(telemetry_small: pl.DataFrame) -> None:
     """display() does not wait for the job: the job cannot end before it returns."""
     released = threading.Event()
