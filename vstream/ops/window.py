@@ -394,8 +394,10 @@ class WindowOp(Operator):
         return pl.concat(frames, how="vertical")
 
     def snapshot(self) -> dict[str, pa.Table]:
-        if isinstance(self.state, _PaneLogic):
-            self.state.compact_keys(force=True)  # a checkpoint holds live keys only
+        # a checkpoint holds live keys only (sessions: once _SessionLogic compacts too)
+        compact = getattr(self.state, "compact_keys", None)
+        if compact is not None:
+            compact(force=True)
         out = self.state.snapshot()
         if self.keys is not None:
             for k, v in self.keys.snapshot().items():
