@@ -28,6 +28,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import vstream as vs
+from vstream.io._schema import to_arrow_schema
 from vstream.io._utf8 import invalid_segments, invalid_utf8
 from vstream.kernels.utf8 import invalid_utf8_rows
 
@@ -189,6 +190,26 @@ def test_ndjson_line_that_is_not_utf8_is_a_dead_letter_naming_the_column(
     assert reasons[1] == "the key 'n\ufffd\ufffd' is not valid UTF-8; only UTF-8 text is accepted"
     assert reasons[2] == "column 'host' is not valid UTF-8; only UTF-8 text is accepted"
     assert dead["step"].to_list() == ["from_ndjson"] * 3
+
+
+def test_ndjson_lines_not_utf8_leave_the_good_lines_to_one_parse(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Invalid lines are found over the whole block and blanked: the good lines still
+    parse in one pyarrow.json call, never line by line (the bisecting fallback)."""
+    from vstream.io import ndjson
+
+    def no_fallback(*_: object) -> None:
+        raise AssertionError("the line-by-line fallback ran")
+
+    monkeypatch.setattr(ndjson, "_segment", no_fallback)
+    lines = [b'{"ts": %d, "host": "h", "v": 1.0}' % i for i in range(5_000)]
+    for k in range(0, 5_000, 97):
+        lines[k] = b'{"ts": %d, "host": "%s", "v": 1.0}' % (k, BAD)
+    table, dead = ndjson.parse_ndjson(b"\n".join(lines), to_arrow_schema(SCHEMA))
+    assert dead is not None
+    assert dead.num_rows == len(range(0, 5_000, 97))
+    assert table.num_rows + dead.num_rows == 5_000
 
 
 _CRASH_SCRIPT = r"""
