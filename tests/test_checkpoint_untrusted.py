@@ -18,6 +18,7 @@ import errno
 import json
 import os
 import shutil
+import warnings
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -26,6 +27,8 @@ from typing import Any
 import polars as pl
 import pyarrow as pa
 import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
 
 import vstream as vs
 from vstream.state.checkpoint import (
@@ -560,3 +563,84 @@ def test_store_write_failure_names_the_directory(
     monkeypatch.undo()
     assert store.epochs() == [1]  # the previous checkpoint stays, nothing half-written
     assert not list(store.path.glob(".tmp-*"))
+
+
+# ---------------------------------------------------------------------- fuzz
+def _paths(value: Any, at: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Every place in a JSON value (keys of objects, indexes of lists)."""
+    out = [at]
+    if isinstance(value, dict):
+        for k, v in value.items():
+            out.extend(_paths(v, (*at, k)))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            out.extend(_paths(v, (*at, i)))
+    return out
+
+
+_JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=12),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
+
+
+@pytest.fixture(scope="module")
+def pristine(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An interrupted run's output and checkpoints in ``work/``, and a copy of them in
+    ``saved/`` to put back before each example (in the same place: a checkpoint and its
+    output know where they are)."""
+    root = tmp_path_factory.mktemp("pristine")
+    with pytest.raises(vs.VStreamError):
+        _run(root / "work", crash_after=9)
+    shutil.copytree(root / "work", root / "saved", symlinks=True)
+    return root
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(data=st.data())
+def test_any_resealed_manifest_damage_is_a_vstream_error_or_a_run(
+    data: st.DataObject, pristine: Path
+) -> None:
+    """Replace, delete or add one value anywhere in the newest manifest (checksum
+    recomputed): the restart either runs or fails with a VStreamError; nothing else
+    escapes (no KeyError, IndexError, TypeError, PanicException, ...)."""
+    work = pristine / "work"
+    shutil.rmtree(work)
+    shutil.copytree(pristine / "saved", work, symlinks=True)
+    newest = _chk(work)
+    for older in sorted((work / "ckpt").glob("chk-*"))[:-1]:
+        shutil.rmtree(older)  # no falling back: the damaged one is used or refused
+    body = _read(newest)
+    # not inside "plan": only a message quotes it (the fingerprint stands for it)
+    places = [w for w in _paths(body)[1:] if w[0] != "plan" or len(w) == 1]
+    where = data.draw(st.sampled_from(places))
+    action = data.draw(st.sampled_from(["replace", "delete", "add"]))
+    parent: Any = body
+    for step in where[:-1]:
+        parent = parent[step]
+    last = where[-1]
+    if action == "replace":
+        parent[last] = data.draw(_JSON)
+    elif action == "delete":
+        del parent[last]
+    elif isinstance(parent, dict):
+        parent[data.draw(st.text(min_size=1, max_size=6))] = data.draw(_JSON)
+    else:
+        parent.insert(last, data.draw(_JSON))
+    _write(newest, body, reseal=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            _run(work)
+            event("ran")
+        except vs.VStreamError as exc:
+            event(f"refused: {type(exc).__name__}")

@@ -180,6 +180,13 @@ class Checkpointing:
         problems = []
         if len(m["nodes"]) != len(ex.ops):
             problems.append(f"it has {len(m['nodes'])} steps, the plan {len(ex.ops)}")
+        else:
+            for op, info in zip(ex.ops, m["nodes"], strict=True):
+                if len(info["in_wm"]) != len(op._in_wm):
+                    problems.append(
+                        f"step {info['label']!r} has {len(info['in_wm'])} input "
+                        f"watermarks in it, {len(op._in_wm)} inputs in the plan"
+                    )
         nodes = [src["node"] for src in m["sources"]]
         if nodes != list(ex.sources):
             problems.append(f"its sources are steps {nodes}, the plan's {list(ex.sources)}")
