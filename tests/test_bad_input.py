@@ -440,3 +440,37 @@ def test_parquet_file_truncated_names_the_file(tmp_path: Path) -> None:
         s.collect()
     with pytest.raises(vs.SourceError, match=r"the footer of .*b\.parquet.*truncated"):
         vs.from_parquet(tmp_path)  # at build
+
+
+@pytest.mark.parametrize("source", ["records", "ndjson"])
+@pytest.mark.parametrize("batch_size", [1, 65_536])
+def test_value_outside_an_enum_is_a_dead_letter(source: str, batch_size: int) -> None:
+    """Polars turns a value that is not one of an Enum's categories into null without a
+    word: that would lose it silently."""
+    schema = {"level": pl.Enum(["info", "warn"]), "n": pl.Int64}
+    rows = [
+        {"level": "info", "n": 1},
+        {"level": "debug", "n": 2},
+        {"level": None, "n": 3},
+        {"level": "warn", "n": 4},
+    ]
+    if source == "records":
+        s = vs.from_records(rows, schema=schema, batch_size=batch_size)
+    else:
+        lines = [json.dumps(r).encode() for r in rows]
+        s = vs.from_ndjson(lines, schema=schema, batch_size=batch_size)
+    main, dead = vs.collect_all([s, s.dead_letters()])
+    assert main["n"].to_list() == [1, 3, 4]
+    assert main["level"].to_list() == ["info", None, "warn"]
+    assert json.loads(dead["record"].item()) == rows[1]
+    assert dead["reason"].item() == (
+        "column 'level': 'debug' is not one of the Enum's categories ['info', 'warn']"
+    )
+
+
+def test_record_with_fractions_in_two_integer_columns_is_one_dead_letter() -> None:
+    records = [{"a": 1.5, "b": 2.5}, {"a": 1, "b": 2}]
+    s = vs.from_records(records, schema={"a": pl.Int64, "b": pl.Int64})
+    (main, dead), metrics = vs.collect_all([s, s.dead_letters()], return_metrics=True)
+    assert main.rows() == [(1, 2)]
+    assert dead.height == metrics.dead_letters == 1

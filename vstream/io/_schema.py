@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, TypeAlias
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 from polars.exceptions import PanicException
 
 from vstream.errors import SchemaError
@@ -74,3 +76,35 @@ def to_arrow_schema(schema: SchemaLike) -> pa.Schema:
 def polars_schema(schema: pa.Schema) -> pl.Schema:
     """The Polars schema of data with this Arrow schema."""
     return pl.from_arrow(schema.empty_table()).schema  # type: ignore[union-attr]
+
+
+def enum_categories(schema: pa.Schema) -> dict[str, pa.Array]:
+    """The categories of each top-level ``Enum`` column of data with this Arrow schema."""
+    if not any(pa.types.is_dictionary(f.type) for f in schema):
+        return {}
+    return {
+        name: pa.array(dtype.categories.to_list(), pa.large_string())
+        for name, dtype in polars_schema(schema).items()
+        if isinstance(dtype, pl.Enum)
+    }
+
+
+def enum_misfits(
+    data: pa.RecordBatch | pa.Table, enums: Mapping[str, pa.Array]
+) -> tuple[np.ndarray, list[str]]:
+    """The rows whose value in an ``Enum`` column is not one of its categories (Polars
+    would make it null without a word), in order, and for each the reason."""
+    blame: dict[int, str] = {}
+    for name, categories in enums.items():
+        col = data.column(name)
+        values = col.cast(pa.large_string())
+        ok = pc.or_kleene(pc.is_in(values, value_set=categories), pc.is_null(values))
+        for k in np.flatnonzero(~np.asarray(ok)).tolist():
+            if k not in blame:
+                shown = values[k].as_py()
+                blame[k] = (
+                    f"column {name!r}: {shown!r} is not one of the Enum's categories "
+                    f"{categories.to_pylist()}"
+                )
+    rows = np.array(sorted(blame), dtype=np.int64)
+    return rows, [blame[int(k)] for k in rows]

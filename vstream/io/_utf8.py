@@ -26,6 +26,7 @@ from vstream.kernels.utf8 import invalid_utf8_rows
 
 __all__ = [
     "drop_invalid_utf8",
+    "drop_rows",
     "has_strings",
     "invalid_segments",
     "invalid_utf8",
@@ -199,6 +200,18 @@ def drop_invalid_utf8(
     invalid bytes replaced (U+FFFD).
     """
     rows, reasons = invalid_utf8(data)
+    return drop_rows(data, rows, reasons, step, record_text)
+
+
+def drop_rows(
+    data: Tabular,
+    rows: np.ndarray,
+    reasons: list[str],
+    step: str,
+    record_text: Callable[[np.ndarray], list[str]] | None = None,
+) -> tuple[Tabular, pa.RecordBatch | None]:
+    """``data`` without ``rows`` (sorted row numbers), and those rows as dead letters
+    with ``reasons`` (see :func:`drop_invalid_utf8` for ``record_text``)."""
     if not rows.size:
         return data, None
     keep = np.ones(data.num_rows, dtype=np.bool_)

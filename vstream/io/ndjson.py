@@ -15,8 +15,14 @@ import pyarrow.json as pj
 
 from vstream._duration import Duration
 from vstream.errors import PipelineError, SchemaError, SourceError
-from vstream.io._schema import SchemaLike, to_arrow_schema, without_unnamable
-from vstream.io._utf8 import invalid_segments, utf8_culprit
+from vstream.io._schema import (
+    SchemaLike,
+    enum_categories,
+    enum_misfits,
+    to_arrow_schema,
+    without_unnamable,
+)
+from vstream.io._utf8 import drop_rows, invalid_segments, utf8_culprit
 from vstream.io.base import (
     Data,
     Reader,
@@ -184,7 +190,9 @@ def _content(line: bytes) -> bytes:
     return line.strip().removeprefix(_BOM).strip()
 
 
-def parse_ndjson(data: bytes, schema: pa.Schema | None) -> tuple[pa.Table, pa.RecordBatch | None]:
+def parse_ndjson(
+    data: bytes, schema: pa.Schema | None, enums: Mapping[str, pa.Array] | None = None
+) -> tuple[pa.Table, pa.RecordBatch | None]:
     """Parse a block of NDJSON; malformed lines come back as dead letters, in order.
 
     A line must hold exactly one JSON object, in valid UTF-8 (a byte order mark before
@@ -192,6 +200,9 @@ def parse_ndjson(data: bytes, schema: pa.Schema | None) -> tuple[pa.Table, pa.Re
     lines and bisected, piece by piece, so k bad lines cost about k·log(256) small
     parses. Lines that are not valid UTF-8 are found first, over the whole block at
     once, and blanked out before parsing.
+
+    A value of an ``Enum`` column (``enums``: its categories) that is not one of its
+    categories is a dead letter too (after the others: the row as parsed, as JSON).
 
     Without a schema, types that cannot be unified (a column that is a number on one
     line and a string on another) raise :class:`~vstream.errors.SchemaError` naming the
@@ -203,6 +214,11 @@ def parse_ndjson(data: bytes, schema: pa.Schema | None) -> tuple[pa.Table, pa.Re
     table, dead = _parse(data, schema)
     if declared is not None and table.schema != declared:
         table = table.cast(declared)
+    if enums:
+        rows, reasons = enum_misfits(table, enums)
+        table, more = drop_rows(table, rows, reasons, _STEP)
+        if more is not None:
+            dead = more if dead is None else pa.concat_batches([dead, more])
     return table, dead
 
 
@@ -463,6 +479,7 @@ class NdjsonSource(Source):
                 msg = "from_ndjson cannot infer a schema from the first lines; pass schema={...}"
                 raise SourceError(msg)
         self._schema = given
+        self._enums = enum_categories(given)
 
     def splits(self) -> list[str]:
         return list(self._files) if self._files is not None else ["ndjson"]
@@ -481,7 +498,7 @@ class NdjsonSource(Source):
         block's dead letters go with its first event. ``skip`` rows were handed out."""
         off, data = block
         end = off + len(data)
-        table, dead = parse_ndjson(data, self._schema)
+        table, dead = parse_ndjson(data, self._schema, self._enums)
         if dead is not None and not dead.num_rows:
             dead = None
         if skip:
@@ -552,12 +569,12 @@ class NdjsonSource(Source):
             assert self._lines is not None
             lines = itertools.chain(self._peeked, self._lines)
         self._used = True
-        schema = self._schema
+        schema, enums = self._schema, self._enums
 
         def convert(
             taken: list[bytes | str],
         ) -> tuple[pa.RecordBatch | None, pa.RecordBatch | None]:
-            table, dead = parse_ndjson(b"\n".join(_as_bytes(x) for x in taken), schema)
+            table, dead = parse_ndjson(b"\n".join(_as_bytes(x) for x in taken), schema, enums)
             return (pa.concat_batches(table.to_batches()) if table.num_rows else None), dead
 
         return buffered_reader(

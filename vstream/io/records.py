@@ -13,7 +13,13 @@ import pyarrow as pa
 
 from vstream._duration import Duration, wall_seconds
 from vstream.errors import PipelineError, SchemaError, SourceError
-from vstream.io._schema import SchemaLike, to_arrow_schema, unnamable
+from vstream.io._schema import (
+    SchemaLike,
+    enum_categories,
+    enum_misfits,
+    to_arrow_schema,
+    unnamable,
+)
 from vstream.io.base import (
     Reader,
     Source,
@@ -111,7 +117,7 @@ def _misfit(rec: dict[Any, Any], schema: pa.Schema, exc: BaseException) -> str:
 
 
 def convert_rows(
-    rows: list[Any], schema: pa.Schema, step: str
+    rows: list[Any], schema: pa.Schema, step: str, enums: Mapping[str, pa.Array] | None = None
 ) -> tuple[pa.RecordBatch, pa.RecordBatch | None]:
     """Rows to a batch of ``schema``; rows that do not fit go to a dead-letter batch.
 
@@ -120,7 +126,8 @@ def convert_rows(
     records come back as null structs and are dead-lettered from the validity mask.
     Arrow's conversion checks every string (a ``str`` with lone surrogates, ``bytes``
     that are not UTF-8) as it goes, so no invalid UTF-8 reaches the batch; such a row
-    is dead-lettered with a reason naming its column.
+    is dead-lettered with a reason naming its column. So is a value of an ``Enum``
+    column (``enums``: its categories) that is not one of its categories.
     """
     struct = pa.struct(list(schema))
     try:
@@ -153,8 +160,10 @@ def convert_rows(
         refused.extend((start + int(k), "not a dict but NoneType") for k in np.flatnonzero(~keep))
         if ints:
             for row, name in _fractions(rows[start : start + len(arr)], arr, ints):
-                refused.append((start + row, f"{name!r} is an integer column, got a fraction"))
-                keep[row] = False
+                if keep[row]:  # one dead letter a row, however many columns are wrong
+                    reason = f"{name!r} is an integer column, got a fraction"
+                    refused.append((start + row, reason))
+                    keep[row] = False
         if not keep.all():
             arr = arr.filter(pa.array(keep))
         good.append(pa.RecordBatch.from_struct_array(arr))
@@ -164,6 +173,16 @@ def convert_rows(
         batch = pa.concat_batches(good) if len(good) != 1 else good[0]
     if batch.schema != schema:
         batch = batch.cast(schema)
+    if enums:
+        bad, reasons = enum_misfits(batch, enums)
+        if bad.size:
+            gone = np.zeros(len(rows), dtype=np.bool_)
+            gone[[k for k, _ in refused]] = True
+            kept = np.flatnonzero(~gone)  # the batch's rows, as indices of ``rows``
+            refused.extend(zip(kept[bad].tolist(), reasons, strict=True))
+            keep = np.ones(batch.num_rows, dtype=np.bool_)
+            keep[bad] = False
+            batch = batch.filter(pa.array(keep))
     if not refused:
         return batch, None
     refused.sort()
@@ -307,9 +326,10 @@ class RecordsSource(Source):
         skip = 0 if points[0] is None else row_position(points[0], self.label)
         rows_iter = self._rows()
         schema = self._schema
+        enums = enum_categories(schema)
         return buffered_reader(
             rows_iter,
-            lambda rows: convert_rows(rows, schema, "from_records"),
+            lambda rows: convert_rows(rows, schema, "from_records", enums),
             batch_size=self._batch_size,
             max_delay=None if self._sequence is not None else self._max_delay,
             name="vstream-from_records",
