@@ -381,12 +381,25 @@ def test_a_key_with_a_nul_character_names_no_column() -> None:
 
 # ============================================================= fuzz (in a child process)
 
+#: the schemas the fuzz tests declare (or none: inferred): plain, and with an Enum, a
+#: second integer column (a fraction in each is one dead letter) and a list
+FUZZ_SCHEMAS: dict[str, dict[str, Any]] = {
+    "plain": SCHEMA,
+    "rich": {
+        "ts": pl.Int64,
+        "host": pl.Enum(["", "a", "b"]),
+        "v": pl.Int64,
+        "tags": pl.List(pl.String),
+    },
+}
+
 _GOOD = st.fixed_dictionaries(
     {
         "ts": st.integers(-(2**62), 2**62),
-        "host": st.text(max_size=8),
-        "v": st.floats(allow_nan=False, allow_infinity=False),
-    }
+        "host": st.one_of(st.sampled_from(["", "a", "b"]), st.text(max_size=8)),
+        "v": st.one_of(st.floats(allow_nan=False, allow_infinity=False), st.integers(-9, 9)),
+    },
+    optional={"tags": st.lists(st.text(max_size=3), max_size=3)},
 )
 _JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=6),
@@ -476,9 +489,11 @@ def _check_survivors(main: pl.DataFrame) -> None:
     blob=st.binary(max_size=200),
     form=st.sampled_from(["path", "lines"]),
     batch_size=st.sampled_from([1, 3, 512, 65_536]),
-    typed=st.booleans(),
+    typed=st.sampled_from([None, "plain", "rich"]),
 )
-def fuzz_ndjson(lines: list[bytes], blob: bytes, form: str, batch_size: int, typed: bool) -> None:
+def fuzz_ndjson(
+    lines: list[bytes], blob: bytes, form: str, batch_size: int, typed: str | None
+) -> None:
     """Random lines and a random blob of bytes: the run survives, and every line that is
     a row is either in the output or in the dead letters."""
     data = b"\n".join(lines) + b"\n" + blob
@@ -488,9 +503,10 @@ def fuzz_ndjson(lines: list[bytes], blob: bytes, form: str, batch_size: int, typ
         path.write_bytes(data)
         arg: Any = path if form == "path" else data.split(b"\n")
         try:
-            s = vs.from_ndjson(arg, schema=SCHEMA if typed else None, batch_size=batch_size)
+            schema = FUZZ_SCHEMAS.get(typed)  # type: ignore[arg-type]
+            s = vs.from_ndjson(arg, schema=schema, batch_size=batch_size)
         except vs.VStreamError:  # no schema can be inferred from the first lines
-            assert not typed
+            assert typed is None
             return
         main, dead = vs.collect_all([s, s.dead_letters()])
     assert main.height + dead.height == rows
@@ -526,15 +542,16 @@ _RECORD = st.one_of(
 @given(
     records=st.lists(_RECORD, min_size=1, max_size=30),
     batch_size=st.sampled_from([1, 4, 65_536]),
-    typed=st.booleans(),
+    typed=st.sampled_from([None, "plain", "rich"]),
 )
-def fuzz_records(records: list[Any], batch_size: int, typed: bool) -> None:
+def fuzz_records(records: list[Any], batch_size: int, typed: str | None) -> None:
     """Random dicts of wrong shapes, bytes, surrogates, huge ints and NaN: the run
     survives and every record is either in the output or in the dead letters."""
     try:
-        s = vs.from_records(records, schema=SCHEMA if typed else None, batch_size=batch_size)
+        schema = FUZZ_SCHEMAS.get(typed)  # type: ignore[arg-type]
+        s = vs.from_records(records, schema=schema, batch_size=batch_size)
     except vs.VStreamError:  # no schema can be inferred from these records
-        assert not typed
+        assert typed is None
         return
     main, dead = vs.collect_all([s, s.dead_letters()])
     assert main.height + dead.height == len(records)
