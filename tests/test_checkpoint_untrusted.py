@@ -315,6 +315,28 @@ def test_a_table_from_another_step_with_valid_checksums_is_refused(interrupted: 
         _run(tmp_path)
 
 
+def test_a_table_of_other_types_is_refused(interrupted: Path) -> None:
+    # the window's slots with 64-bit key ids and float pane numbers (sizes, CRCs,
+    # manifest resealed): the step's own types say it is not its table
+    tmp_path = interrupted
+    for d in (tmp_path / "ckpt").glob("chk-*"):
+        body = _read(d)
+        info = next(v for k, v in body["files"].items() if k.endswith(".slots"))
+        path = d / info["file"]
+        table = pa.ipc.open_file(pa.memory_map(str(path))).read_all()
+        other = {"pane": pa.float64(), "key": pa.int64()}
+        schema = pa.schema([pa.field(f.name, other.get(f.name, f.type)) for f in table.schema])
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_file(sink, schema) as w:
+            w.write_table(table.cast(schema))
+        data = sink.getvalue().to_pybytes()
+        path.write_bytes(data)
+        info.update(bytes=len(data), crc32=zlib.crc32(data))
+        _write(d, body, reseal=True)
+    with pytest.raises(vs.CheckpointError, match=r"table 'slots' is \{pane: double, key: int64"):
+        _run(tmp_path)
+
+
 def test_bad_arrow_extension_metadata_is_refused(interrupted: Path) -> None:
     # a column of a state table relabelled as an Arrow extension type with garbage
     # metadata (sizes and CRCs updated, manifest resealed)

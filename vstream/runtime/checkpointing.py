@@ -356,6 +356,15 @@ def _restore_op(
 
     try:
         op.restore(tables)
+        # what the operator made of the tables has the types it writes itself: a table
+        # of other types (another step's, or edited) is refused before a kernel sees it
+        again = op.snapshot()
+        for name, table in tables.items():
+            want = again.get(name)
+            if want is not None and not want.schema.equals(table.schema, check_metadata=False):
+                have, writes = _types(table.schema), _types(want.schema)
+                msg = f"table {name!r} is {have}, the step writes {writes}"
+                raise CheckpointError(msg)
     except (Exception, PanicException) as exc:
         kind = type(exc).__name__
         msg = (
@@ -365,3 +374,8 @@ def _restore_op(
             "afresh with a new checkpoint_dir (and a new output directory)"
         )
         raise CheckpointError(msg) from exc
+
+
+def _types(schema: pa.Schema) -> str:
+    text = ", ".join(f"{f.name}: {f.type}" for f in schema)
+    return "{" + (text if len(text) <= 200 else text[:197] + "...") + "}"
