@@ -13,7 +13,9 @@ time column takes them as that many units of its own time unit.
   Polars' ``join`` with that ``how`` lays them out (``full``: ``coalesce=False``).
 - :func:`windowed` assigns every row to every window that contains it (the Flink rule,
   windows ``[k * slide + offset, k * slide + offset + size)``), joins on key and window
-  with ``how``, and appends ``window_start``/``window_end``.
+  with ``how``, and appends ``window_start``/``window_end``. A row that came when some of
+  its windows were closed for the join (DESIGN.md "Lateness in joins") is in the others
+  only (``left_from`` / ``right_from``).
 - :func:`lookup` is a plain Polars ``join``; :func:`latest_per_key` turns a stream of
   table updates into the table a lookup sees once it has read them all.
 
@@ -253,10 +255,16 @@ def windowed(
     offset: int = 0,
     how: How = "inner",
     suffix: str = "_right",
+    left_from: str | None = None,
+    right_from: str | None = None,
 ) -> pl.DataFrame:
     """Per window (tumbling when ``slide`` is None), the Polars join of the window's left
     rows with its right rows, then ``window_start``, ``window_end`` (in the dtype of the
     left time column) appended.
+
+    ``left_from`` / ``right_from``: a column of that input (integer, dropped) giving for
+    each row the first window start it is in: its earlier windows were closed when it
+    came, so it is neither a partner nor unmatched there.
 
     Examples
     --------
@@ -269,6 +277,10 @@ def windowed(
     step = size if slide is None else slide
     lw = _assigned(left, left_time, _LW, size, step, offset)
     rw = _assigned(right, right_time, _RW, size, step, offset)
+    if left_from is not None:
+        lw = lw.filter(pl.col(_LW) >= pl.col(left_from)).drop(left_from)
+    if right_from is not None:
+        rw = rw.filter(pl.col(_RW) >= pl.col(right_from)).drop(right_from)
     out = lw.join(rw, left_on=[*lk, _LW], right_on=[*rk, _RW], how=how, suffix=suffix)
     start = pl.coalesce(_LW, _RW) if _RW in out.columns else pl.col(_LW)
     dtype = left.schema[left_time]

@@ -78,10 +78,12 @@ def _pairs_reference(
     mode: int,
     bounds: tuple[int, int],
     grid: Grid,
+    w_min: int = MIN,
 ) -> tuple[list[Pair], list[int], list[int]]:
     """Every (probe row, state row, window) with the same key (not -1), the state row alive,
     and ``lo <= state.t - probe.t <= hi`` (RANGE) or the window holding both times
-    (WINDOWS); and the bits each row gets (bit j: its j-th window)."""
+    starting at ``w_min`` or later (WINDOWS); and the bits each row gets (bit j: its j-th
+    window)."""
     lo, hi = bounds
     pairs: list[Pair] = []
     p_bits = [0] * len(probe)
@@ -98,6 +100,8 @@ def _pairs_reference(
                 continue
             wt, wu = _windows_of(t, grid), _windows_of(u, grid)
             for s in sorted(set(wt) & set(wu)):
+                if s < w_min:  # a closed window
+                    continue
                 pairs.append((i, r, s))
                 p_bits[i] |= 1 << wt.index(s)
                 s_bits[r] |= 1 << wu.index(s)
@@ -217,6 +221,7 @@ class _Side:
         mode: int,
         bounds: tuple[int, int],
         grid: Grid,
+        w_min: int = MIN,
     ) -> list[Pair]:
         lo, hi = bounds
         size, slide, offset = grid
@@ -240,6 +245,7 @@ class _Side:
             np.int64(size),
             np.int64(slide),
             np.int64(offset),
+            np.int64(w_min),
         )
         assert pi.dtype == sr.dtype == ws.dtype == np.int64
         return list(zip(pi.tolist(), sr.tolist(), ws.tolist(), strict=True))
@@ -316,7 +322,8 @@ def test_probe_pairs_matches_all_pairs(
     data: st.DataObject, mode: int, grid: Grid, bounds: tuple[int, int], n_keys: int
 ) -> None:
     """State rows ``0..indexed`` in the index (those alive when it was built), the others
-    scanned; probe keys -1 and unknown to the index (new since, or to the whole side).
+    scanned; probe keys -1 and unknown to the index (new since, or to the whole side);
+    windowed, the windows before a grid point ``w_min`` closed (or none).
     The pairs come out exactly once; matched bits are OR-ed into both sides' bits."""
     state = data.draw(rows(n_keys, max_size=40))
     indexed = data.draw(st.integers(0, len(state)))
@@ -343,9 +350,13 @@ def test_probe_pairs_matches_all_pairs(
     side.append(s_kid[indexed:], s_t[indexed:], s_alive[indexed:], s_bits[indexed:])
     p_kid, p_t = _arrays(probe)
     p_bits = np.array(p_bits0, np.int64)
-    got = side.probe(p_kid, p_t, p_bits, mode, bounds, grid)
+    _, slide, offset = grid
+    w_min = data.draw(
+        st.one_of(st.just(MIN), st.integers(-4, 4).map(lambda k: k * slide + offset))
+    )
+    got = side.probe(p_kid, p_t, p_bits, mode, bounds, grid, w_min)
 
-    want, want_p, want_s = _pairs_reference(probe, state, alive, mode, bounds, grid)
+    want, want_p, want_s = _pairs_reference(probe, state, alive, mode, bounds, grid, w_min)
     assert sorted(got) == want
     assert p_bits.tolist() == [a | b for a, b in zip(p_bits0, want_p, strict=True)]
     assert side.bits[: side.n].tolist() == [a | b for a, b in zip(s_bits0, want_s, strict=True)]

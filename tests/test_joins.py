@@ -1267,9 +1267,12 @@ def test_late_right_rows_go_to_the_late_output(same_rows: SameRows) -> None:
     left = timed(list(range(0, 20_000, 100)))
     r1 = timed(list(range(0, 5_000, 250)), right=True, start=0)
     r2 = timed(list(range(5_000, 15_001, 250)), right=True, start=100)  # watermark -> 12,000
-    # behind the right watermark (12,000): late; at it or after: on time
-    late = timed([2_000, 7_050, 11_999], right=True, start=200)
-    on_time = timed([12_000, 13_010], right=True, start=300)
+    # the next right batch comes when the right input is the one behind: the join's
+    # watermark is the right's, 12,000; a right row is late once it is more than
+    # -lower = 300 ms behind it (DESIGN.md "Lateness in joins"); 11,700 and 11,999 are
+    # behind their own input's watermark but still meet left rows that are not late
+    late = timed([2_000, 7_050, 11_699], right=True, start=200)
+    on_time = timed([11_700, 11_999, 12_000, 13_010], right=True, start=300)
     r4 = timed(list(range(15_000, 20_000, 250)), right=True, start=400)
     right_batches = batches_of(r1, r2, pl.concat([late, on_time]), r4)
     right = pl.concat([r1, r2, late, on_time, r4])
@@ -1286,6 +1289,8 @@ def test_late_right_rows_go_to_the_late_output(same_rows: SameRows) -> None:
     with_late = ref.interval(left, right, on="k", lower=-300, upper=300, how="left")
     assert expected.height != with_late.height  # the late rows would have had partners
     same_rows(out, expected)
+    # the rows behind their own watermark found their partners
+    assert out.filter(pl.col("x_right") == 301).height == 6  # 11,999: left 11,700 .. 12,200
 
 
 def test_late_right_rows_in_an_asof_join(same_rows: SameRows) -> None:
@@ -1307,8 +1312,11 @@ def test_late_right_rows_in_an_asof_join(same_rows: SameRows) -> None:
 def test_late_left_rows_go_to_the_late_output(same_rows: SameRows) -> None:
     right = timed(list(range(0, 20_000, 100)), right=True)
     l1 = timed(list(range(0, 10_000, 200)), start=0)  # left watermark -> 6,800
-    late = timed([100, 6_799], start=1_000)
-    on_time = timed([6_800], start=2_000)
+    # the next left batch comes when the left input is the one behind: the join's
+    # watermark is the left's, 6,800; a row is late once its window has ended: [6 s, 7 s)
+    # is still open, so 6,000 and 6,799 (behind their own watermark) are not late
+    late = timed([100, 5_999], start=1_000)
+    on_time = timed([6_000, 6_799, 6_800], start=2_000)
     l3 = timed(list(range(10_000, 20_000, 200)), start=3_000)
     joined = watermarked(batches_of(l1, pl.concat([on_time, late]), l3), False).join(
         watermarked(by_size(right, 50), False), on="k", window=vs.tumbling("1s"), how="left"

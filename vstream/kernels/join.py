@@ -214,12 +214,14 @@ def _emit(
     size: np.int64,
     slide: np.int64,
     offset: np.int64,
+    w_min: np.int64,
     p_bits: np.ndarray,
     s_bits: np.ndarray,
     out: tuple[np.ndarray, np.ndarray, np.ndarray],
     m: int,
 ) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], int]:
-    """Append the pair (i, r) (once per shared window) and set both sides' bits."""
+    """Append the pair (i, r) (once per shared window starting at ``w_min`` or later) and
+    set both sides' bits."""
     if mode == RANGE:
         if m == out[0].shape[0]:
             out = _grow_pairs(out[0], out[1], out[2])
@@ -229,7 +231,7 @@ def _emit(
         p_bits[i] |= 1
         s_bits[r] |= 1
         return out, m + 1
-    w = first_window(max(t, u), size, slide, offset)
+    w = max(first_window(max(t, u), size, slide, offset), w_min)
     fp = first_window(t, size, slide, offset)
     fs = first_window(u, size, slide, offset)
     top = min(t, u)
@@ -266,6 +268,7 @@ def probe_pairs(
     size: np.int64,
     slide: np.int64,
     offset: np.int64,
+    w_min: np.int64,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The pairs (probe row, state row, window start) of probe rows with state rows.
 
@@ -275,8 +278,10 @@ def probe_pairs(
     ``tail..n``, added since, are scanned.
 
     :data:`RANGE`: ``lo <= state.t - probe.t <= hi``. :data:`WINDOWS`: every window
-    ``[s, s + size)`` both rows are in. Matched bits are set on both sides: bit 0 for
-    :data:`RANGE`; bit j for a row's j-th window (counted from its first window).
+    ``[s, s + size)`` both rows are in with ``s >= w_min`` (a grid point: the first window
+    still open; the earlier ones are closed for the join). Matched bits are set on both
+    sides: bit 0 for :data:`RANGE`; bit j for a row's j-th window (counted from its first
+    window).
     """
     cap = max(16, p_t.shape[0])
     out = (np.empty(cap, np.int64), np.empty(cap, np.int64), np.empty(cap, np.int64))
@@ -297,19 +302,22 @@ def probe_pairs(
         else:  # the partner's time lies in one of the windows of t
             a = first_window(t, size, slide, offset)
             b = _floordiv(t - offset, slide) * slide + offset + size - 1
+            a = max(a, w_min)  # a partner in an open window is at or after its start
         if k < n_keys:
             end = seg_hi[k]
             pos = _lower_bound(sorted_t, seg_lo[k], end, a)
             while pos < end and sorted_t[pos] <= b:
                 out, m = _emit(
-                    i, order[pos], t, sorted_t[pos], mode, size, slide, offset,
+                    i, order[pos], t, sorted_t[pos], mode, size, slide, offset, w_min,
                     p_bits, s_bits, out, m,
                 )  # fmt: skip
                 pos += 1
         for r in range(tail, n):
             u = s_t[r]
             if s_kid[r] == k and a <= u <= b:
-                out, m = _emit(i, r, t, u, mode, size, slide, offset, p_bits, s_bits, out, m)
+                out, m = _emit(
+                    i, r, t, u, mode, size, slide, offset, w_min, p_bits, s_bits, out, m
+                )
     return out[0][:m], out[1][:m], out[2][:m]
 
 

@@ -115,6 +115,9 @@ def _payload(df: pl.DataFrame, cols: list[str]) -> pl.DataFrame:
 
 class _JoinBase(Operator):
     n_inputs = 2
+    #: how many retired (symmetric) or new (as-of) rows to gather before compacting or
+    #: evicting: amortizes the scan (tests set it low to retire on every step)
+    retire_batch = 4096
 
     def __init__(self, name: str, setup: JoinSetup) -> None:
         super().__init__(name)
@@ -130,14 +133,19 @@ class _JoinBase(Operator):
         assert self.keys is not None
         return self.keys.ids(_key_frame(df, cols, st.left_keys), nulls_match=False)
 
+    def _late_before(self, port: int) -> int:
+        """Rows of input ``port`` with an event time before this are late (judged against
+        the watermarks from before their batch): no partner can come for them any more."""
+        raise NotImplementedError
+
     def _arrivals(self, port: int, df: pl.DataFrame) -> tuple[pl.DataFrame, np.ndarray]:
-        """A batch of input ``port`` and its event times, without its late rows: those
-        behind the input's watermark (from before the batch) are counted, sent to the
-        late side output, and left out of the join."""
+        """A batch of input ``port`` and its event times, without its late rows
+        (:meth:`_late_before`): they are counted, sent to the late side output, and left
+        out of the join."""
         et = self.setup.left_time if port == 0 else self.setup.right_time
         assert et is not None
         ts = et.of(df)
-        wm = self._in_wm[port]
+        wm = self._late_before(port)
         if wm == MIN_WM or ts.size == 0 or ts.min() >= wm:
             return df, ts
         late = ts < wm
@@ -294,7 +302,8 @@ class _Side:
 
         Built again when scanning the rows added since would cost ``probes`` rows more
         than sorting everything. Retired rows may stay in it: no probe can match them (a
-        probe row is never late, and a row retires only when no such row can match it).
+        probe row is never late, and a row retires only when no such row can match it; a
+        windowed probe pairs in open windows only).
         """
         n = self.n
         if self._index is None or (n - self._indexed) * probes > max(n, 4096):
@@ -303,7 +312,14 @@ class _Side:
             self._indexed = n
         return self._index, self._indexed
 
-    def append(self, df: pl.DataFrame, ts: np.ndarray, kid: np.ndarray, bits: np.ndarray) -> None:
+    def append(
+        self,
+        df: pl.DataFrame,
+        ts: np.ndarray,
+        kid: np.ndarray,
+        bits: np.ndarray,
+        next_j: np.ndarray | int = 0,
+    ) -> None:
         m = df.height
         need = self.n + m
         if need > self.t.shape[0]:
@@ -320,7 +336,7 @@ class _Side:
         self.kid[s] = kid
         self.alive[s] = True
         self.bits[s] = bits
-        self.next_j[s] = 0
+        self.next_j[s] = next_j
         self.frames.append(df)
         self._payload = None if len(self.frames) > 1 else df
         self.n = need
@@ -369,9 +385,17 @@ class _Side:
 
 class SymmetricJoinOp(_JoinBase):
     """Interval, windowed and regular (TTL) joins: each new row probes the other side's
-    kept rows; a pair is emitted when its second row arrives. A side's rows retire when
-    the other side's watermark proves no partner can come (outer joins emit their
-    unmatched rows then)."""
+    kept rows; a pair is emitted when its second row arrives.
+
+    Lateness (DESIGN.md "Lateness in joins") is judged against the join's watermark ``W``,
+    the minimum of both inputs', never against a row's own input alone: a windowed join's
+    row is late once all its windows have ended (``W >= end``), an interval join's left
+    row once ``W > t + max(upper, 0)``, a right row once ``W > t + max(-lower, 0)`` (a
+    pair with ``right.t - left.t`` in ``[lower, upper]`` completes at the later time). A
+    side's rows retire when no row of the other side that is not late can still be their
+    partner (outer joins emit their unmatched rows then), and the output watermark stays
+    at or before the event time (the later of the two) of every pair still to come.
+    """
 
     def __init__(self, name: str, setup: JoinSetup) -> None:
         super().__init__(name, setup)
@@ -386,6 +410,54 @@ class SymmetricJoinOp(_JoinBase):
             list(setup.left_out),
             list(dict.fromkeys(src for src, _ in setup.right_out)),
         )
+        # interval / regular: how far behind the join watermark a row of each side may
+        # be and still complete a pair
+        self._reach = (max(setup.upper, 0), max(-setup.lower, 0))
+
+    def _open_from(self, wm: int) -> int:
+        """Windowed: the start of the first window still open at watermark ``wm`` (the
+        first that ends after it); the windows before it are closed."""
+        if wm == MIN_WM:
+            return MIN_WM
+        st = self.setup
+        return _clamp(((wm - st.offset - st.size) // st.slide + 1) * st.slide + st.offset)
+
+    def _late_before(self, port: int) -> int:
+        wm = self.input_watermark
+        if wm == MIN_WM:
+            return MIN_WM
+        if self.windowed:
+            return self._open_from(wm)  # every window of an earlier row has ended
+        return _clamp(wm - self._reach[port])
+
+    def _retire_before(self, s: int) -> int:
+        """Interval / regular: rows of side ``s`` before this time can meet no partner:
+        the other side's rows still to come that are not late are at or after its
+        :meth:`_late_before` (none come once it has ended)."""
+        if self._in_wm[1 - s] == MAX_WM:
+            return MAX_WM
+        first = self._late_before(1 - s)
+        if first == MIN_WM:
+            return MIN_WM
+        st = self.setup
+        # left row t pairs with right.t <= t + upper; right row t with left.t <= t - lower
+        return _clamp(first - st.upper) if s == 0 else _clamp(first + st.lower)
+
+    def _pairs_from(self) -> int:
+        """No pair still to come has an event time (the later of its two) before this."""
+        wm = self.input_watermark
+        if wm in (MIN_WM, MAX_WM):
+            return wm
+        if self.windowed:  # both rows of a pair are in a window still open
+            return self._open_from(wm)
+        st = self.setup
+        # a pair needs a row still to come of an input that has not ended
+        firsts = []
+        if self._in_wm[0] != MAX_WM:  # a left row t and its partner, at t + lower
+            firsts.append(self._late_before(0) + max(st.lower, 0))
+        if self._in_wm[1] != MAX_WM:  # a right row t and its partner, at t - upper
+            firsts.append(self._late_before(1) + max(-st.upper, 0))
+        return _clamp(min(firsts))
 
     def state_rows(self) -> int:
         return self.sides[0].live + self.sides[1].live
@@ -410,10 +482,12 @@ class SymmetricJoinOp(_JoinBase):
             out.extend(self._retire())
             self._compact_keys()
         self.peak_state_rows = max(self.peak_state_rows, self.state_rows())
-        wm = self.input_watermark
+        wm = self._pairs_from()
         for s in (0, 1):
-            if self.outer[s]:
+            if self.outer[s]:  # its kept rows and those still to come may go unmatched
                 wm = min(wm, self.sides[s].low)
+                if self._in_wm[s] != MAX_WM:
+                    wm = min(wm, self._late_before(s))
         self._out_wm = max(self._out_wm, wm)
         return [Chunk(f) for f in out if f.height], self._out_wm
 
@@ -431,6 +505,14 @@ class SymmetricJoinOp(_JoinBase):
         mine = self.sides[port]
         bits = np.zeros(df.height, np.int64)
         out: list[pl.DataFrame] = []
+        # windowed: the rows pair in the windows still open only; the closed ones before
+        # (their partners may be gone) are skipped, for the outer join's unmatched too
+        w_min = self._late_before(port) if self.windowed else MIN_WM
+        next_j: np.ndarray | int = 0
+        if w_min != MIN_WM and self._open_from(int(ts.min())) < w_min:
+            st_ = self.setup
+            first = ((ts - st_.offset - st_.size) // st_.slide + 1) * st_.slide + st_.offset
+            next_j = np.maximum((w_min - first) // st_.slide, 0)
         if other.live:
             if port == 0:
                 lo, hi = st.lower, st.upper
@@ -456,13 +538,14 @@ class SymmetricJoinOp(_JoinBase):
                 np.int64(st.size),
                 np.int64(st.slide),
                 np.int64(st.offset),
+                np.int64(w_min),
             )
             if pi.size:
                 mine_rows = payload[pi]
                 other_rows = other.payload[sr]
                 left, right = (mine_rows, other_rows) if port == 0 else (other_rows, mine_rows)
                 out.append(self._assemble(left, right, pi.size, ws if self.windowed else None))
-        mine.append(payload, ts, kid, bits)
+        mine.append(payload, ts, kid, bits, next_j)
         return out
 
     def _retire(self) -> list[pl.DataFrame]:
@@ -470,11 +553,15 @@ class SymmetricJoinOp(_JoinBase):
         out: list[pl.DataFrame] = []
         for s in (0, 1):
             side = self.sides[s]
-            wm_other = self._in_wm[1 - s]
-            if not side.live or wm_other == MIN_WM:
+            if not side.live:
                 continue
             if self.windowed:
-                if wm_other <= self._settled_wm[s] and side.n == side.settled_n:
+                # a row of the other side still to come pairs in the windows still open
+                # at the join watermark (in none once that side has ended)
+                wm = MAX_WM if self._in_wm[1 - s] == MAX_WM else self.input_watermark
+                if wm == MIN_WM:
+                    continue
+                if wm <= self._settled_wm[s] and side.n == side.settled_n:
                     continue  # nothing new: no window can have closed since
                 # the first window to end among the live rows' (that of the oldest row):
                 # until it ends there is nothing to settle (settling scans the side:
@@ -484,29 +571,23 @@ class SymmetricJoinOp(_JoinBase):
                     + st.offset
                     + st.size
                 )
-                if side.low != _I64_MAX and wm_other < first_end:
+                if side.low != _I64_MAX and wm < first_end:
                     continue
-                self._settled_wm[s] = wm_other
+                self._settled_wm[s] = wm
                 rows, starts, dead, low = settle_windows(
                     side.t,
                     side.alive,
                     side.bits,
                     side.next_j,
                     np.int64(side.n),
-                    np.int64(wm_other),
+                    np.int64(wm),
                     np.int64(st.size),
                     np.int64(st.slide),
                     np.int64(st.offset),
                     self.outer[s],
                 )
             else:
-                # future rows of the other side have t >= its watermark
-                if wm_other == MAX_WM:
-                    thresh = MAX_WM
-                elif s == 0:  # a left row may pair with right.t <= left.t + upper
-                    thresh = _clamp(wm_other - st.upper)
-                else:  # a right row with left.t >= right.t - upper, i.e. <= right.t - lower
-                    thresh = _clamp(wm_other + st.lower)
+                thresh = self._retire_before(s)
                 if thresh <= side.low:
                     continue  # no live row is that old (a join without ttl: never)
                 rows, dead, low = evict_before(
@@ -524,7 +605,7 @@ class SymmetricJoinOp(_JoinBase):
                 left, right = (got, None) if s == 0 else (None, got)
                 out.append(self._assemble(left, right, rows.size, starts))
             side.live -= int(dead)
-            if side.n - side.live > max(4096, side.live):
+            if side.n - side.live > max(self.retire_batch, side.live):
                 side.compact()
             side.settled_n = side.n
         return out
@@ -551,7 +632,16 @@ class SymmetricJoinOp(_JoinBase):
 # ---------------------------------------------------------------------- as-of join
 class AsofJoinOp(_JoinBase):
     """As-of join: left rows wait until the right watermark settles their answer; the
-    right side keeps, per key, what a future left row may still match."""
+    right side keeps, per key, what a future left row may still match.
+
+    Lateness (DESIGN.md "Lateness in joins"): a left row is late once the join's
+    watermark (the minimum of both inputs') has passed it: the right rows before that
+    may be gone (a left row behind its own input's watermark still waits for a lagging
+    right input). A right row is late once the right watermark has passed it: the left
+    rows up to that watermark have had their answers already.
+    """
+
+    retire_batch = 1024
 
     def __init__(self, name: str, setup: JoinSetup) -> None:
         super().__init__(name, setup)
@@ -583,6 +673,13 @@ class AsofJoinOp(_JoinBase):
     def _pending_low(self) -> int:
         return min((p[3] for p in self.pending), default=_I64_MAX)
 
+    def _late_before(self, port: int) -> int:
+        return self.input_watermark if port == 0 else self._in_wm[1]
+
+    def _left_from(self) -> int:
+        """Left rows still to come that are not late are at or after this."""
+        return MAX_WM if self._in_wm[0] == MAX_WM else self.input_watermark
+
     def process(self, port: int, chunk: Chunk | None, watermark: int) -> tuple[list[Chunk], int]:
         if chunk is not None and chunk.df.height:
             self._on_rows(port, chunk.df)
@@ -591,7 +688,7 @@ class AsofJoinOp(_JoinBase):
         self._evict()
         self._compact_keys()
         self.peak_state_rows = max(self.peak_state_rows, self.state_rows())
-        wm = min(self._in_wm[0], self._pending_low())
+        wm = min(self._left_from(), self._pending_low())
         self._out_wm = max(self._out_wm, wm)
         return [Chunk(f) for f in out if f.height], self._out_wm
 
@@ -675,10 +772,11 @@ class AsofJoinOp(_JoinBase):
         r = self.right
         if not r.n:
             return
-        bound = min(self._in_wm[0], self._pending_low())
+        bound = min(self._left_from(), self._pending_low())
         if bound == MIN_WM or bound <= self._evict_bound:
             return
-        if r.n - self._kept_after_evict < max(1024, self._kept_after_evict) and bound != MAX_WM:
+        fresh = r.n - self._kept_after_evict
+        if fresh < max(self.retire_batch, self._kept_after_evict) and bound != MAX_WM:
             return
         self._evict_bound = bound
         order, sorted_t, lo, hi = self._index()
