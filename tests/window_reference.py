@@ -163,7 +163,8 @@ def session(
     """
     keys = _keys(by)
     ordered = _physical(df, time).sort([*keys, _T, _ROW], nulls_last=True)
-    new = (pl.col(_T) - pl.col(_T).shift(1) > gap).fill_null(True)
+    # (t > previous + gap, not t - previous > gap: far-apart int64 times would wrap)
+    new = (pl.col(_T) > pl.col(_T).shift(1) + gap).fill_null(True)
     for k in keys:
         new = new | pl.col(k).ne_missing(pl.col(k).shift(1))
     assigned = (

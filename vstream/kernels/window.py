@@ -27,6 +27,7 @@ __all__ = [
     "rebuild_table",
     "take_final",
     "take_panes",
+    "time_bounds",
 ]
 
 _M1 = np.uint64(0x9E3779B97F4A7C15)
@@ -611,7 +612,10 @@ def fire_hopping(  # type: ignore[no-untyped-def]
         sk[c] = slot_key[j]
         blk[c] = sp[c] // n
     # an upper bound of the output: per key, the windows from its first pane's first
-    # window to its last pane's last one (windows without data are skipped below)
+    # window to its last pane's last one (windows without data are skipped below), and
+    # at most ceil(n / s) windows a pane (a key's panes far apart in time: the span
+    # alone asked for up to 2**63 / slide rows, a MemoryError)
+    per_pane = (n + s - 1) // s
     bound = 0
     g0 = 0
     while g0 < m:
@@ -621,7 +625,7 @@ def fire_hopping(  # type: ignore[no-untyped-def]
         lo = max(k_lo, _first_window(sp[g0], s, n))
         hi = min(k_hi, sp[g1 - 1] // s)
         if hi >= lo:
-            bound += hi - lo + 1
+            bound += min(hi - lo + 1, (g1 - g0) * per_pane)
         g0 = g1
     out_key = np.empty(bound, np.int32)
     out_k = np.empty(bound, np.int64)
@@ -797,7 +801,8 @@ def session_update(  # type: ignore[no-untyped-def]
         k = kid[r0]
         # one run: consecutive rows of key k at most gap apart
         e = c + 1
-        while e < n and kid[order[e]] == k and ts[order[e]] - ts[order[e - 1]] <= gap:
+        # (not next - prev <= gap: the difference of times far apart would wrap)
+        while e < n and kid[order[e]] == k and ts[order[e]] <= ts[order[e - 1]] + gap:
             e += 1
         # new slot for the run
         if counters[0] > 0:
@@ -962,3 +967,18 @@ def session_live(head, nxt, n_keys, cap):  # type: ignore[no-untyped-def]
             live[j] = True
             j = nxt[j]
     return live
+
+
+# ---------------------------------------------------------------------- event times
+@njit(cache=True, nogil=True)
+def time_bounds(ts):  # type: ignore[no-untyped-def]
+    """The smallest and largest of ``ts`` (not empty) in one pass: whether a batch has
+    event times outside the range a window step can represent costs ~5 µs a 65,536-row
+    batch (numpy's min and max: two passes, ~12 µs)."""
+    lo = ts[0]
+    hi = ts[0]
+    for i in range(1, ts.shape[0]):
+        v = ts[i]
+        lo = min(lo, v)
+        hi = max(hi, v)
+    return lo, hi

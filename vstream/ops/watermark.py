@@ -13,7 +13,43 @@ from vstream.errors import VStreamError
 from vstream.kernels.event_time import event_time_stats
 from vstream.ops.base import MAX_WM, MIN_WM, Chunk, Operator
 
-__all__ = ["WatermarkOp"]
+__all__ = ["WatermarkOp", "dead_letters", "records"]
+
+# the calendar range Polars can format a Datetime in (its years -262143 to 262142), in ms
+_DATETIME_MS = (-8_334_601_228_800_000, 8_210_266_876_799_999)
+_PER_MS = {"ms": 1, "us": 1_000, "ns": 1_000_000}
+
+
+def datetime_range(dtype: pl.DataType) -> tuple[int, int]:
+    """The physical values of ``dtype`` that Polars can format as dates (all of int64
+    for nanoseconds and for non-temporal types)."""
+    if isinstance(dtype, pl.Datetime):
+        per = _PER_MS[dtype.time_unit or "us"]
+        lo, hi = _DATETIME_MS
+        return max(lo * per, MIN_WM), min(hi * per + per - 1, MAX_WM)
+    return MIN_WM, MAX_WM
+
+
+def records(df: pl.DataFrame) -> list[str]:
+    """The rows of ``df`` as JSON lines (dead letters); a ``Datetime`` column with
+    values Polars cannot format (beyond its calendar) is written as its integers."""
+    cols = []
+    for name, dtype in df.schema.items():
+        if isinstance(dtype, pl.Datetime):
+            lo, hi = datetime_range(dtype)
+            phys = df.get_column(name).to_physical()
+            if phys.null_count() < len(phys) and (phys.min() < lo or phys.max() > hi):  # type: ignore[operator]
+                cols.append(phys)
+    if cols:
+        df = df.with_columns(cols)
+    return df.write_ndjson().splitlines()
+
+
+def dead_letters(df: pl.DataFrame, reason: str, step: str) -> pl.DataFrame:
+    """Rows of the dead-letter output for the rows of ``df``, all for one reason."""
+    text = records(df)
+    n = len(text)
+    return pl.DataFrame({"record": text, "reason": [reason] * n, "step": [step] * n})
 
 
 @dataclass(slots=True)
@@ -61,18 +97,9 @@ class WatermarkOp(Operator):
         df = chunk.df
         ts = df.get_column(self.column)
         if ts.null_count():
-            bad = df.filter(ts.is_null())
-            text = bad.write_ndjson().splitlines()
-            self.emit_side(
-                "dead_letters",
-                pl.DataFrame(
-                    {
-                        "record": text,
-                        "reason": [f"null event time in column {self.column!r}"] * len(text),
-                        "step": [self.name] * len(text),
-                    }
-                ),
-            )
+            reason = f"null event time in column {self.column!r}"
+            bad = dead_letters(df.filter(ts.is_null()), reason, self.name)
+            self.emit_side("dead_letters", bad)
             df = df.filter(ts.is_not_null())
             ts = df.get_column(self.column)
         if not df.height:
@@ -82,6 +109,20 @@ class WatermarkOp(Operator):
         if values.dtype.kind == "M":
             values = values.view(np.int64)
         top, behind = event_time_stats(values, self._out_wm)
+        if top == MAX_WM:
+            # the largest int64 is the watermark of the end of the input: an event there
+            # would end it (and make every later event late)
+            reserved = values == MAX_WM
+            reason = (
+                f"event time {MAX_WM} (the largest int64) in column {self.column!r} is "
+                "reserved for the end of the input; use event times below it"
+            )
+            self.emit_side("dead_letters", dead_letters(df.filter(reserved), reason, self.name))
+            df = df.filter(~reserved)
+            if not df.height:
+                return []
+            values = values[~reserved]
+            top, behind = event_time_stats(values, self._out_wm)
         self.behind_watermark += behind
         st = self.splits.get(chunk.split)
         if st is None:
@@ -103,7 +144,8 @@ class WatermarkOp(Operator):
     def _split_wm(self, st: _Split) -> int:
         if st.max_ts == MIN_WM:
             return st.lower if st.lower is not None else MIN_WM
-        return st.max_ts - self.delay
+        # below the smallest int64 is -inf (no watermark yet), not a wrapped value
+        return max(st.max_ts - self.delay, MIN_WM)
 
     def output_watermark(self) -> int:
         if self.input_watermark == MAX_WM:
@@ -127,7 +169,7 @@ class WatermarkOp(Operator):
         if self.ns_per_unit is None or self._idle_base == MIN_WM:
             return self._idle_base
         elapsed = int((now - self._all_idle_since) * 1e9) // self.ns_per_unit
-        return self._idle_base + elapsed
+        return min(self._idle_base + elapsed, MAX_WM - 1)  # MAX_WM: the end of the input
 
     def snapshot(self) -> dict[str, pa.Table]:
         """Per-split progress and the operator's watermark, as Arrow tables."""

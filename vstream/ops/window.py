@@ -30,9 +30,11 @@ from vstream.kernels.window import (
     session_update,
     take_final,
     take_panes,
+    time_bounds,
     windows_of,
 )
 from vstream.ops.base import MAX_WM, MIN_WM, Chunk, Operator
+from vstream.ops.watermark import datetime_range, dead_letters
 from vstream.plan import aggregates as A
 from vstream.plan.aggregates import AggPlan
 from vstream.plan.nodes import EventTime
@@ -76,6 +78,43 @@ class WindowSetup:
     early: float | None  # seconds of wall clock between early results
     aggs: AggPlan
     schema: pl.Schema  # output schema
+
+
+def valid_times(setup: WindowSetup) -> tuple[int, int]:
+    """The event times ``[lo, hi]`` whose windows the step can represent: every window
+    ``[start, end)`` of the event (and ``end + allowed_lateness``) strictly inside the
+    int64 range, whose ends stand for the watermarks -inf and +inf (and, for a
+    ``Datetime`` column in ms or us, inside the calendar Polars can format), with a
+    window's length to spare for the kernels' arithmetic on neighbouring windows. An
+    event outside is a dead letter, never a window that wrapped around.
+
+    Examples
+    --------
+    >>> import polars as pl
+    >>> from vstream.plan.aggregates import plan_aggregations
+    >>> plan = plan_aggregations([pl.len()], pl.Schema({"ts": pl.Int64}), "agg", [])
+    >>> setup = WindowSetup(
+    ...     "tumbling", 100, 100, 0, 0, [], pl.Schema(), "ts", None, pl.Int64(), 1, 0,
+    ...     False, None, plan, pl.Schema(),
+    ... )
+    >>> valid_times(setup)  # tumbling(100): 200 to spare past the first and last window
+    (-9223372036854775600, 9223372036854775599)
+    """
+    lo, hi = datetime_range(setup.time_dtype)
+    lo, hi = lo + 1, hi - 1  # MIN_WM and MAX_WM are the watermarks -inf and +inf
+    lateness = setup.lateness
+    if setup.kind == "session":
+        gap = setup.gap  # a session [first, last + gap)
+        return lo + gap, hi - 2 * gap - lateness
+    size, slide, off = setup.size, setup.slide, setup.offset
+    spare = size + slide
+    # the first window of t starts at ((t - off - size) // slide + 1) * slide + off
+    first_k = -((-(lo + spare - off)) // slide)  # the first window k * slide + off allowed
+    t_lo = (first_k - 1) * slide + size + off
+    # the last one starts at (t - off) // slide * slide + off and ends size later
+    last_k = (hi - lateness - spare - size - off) // slide
+    t_hi = (last_k + 1) * slide - 1 + off
+    return t_lo, t_hi
 
 
 def _pow2_floor(x: int) -> int:
@@ -242,6 +281,8 @@ class WindowOp(Operator):
             self._fin_no_nulls[:, 4] = -1
             self._fin_steps = _final_steps(self.plan, self._fin)
         self.scratch = _Scratch()  # per-batch arrays of the window logic
+        # event times the windows can represent (processing time: the wall clock is)
+        self.times = valid_times(setup) if setup.time_column is not None else None
         if setup.kind == "session":
             self.state: _PaneLogic | _SessionLogic = _SessionLogic(self)
         else:
@@ -279,6 +320,13 @@ class WindowOp(Operator):
         else:
             assert st.event_time is not None
             ts = st.event_time.of(df)
+            assert self.times is not None
+            lo, hi = time_bounds(ts)
+            if lo < self.times[0] or hi > self.times[1]:
+                df, ts = self._refuse_times(df, ts)
+                n = df.height
+                if not n:
+                    return
         # the pane logic looks up the ids of dense integer keys itself (not for n_unique,
         # which needs them as an array)
         keys = None
@@ -307,6 +355,26 @@ class WindowOp(Operator):
             self.late_events += n_late
             if st.late_side:
                 self.emit_side("late_events", df.filter(pl.Series(late)))
+
+    def _refuse_times(self, df: pl.DataFrame, ts: np.ndarray) -> tuple[pl.DataFrame, np.ndarray]:
+        """Send the rows whose windows the step cannot represent to the dead letters;
+        the others and their event times."""
+        assert self.times is not None
+        assert self.setup.event_time is not None
+        lo, hi = self.times
+        bad = (ts < lo) | (ts > hi)
+        et = self.setup.event_time
+        column = et.column if et.other is None else f"{et.column}/{et.other}"
+        unit = f" {et.unit}" if et.unit is not None else ""
+        reason = (
+            f"event time in column {column!r} outside the range this window step can "
+            f"represent ({lo} to {hi}{unit} as {self.setup.time_dtype}): its windows would "
+            "not fit the column's type; check the event times, or use a smaller window "
+            "or allowed_lateness"
+        )
+        self.emit_side("dead_letters", dead_letters(df.filter(pl.Series(bad)), reason, self.name))
+        ok = ~bad
+        return df.filter(pl.Series(ok)), ts[ok]
 
     def _compact_stores(self) -> None:
         """Keep only the stored values that live slots refer to (ids renumbered)."""
@@ -1006,6 +1074,7 @@ class _PaneLogic:
             # pane p is free when its last window (k = p // s) has end + L <= wm
             k_closed = ((wm - L - off) // pane - n) // s  # last closed window
             free_below = (k_closed + 1) * s  # panes below this are in closed windows only
+            free_below = max(free_below, MIN_WM)  # (a watermark near int64's minimum)
         self.free_below = max(self.free_below, free_below)
         if self.n_slots:
             dead = count_below(self.slot_pane, self.n_slots, free_below)

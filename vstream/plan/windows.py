@@ -17,7 +17,7 @@ from vstream._duration import (
 )
 from vstream.errors import DurationError
 from vstream.ops.base import Operator
-from vstream.ops.window import WindowOp, WindowSetup
+from vstream.ops.window import WindowOp, WindowSetup, valid_times
 from vstream.plan.expressions import root_columns
 from vstream.plan.nodes import EventTime, Node
 
@@ -236,6 +236,16 @@ class WindowNode(Node):
         self.schema = setup.schema
         self.bounded = input.bounded
         self.label = label
+        if setup.time_column is not None:
+            lo, hi = valid_times(setup)
+            if lo > hi:
+                msg = (
+                    f"{label}: the window ({setup.size or setup.gap} with allowed lateness "
+                    f"{setup.lateness}, in the unit of column {setup.time_column!r}) is too "
+                    f"long for any event time of {setup.time_dtype} to have windows that "
+                    "fit; use a shorter window or allowed_lateness"
+                )
+                raise DurationError(msg)
         unit: TimeUnit | None
         if setup.time_column is None:
             unit = "us"
@@ -264,6 +274,9 @@ class WindowNode(Node):
 
     def make_op(self) -> Operator:
         return WindowOp(self.label, self.setup)
+
+    def can_dead_letter(self) -> bool:
+        return True  # events whose windows do not fit the time column's type
 
 
 class LateEventsNode(Node):
