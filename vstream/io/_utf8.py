@@ -25,6 +25,7 @@ from vstream.io.base import dead_letter_batch
 from vstream.kernels.utf8 import invalid_utf8_rows
 
 __all__ = [
+    "NOT_UTF8",
     "drop_invalid_utf8",
     "drop_rows",
     "has_strings",
@@ -35,6 +36,9 @@ __all__ = [
 ]
 
 Tabular: TypeAlias = pa.RecordBatch | pa.Table
+
+#: the end of every dead-letter reason for a string that is not UTF-8
+NOT_UTF8 = "is not valid UTF-8; only UTF-8 text is accepted (re-encode the input as UTF-8)"
 
 
 def has_strings(t: pa.DataType) -> bool:
@@ -183,10 +187,7 @@ def invalid_utf8(data: Tabular) -> tuple[np.ndarray, list[str]]:
             blame[m & (blame < 0)] = i
     rows = np.flatnonzero(blame >= 0)
     names = data.schema.names
-    reasons = [
-        f"column {names[int(c)]!r} is not valid UTF-8; only UTF-8 text is accepted"
-        for c in blame[rows]
-    ]
+    reasons = [f"column {names[int(c)]!r} {NOT_UTF8}" for c in blame[rows]]
     return rows, reasons
 
 
@@ -291,12 +292,12 @@ def utf8_culprit(raw: bytes) -> str:
         for key, v in value.items():
             if _holds_escape(key):
                 shown = key.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-                return f"the key {shown!r} is not valid UTF-8; only UTF-8 text is accepted"
+                return f"the key {shown!r} {NOT_UTF8}"
             if _holds_escape(v):
-                return f"column {key!r} is not valid UTF-8; only UTF-8 text is accepted"
+                return f"column {key!r} {NOT_UTF8}"
     try:
         raw.decode("utf-8")
         at = -1
     except UnicodeDecodeError as exc:
         at = exc.start
-    return f"not valid UTF-8 (byte {at} of the record); only UTF-8 text is accepted"
+    return f"the record (from byte {at}) {NOT_UTF8}"

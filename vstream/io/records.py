@@ -20,6 +20,7 @@ from vstream.io._schema import (
     to_arrow_schema,
     unnamable,
 )
+from vstream.io._utf8 import NOT_UTF8
 from vstream.io.base import (
     Reader,
     Source,
@@ -111,7 +112,7 @@ def _misfit(rec: dict[Any, Any], schema: pa.Schema, exc: BaseException) -> str:
             pa.array([rec.get(field.name)], type=field.type)
         except _CONVERT_ERRORS as err:
             if isinstance(err, UnicodeError) or "utf8" in str(err).lower():
-                return f"column {field.name!r} is not valid UTF-8; only UTF-8 text is accepted"
+                return f"column {field.name!r} {NOT_UTF8}"
             return f"column {field.name!r} does not fit {field.type}: {err}"
     return f"does not fit the schema: {exc}"
 
