@@ -73,7 +73,9 @@ def _json_type(t: pa.DataType, column: str) -> pa.DataType:
         or pa.types.is_string_view(t)
         or pa.types.is_binary(t)
         or pa.types.is_large_binary(t)
-        or pa.types.is_temporal(t)
+        or pa.types.is_timestamp(t)
+        or pa.types.is_date(t)
+        or pa.types.is_time(t)
         or pa.types.is_decimal(t)
     ):
         return t
