@@ -16,6 +16,7 @@ __all__ = [
     "ExpressionError",
     "PipelineError",
     "SchemaError",
+    "SinkError",
     "SourceError",
     "UnboundedError",
     "VStreamError",
@@ -56,6 +57,11 @@ class UnboundedError(PipelineError):
 
 class SourceError(VStreamError):
     """A source cannot be opened or read (missing file, unreadable data, ...)."""
+
+
+class SinkError(VStreamError):
+    """A sink cannot write its output: the directory is claimed by another run, not empty
+    for ``mode="error"``, full, or not writable."""
 
 
 class CheckpointError(VStreamError):

@@ -20,7 +20,7 @@ from typing import Any, Literal, cast, get_args
 import polars as pl
 
 from vstream._files import fsync, os_problem
-from vstream.errors import CheckpointError, PipelineError, VStreamError
+from vstream.errors import CheckpointError, PipelineError, SinkError
 
 __all__ = [
     "CallbackSink",
@@ -32,10 +32,6 @@ __all__ = [
     "SinkMode",
     "takes_epoch",
 ]
-
-
-class SinkError(VStreamError):
-    """A sink failed to write."""
 
 
 class Sink:
