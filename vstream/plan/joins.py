@@ -20,7 +20,7 @@ from vstream.kernels.join import BACKWARD, FORWARD, NEAREST
 from vstream.ops.base import Operator
 from vstream.ops.join import AsofJoinOp, JoinSetup, LookupJoinOp, SymmetricJoinOp
 from vstream.plan.nodes import EventTime, Node
-from vstream.plan.windows import Hopping, Tumbling, WindowSpec, resolve
+from vstream.plan.windows import Hopping, Session, Tumbling, WindowSpec, resolve
 
 __all__ = ["JoinNode", "build_join"]
 
@@ -158,14 +158,56 @@ def _time(step: str, node: Node, side: str) -> EventTime:
     return et
 
 
+def _time_type(et: EventTime) -> str:
+    if isinstance(et.dtype, pl.Datetime):
+        return str(et.dtype)
+    unit = f"time_unit={et.unit!r}" if et.unit is not None else "no time_unit"
+    return f"{et.dtype} ({unit})"
+
+
+def _same_time_hint(lt: EventTime, rt: EventTime) -> str:
+    """How to give the right input the left's event-time type (before its watermark)."""
+    col, ldt, rdt = rt.column, lt.dtype, rt.dtype
+    if isinstance(ldt, pl.Datetime) and isinstance(rdt, pl.Datetime):
+        if ldt.time_unit != rdt.time_unit:
+            fix = f"pl.col({col!r}).dt.cast_time_unit({ldt.time_unit!r})"
+        elif ldt.time_zone is None or rdt.time_zone is None:
+            fix = f"pl.col({col!r}).dt.replace_time_zone({ldt.time_zone!r})"
+        else:
+            fix = f"pl.col({col!r}).dt.convert_time_zone({ldt.time_zone!r})"
+        return f"e.g. .with_columns({fix}) on the right input before its .with_watermark(...)"
+    if isinstance(ldt, pl.Datetime):
+        zone = f", {ldt.time_zone!r}" if ldt.time_zone is not None else ""
+        return (
+            f"e.g. .with_columns(pl.col({col!r}).cast(pl.Datetime({ldt.time_unit!r}{zone}))) "
+            f"on the right input (integers in {ldt.time_unit} since the epoch) before its "
+            ".with_watermark(...)"
+        )
+    if isinstance(rdt, pl.Datetime):
+        return (
+            f"e.g. .with_columns(pl.col({col!r}).dt.epoch({lt.unit or 'ms'!r})) on the right "
+            "input before its .with_watermark(...)"
+        )
+    if ldt != rdt:
+        return f"e.g. .with_columns(pl.col({col!r}).cast(pl.{ldt})) on the right input"
+    if rt.unit is None:
+        return f"declare time_unit={lt.unit!r} in the right input's .with_watermark(...) too"
+    if lt.unit is None:
+        return f"declare time_unit={rt.unit!r} in the left input's .with_watermark(...) too"
+    return (
+        "declare the same time_unit in both .with_watermark(...) calls, scaling one "
+        f"column first (e.g. from {rt.unit} to {lt.unit} on the right input)"
+    )
+
+
 def _times(step: str, left: Node, right: Node) -> tuple[EventTime, EventTime]:
     """Both inputs' event times, checked to be comparable."""
     lt, rt = _time(step, left, "left"), _time(step, right, "right")
     if lt.dtype != rt.dtype or lt.unit != rt.unit:
         msg = (
-            f"{step}: the event times differ in type: {lt.column!r} is {lt.dtype} "
-            f"(unit {lt.unit}) on the left, {rt.column!r} is {rt.dtype} (unit {rt.unit}) on "
-            "the right; cast one side so both have the same type and unit"
+            f"{step}: the event times differ in type: {lt.column!r} is {_time_type(lt)} on "
+            f"the left, {rt.column!r} is {_time_type(rt)} on the right; give both the same "
+            f"type and unit: {_same_time_hint(lt, rt)}"
         )
         raise SchemaError(msg)
     if lt.other is not None or rt.other is not None:
@@ -240,28 +282,44 @@ def build_join(
     params: dict[str, Any] = {}
     if kind == "interval":
         if args.lower is None or args.upper is None:
-            msg = f"{step}: needs lower= and upper= (right.t - left.t must lie between them)"
+            missing = [n for n in ("lower", "upper") if getattr(args, n) is None]
+            msg = (
+                f"{step}: {' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} "
+                "missing: an interval join needs both bounds "
+                "(right.t - left.t must lie between them), e.g. lower='-5s', upper='5s' "
+                "pairs rows at most 5 s apart"
+            )
             raise PipelineError(msg)
         lower = parse_signed_duration(args.lower, unit, what=f"{step} lower")
         upper = parse_signed_duration(args.upper, unit, what=f"{step} upper")
         if lower > upper:
-            msg = f"{step}: lower ({args.lower!r}) is after upper ({args.upper!r})"
+            msg = (
+                f"{step}: lower ({args.lower!r}) is after upper ({args.upper!r}), so no pair "
+                "could ever match (right.t - left.t must lie between them): swap them, "
+                f"lower={args.upper!r}, upper={args.lower!r}"
+            )
             raise PipelineError(msg)
         params = {"lower": lower, "upper": upper}
     elif kind == "window":
         spec = args.window
         if not isinstance(spec, Tumbling | Hopping):
+            if isinstance(spec, str):
+                note = f", e.g. window=vs.tumbling({spec!r})"
+            elif isinstance(spec, Session):
+                note = " (session windows are not supported in joins)"
+            else:
+                note = ""
             msg = (
-                f"{step}: window must be vs.tumbling(...) or vs.hopping(...), got {spec!r} "
-                "(session windows are not supported in joins)"
+                f"{step}: window must be vs.tumbling(...) or vs.hopping(...), got {spec!r}" + note
             )
             raise PipelineError(msg)
         _, size, slide, offset, _ = resolve(spec, unit, step)
         n_windows = -(-size // slide)
         if how != "inner" and n_windows > _MAX_BITS:
             msg = (
-                f"{step}: an outer windowed join supports up to {_MAX_BITS} windows per "
-                f"event; {spec} puts each event in {n_windows}: use a larger slide"
+                f"{step}: an outer (how={how!r}) windowed join supports up to {_MAX_BITS} "
+                f"windows per event; {spec} puts each event in {n_windows}: use a slide of "
+                f"at least size / {_MAX_BITS}, or how='inner' (no limit)"
             )
             raise PipelineError(msg)
         params = {"size": size, "slide": slide, "offset": offset}
