@@ -6,9 +6,13 @@
   into slots; combine: merge two slots).
 - ``window``: panes of tumbling and hopping windows (slot lookup, firing with block
   prefix/suffix partials) and session windows (runs, merges, firing).
+- ``join``: probes and eviction of the stream-stream and lookup joins.
+- ``utf8``: UTF-8 validation of string buffers, one verdict per row (strict, as Python's
+  decoder; damaged offsets mark a row invalid rather than reading outside the buffer).
 
 Every kernel has a numpy or Polars reference in the tests (``tests/test_kernels.py``,
-``tests/test_window_kernels.py``) that hypothesis compares it to on random input.
+``tests/test_window_kernels.py``, ``tests/test_join_kernels.py``,
+``tests/test_untrusted_input.py``) that hypothesis compares it to on random input.
 """
 
 from vstream.kernels.event_time import event_time_stats
