@@ -4,15 +4,21 @@ endless update stream, and the state size the metrics report."""
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
 
 import vstream as vs
+from vstream.ops.base import MIN_WM, Chunk
+
+sys.path.insert(0, str(Path(__file__).parent))
+import join_reference as ref
 
 SameRows = Callable[..., None]
 
@@ -194,3 +200,62 @@ def test_lookup_in_a_lazyframe_or_arrow_table() -> None:
     want = [(2, "two"), (3, None), (1, "one")]
     assert events.join(table.lazy(), on="k", how="left").collect().rows() == want
     assert events.join(table.to_arrow(), on="k", how="left").collect().rows() == want
+
+
+# ---------------------------------------------------------------------- lookup row map
+def _lookup_keys(kind: str, ids: np.ndarray) -> pl.Series:
+    """Key values for key numbers ``ids``: strings, integers in a compact range (the
+    op's dense array) or integers far apart (hashed)."""
+    if kind == "string":
+        return pl.Series("k", [f"host-{i:05d}" for i in ids], dtype=pl.String)
+    scale = 1 if kind == "dense_int" else 1_000_003_000
+    return pl.Series("k", ids.astype(np.int64) * scale, dtype=pl.Int64)
+
+
+@pytest.mark.parametrize("how", ["left", "inner"])
+@pytest.mark.parametrize("kind", ["string", "dense_int", "sparse_int"])
+def test_lookup_row_map_grows_and_the_update_stream_compacts(
+    kind: str, how: str, same_rows: SameRows
+) -> None:
+    """An update stream over 3,000 keys (the row map starts at 1,024), each key updated
+    about 30 times: the table's rows pile up until they pass twice the live keys plus
+    65,536, then the op keeps only each key's latest row and renumbers the row map. After
+    every update batch, events (known keys, unknown keys, nulls) see exactly the latest
+    row per key so far; and a snapshot taken after compacting restores the same table."""
+    from vstream.ops.join import LookupJoinOp
+
+    n_keys, n_updates, batch = 3_000, 90_000, 4_500
+    rng = np.random.default_rng(11)
+    # keys 0..999 first (the map's first 1,024 slots), then every key
+    ids = np.concatenate([rng.integers(0, 1_000, batch), rng.integers(0, n_keys, n_updates)])
+    updates = pl.DataFrame(
+        {"k": _lookup_keys(kind, ids), "rev": np.arange(ids.size), "v": ids % 97}
+    ).with_columns(pl.when(pl.col("rev") % 1_009 == 0).then(None).otherwise("k").alias("k"))
+    ev_ids = rng.integers(0, n_keys + 50, 2_000)  # the last 50 keys: never in the table
+    events = pl.DataFrame({"k": _lookup_keys(kind, ev_ids), "e": np.arange(2_000)})
+    events = events.with_columns(
+        pl.when(pl.col("e") % 37 == 0).then(None).otherwise("k").alias("k")
+    )
+    lookup = vs.from_polars(events.head(0)).join(
+        vs.table(vs.from_polars(updates.head(0))), on="k", how=how
+    )
+    op = lookup._node.make_op()
+    assert isinstance(op, LookupJoinOp)
+    assert op.rowmap.shape[0] == 1_024
+    compacted = False
+    for start in range(0, updates.height, batch):
+        before = op.state_rows()
+        op.process(1, Chunk(updates.slice(start, batch)), MIN_WM)
+        compacted |= op.state_rows() < before
+        table = ref.latest_per_key(updates.head(start + batch), "k")
+        got = pl.concat(c.df for c in op.process(0, Chunk(events), MIN_WM)[0])
+        same_rows(got, ref.lookup(events, table, on="k", how=how))
+    assert compacted, "the update stream was never compacted"
+    assert op.rowmap.shape[0] >= n_keys  # grew past its first 1,024 slots
+    assert op.state_rows() <= 2 * n_keys + 65_536
+    assert (op._dense is not None) == (kind == "dense_int")
+
+    again = lookup._node.make_op()
+    again.restore(op.snapshot())
+    got = pl.concat(c.df for c in again.process(0, Chunk(events), MIN_WM)[0])
+    same_rows(got, ref.lookup(events, ref.latest_per_key(updates, "k"), on="k", how=how))
