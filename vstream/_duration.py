@@ -64,6 +64,13 @@ def to_nanoseconds(value: str | timedelta, *, what: str = "duration") -> int:
         unit = "us" if m.group(2) == "µs" else m.group(2)
         total += int(m.group(1)) * _NS_PER[unit]
         pos = m.end()
+    if pos != len(text) and re.fullmatch(r"(\d+(ns|us|µs|ms|s|m|h|d|w|mo|q|y|i))+", text):
+        msg = (
+            f"{what} {value!r} is a calendar duration (months, quarters, years) or an index "
+            "count, which have no fixed length in event time: use a fixed duration or whole "
+            "days or weeks ('30d', '1w')"
+        )
+        raise DurationError(msg)
     if pos != len(text) or not text:
         msg = (
             f"cannot parse {what} {value!r}: use a Polars duration string such as "

@@ -78,6 +78,48 @@ class WindowSetup:
     early: float | None  # seconds of wall clock between early results
     aggs: AggPlan
     schema: pl.Schema  # output schema
+    # a time-zone-aware column whose windows are cut in local wall time (see
+    # vstream.plan.windows.local_time): its zone, and the largest step back of its
+    # clock (a DST overlap) in the column's unit. None: UTC arithmetic (the offset
+    # already holds the zone's phase where the windows are aligned in it)
+    zone: str | None = None
+    zone_back: int = 0
+
+
+_DAY_NS = 86_400_000_000_000
+
+
+def _per_day(dtype: pl.DataType) -> int:
+    assert isinstance(dtype, pl.Datetime)
+    return _DAY_NS // {"ms": 1_000_000, "us": 1_000, "ns": 1}[dtype.time_unit or "us"]
+
+
+def to_local(ts: np.ndarray, dtype: pl.DataType) -> np.ndarray:
+    """The local wall-clock times (as int64 in the column's unit) of the instants ``ts``
+    of a time-zone-aware ``dtype``."""
+    assert isinstance(dtype, pl.Datetime)
+    s = pl.Series(ts, dtype=pl.Int64).cast(dtype).dt.replace_time_zone(None)
+    return s.to_physical().to_numpy()
+
+
+def to_instants(local: np.ndarray, dtype: pl.DataType, ambiguous: str) -> np.ndarray:
+    """The instants (int64, UTC) of local wall-clock times in the zone of ``dtype``: a
+    time the clock shows twice (a DST overlap) is its ``ambiguous`` ("earliest" or
+    "latest") instant; a time it skips (a DST gap) is the instant it jumps over it."""
+    assert isinstance(dtype, pl.Datetime)
+    naive = pl.Series(local, dtype=pl.Int64).cast(pl.Datetime(dtype.time_unit))
+    out = naive.dt.replace_time_zone(
+        dtype.time_zone,
+        ambiguous=ambiguous,  # type: ignore[arg-type]
+        non_existent="null",
+    ).to_physical()
+    if out.null_count():
+        # in a gap: the offset from a day before is the one the clock jumps from, and
+        # the local time minus it is the jump (for a bound on the grid, the usual case)
+        before = local - _per_day(dtype)
+        off = to_local(before, dtype) - before
+        out = out.fill_null(pl.Series(local - off))
+    return out.to_numpy()
 
 
 def valid_times(setup: WindowSetup) -> tuple[int, int]:
@@ -102,6 +144,11 @@ def valid_times(setup: WindowSetup) -> tuple[int, int]:
     """
     lo, hi = datetime_range(setup.time_dtype)
     lo, hi = lo + 1, hi - 1  # MIN_WM and MAX_WM are the watermarks -inf and +inf
+    dtype = setup.time_dtype
+    if isinstance(dtype, pl.Datetime) and dtype.time_zone is not None:
+        # local times are up to a day away from the instants (and the zone's data
+        # needs the calendar): two days to spare
+        lo, hi = lo + 2 * _per_day(dtype), hi - 2 * _per_day(dtype)
     lateness = setup.lateness
     if setup.kind == "session":
         gap = setup.gap  # a session [first, last + gap)
@@ -289,6 +336,23 @@ class WindowOp(Operator):
             self.state = _PaneLogic(self)
 
     # ------------------------------------------------------------------ runtime
+    def _local_wm(self, wm: int) -> int:
+        """Local windows (``setup.zone``): the watermark as a local wall-clock time,
+        below which the clock will never read again: the lower of the local times at
+        ``wm`` and at ``wm + zone_back`` (past a DST overlap the clock steps back). A
+        window fires when this reaches its local end, so at the last instant the clock
+        shows its end (for an end in an overlap: the later one)."""
+        st = self.setup
+        if st.zone is None or wm in (MIN_WM, MAX_WM):
+            return wm
+        assert self.times is not None
+        lo, hi = self.times
+        if not lo <= wm <= hi:  # beyond every event the step takes: no local time needed
+            return wm
+        at = np.array([wm, min(wm + st.zone_back, hi)], np.int64)
+        local = to_local(at, st.time_dtype)
+        return wm + int(min(local[0] - at[0], local[1] - at[1]))
+
     def _wm(self) -> int:
         wm = self.input_watermark
         if self.setup.time_column is None and wm != MAX_WM:
@@ -299,7 +363,7 @@ class WindowOp(Operator):
         return time.time_ns() // self.setup.ns_per_unit
 
     def process(self, port: int, chunk: Chunk | None, watermark: int) -> tuple[list[Chunk], int]:
-        before = self._wm()
+        before = self._local_wm(self._wm())
         if chunk is not None and chunk.df.height:
             self._on_rows(chunk.df, before)
         self._in_wm[port] = max(self._in_wm[port], watermark)
@@ -308,7 +372,7 @@ class WindowOp(Operator):
             self._proc_wm = MAX_WM
         frames = self._pending
         self._pending = []
-        frames.extend(self.state.fire(wm, early=False))
+        frames.extend(self.state.fire(self._local_wm(wm), early=False))
         self._out_wm = max(self._out_wm, wm)
         return [Chunk(f) for f in frames if f.height], self._out_wm
 
@@ -327,6 +391,8 @@ class WindowOp(Operator):
                 n = df.height
                 if not n:
                     return
+            if st.zone is not None:
+                ts = to_local(ts, st.time_dtype)  # the windows are cut in local time
         # the pane logic looks up the ids of dense integer keys itself (not for n_unique,
         # which needs them as an array)
         keys = None
@@ -403,7 +469,7 @@ class WindowOp(Operator):
                 moved = True
         if st.early is not None and now >= self._next_early:
             self._next_early = now + st.early
-            self._pending.extend(self.state.fire(self._wm(), early=True))
+            self._pending.extend(self.state.fire(self._local_wm(self._wm()), early=True))
             moved = moved or bool(self._pending)
         return moved
 
@@ -430,6 +496,11 @@ class WindowOp(Operator):
         elif self.keys is not None:
             cols.extend(self.keys.key_columns(kid))
         tdt = st.time_dtype
+        if st.zone is not None and len(start):
+            # local bounds: a window covers its events' instants from the earliest
+            # instant of its start to the latest of its end (DST overlaps)
+            start = to_instants(start, tdt, "earliest")
+            end = to_instants(end, tdt, "latest")
         start_s, end_s = pl.Series("window_start", start), pl.Series("window_end", end)
         cols.append(start_s if tdt == pl.Int64 else start_s.cast(tdt))
         cols.append(end_s if tdt == pl.Int64 else end_s.cast(tdt))

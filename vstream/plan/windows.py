@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import timedelta
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Literal, TypeAlias
 
 import polars as pl
@@ -226,12 +227,66 @@ def resolve(spec: WindowSpec, unit: TimeUnit | None, step: str) -> tuple[str, in
     raise DurationError(msg)
 
 
+@lru_cache(maxsize=64)
+def zone_offsets(zone: str) -> tuple[tuple[int, ...], int]:
+    """The UTC offsets (seconds) a time zone has had from 1970 to 2100, and the largest
+    step back of its clock (a DST overlap: 1 h in Europe/Berlin, 30 min in
+    Australia/Lord_Howe, 0 without DST).
+
+    Examples
+    --------
+    >>> zone_offsets("Europe/Berlin")
+    ((3600, 7200), 3600)
+    >>> zone_offsets("Asia/Kathmandu")  # +5:30 until 1986, then +5:45
+    ((19800, 20700), 0)
+    """
+    utc = pl.datetime_range(
+        datetime(1970, 1, 1), datetime(2100, 1, 1), "1h", time_unit="ms", time_zone="UTC",
+        eager=True,
+    )  # fmt: skip
+    local = utc.dt.convert_time_zone(zone).dt.replace_time_zone(None).to_physical()
+    offsets = (local - utc.to_physical()) // 1000
+    back = -min(int(offsets.diff().min() or 0), 0)  # type: ignore[arg-type]
+    return tuple(sorted(int(v) for v in offsets.unique())), back
+
+
+def local_time(setup: WindowSetup) -> WindowSetup:
+    """``setup`` for a time-zone-aware column: windows aligned in the zone's local time,
+    as Polars' ``group_by_dynamic`` does (a "1d" window is a local day, 23 or 25 hours
+    across DST; ``offset`` is local too).
+
+    Where the zone's UTC offsets (1970-2100) are all the same modulo the slide, local
+    alignment is a fixed shift of the UTC grid: the offset takes it, and the windows are
+    computed in UTC as for any column ("1h" in Europe/Berlin, "1d" in Asia/Kolkata; a
+    DST overlap then has two "1h" windows, as in Polars). Else (a day in Europe/Berlin,
+    "1h" in Australia/Lord_Howe) events are placed by their local wall-clock time
+    (``setup.zone``): both passes of an overlap are in the same local window, a window
+    in a gap has no data, a window starts at the earliest instant its local start
+    stands for and ends at the latest one of its end, and it fires when the watermark
+    reaches that end (see ``WindowOp._local_wm``). Sessions keep UTC (gaps are
+    durations). A whole number of weeks is 7-day multiples from the epoch, not
+    Polars' Monday-aligned "1w".
+    """
+    dtype = setup.time_dtype
+    if not isinstance(dtype, pl.Datetime) or dtype.time_zone is None:
+        return setup
+    if setup.kind == "session" or setup.time_column is None:
+        return setup
+    per_s = {"ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}[dtype.time_unit or "us"]
+    offsets, back = zone_offsets(dtype.time_zone)
+    phases = {off * per_s % setup.slide for off in offsets}
+    if len(phases) == 1:
+        return replace(setup, offset=(setup.offset - phases.pop()) % setup.slide)
+    return replace(setup, zone=dtype.time_zone, zone_back=back * per_s)
+
+
 class WindowNode(Node):
     """A keyed window aggregation."""
 
     def __init__(self, input: Node, setup: WindowSetup, label: str) -> None:
         super().__init__()
         self.inputs = (input,)
+        setup = local_time(setup)
         self.setup = setup
         self.schema = setup.schema
         self.bounded = input.bounded

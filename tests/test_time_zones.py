@@ -1,0 +1,226 @@
+"""Windows over a time-zone-aware ``Datetime`` column are aligned in the zone's local
+time, as Polars' ``group_by_dynamic`` does (issue 16, item 11; DESIGN.md "Time zones").
+
+Each zone is tested over a year of events (both DST transitions): Europe/Berlin and
+America/New_York (1 h DST), Asia/Kolkata (+5:30: "30m" and "1h" windows are not
+UTC-aligned), Asia/Kathmandu (+5:45) and Australia/Lord_Howe (30-minute DST).
+"""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pytest
+
+import vstream as vs
+from vstream.errors import DurationError
+
+sys.path.insert(0, str(Path(__file__).parent))
+import window_reference as ref
+
+SameRows = Any
+YEAR = (datetime(2024, 1, 1), datetime(2025, 1, 1))
+AGGS = [pl.len(), pl.col("x").sum()]
+
+
+def year_of_events(zone: str, n: int = 6_000, unit: str = "ms", seed: int = 0) -> pl.DataFrame:
+    """``n`` events at random instants of 2024 (sorted), in ``zone``, with denser events
+    on the days of its DST transitions."""
+    rng = np.random.default_rng(seed)
+    lo, hi = (int(d.timestamp() * 1_000) for d in YEAR)
+    t = rng.integers(lo, hi, n)
+    # a day around each change of the zone's UTC offset in 2024
+    hours = pl.datetime_range(*YEAR, "1h", time_unit="ms", time_zone="UTC", eager=True)
+    local = hours.dt.convert_time_zone(zone).dt.replace_time_zone(None).to_physical()
+    offset = local - hours.to_physical()
+    changes = hours.to_physical().filter(offset.diff().fill_null(0) != 0).to_numpy()
+    near = [rng.integers(c - 43_200_000, c + 43_200_000, n // 10) for c in changes]
+    t = np.sort(np.concatenate([t, *near]))
+    ts = pl.Series("ts", t).cast(pl.Datetime("ms", "UTC")).cast(pl.Datetime(unit, "UTC"))  # type: ignore[arg-type]
+    x = rng.integers(0, 100, len(t))
+    return pl.DataFrame({"ts": ts.dt.convert_time_zone(zone), "x": x})
+
+
+def windowed(df: pl.DataFrame, spec: Any, batch_size: int = 997) -> pl.DataFrame:
+    stream = vs.from_polars(df, batch_size=batch_size).with_watermark("ts", "1h")
+    out, m = stream.window(spec).agg(*AGGS).collect(return_metrics=True)
+    assert m.late_events == 0
+    return out
+
+
+def polars_tumbling(df: pl.DataFrame, every: str) -> pl.DataFrame:
+    out = df.group_by_dynamic(
+        "ts", every=every, closed="left", label="left", start_by="window"
+    ).agg(*AGGS)
+    return out.rename({"ts": "window_start"})
+
+
+def local(df: pl.DataFrame, *cols: str) -> pl.DataFrame:
+    """Columns of a zone as naive local wall-clock times."""
+    return df.with_columns(pl.col(c).dt.replace_time_zone(None) for c in cols)
+
+
+CASES = [
+    ("Europe/Berlin", "30m"),
+    ("Europe/Berlin", "1h"),
+    ("Europe/Berlin", "1d"),
+    ("America/New_York", "1h"),
+    ("America/New_York", "1d"),
+    ("Asia/Kolkata", "30m"),
+    ("Asia/Kolkata", "1h"),
+    ("Asia/Kolkata", "1d"),
+    ("Asia/Kathmandu", "15m"),
+    ("Asia/Kathmandu", "1h"),
+    ("Asia/Kathmandu", "1d"),
+    ("Australia/Lord_Howe", "30m"),
+    ("Australia/Lord_Howe", "1d"),
+]
+
+
+@pytest.mark.parametrize(("zone", "every"), CASES, ids=[f"{z}-{e}" for z, e in CASES])
+def test_tumbling_windows_match_polars_group_by_dynamic(
+    same_rows: SameRows, zone: str, every: str
+) -> None:
+    df = year_of_events(zone)
+    out = windowed(df, vs.tumbling(every))
+    assert out.schema["window_start"] == df.schema["ts"]
+    assert out.schema["window_end"] == df.schema["ts"]
+    expected = polars_tumbling(df, every)
+    same_rows(out.drop("window_end"), expected)
+    # the end is the next window's start (a local day is 23 or 25 h across DST)
+    ends = expected.with_columns(window_end=pl.col("window_start").dt.offset_by(every))
+    same_rows(out, ends.select(out.columns))
+
+
+@pytest.mark.parametrize("unit", ["ms", "us", "ns"])
+def test_local_days_in_every_time_unit(same_rows: SameRows, unit: str) -> None:
+    df = year_of_events("America/New_York", n=2_000, unit=unit)
+    out = windowed(df, vs.tumbling("1d"))
+    same_rows(out.drop("window_end"), polars_tumbling(df, "1d"))
+
+
+@pytest.mark.parametrize(
+    ("zone", "size", "slide"),
+    [
+        ("Europe/Berlin", "1d", "6h"),
+        ("America/New_York", "1d", "12h"),
+        ("Asia/Kolkata", "1h", "30m"),
+        ("Asia/Kathmandu", "1h", "15m"),
+        ("Australia/Lord_Howe", "1d", "12h"),
+    ],
+)
+def test_hopping_windows_match_explicit_assignment_in_local_time(
+    same_rows: SameRows, zone: str, size: str, slide: str
+) -> None:
+    df = year_of_events(zone, n=3_000)
+    out = windowed(df, vs.hopping(size, slide))
+    # local wall-clock windows by explicit assignment, on the naive local times (the
+    # windows here start and end at local times that exist once)
+    us = {"15m": 900, "30m": 1_800, "1h": 3_600, "2h": 7_200, "6h": 21_600, "12h": 43_200}
+    us |= {"1d": 86_400}
+    naive = local(df, "ts")
+    ms = 1_000
+    expected = ref.hopping(naive, us[size] * ms, us[slide] * ms, aggs=AGGS)
+    same_rows(local(out, "window_start", "window_end"), expected)
+
+
+def test_an_hour_in_lord_howe_is_a_local_hour_across_its_30_minute_dst() -> None:
+    """ "1h" is not a multiple of Lord Howe's DST step: the windows are local hours (a
+    DST overlap's two passes share one, 1.5 h long; in the gap, an hour has 30 min)."""
+    zone = "Australia/Lord_Howe"
+    df = year_of_events(zone, n=3_000)
+    out = windowed(df, vs.tumbling("1h"))
+    naive = local(df, "ts").with_columns(window_start=pl.col("ts").dt.truncate("1h"))
+    expected = naive.group_by("window_start").agg(*AGGS)
+    got = local(out, "window_start").with_columns(pl.col("window_start").dt.truncate("1h"))
+    assert sorted(got.select(expected.columns).rows()) == sorted(expected.rows())
+    lengths = (out["window_end"] - out["window_start"]).dt.total_minutes().unique().sort()
+    assert lengths.to_list() == [30, 60, 90]
+
+
+def batches(zone: str, *utc: list[str]) -> vs.Stream:
+    """One micro-batch per list of UTC times (ISO), shown in ``zone``; ``i`` numbers the
+    events in arrival order."""
+    out, i = [], 0
+    for times in utc:
+        ts = pl.Series([datetime.fromisoformat(t) for t in times]).cast(pl.Datetime("ms"))
+        ts = ts.dt.replace_time_zone("UTC").dt.convert_time_zone(zone)
+        out.append(pa.record_batch({"ts": ts.to_arrow(), "i": list(range(i, i + len(times)))}))
+        i += len(times)
+    return vs.from_arrow(out)
+
+
+def test_a_local_day_fires_at_local_midnight_not_at_utc_midnight() -> None:
+    # Kolkata: 2024-01-01 ends at 2024-01-01 18:30 UTC. The watermark (bound 0) passes it
+    # at 19:00 UTC, so an event of local 23:00 (17:30 UTC) then is late
+    stream = batches(
+        "Asia/Kolkata", ["2024-01-01T04:30"], ["2024-01-01T19:00"], ["2024-01-01T17:30"]
+    ).with_watermark("ts", 0)
+    w = stream.window(vs.tumbling("1d"), late="side").agg(pl.len())
+    out, late = vs.collect_all([w, w.late_events()])
+    assert late["i"].to_list() == [2]
+    starts = out["window_start"].dt.convert_time_zone("UTC").dt.replace_time_zone(None)
+    assert sorted(starts.to_list()) == [
+        datetime(2023, 12, 31, 18, 30),
+        datetime(2024, 1, 1, 18, 30),
+    ]
+
+
+def test_a_23_hour_day_fires_when_the_watermark_reaches_its_local_end() -> None:
+    # Berlin, 2024-03-31 (23 h): it ends at 22:00 UTC; at 22:30 UTC an event of local
+    # 23:30 (21:30 UTC) is late; an event of 21:59 UTC before that was not
+    stream = batches(
+        "Europe/Berlin",
+        ["2024-03-31T10:00"],
+        ["2024-03-31T21:59"],
+        ["2024-03-31T22:30"],
+        ["2024-03-31T21:30"],
+    ).with_watermark("ts", 0)
+    w = stream.window(vs.tumbling("1d"), late="side").agg(pl.len())
+    out, late = vs.collect_all([w, w.late_events()])
+    assert late["i"].to_list() == [3]
+    day = out.filter(pl.col("len") == 2)
+    assert (day["window_end"] - day["window_start"]).dt.total_hours().to_list() == [23]
+
+
+def test_a_window_ending_in_a_dst_overlap_fires_at_the_later_instant_of_its_end() -> None:
+    # Lord Howe, 2024-04-07: at 02:00 (+11, 15:00 UTC) the clock steps back to 01:30
+    # (+10:30). The local hour [01:00, 02:00) ends at the later 02:00 (15:30 UTC): an
+    # event of the second 01:50 (15:20 UTC), after the watermark passed 15:00 UTC, is
+    # in it, not late
+    stream = batches(
+        "Australia/Lord_Howe",
+        ["2024-04-06T14:45"],  # 01:45 +11
+        ["2024-04-06T15:10"],  # 01:40 +10:30 (second pass)
+        ["2024-04-06T15:20"],  # 01:50 +10:30
+        ["2024-04-06T16:00"],  # 02:30 +10:30
+    ).with_watermark("ts", 0)
+    w = stream.window(vs.tumbling("1h"), late="side").agg(pl.len())
+    out, late = vs.collect_all([w, w.late_events()])
+    assert late.height == 0
+    first = out.sort("window_start").row(0)
+    utc = [
+        pl.Series([v]).dt.convert_time_zone("UTC").dt.replace_time_zone(None)[0] for v in first[:2]
+    ]
+    assert utc == [datetime(2024, 4, 6, 14, 0), datetime(2024, 4, 6, 15, 30)]
+    assert first[2] == 3
+
+
+def test_sessions_are_unaffected_by_the_zone(same_rows: SameRows) -> None:
+    df = year_of_events("Europe/Berlin", n=2_000)
+    out = windowed(df, vs.session("2h"))
+    same_rows(out, ref.session(df, 2 * 3_600_000, aggs=AGGS))
+
+
+@pytest.mark.parametrize("every", ["1mo", "1y", "1q"])
+def test_calendar_durations_are_refused_at_build_time(every: str) -> None:
+    df = year_of_events("Europe/Berlin", n=10)
+    stream = vs.from_polars(df).with_watermark("ts", "1h")
+    with pytest.raises(DurationError, match="calendar duration"):
+        stream.window(vs.tumbling(every)).agg(pl.len())
