@@ -17,6 +17,8 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import vstream as vs
 from vstream.errors import DurationError
@@ -224,3 +226,90 @@ def test_calendar_durations_are_refused_at_build_time(every: str) -> None:
     stream = vs.from_polars(df).with_watermark("ts", "1h")
     with pytest.raises(DurationError, match="calendar duration"):
         stream.window(vs.tumbling(every)).agg(pl.len())
+
+
+def test_the_offset_is_local_too() -> None:
+    # days from 06:00 local: in Berlin across the spring change (23 h from 2024-03-30
+    # 06:00 to 03-31 06:00), in Kolkata a shift of the UTC grid
+    for zone, hours in (("Europe/Berlin", [24, 23, 24]), ("Asia/Kolkata", [24, 24, 24])):
+        stream = batches(
+            zone, ["2024-03-29T12:00", "2024-03-30T12:00", "2024-03-31T12:00"]
+        ).with_watermark("ts", 0)
+        out = stream.window(vs.tumbling("1d", offset="6h")).agg(pl.len()).collect()
+        out = out.sort("window_start")
+        starts = out["window_start"].dt.replace_time_zone(None).dt.hour().to_list()
+        assert starts == [6, 6, 6]
+        assert (out["window_end"] - out["window_start"]).dt.total_hours().to_list() == hours
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    zone=st.sampled_from(["Europe/Berlin", "America/New_York", "Australia/Lord_Howe"]),
+    change=st.sampled_from([0, 1]),
+    n=st.integers(1, 300),
+    disorder_h=st.integers(0, 6),
+    bound_h=st.sampled_from([0, 1, 3]),
+    batch_size=st.integers(1, 40),
+    seed=st.integers(0, 2**16),
+)
+def test_local_days_follow_the_watermark_model(
+    same_rows: SameRows,
+    zone: str,
+    change: int,
+    n: int,
+    disorder_h: int,
+    bound_h: int,
+    batch_size: int,
+    seed: int,
+) -> None:
+    """Around a DST change, with disorder: an event is late iff the (UTC) watermark
+    from before its batch has reached the end instant of its local day (Polars' window
+    end); the others give Polars' group_by_dynamic."""
+    days = {
+        "Europe/Berlin": ("2024-03-31", "2024-10-27"),
+        "America/New_York": ("2024-03-10", "2024-11-03"),
+    }
+    days["Australia/Lord_Howe"] = ("2024-04-06", "2024-10-06")
+    mid = int(datetime.fromisoformat(days[zone][change] + "T12:00+00:00").timestamp() * 1_000)
+    rng = np.random.default_rng(seed)
+    t = np.sort(rng.integers(mid - 3 * 86_400_000, mid + 3 * 86_400_000, n))
+    t = t + rng.integers(-disorder_h * 3_600_000 - 1, 1, n)  # late-ish arrivals
+    ts = pl.Series("ts", t).cast(pl.Datetime("ms", "UTC")).dt.convert_time_zone(zone)
+    df = pl.DataFrame({"ts": ts, "x": rng.integers(0, 100, n)})
+    end = df["ts"].dt.truncate("1d").dt.offset_by("1d").to_physical().to_numpy()
+    wm = ref.watermarks_before(t, ref.fixed_batches(n, batch_size), bound_h * 3_600_000)
+    late = wm >= end
+
+    stream = vs.from_polars(df, batch_size=batch_size).with_watermark("ts", f"{bound_h}h")
+    w = stream.window(vs.tumbling("1d"), late="side").agg(*AGGS)
+    (out, late_rows), m = vs.collect_all([w, w.late_events()], return_metrics=True)
+
+    assert m.late_events == int(late.sum())
+    assert late_rows.height == int(late.sum())
+    expected = polars_tumbling(df.filter(pl.Series(~late)).sort("ts"), "1d")
+    same_rows(out.drop("window_end"), expected)
+
+
+def test_a_window_ending_inside_a_dst_overlap_waits_for_its_second_pass() -> None:
+    # Berlin, 2024-10-27: 03:00 CEST (01:00 UTC) steps back to 02:00 CET. "40m" windows
+    # are local (40 min does not divide both offsets the same way); [02:00, 02:40) ends
+    # inside the overlap: at 00:50 UTC (02:50 CEST) the clock will still show 02:10 CET
+    # at 01:10 UTC, so the window has not fired and that event is in it
+    stream = batches(
+        "Europe/Berlin",
+        ["2024-10-27T00:10"],  # 02:10 CEST
+        ["2024-10-27T00:50"],  # 02:50 CEST
+        ["2024-10-27T01:10"],  # 02:10 CET
+        ["2024-10-27T03:00"],
+    ).with_watermark("ts", 0)
+    w = stream.window(vs.tumbling("40m"), late="side").agg(pl.len())
+    out, late = vs.collect_all([w, w.late_events()])
+    assert late.height == 0
+    first = out.sort("window_start").row(0)
+    utc = [
+        pl.Series([v]).dt.convert_time_zone("UTC").dt.replace_time_zone(None)[0] for v in first[:2]
+    ]
+    assert utc == [datetime(2024, 10, 27, 0, 0), datetime(2024, 10, 27, 1, 40)]
+    assert first[2] == 2
