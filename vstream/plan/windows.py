@@ -99,6 +99,11 @@ WindowSpec: TypeAlias = Tumbling | Hopping | Session
 def tumbling(size: Duration, *, offset: Duration = 0) -> Tumbling:
     """Tumbling windows of ``size``: ``start = floor((t - offset) / size) * size + offset``.
 
+    On a time-zone-aware ``Datetime`` column the windows are aligned in the zone's local
+    time, as Polars' ``group_by_dynamic`` does: a ``"1d"`` window is a local day (23 or
+    25 hours across DST), ``offset`` is local too (see :func:`local_time`). Calendar
+    durations (``"1mo"``, ``"1y"``) are refused.
+
     Examples
     --------
     >>> import polars as pl
@@ -128,7 +133,8 @@ def tumbling(size: Duration, *, offset: Duration = 0) -> Tumbling:
 
 def hopping(size: Duration, slide: Duration, *, offset: Duration = 0) -> Hopping:
     """Hopping (sliding) windows of ``size`` starting every ``slide`` (at
-    ``k*slide + offset``); each event counts in every window that contains it.
+    ``k*slide + offset``); each event counts in every window that contains it. On a
+    time-zone-aware column, aligned in local time as :func:`tumbling`.
 
     Examples
     --------
