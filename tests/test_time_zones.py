@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 
 import vstream as vs
 from vstream.errors import DurationError
+from vstream.ops.window import to_local, zone_table
 
 sys.path.insert(0, str(Path(__file__).parent))
 import window_reference as ref
@@ -313,3 +314,31 @@ def test_a_window_ending_inside_a_dst_overlap_waits_for_its_second_pass() -> Non
     ]
     assert utc == [datetime(2024, 10, 27, 0, 0), datetime(2024, 10, 27, 1, 40)]
     assert first[2] == 2
+
+
+ZONES = ["Europe/Berlin", "America/New_York", "Asia/Kolkata", "Asia/Kathmandu"]
+ZONES += ["Australia/Lord_Howe", "Pacific/Apia", "America/Santiago"]
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    zone=st.sampled_from(ZONES),
+    unit=st.sampled_from(["ms", "us", "ns"]),
+    seconds=st.lists(st.integers(-3 * 10**9, 5 * 10**9), min_size=1, max_size=50),
+    near=st.lists(st.tuples(st.integers(0, 10**6), st.integers(-2, 2)), max_size=20),
+)
+def test_local_times_from_the_zone_table_are_polars(
+    zone: str, unit: str, seconds: list[int], near: list[tuple[int, int]]
+) -> None:
+    """to_local (a search in the zone's offset changes, 1970-2100; Polars outside)
+    against Polars' replace_time_zone, at random instants and next to the changes."""
+    per = {"ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}[unit]
+    at = zone_table(zone, unit)[0]
+    ts = [s * per for s in seconds]
+    if len(at):
+        ts += [int(at[i % len(at)]) + d for i, d in near]
+    ts = [t for t in ts if -(2**63) + 2 * 86_400 * per < t < 2**63 - 2 * 86_400 * per]
+    values = np.array(ts, np.int64)
+    dtype = pl.Datetime(unit, zone)  # type: ignore[arg-type]
+    expected = pl.Series(values).cast(dtype).dt.replace_time_zone(None).to_physical()
+    assert to_local(values, dtype).tolist() == expected.to_list()
