@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -600,3 +600,22 @@ def test_hopping_offsets_shift_the_grid(
     off = offset if isinstance(offset, int) else ms(offset)
     want = ref.hopping(df, size, slide, off % slide, by="host", aggs=aggs)
     same_rows(got, want.select(got.columns))
+
+
+@pytest.mark.parametrize("zone", [None, "Europe/Berlin", "Asia/Kolkata"])
+@pytest.mark.parametrize("every", ["1w", "2w", "3w"])
+def test_weeks_start_on_monday_as_in_polars(same_rows: SameRows, every: str, zone: Any) -> None:
+    days = pl.datetime_range(
+        datetime(2024, 1, 1), datetime(2024, 12, 31), "7h", time_unit="ms", eager=True
+    )
+    df = pl.DataFrame({"ts": days, "x": range(len(days))})
+    if zone is not None:
+        df = df.with_columns(pl.col("ts").dt.replace_time_zone(zone))
+    stream = vs.from_polars(df, batch_size=100).with_watermark("ts", "1h")
+    out = stream.window(vs.tumbling(every)).agg(pl.len(), pl.col("x").sum()).collect()
+    expected = (
+        df.group_by_dynamic("ts", every=every, closed="left", label="left", start_by="window")
+        .agg(pl.len(), pl.col("x").sum())
+        .rename({"ts": "window_start"})
+    )
+    same_rows(out.drop("window_end"), expected)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -213,9 +214,16 @@ def resolve(spec: WindowSpec, unit: TimeUnit | None, step: str) -> tuple[str, in
             raise DurationError(msg)
         return out
 
+    def monday(every: Duration) -> int:
+        # Polars cuts weeks ("1w", "2w") from Monday 1970-01-05, not from the epoch (a
+        # Thursday): 4 days more offset
+        weeks = isinstance(every, str) and re.fullmatch(r"(\d+w)+", every.strip())
+        return parse_duration("4d", unit) if weeks else 0
+
     if isinstance(spec, Tumbling):
         size = dur(spec.size, "size")
-        return "tumbling", size, size, dur(spec.offset, "offset", positive=False) % size, 0
+        offset = dur(spec.offset, "offset", positive=False) + monday(spec.size)
+        return "tumbling", size, size, offset % size, 0
     if isinstance(spec, Hopping):
         size = dur(spec.size, "size")
         slide = dur(spec.slide, "slide")
@@ -225,7 +233,7 @@ def resolve(spec: WindowSpec, unit: TimeUnit | None, step: str) -> tuple[str, in
                 "between windows would belong to none; use a slide <= size"
             )
             raise DurationError(msg)
-        offset = dur(spec.offset, "offset", positive=False) % slide
+        offset = (dur(spec.offset, "offset", positive=False) + monday(spec.slide)) % slide
         return ("tumbling" if slide == size else "hopping"), size, slide, offset, 0
     if isinstance(spec, Session):
         return "session", 0, 0, 0, dur(spec.gap, "gap")
@@ -270,8 +278,7 @@ def local_time(setup: WindowSetup) -> WindowSetup:
     in a gap has no data, a window starts at the earliest instant its local start
     stands for and ends at the latest one of its end, and it fires when the watermark
     reaches that end (see ``WindowOp._local_wm``). Sessions keep UTC (gaps are
-    durations). A whole number of weeks is 7-day multiples from the epoch, not
-    Polars' Monday-aligned "1w".
+    durations). Weeks ("1w") start on Mondays, as in Polars (see :func:`resolve`).
     """
     dtype = setup.time_dtype
     if not isinstance(dtype, pl.Datetime) or dtype.time_zone is None:
