@@ -14,6 +14,7 @@ kernels.
 from __future__ import annotations
 
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -294,3 +295,31 @@ def test_a_snapshot_holds_live_keys_only_and_restores(
     second.restore(state)
     rest, _ = _feed(second, batches[half:])
     assert_same_rows(pl.concat(out + rest), pl.concat(full))
+
+
+# ---------------------------------------------------------------------- the slot hash
+def test_the_slot_hash_wraps_the_same_compiled_and_as_python() -> None:
+    """The (pane, key) -> slot hash is arithmetic modulo 2**64: as the plain Python
+    function (``NUMBA_DISABLE_JIT=1``, coverage) it gives the compiled values, with no
+    overflow (numpy scalars raised OverflowError or warned before the explicit wrapping
+    helpers), for panes across int64 (negative ones too) and int32 key ids."""
+    rng = np.random.default_rng(7)
+    info = np.iinfo(np.int64)
+    panes = np.concatenate(
+        [
+            rng.integers(info.min, info.max, 3_000, dtype=np.int64),
+            np.arange(-100, 100, dtype=np.int64),
+            np.array([info.min, info.min + 1, info.max, -1, 0], np.int64),
+        ]
+    )
+    keys = rng.integers(0, np.iinfo(np.int32).max, panes.size, dtype=np.int64).astype(np.int32)
+    keys[:5] = [0, 1, np.iinfo(np.int32).max, 2, 3]
+    hash_ = kernels._slot_hash
+    for mask in (np.int64(2047), np.int64((1 << 40) - 1)):
+        with np.errstate(all="raise"), warnings.catch_warnings():
+            warnings.simplefilter("error")
+            plain = [int(hash_.py_func(p, k, mask)) for p, k in zip(panes, keys, strict=True)]
+        compiled = [int(hash_(p, k, mask)) for p, k in zip(panes, keys, strict=True)]
+        assert plain == compiled
+        assert min(compiled) >= 0
+        assert max(compiled) <= mask

@@ -16,6 +16,7 @@ import numpy as np
 from numba import njit
 
 from vstream.kernels.aggregate import apply_rows, combine_slot, copy_slot, fold_float, init_slot
+from vstream.kernels.hashing import add_u64, mul_u64
 
 __all__ = [
     "compact_panes",
@@ -36,10 +37,12 @@ _M2 = np.uint64(0xC2B2AE3D27D4EB4F)
 
 @njit(cache=True, nogil=True)
 def _slot_hash(p, k, mask):  # type: ignore[no-untyped-def]
-    # multiply-xorshift finalizer: neighbouring panes and keys land far apart
-    h = np.uint64(p) * _M1 + np.uint64(k)
+    # multiply-xorshift finalizer: neighbouring panes and keys land far apart; arithmetic
+    # modulo 2**64 through the explicit wrapping helpers (compiled: the bare machine
+    # operations; NUMBA_DISABLE_JIT=1: Python ints masked, where numpy scalars would raise)
+    h = add_u64(mul_u64(p, _M1), k)
     h ^= h >> np.uint64(32)
-    h *= _M2
+    h = mul_u64(h, _M2)
     h ^= h >> np.uint64(29)
     return np.int64(h & np.uint64(mask))
 
