@@ -297,6 +297,94 @@ def test_a_snapshot_holds_live_keys_only_and_restores(
     assert_same_rows(pl.concat(out + rest), pl.concat(full))
 
 
+def _live_sessions(op: op_window.WindowOp) -> int:
+    state = op.state
+    assert isinstance(state, op_window._SessionLogic)
+    return int(state.counters[1] - state.counters[0])
+
+
+@pytest.mark.parametrize(
+    ("string", "nulls"),
+    [(False, False), (True, False), (False, True)],
+    ids=["int", "string", "nulls"],
+)
+@pytest.mark.parametrize("lateness", [0, 150], ids=["closed", "late"])
+def test_session_keys_alive_in_phases_keep_the_key_index_bounded(
+    monkeypatch: pytest.MonkeyPatch, string: bool, nulls: bool, lateness: int
+) -> None:
+    """Sessions release key ids too: 30 phases of 400 keys (a session or two a key
+    and phase; with a null key that stays live): the key index never holds more than twice
+    the live sessions (+ a slack of 500 here), and the results are those of an index that
+    never shrinks, and Polars'."""
+    monkeypatch.setattr(op_window, "_KEY_SLACK", 500)
+    batches = _phased(30, 400, string=string, nulls=nulls, seed=2)
+    spec = vs.session(gap=100)  # no late rows: every session ends past the watermark
+    op = _window_op(string, spec, lateness)
+    sizes = []
+    top = MIN
+    out: list[pl.DataFrame] = []
+    for df in batches:
+        top = max(top, int(df["ts"].max()))
+        got, _ = op.process(0, Chunk(df), top - 30)
+        out.extend(c.df for c in got)
+        assert op.keys is not None
+        sizes.append(len(op.keys))
+        assert len(op.keys) <= 2 * _live_sessions(op) + 500 + df.height
+    assert max(sizes) < 3_000  # against 12,000 keys seen
+    got, _ = op.process(0, None, MAX)
+    out.extend(c.df for c in got)
+    assert op.late_events == 0
+    bounded = pl.concat(out)
+    monkeypatch.setattr(op_window, "_KEY_SLACK", 1 << 40)
+    unbounded, _ = _feed(_window_op(string, spec, lateness), batches)
+    assert_same_rows(bounded, pl.concat(unbounded))
+    if not lateness:
+        assert_same_rows(bounded, ref.session(pl.concat(batches), 100, by="k", aggs=AGGS))
+
+
+@pytest.mark.parametrize("string", [False, True], ids=["int", "string"])
+def test_a_session_snapshot_holds_live_keys_only_and_restores(
+    monkeypatch: pytest.MonkeyPatch, string: bool
+) -> None:
+    """A session step's snapshots hold exactly the keys of its live sessions (ids
+    0..n-1), and a run restored from one mid-way gives the same rows."""
+    monkeypatch.setattr(op_window, "_KEY_SLACK", 1 << 40)  # only snapshots compact here
+    batches = _phased(30, 400, string=string, seed=3)
+    spec = vs.session(gap=100)
+    op = _window_op(string, spec, 0)
+    full: list[pl.DataFrame] = []
+    top = MIN
+    half = len(batches) // 2
+    state = None
+    for i, df in enumerate(batches):
+        top = max(top, int(df["ts"].max()))
+        got, _ = op.process(0, Chunk(df), top - 30)
+        full.extend(c.df for c in got)
+        if i % 4 == 3 or i == half - 1:
+            snap = op.snapshot()
+            live = np.unique(snap["sessions"].column("key").to_numpy())
+            assert snap["keys.keys"].num_rows == live.size  # ids 0..n-1 of live keys
+            assert live.tolist() == list(range(live.size))
+            assert snap["sessions"].num_rows == _live_sessions(op)
+            assert live.size <= 2 * 400
+            if i == half - 1:
+                state = snap
+    got, _ = op.process(0, None, MAX)
+    full.extend(c.df for c in got)
+    assert state is not None
+    second = _window_op(string, spec, 0)
+    second.restore(state)
+    first_half: list[pl.DataFrame] = []
+    again = _window_op(string, spec, 0)
+    top = MIN
+    for df in batches[:half]:
+        top = max(top, int(df["ts"].max()))
+        got, _ = again.process(0, Chunk(df), top - 30)
+        first_half.extend(c.df for c in got)
+    rest, _ = _feed(second, batches[half:])
+    assert_same_rows(pl.concat(first_half + rest), pl.concat(full))
+
+
 # ---------------------------------------------------------------------- the slot hash
 def test_the_slot_hash_wraps_the_same_compiled_and_as_python() -> None:
     """The (pane, key) -> slot hash is arithmetic modulo 2**64: as the plain Python

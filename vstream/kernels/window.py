@@ -972,6 +972,21 @@ def session_live(head, nxt, n_keys, cap):  # type: ignore[no-untyped-def]
     return live
 
 
+@njit(cache=True, nogil=True)
+def session_order(head, nxt, n_keys, n_live):  # type: ignore[no-untyped-def]
+    """The slots of the ``n_live`` live sessions, key by key, each key's list from its
+    head (a snapshot's order: relinked backwards, every list comes back the same)."""
+    out = np.empty(n_live, np.int64)
+    w = 0
+    for k in range(n_keys):
+        j = head[k]
+        while j >= 0 and w < n_live:
+            out[w] = j
+            w += 1
+            j = nxt[j]
+    return out[:w]
+
+
 # ---------------------------------------------------------------------- event times
 @njit(cache=True, nogil=True)
 def time_bounds(ts):  # type: ignore[no-untyped-def]

@@ -29,6 +29,7 @@ from vstream.kernels.window import (
     rebuild_index,
     session_fire,
     session_live,
+    session_order,
     session_update,
     take_final,
     take_panes,
@@ -575,10 +576,7 @@ class WindowOp(Operator):
         return pl.concat(frames, how="vertical")
 
     def snapshot(self) -> dict[str, pa.Table]:
-        # a checkpoint holds live keys only (sessions: once _SessionLogic compacts too)
-        compact = getattr(self.state, "compact_keys", None)
-        if compact is not None:
-            compact(force=True)
+        self.state.compact_keys(force=True)  # a checkpoint holds live keys only
         out = self.state.snapshot()
         if self.keys is not None:
             for k, v in self.keys.snapshot().items():
@@ -1420,6 +1418,7 @@ class _SessionLogic:
 
     def fire(self, wm: int, *, early: bool) -> list[pl.DataFrame]:
         if not early and wm < self.next_end:
+            self.compact_keys()  # keys whose rows were all late have no session
             return []
         self._reserve(0)  # the key heads exist even before the first row
         op = self.op
@@ -1433,18 +1432,48 @@ class _SessionLogic:
         nunique = self._nunique(slots) if op.nunique and len(kid) else None
         if op.nunique:
             self._purge_distinct()
-        if not len(kid):
-            return []
-        return [op.result(kid, start, end, rev, Fo, Io, nunique)]
+        out = [op.result(kid, start, end, rev, Fo, Io, nunique)] if len(kid) else []
+        if not early:
+            self.compact_keys()  # after the keys of the rows above are taken
+        return out
+
+    def compact_keys(self, *, force: bool = False) -> None:
+        """Release the ids of keys without a live session (open, or kept for the allowed
+        lateness): the key index keeps only the keys with a session, renumbered, and the
+        key heads and the sessions' keys follow (DESIGN.md: memory is O(live state)).
+        The n_unique rows and the revisions are per session slot: slots do not move.
+
+        Done when the index holds more than twice the live sessions + ``_KEY_SLACK``
+        (each live key has one, so that bounds the live keys: amortized O(1) a new key,
+        and nothing is counted before), or with ``force`` (a snapshot) whenever a key
+        has no session."""
+        op = self.op
+        keys = op.keys
+        if keys is None:
+            return
+        n = len(keys)
+        factor, slack = (1, 0) if force else (2, _KEY_SLACK)
+        sessions = int(self.counters[1] - self.counters[0])
+        if not force and n <= factor * sessions + slack:
+            return
+        self._reserve(0)  # a head for every key
+        live = np.flatnonzero(self.head[:n] >= 0)
+        if n <= factor * live.size + slack:
+            return
+        alive = session_live(self.head, self.nxt, n, self.cap)
+        op.keys, remap = keys.compacted(live)
+        self.s_key[alive] = remap[self.s_key[alive]]
+        size = 1024
+        while size < len(op.keys):
+            size *= 2
+        head = np.full(size, -1, np.int32)
+        head[remap[live]] = self.head[live]
+        self.head = head
 
     def snapshot(self) -> dict[str, pa.Table]:
-        live = []
-        for k in range(self._n_keys()):
-            j = int(self.head[k]) if k < self.head.shape[0] else -1
-            while j >= 0:
-                live.append(j)
-                j = int(self.nxt[j])
-        idx = np.array(live, np.int64)
+        self._reserve(0)  # a head for every key
+        n_live = int(self.counters[1] - self.counters[0])
+        idx = session_order(self.head, self.nxt, self._n_keys(), n_live)
         sl = self.op.slots
         cols: dict[str, np.ndarray] = {
             "key": self.s_key[idx],
