@@ -601,3 +601,96 @@ def test_stop_with_drain_ends_the_job(jobs: Jobs) -> None:
     job.stop(drain=True, timeout=10)
     assert not job.running
     assert job.results["v"].to_list() == [10, 20]
+
+
+# ------------------------------------------------------------------ watermarks at the extremes
+
+EXTREME_DTYPES = [
+    pl.Datetime("ms"),
+    pl.Datetime("us"),
+    pl.Datetime("ns"),
+    pl.Datetime("ms", "Europe/Berlin"),
+    pl.Datetime("us", "Asia/Kathmandu"),
+    pl.Datetime("ns", "UTC"),
+    pl.Int64(),
+]
+I64 = (-(2**63), 2**63 - 1)
+# year 10000 and year 0 in ms (Python's datetime ends there), 2**62 (far beyond Polars'
+# calendar in ms and us), the watermarks next to -inf / +inf
+EXTREMES = [2**62, -(2**62), 2**63 - 2, -(2**63) + 1, 253_402_300_800_000]
+EXTREMES += [253_402_300_799_999, -62_135_596_800_001, -62_135_596_800_000, 8_210_266_876_799_999]
+
+
+@pytest.mark.parametrize("dtype", EXTREME_DTYPES, ids=str)
+def test_watermark_to_python_never_raises_at_the_extremes(dtype: pl.DataType) -> None:
+    from vstream.plan.nodes import EventTime
+
+    et = EventTime("ts", dtype, "ms", 0, None)
+    assert et.to_python(I64[0]) is None  # before any event
+    assert et.to_python(I64[1]) is None  # the end of the input
+    for value in EXTREMES:
+        got = et.to_python(value)
+        if isinstance(got, datetime):
+            # where Python can hold it, it is what Polars says the value is
+            expected = pl.Series([value], dtype=pl.Int64).cast(dtype).item()
+            assert got == expected
+            assert str(got.tzinfo) == str(expected.tzinfo)
+        else:
+            assert got == value
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    dtype=st.sampled_from(EXTREME_DTYPES[:-1]),
+    value=st.integers(-(2**63) + 1, 2**63 - 2),
+)
+def test_watermark_to_python_is_polars_within_pythons_calendar(
+    dtype: pl.DataType, value: int
+) -> None:
+    from vstream.plan.nodes import EventTime
+
+    got = EventTime("ts", dtype, "ms", 0, None).to_python(value)
+    assert isinstance(dtype, pl.Datetime)
+    per_s = {"ms": 10**3, "us": 10**6, "ns": 10**9}[dtype.time_unit or "us"]
+    # Python's datetime: years 1-9999 (a day to spare for the zone's offset)
+    inside = -62_135_596_800 + 86_400 < value / per_s < 253_402_300_800 - 86_400
+    if inside:
+        expected = pl.Series([value], dtype=pl.Int64).cast(dtype).item()
+        assert got == expected
+        assert str(got.tzinfo) == str(expected.tzinfo)
+    else:
+        assert isinstance(got, datetime | int)
+        assert not isinstance(got, int) or got == value
+
+
+def test_metrics_of_a_run_with_a_watermark_past_year_9999() -> None:
+    # 2**62 ms is beyond every calendar: collecting gave a Polars PanicException (a
+    # BaseException) from the metrics' watermark; the run now ends normally
+    big = 2**62
+    df = pl.DataFrame({"ts": pl.Series([0, big]).cast(pl.Datetime("ms")), "x": [1, 2]})
+    out, m = vs.from_polars(df, batch_size=1).with_watermark("ts", 0).collect(return_metrics=True)
+    assert out.height == 2
+    assert m.watermark is None  # the end of the input
+    assert "watermark -" in str(m)
+
+
+def test_job_metrics_show_a_watermark_past_year_9999_as_its_integer(jobs: Jobs) -> None:
+    from vstream.notebook.render import metrics_html, metrics_text
+
+    big = 2**62
+
+    def batch(times: list[int]) -> pa.RecordBatch:
+        return pa.record_batch({"ts": pa.array(times, pa.int64()).cast(pa.timestamp("ms"))})
+
+    feed = Feed(batch([1_000]))
+    job = vs.from_arrow(feed).with_watermark("ts", 0).start()
+    jobs.append((job, [feed]))
+    wait_until(lambda: job.metrics.watermark == datetime(1970, 1, 1, 0, 0, 1))
+    feed.put(batch([big]))
+    wait_until(lambda: job.metrics.watermark == big)
+    m = job.metrics
+    assert f"watermark {big}" in str(m)
+    assert f"{big:,}" in metrics_html(m)
+    assert f"{big:,}" in metrics_text(m)
+    assert repr(job).startswith("<vstream.Job running")
+    assert job.error is None

@@ -5,7 +5,9 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import polars as pl
@@ -58,12 +60,43 @@ class EventTime:
         return df.select(pl.max_horizontal(a, b)).to_series().to_numpy()
 
     def to_python(self, value: int) -> Any:
-        """A watermark value as the user sees it (a datetime for Datetime columns)."""
+        """A watermark value as the user sees it: None for the watermarks -inf (before
+        any event) and +inf (the end of the input), a ``datetime`` for a Datetime column
+        (in its time zone, as Polars' ``Series.item()`` gives it), else the integer.
+        Never raises: a Datetime value that Python's ``datetime`` cannot hold (before
+        year 1 or after 9999, in UTC or in the column's zone) stays an integer in the
+        column's unit.
+
+        Examples
+        --------
+        >>> et = EventTime("ts", pl.Datetime("ms"), "ms", 0, None)
+        >>> et.to_python(86_400_000), et.to_python(2**62), et.to_python(2**63 - 1)
+        (datetime.datetime(1970, 1, 2, 0, 0), 4611686018427387904, None)
+        """
         if value in (-(2**63), 2**63 - 1):
             return None
         if isinstance(self.dtype, pl.Datetime):
-            return pl.Series([value], dtype=pl.Int64).cast(self.dtype).item()
+            return _datetime_or_int(value, self.dtype)
         return value
+
+
+_EPOCH = datetime(1970, 1, 1)
+_PER_US = {"ms": 1_000, "us": 1, "ns": None}
+
+
+def _datetime_or_int(value: int, dtype: pl.Datetime) -> datetime | int:
+    """``value`` of ``dtype`` as a ``datetime`` (microseconds, truncated from ns as
+    Polars does), or ``value`` itself where Python's calendar (years 1-9999) cannot hold
+    it. Computed in Python: Polars panics (a ``BaseException``) beyond its own calendar."""
+    per = _PER_US[dtype.time_unit or "us"]
+    us = value // 1_000 if per is None else value * per
+    try:
+        out = _EPOCH + timedelta(microseconds=us)
+        if dtype.time_zone is not None:
+            out = out.replace(tzinfo=UTC).astimezone(ZoneInfo(dtype.time_zone))
+    except (OverflowError, ValueError):  # beyond year 1-9999 (also once in local time)
+        return value
+    return out
 
 
 class Node:
