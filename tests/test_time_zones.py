@@ -9,7 +9,7 @@ UTC-aligned), Asia/Kathmandu (+5:45) and Australia/Lord_Howe (30-minute DST).
 from __future__ import annotations
 
 import sys
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +64,22 @@ def polars_tumbling(df: pl.DataFrame, every: str) -> pl.DataFrame:
     return out.rename({"ts": "window_start"})
 
 
+def anchored(df: pl.DataFrame, zone: str) -> pl.DataFrame:
+    """``df`` after one event in the zone's standard time (the smaller offset of 2023-01-15
+    and 2023-07-15): Polars aligns fixed-duration windows to the local time of the first
+    row; vstream to the zone's standard time."""
+    days = pl.Series([datetime(2023, 1, 15, 12), datetime(2023, 7, 15, 12)]).cast(
+        pl.Datetime("ms")
+    )
+    days = days.dt.replace_time_zone("UTC")
+    offsets = days.dt.convert_time_zone(zone).dt.replace_time_zone(
+        None
+    ) - days.dt.replace_time_zone(None)
+    first = days.dt.convert_time_zone(zone)[int(offsets.arg_min() or 0)]
+    head = pl.DataFrame({"ts": [first], "x": [0]}).cast(df.schema)  # type: ignore[arg-type]
+    return pl.concat([head, df])
+
+
 def local(df: pl.DataFrame, *cols: str) -> pl.DataFrame:
     """Columns of a zone as naive local wall-clock times."""
     return df.with_columns(pl.col(c).dt.replace_time_zone(None) for c in cols)
@@ -108,14 +124,140 @@ def test_local_days_in_every_time_unit(same_rows: SameRows, unit: str) -> None:
     same_rows(out.drop("window_end"), polars_tumbling(df, "1d"))
 
 
+FIXED = [
+    ("Europe/Berlin", "24h"),
+    ("Europe/Berlin", "12h"),
+    ("Europe/Berlin", "7h"),
+    ("America/New_York", "24h"),
+    ("America/New_York", "12h"),
+    ("America/New_York", "90m"),
+    ("Australia/Lord_Howe", "24h"),
+    ("Australia/Lord_Howe", "45m"),
+    ("Asia/Kathmandu", "24h"),
+]
+
+
+@pytest.mark.parametrize(("zone", "every"), FIXED, ids=[f"{z}-{e}" for z, e in FIXED])
+def test_hours_are_fixed_durations_as_in_polars(
+    same_rows: SameRows, zone: str, every: str
+) -> None:
+    """Hours, minutes and seconds are fixed durations, as in Polars: "24h" is not a local
+    day (23 or 25 h across DST), "12h" windows move by the DST step; the grid is
+    Polars' for data that begins in standard time."""
+    df = anchored(year_of_events(zone, n=3_000), zone)
+    out = windowed(df, vs.tumbling(every))
+    expected = polars_tumbling(df, every)
+    same_rows(out.drop("window_end"), expected)
+    lengths = (out["window_end"] - out["window_start"]).dt.total_minutes().unique()
+    assert lengths.to_list() == [{"h": 60, "m": 1}[every[-1]] * int(every[:-1])]
+
+
+@pytest.mark.parametrize("zone", ["Europe/Berlin", "America/New_York"])
+@pytest.mark.parametrize("change", [0, 1])
+def test_24h_and_1d_on_dst_days(same_rows: SameRows, zone: str, change: int) -> None:
+    """On the days of both DST changes: "1d" (and timedelta(days=1), which Polars turns
+    into "1d") are local days of 23 or 25 h; "24h" and timedelta(hours=12) fixed; "1d"
+    with offset "6h" starts at 06:00 local every day. All as group_by_dynamic over the
+    same rows (which begin a day before the change, in standard time for the spring
+    change and after an event in January for the autumn one)."""
+    days = {"Europe/Berlin": ("2024-03-31", "2024-10-27")}
+    days["America/New_York"] = ("2024-03-10", "2024-11-03")
+    mid = datetime.fromisoformat(days[zone][change] + "T12:00")
+    hours = pl.datetime_range(
+        mid - timedelta(days=2), mid + timedelta(days=2), "20m", time_unit="ms", eager=True
+    )
+    ts = pl.concat([pl.Series([datetime(2024, 1, 15, 12)]).cast(pl.Datetime("ms")), hours])
+    ts = ts.dt.replace_time_zone("UTC").dt.convert_time_zone(zone)
+    df = pl.DataFrame({"ts": ts, "x": range(len(ts))})
+    for spec, every, offset in [
+        (vs.tumbling("1d"), "1d", None),
+        (vs.tumbling(timedelta(days=1)), timedelta(days=1), None),
+        (vs.tumbling("24h"), "24h", None),
+        (vs.tumbling(timedelta(hours=12)), timedelta(hours=12), None),
+        (vs.tumbling("12h"), "12h", None),
+        (vs.tumbling("1d", offset="6h"), "1d", "6h"),
+    ]:
+        out = windowed(df, spec, batch_size=17)
+        kw = {} if offset is None else {"offset": offset}
+        expected = df.group_by_dynamic("ts", every=every, include_boundaries=True, **kw)  # type: ignore[arg-type]
+        expected = expected.agg(*AGGS).drop("ts")
+        expected = expected.rename({"_lower_boundary": "window_start"})
+        expected = expected.rename({"_upper_boundary": "window_end"})
+        same_rows(out, expected.select(out.columns))
+    # the day of the change: 23 or 25 h as "1d", 24 h as "24h"
+    day = datetime.fromisoformat(days[zone][change]).date()
+    local_day = windowed(df, vs.tumbling("1d")).filter(pl.col("window_start").dt.date() == day)
+    length = (local_day["window_end"] - local_day["window_start"]).dt.total_hours()
+    assert length.to_list() == [23 if change == 0 else 25]
+    fixed = windowed(df, vs.tumbling("24h"))
+    assert (fixed["window_end"] - fixed["window_start"]).dt.total_hours().unique().to_list() == [
+        24
+    ]
+
+
+@pytest.mark.parametrize("zone", ["Europe/Berlin", "America/New_York"])
+def test_fixed_hopping_windows_match_polars_across_dst(same_rows: SameRows, zone: str) -> None:
+    df = year_of_events(zone, n=2_000)  # begins in January: standard time
+    out = windowed(df, vs.hopping("24h", "6h"))
+    expected = df.group_by_dynamic(
+        "ts", every="6h", period="24h", include_boundaries=True, start_by="window"
+    ).agg(*AGGS)
+    expected = expected.drop("ts").rename(
+        {"_lower_boundary": "window_start", "_upper_boundary": "window_end"}
+    )
+    # Polars' first window starts at the first row's; vstream's before it hold it too
+    assert out.height == expected.height + 3
+    out = out.filter(pl.col("window_start") >= expected["window_start"].min())
+    same_rows(out, expected.select(out.columns))
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        vs.tumbling("1d12h"),
+        vs.tumbling(timedelta(hours=36)),
+        vs.hopping("2d", "1d12h"),
+        vs.hopping("1d", "6h"),
+        vs.hopping("36h", "1d"),
+        vs.hopping(timedelta(days=1), timedelta(hours=6)),
+    ],
+    ids=str,
+)
+def test_days_mixed_with_hours_are_refused_where_the_zone_has_dst(spec: Any) -> None:
+    df = year_of_events("Europe/Berlin", n=10)
+    stream = vs.from_polars(df).with_watermark("ts", "1h")
+    with pytest.raises(DurationError, match=r"window\(.*column 'ts'.*use "):
+        stream.window(spec).agg(pl.len())
+    # on a naive column, days are 24 h: nothing to refuse
+    naive = vs.from_polars(local(df, "ts")).with_watermark("ts", "1h")
+    naive.window(spec).agg(pl.len()).collect()
+
+
+def test_a_day_every_6_hours_where_the_zone_has_one_offset(same_rows: SameRows) -> None:
+    # Kolkata has no DST: a local day is always 24 h, so "1d" every "6h" is Polars'
+    df = year_of_events("Asia/Kolkata", n=1_000)
+    out = windowed(df, vs.hopping("1d", "6h"))
+    expected = df.group_by_dynamic(
+        "ts", every="6h", period="1d", include_boundaries=True, start_by="window"
+    ).agg(*AGGS)
+    expected = expected.drop("ts").rename(
+        {"_lower_boundary": "window_start", "_upper_boundary": "window_end"}
+    )
+    # Polars' first window starts at the first row's; vstream's before it hold it too
+    assert out.height == expected.height + 3
+    out = out.filter(pl.col("window_start") >= expected["window_start"].min())
+    same_rows(out, expected.select(out.columns))
+
+
 @pytest.mark.parametrize(
     ("zone", "size", "slide"),
     [
-        ("Europe/Berlin", "1d", "6h"),
-        ("America/New_York", "1d", "12h"),
+        ("Europe/Berlin", "2d", "1d"),
+        ("America/New_York", "3d", "1d"),
         ("Asia/Kolkata", "1h", "30m"),
+        ("Asia/Kolkata", "1d", "6h"),  # one UTC offset: a day is 24 h
         ("Asia/Kathmandu", "1h", "15m"),
-        ("Australia/Lord_Howe", "1d", "12h"),
+        ("Australia/Lord_Howe", "2d", "1d"),
     ],
 )
 def test_hopping_windows_match_explicit_assignment_in_local_time(
@@ -126,25 +268,27 @@ def test_hopping_windows_match_explicit_assignment_in_local_time(
     # local wall-clock windows by explicit assignment, on the naive local times (the
     # windows here start and end at local times that exist once)
     us = {"15m": 900, "30m": 1_800, "1h": 3_600, "2h": 7_200, "6h": 21_600, "12h": 43_200}
-    us |= {"1d": 86_400}
+    us |= {"1d": 86_400, "2d": 172_800, "3d": 259_200}
     naive = local(df, "ts")
     ms = 1_000
     expected = ref.hopping(naive, us[size] * ms, us[slide] * ms, aggs=AGGS)
     same_rows(local(out, "window_start", "window_end"), expected)
 
 
-def test_an_hour_in_lord_howe_is_a_local_hour_across_its_30_minute_dst() -> None:
-    """ "1h" is not a multiple of Lord Howe's DST step: the windows are local hours (a
-    DST overlap's two passes share one, 1.5 h long; in the gap, an hour has 30 min)."""
+def test_an_hour_in_lord_howe_is_60_fixed_minutes_aligned_to_its_standard_time(
+    same_rows: SameRows,
+) -> None:
+    """ "1h" is a fixed duration: 60 minutes on one grid, aligned to Lord Howe's standard
+    time (+10:30), so at half past in its summer (+11); Polars' grid when the data
+    begins in standard time (a first row in July)."""
     zone = "Australia/Lord_Howe"
-    df = year_of_events(zone, n=3_000)
+    df = anchored(year_of_events(zone, n=3_000), zone)
     out = windowed(df, vs.tumbling("1h"))
-    naive = local(df, "ts").with_columns(window_start=pl.col("ts").dt.truncate("1h"))
-    expected = naive.group_by("window_start").agg(*AGGS)
-    got = local(out, "window_start").with_columns(pl.col("window_start").dt.truncate("1h"))
-    assert sorted(got.select(expected.columns).rows()) == sorted(expected.rows())
-    lengths = (out["window_end"] - out["window_start"]).dt.total_minutes().unique().sort()
-    assert lengths.to_list() == [30, 60, 90]
+    same_rows(out.drop("window_end"), polars_tumbling(df, "1h"))
+    lengths = (out["window_end"] - out["window_start"]).dt.total_minutes().unique()
+    assert lengths.to_list() == [60]
+    minutes = out["window_start"].dt.minute().unique().sort().to_list()
+    assert minutes == [0, 30]  # local hours in winter, half past in summer
 
 
 def batches(zone: str, *utc: list[str]) -> vs.Stream:
@@ -192,27 +336,28 @@ def test_a_23_hour_day_fires_when_the_watermark_reaches_its_local_end() -> None:
     assert (day["window_end"] - day["window_start"]).dt.total_hours().to_list() == [23]
 
 
-def test_a_window_ending_in_a_dst_overlap_fires_at_the_later_instant_of_its_end() -> None:
+def test_a_day_ending_in_a_dst_overlap_fires_at_the_later_instant_of_its_end() -> None:
     # Lord Howe, 2024-04-07: at 02:00 (+11, 15:00 UTC) the clock steps back to 01:30
-    # (+10:30). The local hour [01:00, 02:00) ends at the later 02:00 (15:30 UTC): an
-    # event of the second 01:50 (15:20 UTC), after the watermark passed 15:00 UTC, is
-    # in it, not late
+    # (+10:30). The local day from 01:45 ends at the later 01:45 (15:15 UTC): an event of
+    # the second 01:40 (15:10 UTC), after the watermark passed 14:50 UTC, is in it, not
+    # late. (Polars' group_by_dynamic ends that day at the earlier 01:45, 14:45 UTC, and
+    # counts the second pass in the next day.)
     stream = batches(
         "Australia/Lord_Howe",
-        ["2024-04-06T14:45"],  # 01:45 +11
+        ["2024-04-06T14:40"],  # 01:40 +11
+        ["2024-04-06T14:50"],  # 01:50 +11: the next local day
         ["2024-04-06T15:10"],  # 01:40 +10:30 (second pass)
-        ["2024-04-06T15:20"],  # 01:50 +10:30
         ["2024-04-06T16:00"],  # 02:30 +10:30
     ).with_watermark("ts", 0)
-    w = stream.window(vs.tumbling("1h"), late="side").agg(pl.len())
+    w = stream.window(vs.tumbling("1d", offset="1h45m"), late="side").agg(pl.len())
     out, late = vs.collect_all([w, w.late_events()])
     assert late.height == 0
     first = out.sort("window_start").row(0)
     utc = [
         pl.Series([v]).dt.convert_time_zone("UTC").dt.replace_time_zone(None)[0] for v in first[:2]
     ]
-    assert utc == [datetime(2024, 4, 6, 14, 0), datetime(2024, 4, 6, 15, 30)]
-    assert first[2] == 3
+    assert utc == [datetime(2024, 4, 5, 14, 45), datetime(2024, 4, 6, 15, 15)]
+    assert first[2] == 2
 
 
 def test_sessions_are_unaffected_by_the_zone(same_rows: SameRows) -> None:
@@ -294,25 +439,24 @@ def test_local_days_follow_the_watermark_model(
 
 
 def test_a_window_ending_inside_a_dst_overlap_waits_for_its_second_pass() -> None:
-    # Berlin, 2024-10-27: 03:00 CEST (01:00 UTC) steps back to 02:00 CET. "40m" windows
-    # are local (40 min does not divide both offsets the same way); [02:00, 02:40) ends
-    # inside the overlap: at 00:50 UTC (02:50 CEST) the clock will still show 02:10 CET
-    # at 01:10 UTC, so the window has not fired and that event is in it
+    # Berlin, 2024-10-27: 03:00 CEST (01:00 UTC) steps back to 02:00 CET. The local day
+    # from 02:30 ends inside the overlap: at 00:50 UTC (02:50 CEST) the clock will still
+    # show 02:10 CET at 01:10 UTC, so the day has not fired and that event is in it
     stream = batches(
         "Europe/Berlin",
         ["2024-10-27T00:10"],  # 02:10 CEST
-        ["2024-10-27T00:50"],  # 02:50 CEST
+        ["2024-10-27T00:50"],  # 02:50 CEST: the next local day
         ["2024-10-27T01:10"],  # 02:10 CET
         ["2024-10-27T03:00"],
     ).with_watermark("ts", 0)
-    w = stream.window(vs.tumbling("40m"), late="side").agg(pl.len())
+    w = stream.window(vs.tumbling("1d", offset="2h30m"), late="side").agg(pl.len())
     out, late = vs.collect_all([w, w.late_events()])
     assert late.height == 0
     first = out.sort("window_start").row(0)
     utc = [
         pl.Series([v]).dt.convert_time_zone("UTC").dt.replace_time_zone(None)[0] for v in first[:2]
     ]
-    assert utc == [datetime(2024, 10, 27, 0, 0), datetime(2024, 10, 27, 1, 40)]
+    assert utc == [datetime(2024, 10, 26, 0, 30), datetime(2024, 10, 27, 1, 30)]
     assert first[2] == 2
 
 

@@ -57,6 +57,7 @@ from vstream.plan.windows import (
     TimeMode,
     WindowNode,
     WindowSpec,
+    calendar_spec,
     processing_time,
     resolve,
 )
@@ -1071,6 +1072,8 @@ class WindowBuilder:
             tdtype, ns = processing_time()
             unit, tcol = "us", None
         kind, size, slide, offset, gap = resolve(spec, unit, step)
+        # days and weeks count local calendar days on a time-zone-aware column
+        calendar = calendar_spec(spec, tdtype, tcol, step)
         lateness = parse_duration(allowed_lateness, unit, what=f"{step} allowed_lateness")
         if lateness < 0:
             msg = f"{step}: allowed_lateness must be >= 0, got {allowed_lateness!r}"
@@ -1094,6 +1097,7 @@ class WindowBuilder:
             lateness=lateness,
             late_side=late == "side",
             early=early_s,
+            calendar=calendar,
         )
 
     def agg(self, *aggs: pl.Expr | Sequence[pl.Expr], **named: pl.Expr) -> WindowedStream:

@@ -87,6 +87,10 @@ class WindowSetup:
     # already holds the zone's phase where the windows are aligned in it)
     zone: str | None = None
     zone_back: int = 0
+    # the size and slide count calendar days or weeks ("1d", "1w", a timedelta of whole
+    # days): local days on a time-zone-aware column; else they are fixed durations ("24h",
+    # "60m") on a grid aligned to the zone's standard time (see local_time)
+    calendar: bool = False
 
 
 _DAY_NS = 86_400_000_000_000

@@ -101,9 +101,14 @@ def tumbling(size: Duration, *, offset: Duration = 0) -> Tumbling:
     """Tumbling windows of ``size``: ``start = floor((t - offset) / size) * size + offset``.
 
     On a time-zone-aware ``Datetime`` column the windows are aligned in the zone's local
-    time, as Polars' ``group_by_dynamic`` does: a ``"1d"`` window is a local day (23 or
-    25 hours across DST), ``offset`` is local too (see :func:`local_time`). Calendar
-    durations (``"1mo"``, ``"1y"``) are refused.
+    time, as Polars' ``group_by_dynamic`` does (see :func:`local_time`): days and weeks
+    are calendar units, so a ``"1d"`` window is a local day (23 or 25 hours across DST)
+    and ``offset`` is local too; hours and smaller units are fixed durations, so
+    ``"24h"`` is 24 hours on a grid aligned to the zone's standard time (00:00 CET in
+    Europe/Berlin, so 01:00 CEST in summer). A ``timedelta`` counts as Polars converts
+    it: ``timedelta(days=1)`` (equal to ``timedelta(hours=24)``) is ``"1d"``, a local day;
+    ``timedelta(hours=12)`` is 12 fixed hours. A size mixing days and hours
+    (``"1d12h"``) is refused there, as are months, quarters and years (``"1mo"``).
 
     Examples
     --------
@@ -135,7 +140,9 @@ def tumbling(size: Duration, *, offset: Duration = 0) -> Tumbling:
 def hopping(size: Duration, slide: Duration, *, offset: Duration = 0) -> Hopping:
     """Hopping (sliding) windows of ``size`` starting every ``slide`` (at
     ``k*slide + offset``); each event counts in every window that contains it. On a
-    time-zone-aware column, aligned in local time as :func:`tumbling`.
+    time-zone-aware column, aligned in local time as :func:`tumbling`; where the zone
+    has DST, a size and slide of different kinds (``"1d"`` every ``"6h"``) are refused
+    (use ``"24h"``, or both in days).
 
     Examples
     --------
@@ -241,6 +248,92 @@ def resolve(spec: WindowSpec, unit: TimeUnit | None, step: str) -> tuple[str, in
     raise DurationError(msg)
 
 
+_UNIT = re.compile(r"\d+(ns|us|µs|ms|s|m|h|d|w)")
+
+
+def _kinds(value: Duration) -> set[str]:
+    """Whether a size or slide counts calendar days / weeks ("calendar"), fixed time
+    ("fixed"), or both. A timedelta counts as Polars converts it: whole days are "1d"
+    (so ``timedelta(hours=24)``, the same value, is a calendar day too), the rest
+    seconds; an integer is in the column's unit."""
+    if isinstance(value, timedelta):
+        kinds = {"calendar"} if value.days else set()
+        return kinds | ({"fixed"} if value.seconds or value.microseconds else set())
+    if isinstance(value, str):
+        units = {m.group(1) for m in _UNIT.finditer(value.strip().lstrip("-"))}
+        kinds = {"calendar"} if units & {"d", "w"} else set()
+        return kinds | ({"fixed"} if units - {"d", "w"} else set())
+    return {"fixed"}
+
+
+def calendar_spec(spec: WindowSpec, dtype: pl.DataType, column: str | None, step: str) -> bool:
+    """Whether the windows of ``spec`` count local calendar days or weeks on a
+    time-zone-aware ``dtype`` (see :func:`local_time`): its size and slide are whole
+    days or weeks (``"1d"``, ``"2w"``, ``timedelta(days=1)``). Fixed durations (``"24h"``,
+    ``"60m"``, ``"3600s"``, an int) stay fixed there, as in Polars' ``group_by_dynamic``.
+
+    Refused on a time-zone-aware column, as Polars refuses them or they mean different
+    windows across DST: a size or slide mixing days or weeks with hours or less
+    (``"1d12h"``, ``timedelta(hours=36)``), and, where the zone's UTC offset changes
+    (DST), a size and slide of different kinds (``hopping("1d", slide="6h")``: Polars
+    gives 23 or 25 h windows on a fixed 6 h grid).
+
+    Examples
+    --------
+    >>> berlin = pl.Datetime("ms", "Europe/Berlin")
+    >>> calendar_spec(Tumbling("1d"), berlin, "ts", "window"), calendar_spec(
+    ...     Tumbling("24h"), berlin, "ts", "window")
+    (True, False)
+    """
+    if not isinstance(dtype, pl.Datetime) or dtype.time_zone is None or column is None:
+        return False
+    if isinstance(spec, Session):
+        return False
+    where = f"on column {column!r} ({dtype})"
+    parts = [("size", spec.size)] + ([("slide", spec.slide)] if isinstance(spec, Hopping) else [])
+    kinds = []
+    for what, value in parts:
+        k = _kinds(value)
+        if len(k) > 1:
+            msg = (
+                f"{step}: the {what} {value!r} mixes calendar days or weeks with hours or "
+                f"smaller units, which {where} disagree across DST (Polars' group_by_dynamic "
+                "refuses it too): use whole days ('1d') or fixed hours ('36h', "
+                "timedelta(seconds=...))"
+            )
+            raise DurationError(msg)
+        kinds.append(k.pop())
+    if len(set(kinds)) > 1 and len(zone_offsets(dtype.time_zone)[0]) > 1:
+        assert isinstance(spec, Hopping)
+        msg = (
+            f"{step}: the size {spec.size!r} and the slide {spec.slide!r} mix calendar days "
+            f"or weeks with fixed hours; {where} a local day is 23 or 25 hours across DST, "
+            "so the windows would not follow one grid (Polars' group_by_dynamic gives "
+            "windows of a local day on a fixed grid): use a fixed size and slide "
+            "('24h', slide='6h') or both in days ('2d', slide='1d')"
+        )
+        raise DurationError(msg)
+    return kinds[0] == "calendar"
+
+
+@lru_cache(maxsize=64)
+def standard_offset(zone: str) -> int:
+    """The UTC offset (seconds) of a zone's standard time: its smallest offset in 2099
+    (its current rules; winter time where it has DST).
+
+    Examples
+    --------
+    >>> standard_offset("Europe/Berlin"), standard_offset("Australia/Lord_Howe")
+    (3600, 37800)
+    """
+    utc = pl.datetime_range(
+        datetime(2099, 1, 1), datetime(2100, 1, 1), "1h", time_unit="ms", time_zone="UTC",
+        eager=True,
+    )  # fmt: skip
+    local = utc.dt.convert_time_zone(zone).dt.replace_time_zone(None).to_physical()
+    return int((local - utc.to_physical()).min()) // 1000  # type: ignore[operator]
+
+
 @lru_cache(maxsize=64)
 def zone_offsets(zone: str) -> tuple[tuple[int, ...], int]:
     """The UTC offsets (seconds) a time zone has had from 1970 to 2100, and the largest
@@ -266,14 +359,25 @@ def zone_offsets(zone: str) -> tuple[tuple[int, ...], int]:
 
 def local_time(setup: WindowSetup) -> WindowSetup:
     """``setup`` for a time-zone-aware column: windows aligned in the zone's local time,
-    as Polars' ``group_by_dynamic`` does (a "1d" window is a local day, 23 or 25 hours
-    across DST; ``offset`` is local too).
+    as Polars' ``group_by_dynamic`` does.
 
-    Where the zone's UTC offsets (1970-2100) are all the same modulo the slide, local
-    alignment is a fixed shift of the UTC grid: the offset takes it, and the windows are
-    computed in UTC as for any column ("1h" in Europe/Berlin, "1d" in Asia/Kolkata; a
-    DST overlap then has two "1h" windows, as in Polars). Else (a day in Europe/Berlin,
-    "1h" in Australia/Lord_Howe) events are placed by their local wall-clock time
+    Fixed durations (``"24h"``, ``"12h"``, ``"60m"``, ``"3600s"``, ints, a timedelta of
+    less than a day: not ``setup.calendar``) stay fixed: windows of that many hours on one
+    grid of instants, aligned to the zone's standard (winter) local time
+    (:func:`standard_offset`): a ``"12h"`` window in Europe/Berlin starts at 00:00 and
+    12:00 CET, so at 01:00 and 13:00 CEST in summer. That is Polars' grid when the data
+    begins in standard time (Polars aligns the first window to the first row's local
+    time, then adds fixed hours). ``offset`` is a fixed shift of that grid.
+
+    Calendar days and weeks (``"1d"``, ``"1w"``, ``timedelta(days=1)``,
+    ``setup.calendar``) are local: a ``"1d"`` window is a local day, 23 or 25 hours across
+    DST, and ``offset`` is local wall-clock time too (``"1d"`` with offset ``"6h"``
+    starts at 06:00 local every day, as Polars' windows after their first).
+
+    For calendar windows, where the zone's UTC offsets (1970-2100) are all the same
+    modulo the slide, local alignment is a fixed shift of the UTC grid: the offset takes
+    it, and the windows are computed in UTC as for any column ("1d" in Asia/Kolkata).
+    Else (a day in Europe/Berlin) events are placed by their local wall-clock time
     (``setup.zone``): both passes of an overlap are in the same local window, a window
     in a gap has no data, a window starts at the earliest instant its local start
     stands for and ends at the latest one of its end, and it fires when the watermark
@@ -286,6 +390,9 @@ def local_time(setup: WindowSetup) -> WindowSetup:
     if setup.kind == "session" or setup.time_column is None:
         return setup
     per_s = {"ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}[dtype.time_unit or "us"]
+    if not setup.calendar:  # a fixed grid, shifted to the zone's standard time
+        phase = standard_offset(dtype.time_zone) * per_s % setup.slide
+        return replace(setup, offset=(setup.offset - phase) % setup.slide)
     offsets, back = zone_offsets(dtype.time_zone)
     phases = {off * per_s % setup.slide for off in offsets}
     if len(phases) == 1:
