@@ -389,15 +389,61 @@ def local_time(setup: WindowSetup) -> WindowSetup:
         return setup
     if setup.kind == "session" or setup.time_column is None:
         return setup
+    offset = utc_offset(dtype, setup.slide, setup.offset, calendar=setup.calendar)
+    if offset is not None:
+        return replace(setup, offset=offset)
     per_s = {"ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}[dtype.time_unit or "us"]
-    if not setup.calendar:  # a fixed grid, shifted to the zone's standard time
-        phase = standard_offset(dtype.time_zone) * per_s % setup.slide
-        return replace(setup, offset=(setup.offset - phase) % setup.slide)
-    offsets, back = zone_offsets(dtype.time_zone)
-    phases = {off * per_s % setup.slide for off in offsets}
-    if len(phases) == 1:
-        return replace(setup, offset=(setup.offset - phases.pop()) % setup.slide)
+    back = zone_offsets(dtype.time_zone)[1]
     return replace(setup, zone=dtype.time_zone, zone_back=back * per_s)
+
+
+def utc_offset(dtype: pl.Datetime, slide: int, offset: int, *, calendar: bool) -> int | None:
+    """The offset of windows computed in UTC (``k*slide + offset``, in the unit of the
+    time-zone-aware ``dtype``) that are the windows :func:`local_time` means: fixed
+    durations shifted to the zone's standard time, calendar days shifted by the zone's
+    phase where its UTC offsets (1970-2100) agree modulo the slide; None where they need
+    local wall-clock time (a day in Europe/Berlin).
+
+    Examples
+    --------
+    >>> hour = 3_600_000
+    >>> utc_offset(pl.Datetime("ms", "Asia/Kolkata"), hour, 0, calendar=False) // 60_000
+    30
+    >>> utc_offset(pl.Datetime("ms", "Europe/Berlin"), 24 * hour, 0, calendar=True) is None
+    True
+    """
+    assert dtype.time_zone is not None
+    per_s = {"ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}[dtype.time_unit or "us"]
+    if not calendar:  # a fixed grid, shifted to the zone's standard time
+        return (offset - standard_offset(dtype.time_zone) * per_s % slide) % slide
+    phases = {off * per_s % slide for off in zone_offsets(dtype.time_zone)[0]}
+    if len(phases) == 1:
+        return (offset - phases.pop()) % slide
+    return None
+
+
+def join_window_offset(spec: WindowSpec, et: EventTime, slide: int, offset: int, step: str) -> int:
+    """For a windowed join, which cuts windows in UTC: the offset that puts them where a
+    window step puts them on the join's time column (:func:`local_time`: unchanged on a
+    column without a time zone). Refused at build time where that needs local wall-clock
+    time (calendar days in a zone with DST), and for the kinds :func:`calendar_spec`
+    refuses."""
+    dtype = et.dtype
+    calendar = calendar_spec(spec, dtype, et.column, step)
+    if not isinstance(dtype, pl.Datetime) or dtype.time_zone is None:
+        return offset
+    out = utc_offset(dtype, slide, offset, calendar=calendar)
+    if out is None:
+        msg = (
+            f"{step}: {spec} on column {et.column!r} ({dtype}) counts local days, 23 or 25 "
+            f"hours across DST in {dtype.time_zone}, and a windowed join cuts its windows "
+            "in UTC only: use fixed hours (vs.tumbling('24h'), a grid aligned to the "
+            "zone's standard time) or join on the time in UTC "
+            f"(.with_columns(pl.col({et.column!r}).dt.convert_time_zone('UTC')) on both "
+            "inputs before with_watermark)"
+        )
+        raise DurationError(msg)
+    return out
 
 
 class WindowNode(Node):
