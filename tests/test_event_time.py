@@ -694,3 +694,22 @@ def test_job_metrics_show_a_watermark_past_year_9999_as_its_integer(jobs: Jobs) 
     assert f"{big:,}" in metrics_text(m)
     assert repr(job).startswith("<vstream.Job running")
     assert job.error is None
+
+
+def test_watermark_to_python_without_the_zone_in_pythons_database(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # a zone Polars knows but Python's tz database lacks: Polars converts (inside the
+    # calendar), beyond it the integer stays
+    import zoneinfo
+
+    from vstream.plan import nodes
+
+    def missing(key: str) -> zoneinfo.ZoneInfo:
+        raise zoneinfo.ZoneInfoNotFoundError(key)
+
+    monkeypatch.setattr(nodes, "ZoneInfo", missing)
+    dtype = pl.Datetime("ms", "Europe/Berlin")
+    et = nodes.EventTime("ts", dtype, "ms", 0, None)
+    assert et.to_python(86_400_000) == pl.Series([86_400_000]).cast(dtype).item()
+    assert et.to_python(2**62) == 2**62

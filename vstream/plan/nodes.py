@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
 import polars as pl
@@ -93,7 +93,12 @@ def _datetime_or_int(value: int, dtype: pl.Datetime) -> datetime | int:
     try:
         out = _EPOCH + timedelta(microseconds=us)
         if dtype.time_zone is not None:
-            out = out.replace(tzinfo=UTC).astimezone(ZoneInfo(dtype.time_zone))
+            try:
+                zone = ZoneInfo(dtype.time_zone)
+            except ZoneInfoNotFoundError:  # a zone Polars knows and Python does not
+                local: datetime = pl.Series([value]).cast(dtype).item()  # inside the calendar
+                return local
+            out = out.replace(tzinfo=UTC).astimezone(zone)
     except (OverflowError, ValueError):  # beyond year 1-9999 (also once in local time)
         return value
     return out
