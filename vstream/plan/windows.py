@@ -307,8 +307,9 @@ def calendar_spec(spec: WindowSpec, dtype: pl.DataType, column: str | None, step
         assert isinstance(spec, Hopping)
         msg = (
             f"{step}: the size {spec.size!r} and the slide {spec.slide!r} mix calendar days "
-            f"or weeks with fixed hours; {where} a local day is 23 or 25 hours across DST, "
-            "so the windows would not follow one grid (Polars' group_by_dynamic gives "
+            f"or weeks with fixed hours; {where} a local day is not always 24 hours (DST "
+            f"or another change of the UTC offset of {dtype.time_zone}), so the windows "
+            "would not follow one grid (Polars' group_by_dynamic gives "
             "windows of a local day on a fixed grid): use a fixed size and slide "
             "('24h', slide='6h') or both in days ('2d', slide='1d')"
         )
