@@ -493,3 +493,64 @@ def test_string_hash_is_a_function_of_the_value(values: list[str | None]) -> Non
     )
     singles = [index._hash(pl.DataFrame({"k": [v]}, schema={"k": pl.String}))[0] for v in values]
     assert whole.tolist() == index._hash(chunked).tolist() == [int(h) for h in singles]
+
+
+# ---------------------------------------------------------------------- untrusted restore
+def _damaged(dtype: pl.DataType, keys: list[Any], change: Any) -> tuple[KeyIndex, dict[str, Any]]:
+    index = KeyIndex(pl.Schema({"k": dtype}))
+    index.ids(pl.DataFrame({"k": keys}, schema={"k": dtype}))
+    table = pl.from_arrow(index.snapshot()["keys"])
+    assert isinstance(table, pl.DataFrame)
+    return KeyIndex(pl.Schema({"k": dtype})), {"keys": change(table).to_arrow()}
+
+
+_ID = "__vstream_key_id__"
+SPARSE = [0, 10**15, -(10**15), 7, 2**62]  # no dense array: duplicates through the table
+
+
+@pytest.mark.parametrize(
+    ("dtype", "keys", "change", "reason"),
+    [
+        (pl.Int64, [5, 6, 7], lambda t: t.with_columns(pl.lit(0, pl.Int32).alias(_ID)),
+         r"column '__vstream_key_id__': id 0 is given 3 times"),
+        (pl.Int64, [5, 6, 7], lambda t: t.with_columns(pl.col(_ID) + 1),
+         r"column '__vstream_key_id__': 3 is above 2 \(the ids of 3 keys are 0..2\)"),
+        (pl.String, ["a", "b"], lambda t: t.with_columns(pl.col(_ID) - 1),
+         r"column '__vstream_key_id__': -1 is below 0"),
+        (pl.Int64, [5, 6, 7], lambda t: t.with_columns(k=pl.lit(6, pl.Int64)),
+         r"column 'k': the key 6 is given two ids"),
+        (pl.Int64, SPARSE, lambda t: t.with_columns(k=pl.lit(7, pl.Int64)),
+         r"column 'k': the key 7 is given two ids"),
+        (pl.String, ["a", "b", "c"], lambda t: t.with_columns(k=pl.lit("b")),
+         r"column 'k': the key \{'k': 'b'\} is given two ids"),
+        (pl.Int64, [1, None, 3], lambda t: t.with_columns(k=pl.lit(None, pl.Int64)),
+         r"column 'k': 3 null keys \(one at most\)"),
+        (pl.Int64, [1, 2], lambda t: t.drop(_ID),
+         r"column '__vstream_key_id__': missing"),
+        (pl.Int64, [1, 2], lambda t: t.with_columns(pl.col(_ID).cast(pl.Float64)),
+         r"column '__vstream_key_id__' is double, not integers"),
+    ],
+)  # fmt: skip
+def test_a_damaged_keys_table_is_refused(
+    dtype: pl.DataType, keys: list[Any], change: Any, reason: str
+) -> None:
+    """A key index restored from an edited table: ids must be 0..n-1 once each (kernels
+    index the key arrays with them), keys distinct, one null key at most; anything
+    else is a CheckpointError naming the table and the column."""
+    fresh, state = _damaged(dtype, keys, change)
+    with pytest.raises(vs.CheckpointError, match=reason):
+        fresh.restore(state, step="test step")
+
+
+@pytest.mark.parametrize(
+    ("dtype", "keys"),
+    [(pl.Int64, [5, None, 6, 7]), (pl.Int64, SPARSE), (pl.String, ["a", None, "bb" * 20])],
+)
+def test_an_undamaged_keys_table_restores(dtype: pl.DataType, keys: list[Any]) -> None:
+    index = KeyIndex(pl.Schema({"k": dtype}))
+    df = pl.DataFrame({"k": keys}, schema={"k": dtype})
+    ids = index.ids(df)
+    fresh = KeyIndex(pl.Schema({"k": dtype}))
+    fresh.restore(index.snapshot())
+    assert fresh.find(df.drop_nulls()).tolist() == index.find(df.drop_nulls()).tolist()
+    assert fresh.ids(df).tolist() == ids.tolist()

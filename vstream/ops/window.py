@@ -42,7 +42,7 @@ from vstream.plan import aggregates as A
 from vstream.plan.aggregates import AggPlan
 from vstream.plan.nodes import EventTime
 from vstream.state.key_index import KeyIndex
-from vstream.state.slots import SlotStore, grown, grown_fields
+from vstream.state.slots import SlotStore, StateTable, grown, grown_fields
 
 __all__ = ["WindowOp", "WindowSetup"]
 
@@ -597,17 +597,60 @@ class WindowOp(Operator):
         return out
 
     def restore(self, state: dict[str, pa.Table]) -> None:
-        meta = state["meta"].to_pylist()[0]
-        self.seq = meta["seq"]
-        self._in_wm[0] = meta["in_wm"]
-        self._out_wm = meta["out_wm"]
-        self.late_events = meta["late_events"]
+        """Take back a :meth:`snapshot`. The tables are untrusted (DESIGN.md "Untrusted
+        input"): every value a kernel indexes with (key ids, slot numbers, panes, the
+        values' store positions) is checked first, vectorised, and a bad one raises
+        :class:`CheckpointError` naming the table, the column and what is wrong."""
+        step = f"window step {self.name!r}"
+        meta = StateTable(step, state, "meta")
+        if meta.rows != 1:
+            meta.refuse("seq", f"{meta.rows} rows, not 1")
+        seq = int(meta.ints("seq", 0)[0])
+        in_wm, out_wm = int(meta.ints("in_wm")[0]), int(meta.ints("out_wm")[0])
+        late_events = int(meta.ints("late_events", 0)[0])
         if self.keys is not None:
-            self.keys.restore({k[5:]: v for k, v in state.items() if k.startswith("keys.")})
-        self.state.restore(state)
-        self.nulls_seen = True  # the restored state may have counted nulls
+            keys = {k[5:]: v for k, v in state.items() if k.startswith("keys.")}
+            self.keys.restore(keys, step=f"{step}, key index (table 'keys.keys')")
         for name in self.stores:
-            self.stores[name] = pl.DataFrame(state[f"store.{name}"]).to_series()
+            store = StateTable(step, state, f"store.{name}")
+            if store.table.num_columns != 1:
+                store.refuse(name, f"{store.table.num_columns} columns, not 1")
+            self.stores[name] = pl.DataFrame(store.table).to_series()
+        self.state.restore(state)
+        self.seq, self._in_wm[0], self._out_wm = seq, in_wm, out_wm
+        self.late_events = late_events
+        self.nulls_seen = True  # the restored state may have counted nulls
+
+    def _checked_fields(self, table: StateTable, idx: np.ndarray | None = None) -> None:
+        """The aggregate fields of ``table`` (``f*``, ``i*``) into the slots ``0..rows``
+        (or ``idx``), each checked: no nulls, and where a field is a position in a store
+        of values (first / last of a non-numeric column), inside that store."""
+        sl = self.slots
+        m = table.rows
+        for f in range(sl.F.shape[0]):
+            sl.F[f, :m] = table.floats(f"f{f}")
+        refs = {lf.i0: lf.input for lf in self.plan.leaves if lf.stored}
+        for i in range(sl.I.shape[0]):
+            store = refs.get(i)
+            if store is None:
+                sl.I[i, :m] = table.ints(f"i{i}")
+            else:
+                size = self.stores[store].len()
+                why = f"positions in the {size} stored values of {store!r}"
+                sl.I[i, :m] = table.ints(f"i{i}", 0, size - 1, why)
+
+    def _n_keys(self) -> int:
+        return len(self.keys) if self.keys is not None else 1
+
+    def _time_range(self) -> tuple[int, int]:
+        """The event times state may hold (local ones: a day either way)."""
+        if self.times is None:
+            return MIN_WM + 1, MAX_WM - 1
+        lo, hi = self.times
+        dtype = self.setup.time_dtype
+        if isinstance(dtype, pl.Datetime) and dtype.time_zone is not None:
+            lo, hi = lo - _per_day(dtype), hi + _per_day(dtype)
+        return lo, hi
 
 
 def _masked(values: np.ndarray, null: np.ndarray | None, name: str) -> pl.Series:
@@ -1285,25 +1328,58 @@ class _PaneLogic:
         return out
 
     def restore(self, state: dict[str, pa.Table]) -> None:
-        slots = state["slots"]
-        m = slots.num_rows
+        op = self.op
+        step = f"window step {op.name!r}"
+        slots = StateTable(step, state, "slots")
+        m = slots.rows
+        n_keys = op._n_keys()
+        lo, hi = op._time_range()
+        off, pane = op.setup.offset, self.pane
+        p_lo, p_hi = (lo - off) // pane, (hi - off) // pane
+        span = f"panes of the event times the step takes: {p_lo}..{p_hi}"
+        key_why = f"ids of the {n_keys} keys of the key index"
+        panes = slots.ints("pane", p_lo, p_hi, span)
+        keys = slots.ints("key", 0, n_keys - 1, key_why)
+        slots.distinct({"pane": panes, "key": keys}, "one slot a pane and key")
+        rev_t = StateTable(step, state, "revisions")
+        k_lo, k_hi = (p_lo - self.n) // self.s, p_hi // self.s + 1
+        windows = rev_t.ints("window", k_lo, k_hi, f"window numbers {k_lo}..{k_hi}")
+        rev_keys = rev_t.ints("key", 0, n_keys - 1, key_why)
+        rev_t.ints("emitted", 0)
+        rev_t.distinct({"window": windows, "key": rev_keys}, "one count a window and key")
+        meta_t = StateTable(step, state, "panes")
+        if meta_t.rows != 1:
+            meta_t.refuse("fired_k", f"{meta_t.rows} rows, not 1")
+        meta = meta_t.table.to_pylist()[0]
+        fired_k, max_pane = meta.get("fired_k"), meta.get("max_pane")
+        for name, v in (("fired_k", fired_k), ("max_pane", max_pane)):
+            if v is not None and not isinstance(v, int):
+                meta_t.refuse(name, f"{v!r} is not an integer")
+        if m and (max_pane is None or max_pane < int(panes.max())):
+            meta_t.refuse("max_pane", f"{max_pane} is below the slots' pane {panes.max()}")
+        if max_pane is not None and not p_lo <= max_pane <= p_hi:
+            meta_t.refuse("max_pane", f"{max_pane} is not one of the {span}")
+        if fired_k is not None and not k_lo - 1 <= fired_k <= k_hi:
+            meta_t.refuse("fired_k", f"{fired_k} is not a window number {k_lo - 1}..{k_hi}")
+        distinct = None
+        if "distinct" in state:
+            d = StateTable(step, state, "distinct")
+            d.ints("__p", p_lo, p_hi, span)
+            d.ints("__k", 0, n_keys - 1, key_why)
+            distinct = pl.DataFrame(d.table)
+        # checked: into the arrays
         self.n_slots = 0
         self._reserve(m)
-        sl = self.op.slots
-        self.slot_pane[:m] = slots["pane"].to_numpy()
-        self.slot_key[:m] = slots["key"].to_numpy()
-        for f in range(sl.F.shape[0]):
-            sl.F[f, :m] = slots[f"f{f}"].to_numpy()
-        for i in range(sl.I.shape[0]):
-            sl.I[i, :m] = slots[f"i{i}"].to_numpy()
+        self.slot_pane[:m] = panes
+        self.slot_key[:m] = keys
+        op._checked_fields(slots)
         self.n_slots = m
         self.free_below = MIN_WM  # the snapshot holds live slots only
         self.valid[:] = 0
         self._rehash(2 * m + 2048)
-        self.rev = pl.DataFrame(state["revisions"], schema=_REV_SCHEMA)
-        meta = state["panes"].to_pylist()[0]
-        self.fired_k, self.max_pane = meta["fired_k"], meta["max_pane"]
-        self.distinct = [pl.DataFrame(state["distinct"])] if "distinct" in state else []
+        self.rev = pl.DataFrame(rev_t.table, schema=_REV_SCHEMA)
+        self.fired_k, self.max_pane = fired_k, max_pane
+        self.distinct = [distinct] if distinct is not None else []
 
 
 # ---------------------------------------------------------------------- sessions
@@ -1501,34 +1577,51 @@ class _SessionLogic:
         return out
 
     def restore(self, state: dict[str, pa.Table]) -> None:
-        t = state["sessions"]
-        m = t.num_rows
+        op = self.op
+        step = f"window step {op.name!r}"
+        t = StateTable(step, state, "sessions")
+        m = t.rows
+        n_keys = op._n_keys()
+        gap = op.setup.gap
+        lo, hi = op._time_range()
+        keys = t.ints("key", 0, n_keys - 1, f"ids of the {n_keys} keys of the key index")
+        start = t.ints("start", lo, hi, "a session starts at an event time the step takes")
+        end = t.ints("end", lo + gap, hi + gap, "a session ends an event time + the gap")
+        # end - start >= gap, without wrapping: the difference is exact as uint64
+        short = (end < start) | ((end - start).view(np.uint64) < np.uint64(gap))
+        if short.any():
+            j = int(np.flatnonzero(short)[0])
+            t.refuse("end", f"session {j} is [{start[j]}, {end[j]}), shorter than the gap {gap}")
+        emitted = t.ints("emitted", -1, None, "emissions so far, -1: none")
+        final, dirty = t.bools("final"), t.bools("dirty")
+        distinct = None
+        if "distinct" in state:
+            d = StateTable(step, state, "distinct")
+            pos = d.ints("__s", -1, m - 1, f"positions of the {m} sessions (-1: none)")
+            # rows of sessions that were gone at the snapshot belong to none
+            distinct = pl.DataFrame(d.table).filter(pl.Series(pos >= 0))
+        # checked: into the arrays
         self.counters[:] = 0
         self._reserve(m)
-        sl = self.op.slots
         self.head[:] = -1
-        for name, col in (
-            ("s_key", "key"),
-            ("s_start", "start"),
-            ("s_end", "end"),
-            ("s_rev", "emitted"),
-            ("s_final", "final"),
-            ("s_dirty", "dirty"),
-        ):
-            getattr(self, name)[:m] = t[col].to_numpy()
-        for f in range(sl.F.shape[0]):
-            sl.F[f, :m] = t[f"f{f}"].to_numpy()
-        for i in range(sl.I.shape[0]):
-            sl.I[i, :m] = t[f"i{i}"].to_numpy()
-        # relink, one step per live session at restore only; backwards, so each key's list
-        # keeps its order (merges then combine in the same order: the same floats)
-        for j in range(m - 1, -1, -1):
-            k = int(self.s_key[j])
-            self.nxt[j] = self.head[k]
-            self.head[k] = j
+        self.s_key[:m] = keys
+        self.s_start[:m] = start
+        self.s_end[:m] = end
+        self.s_rev[:m] = emitted
+        self.s_final[:m] = final
+        self.s_dirty[:m] = dirty
+        op._checked_fields(t)
+        # relink: each key's list in slot order, as the snapshot listed it (merges then
+        # combine in the same order: the same floats); vectorised, by (key, slot)
+        order = np.lexsort((np.arange(m), keys))
+        first = np.ones(m, np.bool_)
+        first[1:] = keys[order[1:]] != keys[order[:-1]]
+        after = np.full(m, -1, np.int32)
+        after[:-1] = np.where(first[1:], -1, order[1:])
+        self.nxt[order] = after
+        self.head[keys[order[first]]] = order[first]
         self.counters[1] = m
-        if "distinct" in state:
-            self.distinct = pl.DataFrame(state["distinct"])
+        self.distinct = distinct
         # the next watermark with work (see session_fire): an end, or a lateness' end
         waiting = ~self.s_final[:m] | self.s_dirty[:m]
         due = np.where(waiting, self.s_end[:m], self.s_end[:m] + self.op.setup.lateness)
