@@ -16,10 +16,13 @@ from __future__ import annotations
 import sys
 import warnings
 from pathlib import Path
+from random import Random
 
 import numpy as np
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
 import vstream as vs
@@ -411,3 +414,27 @@ def test_the_slot_hash_wraps_the_same_compiled_and_as_python() -> None:
         assert plain == compiled
         assert min(compiled) >= 0
         assert max(compiled) <= mask
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.integers(0, 9), max_size=60), st.randoms(use_true_random=False))
+def test_session_order_lists_every_key_from_its_head(keys: list[int], rnd: Random) -> None:
+    """session_order (a snapshot's order of the live sessions) against a walk of the
+    lists in Python, on per-key lists built over shuffled slots with free slots between
+    them; both compiled and as the plain Python function."""
+    slots = list(range(2 * len(keys)))
+    rnd.shuffle(slots)
+    n_keys = 10
+    head = np.full(n_keys, -1, np.int32)
+    nxt = np.full(max(len(slots), 1), -7, np.int32)  # free slots hold garbage
+    for k, j in zip(keys, slots, strict=False):
+        nxt[j] = head[k]
+        head[k] = j
+    want = []
+    for k in range(n_keys):
+        j = int(head[k])
+        while j >= 0:
+            want.append(j)
+            j = int(nxt[j])
+    for fn in (kernels.session_order, kernels.session_order.py_func):
+        assert fn(head, nxt, n_keys, len(keys)).tolist() == want
