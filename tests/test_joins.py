@@ -1357,3 +1357,46 @@ def test_right_input_of_only_keys_and_time(same_rows: SameRows) -> None:
     same_rows(got, want)
     table = right.unique("k").select("k")
     same_rows(lstream.join(table, on="k").collect(), left.join(table, on="k"))
+
+
+# ---------------------------------------------------------------------- time zones
+def test_windowed_join_on_a_zoned_column_cuts_local_windows(same_rows: SameRows) -> None:
+    """Windows over a time-zone-aware column are cut in its local time, as a window step
+    (and Polars' ``group_by_dynamic``) cuts them: in Asia/Kolkata (+5:30) an hour is
+    [10:00, 11:00) local, i.e. [04:30, 05:30) UTC, not [05:00, 06:00) UTC."""
+    zone = pl.Datetime("ms", "Asia/Kolkata")
+    utc = pl.Series([f"2024-01-01T05:{m:02d}:00" for m in (15, 20, 40)]).str.to_datetime(
+        "%Y-%m-%dT%H:%M:%S", time_unit="ms", time_zone="UTC"
+    )
+    left = pl.DataFrame({"ts": utc[:2], "k": ["a", "a"]}).with_columns(
+        pl.col("ts").dt.convert_time_zone("Asia/Kolkata")
+    )
+    right = pl.DataFrame({"ts": utc[2:], "k": ["a"], "y": [1]}).with_columns(
+        pl.col("ts").dt.convert_time_zone("Asia/Kolkata")
+    )
+    assert left.schema["ts"] == zone
+    a = vs.from_polars(left).with_watermark("ts", "0s")
+    b = vs.from_polars(right).with_watermark("ts", "0s")
+    got = a.join(b, on="k", window=vs.tumbling("1h"), how="left").collect()
+    # 05:15 and 05:20 UTC are 10:45 and 10:50 local: in [10:00, 11:00) local; 05:40 UTC
+    # (11:10 local) is in the next local hour, so no pair
+    local = got.select(
+        pl.col("window_start").dt.strftime("%H:%M"), pl.col("window_end").dt.strftime("%H:%M")
+    )
+    assert local.rows() == [("10:00", "11:00"), ("10:00", "11:00")]
+    assert got["y"].null_count() == 2
+    # Polars' own local hours agree
+    polars_windows = left.sort("ts").group_by_dynamic("ts", every="1h").agg(pl.len())
+    assert polars_windows["ts"].dt.strftime("%H:%M").to_list() == ["10:00"]
+
+
+def test_windowed_join_over_local_days_with_dst_is_refused() -> None:
+    """A local day in Europe/Berlin is 23 or 25 hours across DST; a windowed join cuts
+    fixed windows only, so it is refused when built, naming the step and the fix."""
+    df = pl.DataFrame({"ts": [0], "k": ["a"]}).with_columns(
+        pl.col("ts").cast(pl.Datetime("ms", "UTC")).dt.convert_time_zone("Europe/Berlin")
+    )
+    a = vs.from_polars(df).with_watermark("ts", "0s")
+    b = vs.from_polars(df).with_watermark("ts", "0s")
+    with pytest.raises(vs.VStreamError, match=r"join\(k, window=tumbling\('1d'\).*local days"):
+        a.join(b, on="k", window=vs.tumbling("1d"))

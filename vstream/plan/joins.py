@@ -20,7 +20,14 @@ from vstream.kernels.join import BACKWARD, FORWARD, NEAREST
 from vstream.ops.base import Operator
 from vstream.ops.join import AsofJoinOp, JoinSetup, LookupJoinOp, SymmetricJoinOp
 from vstream.plan.nodes import EventTime, Node
-from vstream.plan.windows import Hopping, Session, Tumbling, WindowSpec, resolve
+from vstream.plan.windows import (
+    Hopping,
+    Session,
+    Tumbling,
+    WindowSpec,
+    join_window_offset,
+    resolve,
+)
 
 __all__ = ["JoinNode", "build_join"]
 
@@ -314,6 +321,8 @@ def build_join(
             )
             raise PipelineError(msg)
         _, size, slide, offset, _ = resolve(spec, unit, step)
+        # on a time-zone-aware column, the windows a window step would cut (local time)
+        offset = join_window_offset(spec, lt, slide, offset, step)
         n_windows = -(-size // slide)
         if how != "inner" and n_windows > _MAX_BITS:
             msg = (
