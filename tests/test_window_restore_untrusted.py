@@ -29,6 +29,7 @@ import pyarrow as pa
 import pytest
 
 import vstream as vs
+from vstream.ops.base import Chunk
 from vstream.ops.window import WindowOp
 from vstream.state.checkpoint import seal_manifest
 
@@ -394,3 +395,31 @@ def test_undamaged_state_restores_to_the_same_rows(
     want = _pipeline(kind, string).collect()
     cols = want.columns[:3]
     assert got.sort(cols).equals(want.sort(cols))
+
+
+@pytest.mark.parametrize("kind", ["tumbling", "hopping"])
+def test_a_watermark_past_the_event_times_restores(kind: str) -> None:
+    """The last window fired follows the watermark, which may pass the event times the
+    step takes (another input's, or the wall clock's): such a state is not damaged."""
+    spec = vs.tumbling(500) if kind == "tumbling" else vs.hopping(1_000, slide=500)
+    w = (
+        vs.from_polars(pl.DataFrame(schema={"k": pl.Int64, "ts": pl.Int64, "v": pl.Float64}))
+        .with_watermark("ts", 0)
+        .window(spec, by="k", allowed_lateness=10**15)
+        .agg(pl.len(), pl.col("v").sum())
+    )
+    op = w._node.make_op()
+    assert isinstance(op, WindowOp)
+    assert op.times is not None
+    wm = I64_MAX - 10  # far past every event time the step takes, below +inf
+    assert wm > op.times[1] + 10**14
+    df = pl.DataFrame({"k": [1, 2, 1], "ts": [10, 20, 700], "v": [1.0, 2.0, 3.0]})
+    fired = [c.df for c in op.process(0, Chunk(df), 0)[0]]
+    fired += [c.df for c in op.process(0, None, wm)[0]]
+    fired_k = op.state.fired_k  # type: ignore[union-attr]
+    assert fired_k is not None
+    assert fired_k > op.times[1] // 500 + 1  # a window past every event time's
+    again = w._node.make_op()
+    again.restore(op.snapshot())
+    assert again.snapshot()["panes"].equals(op.snapshot()["panes"])
+    assert pl.concat(fired).height == (3 if kind == "tumbling" else 5)

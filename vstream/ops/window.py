@@ -1359,8 +1359,12 @@ class _PaneLogic:
             meta_t.refuse("max_pane", f"{max_pane} is below the slots' pane {panes.max()}")
         if max_pane is not None and not p_lo <= max_pane <= p_hi:
             meta_t.refuse("max_pane", f"{max_pane} is not one of the {span}")
-        if fired_k is not None and not k_lo - 1 <= fired_k <= k_hi:
-            meta_t.refuse("fired_k", f"{fired_k} is not a window number {k_lo - 1}..{k_hi}")
+        # the last window fired follows the watermark, which other inputs or the wall
+        # clock may take past the event times the step takes: any int64 watermark's
+        w_lo = ((MIN_WM - off) // pane - self.n) // self.s
+        w_hi = (MAX_WM - off) // pane // self.s
+        if fired_k is not None and not w_lo <= fired_k <= w_hi:
+            meta_t.refuse("fired_k", f"{fired_k} is no watermark's window: {w_lo}..{w_hi}")
         distinct = None
         if "distinct" in state:
             d = StateTable(step, state, "distinct")
