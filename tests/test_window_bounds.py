@@ -438,3 +438,49 @@ def test_session_order_lists_every_key_from_its_head(keys: list[int], rnd: Rando
             j = int(nxt[j])
     for fn in (kernels.session_order, kernels.session_order.py_func):
         assert fn(head, nxt, n_keys, len(keys)).tolist() == want
+
+
+def test_session_key_release_keeps_n_unique_and_stored_values(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The n_unique rows and the stored first values of sessions are per session slot:
+    releasing key ids (renumbering the keys) leaves them right. The rows equal those of
+    an index that never shrinks, and Polars'."""
+    aggs = [
+        pl.len().alias("n"),
+        pl.col("x").n_unique().alias("ux"),
+        pl.col("s").first().alias("fs"),
+        pl.col("s").last().alias("ls"),
+    ]
+    batches = [
+        b.with_columns(s=(pl.col("x").cast(pl.Int64) % 4).cast(pl.String))
+        for b in _phased(20, 300, string=True, seed=4)
+    ]
+
+    def run(slack: int) -> tuple[pl.DataFrame, int]:
+        monkeypatch.setattr(op_window, "_KEY_SLACK", slack)
+        w = (
+            vs.from_polars(batches[0].clear())
+            .with_watermark("ts", 30)
+            .window(vs.session(gap=100), by="k", allowed_lateness=50)
+            .agg(*aggs)
+        )
+        op = w._node.make_op()
+        assert isinstance(op, op_window.WindowOp)
+        out, top, most = [], MIN, 0
+        for df in batches:
+            top = max(top, int(df["ts"].max()))
+            out.extend(c.df for c in op.process(0, Chunk(df), top - 30)[0])
+            assert op.keys is not None
+            most = max(most, len(op.keys))
+        out.extend(c.df for c in op.process(0, None, MAX)[0])
+        return pl.concat(out), most
+
+    bounded, most = run(300)
+    unbounded, everything = run(1 << 40)
+    assert most < 2_000
+    assert everything == 20 * 300
+    assert_same_rows(bounded, unbounded)
+    final = bounded.sort("revision").group_by("k", "window_start").last().drop("revision")
+    want = ref.session(pl.concat(batches), 100, by="k", aggs=aggs)
+    assert_same_rows(final.select(want.columns), want)
