@@ -256,15 +256,20 @@ def kinds(draw: st.DrawFn, name: str) -> Kind:
 def _frame(draw: st.DrawFn, col: str, max_n: int) -> pl.DataFrame:
     """Rows ``ts, k, <col>`` in arrival order, each up to 25 before the newest one before
     it (the watermark bounds drawn below are often smaller: rows behind their own
-    input's watermark)."""
+    input's watermark); some keys null."""
     n = draw(st.integers(0, max_n))
     seed = draw(st.integers(0, 2**32 - 1))
     rng = np.random.default_rng(seed)
     span = draw(st.sampled_from([20, 60, 150, 400]))
     ts = np.sort(rng.integers(0, span, n)) - rng.integers(0, draw(st.integers(0, 25)) + 1, n)
     keys = rng.integers(0, draw(st.integers(1, 3)), n)
+    null = rng.random(n) < draw(st.sampled_from([0.0, 0.0, 0.2]))  # null keys match nothing
     return pl.DataFrame(
-        {"ts": ts, "k": [f"k{k}" for k in keys], col: np.arange(n)},
+        {
+            "ts": ts,
+            "k": [None if z else f"k{k}" for k, z in zip(keys, null, strict=True)],
+            col: np.arange(n),
+        },
         schema={"ts": pl.Int64, "k": pl.String, col: pl.Int64},
     )
 

@@ -1400,3 +1400,15 @@ def test_windowed_join_over_local_days_with_dst_is_refused() -> None:
     b = vs.from_polars(df).with_watermark("ts", "0s")
     with pytest.raises(vs.VStreamError, match=r"join\(k, window=tumbling\('1d'\).*local days"):
         a.join(b, on="k", window=vs.tumbling("1d"))
+
+
+@pytest.mark.parametrize("how", ["inner", "left"])
+def test_a_batch_of_only_null_keys_after_the_watermarks_moved(how: str) -> None:
+    """A windowed join's batch whose rows all have null keys (an inner join drops them
+    before probing) once both watermarks are known."""
+    nulls = timed([2_000]).with_columns(pl.lit(None, pl.String).alias("k"))
+    left = watermarked(batches_of(timed([1_000]), nulls), False)
+    right = watermarked(batches_of(timed([1_500], right=True)), False)
+    got = left.join(right, on="k", window=vs.tumbling("1s"), how=how).collect()  # type: ignore[arg-type]
+    want = [(1_000, "k01", 1_500)] + ([(2_000, None, None)] if how == "left" else [])
+    assert sorted(got.select("ts", "k", "ts_right").rows(), key=str) == sorted(want, key=str)

@@ -500,6 +500,8 @@ class SymmetricJoinOp(_JoinBase):
         if not self.outer[port] and (kid < 0).any():
             ok = kid >= 0
             df, ts, kid = df.filter(ok), ts[ok], kid[ok]
+            if not df.height:  # only null keys, which match nothing
+                return []
         payload = _payload(df, self._keep[port])
         other = self.sides[1 - port]
         mine = self.sides[port]
