@@ -486,3 +486,36 @@ def test_local_times_from_the_zone_table_are_polars(
     dtype = pl.Datetime(unit, zone)  # type: ignore[arg-type]
     expected = pl.Series(values).cast(dtype).dt.replace_time_zone(None).to_physical()
     assert to_local(values, dtype).tolist() == expected.to_list()
+
+
+# ------------------------------------------------------------------ windowed joins
+
+
+def test_a_windowed_join_over_local_days_in_a_dst_zone_is_refused() -> None:
+    df = year_of_events("Europe/Berlin", n=20).with_columns(k=pl.col("x") % 3)
+    left = vs.from_polars(df).with_watermark("ts", "1h")
+    right = vs.from_polars(df).with_watermark("ts", "1h")
+    with pytest.raises(DurationError, match=r"join\(k, window=tumbling\('1d'\).*column 'ts'.*UTC"):
+        left.join(right, on="k", window=vs.tumbling("1d"))
+
+
+@pytest.mark.parametrize(
+    ("zone", "spec"),
+    [
+        ("Asia/Kolkata", vs.tumbling("1h")),
+        ("Asia/Kolkata", vs.tumbling("1d")),
+        ("Europe/Berlin", vs.tumbling("12h")),
+        ("Europe/Berlin", vs.hopping("24h", "6h")),
+        ("America/New_York", vs.tumbling("1h")),
+    ],
+    ids=str,
+)
+def test_a_windowed_join_cuts_the_windows_a_window_step_cuts(zone: str, spec: Any) -> None:
+    df = year_of_events(zone, n=300).with_columns(k=pl.col("x") % 3)
+    left = vs.from_polars(df, batch_size=97).with_watermark("ts", "1h")
+    right = vs.from_polars(df.select("ts", "k"), batch_size=89).with_watermark("ts", "1h")
+    joined = left.join(right, on="k", window=spec).collect()
+    window = vs.from_polars(df).with_watermark("ts", "1h").window(spec, by="k").agg(pl.len())
+    expected = window.collect().select("k", "window_start", "window_end").unique()
+    got = joined.select("k", "window_start", "window_end").unique()
+    assert sorted(got.rows()) == sorted(expected.rows())
