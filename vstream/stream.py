@@ -647,8 +647,11 @@ class Stream:
         A left row is emitted once the right watermark has passed its time (plus
         ``tolerance`` for forward and nearest), so each answer is final; ``forward`` and
         ``nearest`` on an unbounded input need ``tolerance``. The output keeps the left
-        row's event time. The right side keeps, per key, the rows newer than the left
-        watermark and the newest row at or before it.
+        row's event time. The right side keeps, per key, the rows newer than the join's
+        watermark (the lower of the two inputs') and the newest row at or before it. A
+        left row is late once the join's watermark has passed it, so it can wait for a
+        lagging right input; a right row is late once the right watermark has passed it
+        (the left rows up to that time have been answered already).
 
         Examples
         --------
@@ -688,8 +691,11 @@ class Stream:
         column).
 
         Each pair is emitted once, when its second row arrives. A row is kept until the
-        other input's watermark proves no partner can come; then ``how="left"`` (or
-        ``"full"``) emits it with nulls if it found none. The output has the columns of
+        join's watermark (the lower of the two inputs') proves no partner can come; then
+        ``how="left"`` (or ``"full"``) emits it with nulls if it found none. A row is late
+        only when that watermark has passed the last time it could still pair:
+        ``t + max(upper, 0)`` for a left row, ``t + max(-lower, 0)`` for a right row,
+        never merely because it is behind its own input's watermark. The output has the columns of
         :meth:`polars.DataFrame.join` with the same ``how``, and the later of the two
         event times.
 
@@ -733,7 +739,8 @@ class Stream:
           window; the output appends ``window_start`` and ``window_end``.
         - ``other`` a Stream with ``ttl``: a regular join; pairs with the same key whose
           times are at most ``ttl`` apart, emitted when the second row arrives (rows are
-          kept for ``ttl`` of event time past the other input's watermark). Without
+          kept for ``ttl`` of event time past the join's watermark, the lower of the two
+          inputs'). Without
           ``ttl`` both inputs must be bounded.
         - ``other`` a ``polars.DataFrame`` / ``LazyFrame`` (collected when the join is
           built) / ``pyarrow.Table`` (one row per key), or
@@ -1189,8 +1196,9 @@ class JoinedStream(Stream):
     """The result of a join: a Stream, plus the late rows of each input."""
 
     def late_events(self, side: Literal["left", "right"] = "left") -> Stream:
-        """The rows of the ``side`` input that arrived behind its watermark and were left
-        out of the join, as a branch of the same plan (collect it with
+        """The rows of the ``side`` input that arrived too late for the join (its
+        watermark, the lower of the two inputs', had passed the last time they could still
+        pair) and were left out of the join, as a branch of the same plan (collect it with
         :func:`vstream.collect_all`). They are also counted in ``Metrics.late_events``.
 
         Examples
