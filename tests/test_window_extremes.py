@@ -143,6 +143,18 @@ def test_a_watermark_just_above_int64_min_with_allowed_lateness(
     assert dead.height == 0
 
 
+@pytest.mark.parametrize("slide", [33, 34, 25])
+def test_a_watermark_near_int64_min_then_the_end_fires_every_window(slide: int) -> None:
+    # the first firing (watermark MIN + 2) leaves the last fired window near
+    # MIN // slide; the next one (end of input) started from there, and window * slide
+    # overflowed int64 in the hopping kernel: no output, no late row, no dead letter
+    df = frame([0])
+    out, late, dead, _ = run(df, vs.hopping(100, slide), bound=MAX - 1, batch_size=1)
+    starts = sorted(s for s, *_ in out.rows())
+    assert starts == [k * slide for k in range(-(99 // slide), 1)]
+    assert late.height == dead.height == 0
+
+
 def test_a_key_with_events_far_apart_fires_without_a_huge_allocation() -> None:
     # hopping 1000 / 1: the output was sized by the windows between a key's first and
     # last pane (10**12 here: a MemoryError), not by the windows that have data

@@ -1159,10 +1159,15 @@ class _PaneLogic:
                     out.append(self._fire_range(k_lo, self.max_pane // s, early=True))
             return out
         if self.max_pane is not None and self.n_slots:
-            if self.fired_k is not None:
+            if self.fired_k is not None and (self.fired_k + 1) * s > MIN_WM // 2:
                 k_lo = self.fired_k + 1
-            else:  # nothing fired yet: from the first window of the oldest live pane
+            else:
+                # from the first window of the oldest live pane: nothing fired yet, or a
+                # watermark near int64's minimum left fired_k so low that k * s overflows
+                # int64 in the kernel (earlier windows hold no data)
                 k_lo = -((-(int(self.slot_pane[: self.n_slots].min()) - n + 1)) // s)
+                if self.fired_k is not None:
+                    k_lo = max(k_lo, self.fired_k + 1)
             k_hi = min(k_due, self.max_pane // s)
             if k_hi >= k_lo:
                 out.append(self._fire_range(k_lo, k_hi))
