@@ -332,7 +332,9 @@ def standard_offset(zone: str) -> int:
         eager=True,
     )  # fmt: skip
     local = utc.dt.convert_time_zone(zone).dt.replace_time_zone(None).to_physical()
-    return int((local - utc.to_physical()).min()) // 1000  # type: ignore[operator]
+    lowest = (local - utc.to_physical()).min()
+    assert isinstance(lowest, int)
+    return lowest // 1000
 
 
 @lru_cache(maxsize=64)

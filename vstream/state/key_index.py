@@ -603,9 +603,9 @@ class KeyIndex:
                 fresh._grow(0)
                 insert_pairs(fresh._table, hashes, known.get_column(_ID).to_numpy())
             else:  # a hash shared: by two keys (joins from now on), or by a key twice
-                twice = known.filter(known.select(self.columns).is_duplicated())
-                if twice.height:
-                    row = twice.select(self.columns).row(0, named=True)
+                shared = known.filter(known.select(self.columns).is_duplicated())
+                if shared.height:
+                    row = shared.select(self.columns).row(0, named=True)
                     check.refuse(", ".join(self.columns), f"the key {row} is given two ids")
                 fresh._hashed = False
         else:
