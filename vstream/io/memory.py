@@ -258,7 +258,7 @@ class ArrowSource(Source):
         those rows go to the dead letters."""
         if not self._strings:
             return Data(0, rb, pos)
-        rb, dead = drop_invalid_utf8(rb, "from_arrow")
+        rb, dead = drop_invalid_utf8(rb, "from_arrow", columns=self.read_columns)
         return Data(0, rb if rb.num_rows else None, pos, dead)
 
     def schema(self) -> pa.Schema:

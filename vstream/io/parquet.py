@@ -215,6 +215,7 @@ class ParquetSource(Source):
         }
 
         strings = self._strings
+        read = self.read_columns  # this run's (a source may be opened again for another)
 
         def produce(put: Callable[[SourceEvent], bool]) -> None:
             for i, start in starts.items():
@@ -225,7 +226,7 @@ class ParquetSource(Source):
                             pos += rb.num_rows
                             dead = None
                             if strings:
-                                rb, dead = drop_invalid_utf8(rb, "from_parquet")
+                                rb, dead = drop_invalid_utf8(rb, "from_parquet", columns=read)
                             event = Data(i, rb if rb.num_rows else None, pos, dead)
                             if not put(event):
                                 return

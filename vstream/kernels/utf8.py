@@ -9,7 +9,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["invalid_utf8_rows"]
+__all__ = ["inline_views_ascii", "invalid_utf8_rows"]
 
 
 @numba.njit(cache=True, nogil=True)
@@ -68,3 +68,35 @@ def invalid_utf8_rows(offsets: np.ndarray, data: np.ndarray) -> np.ndarray:
                 break
             j += need + 1
     return out
+
+
+@numba.njit(cache=True, nogil=True)
+def inline_views_ascii(views: np.ndarray) -> int:
+    """Over Arrow string views (``views``: one row of four int32 words a view: the length,
+    then up to 12 bytes of inline text): 0 when every view is inline (length <= 12) and
+    ASCII, 1 when an inline text has a byte >= 0x80, 2 when a view is longer (its text
+    lives in a data buffer, which this does not read). Bytes past a view's length
+    (padding) are masked out; a negative length is read as empty.
+    """
+    # the high bits of each word's bytes within the length, by length: no branch a byte
+    # (a view's text is read as three little-endian int32 words)
+    masks = np.zeros((13, 3), np.int64)
+    for n in range(13):
+        for k in range(3):
+            valid = min(max(n - 4 * k, 0), 4)
+            masks[n, k] = ((np.int64(1) << (8 * valid)) - 1) & 0x80808080
+    found = 0
+    high = np.int64(0)
+    for i in range(views.shape[0]):
+        n = views[i, 0]
+        if n > 12:
+            found = 2
+            n = 4  # the prefix of a long string's text
+        elif n < 0:
+            n = 0
+        high |= (
+            (np.int64(views[i, 1]) & masks[n, 0])
+            | (np.int64(views[i, 2]) & masks[n, 1])
+            | (np.int64(views[i, 3]) & masks[n, 2])
+        )
+    return 1 if high else found

@@ -136,6 +136,8 @@ class Executor:
             names = list(node.schema.names())
             keep = None if cols is None else [c for c in names if c in cols]
             self.source_columns[s] = keep if keep is not None and len(keep) < len(names) else None
+            assert isinstance(node, SourceNode)
+            node.source.read_columns = None if keep is None else frozenset(keep)
         self.checkpointing = Checkpointing(checkpoint, self) if checkpoint is not None else None
 
     # ------------------------------------------------------------------ wiring
