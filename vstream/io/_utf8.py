@@ -62,6 +62,11 @@ def has_strings(t: pa.DataType) -> bool:
     return False
 
 
+def reads_strings(schema: pa.Schema, columns: Collection[str] | None) -> bool:
+    """Whether any of ``columns`` (None: all) of ``schema`` holds strings."""
+    return any(has_strings(f.type) for f in schema if columns is None or f.name in columns)
+
+
 def invalid_segments(offsets: np.ndarray, data: np.ndarray) -> np.ndarray | None:
     """Per segment ``data[offsets[i]:offsets[i + 1]]`` (bytes as uint8): whether it is
     not valid UTF-8; None when every segment is valid.

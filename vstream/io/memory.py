@@ -13,7 +13,7 @@ import polars as pl
 import pyarrow as pa
 
 from vstream.errors import PipelineError, SchemaError, SourceError
-from vstream.io._utf8 import drop_invalid_utf8, has_strings
+from vstream.io._utf8 import drop_invalid_utf8, has_strings, reads_strings
 from vstream.io.base import (
     Data,
     Reader,
@@ -256,7 +256,7 @@ class ArrowSource(Source):
         """The event for ``rb``: Arrow data built from outside bytes (an IPC stream,
         ``Array.from_buffers``) may hold invalid UTF-8, which must not reach Polars;
         those rows go to the dead letters."""
-        if not self._strings:
+        if not self._strings or not reads_strings(self._schema, self.read_columns):
             return Data(0, rb, pos)
         rb, dead = drop_invalid_utf8(rb, "from_arrow", columns=self.read_columns)
         return Data(0, rb if rb.num_rows else None, pos, dead)

@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 
 from vstream.errors import SchemaError, SourceError
 from vstream.io._schema import check_names, polars_schema
-from vstream.io._utf8 import drop_invalid_utf8, has_strings
+from vstream.io._utf8 import drop_invalid_utf8, has_strings, reads_strings
 from vstream.io.base import (
     Data,
     Reader,
@@ -214,8 +214,8 @@ class ParquetSource(Source):
             for i, p in self.resume_points(resume).items()
         }
 
-        strings = self._strings
         read = self.read_columns  # this run's (a source may be opened again for another)
+        strings = self._strings and reads_strings(self.schema(), read)
 
         def produce(put: Callable[[SourceEvent], bool]) -> None:
             for i, start in starts.items():
