@@ -376,7 +376,8 @@ def test_a_column_the_run_does_not_read_is_not_checked(tmp_path: Path, kind: str
     else:
         s = vs.from_arrow(table)
     # (a dead-letter branch reads every column, to show the whole record)
-    main, metrics = s.select("ts", "host").collect(return_metrics=True)
+    with pytest.warns(UserWarning, match="1 records were refused"):
+        main, metrics = s.select("ts", "host").collect(return_metrics=True)
     assert main["host"].to_list() == ["a", "b"]
     assert metrics.dead_letters == 1
     # reading every column: each row holds a bad "note"
