@@ -5,7 +5,7 @@ State is two matrices, ``F`` (float64) and ``In`` (int64), one row per field and
 column per slot. Inputs ``Xf`` / ``Xi`` are tuples of equally typed 1-D columns (float64
 and int64; read-only), taken from the batch without a copy. ``prog`` has one row per aggregate:
 ``(kind, input column, validity column, first float field, first int field)``. Kinds and
-their fields (numbers shared with :mod:`vstream.plan.aggregates`):
+their fields (numbers defined here, used by :mod:`vstream.plan.aggregates`):
 
 ======== ====================== ===========================================
 kind     float fields           int fields
@@ -37,23 +37,35 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from vstream.plan.aggregates import (
-    COUNT,
-    FIRST_F,
-    FIRST_I,
-    LAST_F,
-    LAST_I,
-    LEN,
-    MAX_F,
-    MAX_I,
-    MEAN,
-    MIN_F,
-    MIN_I,
-    NULLS,
-    SUM_F,
-    SUM_I,
-    VAR,
-)
+# kernel kinds: the aggregate specs (vstream.plan.aggregates) and the window kernels
+# read the same numbers
+LEN, COUNT, SUM_F, SUM_I, MEAN, MIN_F, MAX_F, MIN_I, MAX_I = range(9)
+FIRST_F, FIRST_I, LAST_F, LAST_I, VAR, NUNIQUE, NULLS = range(9, 16)
+
+#: kind -> (float fields, int fields); the table above says what each holds
+FIELDS: dict[int, tuple[int, int]] = {
+    LEN: (0, 1),
+    COUNT: (0, 0),
+    SUM_F: (1, 0),
+    SUM_I: (0, 1),
+    MEAN: (1, 0),
+    MIN_F: (1, 0),
+    MAX_F: (1, 0),
+    MIN_I: (0, 1),
+    MAX_I: (0, 1),
+    FIRST_F: (1, 2),
+    FIRST_I: (0, 3),
+    LAST_F: (1, 2),
+    LAST_I: (0, 3),
+    VAR: (2, 1),
+    NUNIQUE: (0, 1),
+    NULLS: (0, 1),
+}
+
+#: kinds whose non-null rows are counted as the slot's rows minus the input's nulls
+#: (``AggLeaf.n0`` and ``AggPlan.len_field``): an aggregate of a column without nulls
+#: then updates only its value, one field an event (Q1: 7 -> 4 fields updated an event)
+COUNTED = frozenset({COUNT, MEAN, MIN_F, MAX_F, MIN_I, MAX_I})
 
 __all__ = [
     "combine_slot",

@@ -18,6 +18,7 @@ import polars as pl
 from altair.utils.html import spec_to_html
 
 from vstream.errors import ColumnNotFoundError
+from vstream.runtime.metrics_render import BOX_STYLE, metrics_html, metrics_text
 
 if TYPE_CHECKING:
     from vstream.runtime.metrics import Metrics
@@ -34,65 +35,6 @@ __all__ = [
     "table_html",
 ]
 
-_BOX = (
-    "font-family: ui-monospace, SFMono-Regular, Menlo, monospace; font-size: 12px; "
-    "border: 1px solid #ccc; border-radius: 4px; padding: 6px 10px; margin: 4px 0"
-)
-
-
-# ---------------------------------------------------------------------- formatting
-def _count(n: int) -> str:
-    return f"{n:,}"
-
-
-def _rate(per_s: float) -> str:
-    for scale, unit in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if per_s >= scale:
-            return f"{per_s / scale:,.1f} {unit}/s"
-    return f"{per_s:,.0f}/s"
-
-
-def _seconds(s: float | None) -> str:
-    if s is None:
-        return "-"
-    if abs(s) < 0.01:
-        return f"{s * 1e3:.1f} ms"  # batch latencies: a fraction of a millisecond matters
-    if abs(s) < 1:
-        return f"{s * 1e3:.0f} ms"
-    if abs(s) < 120:
-        return f"{s:.1f} s"
-    if abs(s) < 7200:
-        return f"{s / 60:.1f} min"
-    return f"{s / 3600:.1f} h"
-
-
-def _watermark(wm: object) -> str:
-    if wm is None:
-        return "-"
-    if isinstance(wm, int) and not isinstance(wm, bool):
-        return f"{wm:,}"
-    return str(wm)
-
-
-def _gauges(m: Metrics) -> list[tuple[str, str]]:
-    """(label, value) pairs shared by the HTML and the text rendering."""
-    return [
-        ("state", "running" if m.running else "finished"),
-        ("events in", _count(m.events_in)),
-        ("events/s", _rate(m.events_per_s)),
-        ("events out", _count(m.events_out)),
-        ("watermark", _watermark(m.watermark)),
-        ("event-time lag", _seconds(m.event_time_lag_s)),
-        ("late events", _count(m.late_events)),
-        ("dead letters", _count(m.dead_letters)),
-        (
-            "batch latency",
-            f"{_seconds(m.batch_latency_s)} (max {_seconds(m.max_batch_latency_s)})",
-        ),
-        ("elapsed", _seconds(m.elapsed_s)),
-        ("checkpoints", _count(m.checkpoints)),
-    ]
-
 
 def _require(df: pl.DataFrame, step: str, **columns: str | None) -> None:
     for arg, name in columns.items():
@@ -102,57 +44,6 @@ def _require(df: pl.DataFrame, step: str, **columns: str | None) -> None:
                 f"they have the columns {df.columns}. Pass {arg}= one of them."
             )
             raise ColumnNotFoundError(msg)
-
-
-# ---------------------------------------------------------------------- gauges
-def metrics_html(m: Metrics) -> str:
-    """The gauges of a run as a small HTML block.
-
-    Parameters
-    ----------
-    m
-        A metrics snapshot (``job.metrics``, or ``collect(return_metrics=True)``).
-
-    Examples
-    --------
-    >>> import vstream as vs
-    >>> from vstream.notebook import metrics_html
-    >>> out = metrics_html(vs.Metrics(events_in=1_234_567, events_per_s=12_300_000.0))
-    >>> "events/s" in out, "1,234,567" in out, "12.3 M/s" in out
-    (True, True, True)
-    """
-    cells = "".join(
-        f'<div style="display: inline-block; margin: 2px 14px 2px 0">'
-        f'<div style="color: #777; font-size: 10px">{html.escape(label)}</div>'
-        f'<div style="font-size: 14px">{html.escape(value)}</div></div>'
-        for label, value in _gauges(m)
-    )
-    return f'<div class="vstream-metrics" style="{_BOX}">{cells}</div>'
-
-
-def metrics_text(m: Metrics) -> str:
-    """The gauges of a run as plain text, one ``label: value`` line each.
-
-    Examples
-    --------
-    >>> import vstream as vs
-    >>> from vstream.notebook import metrics_text
-    >>> print(metrics_text(vs.Metrics(events_in=1500, event_time_lag_s=2.14)))
-    state          finished
-    events in      1,500
-    events/s       0/s
-    events out     0
-    watermark      -
-    event-time lag 2.1 s
-    late events    0
-    dead letters   0
-    batch latency  0.0 ms (max 0.0 ms)
-    elapsed        0.0 ms
-    checkpoints    0
-    """
-    gauges = _gauges(m)
-    width = max(len(label) for label, _ in gauges)
-    return "\n".join(f"{label:<{width}} {value}" for label, value in gauges)
 
 
 # ---------------------------------------------------------------------- table
@@ -320,7 +211,7 @@ def plan_html(stream: Stream) -> str:
     (True, True)
     """
     return (
-        f'<div class="vstream-plan" style="{_BOX}">'
+        f'<div class="vstream-plan" style="{BOX_STYLE}">'
         '<div style="font-weight: bold; margin-bottom: 4px">vstream plan</div>'
         f'<pre style="margin: 0">{html.escape(stream.explain())}</pre></div>'
     )

@@ -21,38 +21,30 @@ import polars as pl
 
 from vstream._dtypes import integer_like
 from vstream.errors import ColumnNotFoundError, ExpressionError
+from vstream.kernels.aggregate import (
+    COUNT,
+    COUNTED,
+    FIELDS,
+    FIRST_F,
+    FIRST_I,
+    LAST_F,
+    LAST_I,
+    LEN,
+    MAX_F,
+    MAX_I,
+    MEAN,
+    MIN_F,
+    MIN_I,
+    NULLS,
+    NUNIQUE,
+    SUM_F,
+    SUM_I,
+    VAR,
+)
 from vstream.plan.expressions import expression_tree, non_row_wise_parts
 
 __all__ = ["AggLeaf", "AggPlan", "plan_aggregations"]
 
-# kernel kinds (vstream.kernels.window reads the same numbers)
-LEN, COUNT, SUM_F, SUM_I, MEAN, MIN_F, MAX_F, MIN_I, MAX_I = range(9)
-FIRST_F, FIRST_I, LAST_F, LAST_I, VAR, NUNIQUE, NULLS = range(9, 16)
-
-#: kind -> (float fields, int fields); see vstream.kernels.aggregate for what each holds
-FIELDS: dict[int, tuple[int, int]] = {
-    LEN: (0, 1),
-    COUNT: (0, 0),
-    SUM_F: (1, 0),
-    SUM_I: (0, 1),
-    MEAN: (1, 0),
-    MIN_F: (1, 0),
-    MAX_F: (1, 0),
-    MIN_I: (0, 1),
-    MAX_I: (0, 1),
-    FIRST_F: (1, 2),
-    FIRST_I: (0, 3),
-    LAST_F: (1, 2),
-    LAST_I: (0, 3),
-    VAR: (2, 1),
-    NUNIQUE: (0, 1),
-    NULLS: (0, 1),
-}
-
-#: kinds whose non-null rows are counted as the slot's rows minus the input's nulls
-#: (``AggLeaf.n0`` and ``AggPlan.len_field``): an aggregate of a column without nulls
-#: then updates only its value, one field an event (Q1: 7 -> 4 fields updated an event)
-COUNTED = frozenset({COUNT, MEAN, MIN_F, MAX_F, MIN_I, MAX_I})
 
 _INCREMENTAL = ("Len", "Count", "Sum", "Mean", "Min", "Max", "First", "Last", "Var", "Std")
 #: aggregations that skip nulls: over ``x.filter(pred)`` they equal those over

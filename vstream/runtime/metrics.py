@@ -92,6 +92,6 @@ class Metrics:
 
     def _repr_html_(self) -> str:
         """The gauges, as Jupyter shows Metrics (see :func:`vstream.notebook.metrics_html`)."""
-        from vstream.notebook.render import metrics_html  # no import cycle, altair on demand
+        from vstream.runtime.metrics_render import metrics_html
 
         return metrics_html(self)
