@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from datetime import UTC, datetime, timedelta, timezone
 
 import numpy as np
@@ -14,7 +15,11 @@ from polars.testing import assert_frame_equal
 
 from vstream import datasets
 from vstream.datasets import telemetry, telemetry_arrow, telemetry_batches
+from vstream.datasets.telemetry import _Generator
 from vstream.errors import DurationError, PipelineError
+
+# The module, which the package's function of the same name hides as an attribute.
+TELEMETRY_MODULE = importlib.import_module("vstream.datasets.telemetry")
 
 START_MS = 1_704_067_200_000  # 2024-01-01T00:00:00Z
 
@@ -137,13 +142,13 @@ def test_arrow_chunks(n: int, batch_size: int) -> None:
 
 def test_batches_are_generated_lazily(monkeypatch: pytest.MonkeyPatch) -> None:
     made: list[int] = []
-    original = datasets._Generator.chunk
+    original = _Generator.chunk
 
-    def counting(self: datasets._Generator, index: int) -> pa.RecordBatch:
+    def counting(self: _Generator, index: int) -> pa.RecordBatch:
         made.append(index)
         return original(self, index)
 
-    monkeypatch.setattr(datasets._Generator, "chunk", counting)
+    monkeypatch.setattr(_Generator, "chunk", counting)
     batches = telemetry_batches(10**12, batch_size=1000)
     assert made == []
     for _ in range(70):
@@ -263,7 +268,7 @@ def test_host_name_width(hosts: int, example: str) -> None:
 
 def test_many_hosts_without_name_table(monkeypatch: pytest.MonkeyPatch) -> None:
     expected = telemetry(5000, hosts=20_000)
-    monkeypatch.setattr(datasets, "_HOST_TABLE_LIMIT", 100)
+    monkeypatch.setattr(TELEMETRY_MODULE, "_HOST_TABLE_LIMIT", 100)
     assert_frame_equal(telemetry(5000, hosts=20_000), expected)
 
 

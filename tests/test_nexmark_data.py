@@ -15,7 +15,7 @@ from polars.testing import assert_frame_equal
 
 import vstream as vs
 from vstream import datasets
-from vstream.datasets import Nexmark, nexmark, nexmark_arrow, nexmark_batches
+from vstream.datasets import Nexmark, _nexmark_events, nexmark, nexmark_arrow, nexmark_batches
 from vstream.errors import PipelineError
 
 START_MS = 1_704_067_200_000  # 2024-01-01T00:00:00Z
@@ -403,7 +403,8 @@ def test_exported() -> None:
 def test_extra_text_without_the_window(monkeypatch: pytest.MonkeyPatch) -> None:
     # Extras longer than the repeated text are copied from it: the same strings.
     expected = nexmark(20_000, seed=4)
-    monkeypatch.setattr(datasets, "_NX_TEXT_LEAD", -datasets._NX_TEXT)  # never a window
+    never = -_nexmark_events._NX_TEXT  # never a window
+    monkeypatch.setattr(_nexmark_events, "_NX_TEXT_LEAD", never)
     copied = nexmark(20_000, seed=4)
     for a, b in zip(expected, copied, strict=True):
         assert_frame_equal(a, b)
