@@ -24,6 +24,7 @@ from vstream.kernels.hashing import (
     views_equal,
     views_hash,
 )
+from vstream.kernels.keyhash import key_group, key_hash
 from vstream.state.key_index import KeyIndex, _views
 
 
@@ -125,6 +126,22 @@ def _check_index(index: KeyIndex, batches: list[pl.DataFrame]) -> None:
         assert back.rows() == df.select(index.columns).rows()
     assert sorted(seen.values()) == list(range(len(seen)))  # dense and injective
     assert len(index) == len(seen)
+    # the key group of each id: that of its key's stable hash, whatever path gave ids
+    groups = index.key_groups(16)
+    for df in batches:
+        expected = key_group(key_hash(df.select(index.columns)), 16)
+        assert groups[index.find(df, exact=True)[_no_nulls(df, index.columns)]].tolist() == (
+            expected[_no_nulls(df, index.columns)].tolist()
+        )
+        assert groups[index.ids(df)].tolist() == expected.tolist()
+
+
+def _no_nulls(df: pl.DataFrame, columns: list[str]) -> np.ndarray:
+    """Rows whose key has no null (find gives the others -1)."""
+    mask: np.ndarray = (
+        df.select(~pl.any_horizontal(pl.col(columns).is_null())).to_series().to_numpy()
+    )
+    return mask
 
 
 int_batches = st.lists(
@@ -554,3 +571,71 @@ def test_an_undamaged_keys_table_restores(dtype: pl.DataType, keys: list[Any]) -
     fresh.restore(index.snapshot())
     assert fresh.find(df.drop_nulls()).tolist() == index.find(df.drop_nulls()).tolist()
     assert fresh.ids(df).tolist() == ids.tolist()
+
+
+@pytest.mark.parametrize(
+    ("dtype", "values"),
+    [
+        (pl.Int64, [3, None, -(2**63), 3, 2**63 - 1]),
+        (pl.UInt64, [2**64 - 1, 0, None]),
+        (pl.Int32, [7, -7, None]),
+        (pl.Boolean, [True, None, False]),
+        (pl.Date, [datetime(2024, 5, 6).date(), None]),
+        (pl.Datetime("ms"), [datetime(2024, 5, 6, 7), None]),
+        (pl.Duration("us"), [timedelta(seconds=5), None]),
+        (pl.String, ["a", None, "a key of more than twelve bytes", ""]),
+        (pl.Categorical, ["x", None, "a category of more than twelve bytes"]),
+        (pl.Float64, [1.5, -0.0, 0.0, None, float("nan")]),
+    ],
+)
+def test_key_groups_are_those_of_the_stable_hash(dtype: pl.DataType, values: list[object]) -> None:
+    """Integer-like keys hash as their int64 value, others by key_hash of the column;
+    compaction and a restore keep each key's group."""
+    df = pl.DataFrame({"k": pl.Series(values, dtype=dtype)})
+    index = KeyIndex(df.schema)
+    ids = index.ids(df)
+    expected = key_group(key_hash(df), 128)
+    assert index.key_groups()[ids].tolist() == expected.tolist()
+    assert index.key_groups(128).dtype == np.int32
+    small, remap = index.compacted(np.arange(len(index))[::-1].copy())
+    assert small.key_groups()[remap[ids]].tolist() == expected.tolist()
+    restored = KeyIndex(df.schema)
+    restored.restore(index.snapshot())
+    assert restored.key_groups().tolist() == index.key_groups().tolist()
+    assert KeyIndex(df.schema).key_groups().tolist() == []
+
+
+def test_polars_hash_is_not_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Long strings and several key columns go through the stable key hash: Polars'
+    hash, unstable across Polars versions, is never called (ids, find, restore)."""
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        pytest.fail("Polars' hash was used")
+
+    monkeypatch.setattr(pl.Expr, "hash", refuse)
+    monkeypatch.setattr(pl.Series, "hash", refuse)
+    monkeypatch.setattr(pl.DataFrame, "hash_rows", refuse)
+    frames = {
+        "long": pl.DataFrame({"k": ["a", None, "x" * 40, "y" * 13, "a"]}),
+        "pair": pl.DataFrame({"k": ["a", None, "x" * 40, "a"], "n": [1, 2, None, 1]}),
+        "float": pl.DataFrame({"k": [1.5, None, 2.5]}),
+        "categorical": pl.DataFrame({"k": pl.Series(["u", None, "u"], dtype=pl.Categorical)}),
+    }
+    for df in frames.values():
+        index = KeyIndex(df.schema)
+        _check_index(index, [df, df.head(2)])
+        assert index.hashed
+        restored = KeyIndex(df.schema)
+        restored.restore(index.snapshot())
+        assert restored.find(df).tolist() == index.find(df).tolist()
+
+
+def test_key_dtypes_without_a_stable_hash_use_joins() -> None:
+    """A key column the stable hash does not take (a list) still gets exact ids, by
+    joins; asking for its key groups says why not."""
+    df = pl.DataFrame({"k": [[1, 2], [3], [1, 2]]})
+    index = KeyIndex(df.schema)
+    assert not index.hashed
+    assert index.ids(df).tolist() == [0, 1, 0]
+    with pytest.raises(vs.SchemaError, match="no stable hash"):
+        index.key_groups()

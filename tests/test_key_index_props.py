@@ -16,6 +16,7 @@ import polars as pl
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from vstream.kernels.keyhash import key_group, key_hash
 from vstream.state.key_index import KeyIndex
 
 I64_MIN, I64_MAX = -(2**63), 2**63 - 1
@@ -86,6 +87,17 @@ def _check_index(index: KeyIndex, batches: list[list[int | None]], dtype: pl.Dat
     everything = pl.DataFrame({"k": pl.Series(order, dtype=dtype)})
     assert restored.ids(everything).tolist() == list(range(len(order)))
     assert len(restored) == len(order)
+    _check_groups(index, everything)
+    assert restored.key_groups(7).tolist() == index.key_groups(7).tolist()
+
+
+def _check_groups(index: KeyIndex, everything: pl.DataFrame) -> None:
+    """The key group of each id is that of its key's stable hash (``everything``: the
+    keys in id order)."""
+    for n in (1, 7, 128):
+        groups = index.key_groups(n)
+        assert groups.dtype == np.int32
+        assert groups.tolist() == key_group(key_hash(everything), n).tolist()
 
 
 @settings(max_examples=150, deadline=None)
@@ -130,6 +142,44 @@ def test_string_keys_short_and_long_get_the_ids_of_a_dict(batches: list[list[str
         assert sorted(set(known.values())) == list(range(len(known)))
     order = sorted(known, key=known.__getitem__)
     assert index.keys(np.arange(len(index)))["k"].to_list() == order
+    _check_groups(index, pl.DataFrame({"k": pl.Series(order, dtype=pl.String)}))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.lists(
+            st.tuples(
+                st.one_of(st.none(), st.text(max_size=3), st.text(min_size=13, max_size=30)),
+                st.one_of(st.none(), st.integers(-2, 2), st.integers(I64_MIN, I64_MAX)),
+            ),
+            max_size=30,
+        ),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_two_column_keys_get_the_ids_of_a_dict(
+    batches: list[list[tuple[str | None, int | None]]],
+) -> None:
+    """Two key columns go through the stable key hash (no Polars hash): ids as a dict
+    gives them, a restore gives them back, key groups follow the stable hash."""
+    schema = pl.Schema({"s": pl.String, "i": pl.Int64})
+    index = KeyIndex(schema)
+    known: dict[tuple[str | None, int | None], int] = {}
+    for batch in batches:
+        got = index.ids(pl.DataFrame(batch, schema=schema, orient="row"))
+        for k, i in zip(batch, got.tolist(), strict=True):
+            assert known.setdefault(k, i) == i, f"key {k!r} changed its id"
+        assert sorted(set(known.values())) == list(range(len(known)))
+    order = sorted(known, key=known.__getitem__)
+    everything = pl.DataFrame(order, schema=schema, orient="row")
+    assert index.keys(np.arange(len(index))).rows() == order
+    _check_groups(index, everything)
+    restored = KeyIndex(schema)
+    restored.restore(index.snapshot())
+    assert restored.ids(everything).tolist() == list(range(len(order)))
+    assert restored.key_groups().tolist() == index.key_groups().tolist()
 
 
 @settings(max_examples=100, deadline=None)

@@ -4,13 +4,16 @@ Window and join state is struct-of-arrays indexed by these ids. One integer-like
 column (ints, booleans, dates, datetimes, durations) goes through a numba hash table
 directly. Other keys (strings, categoricals, several columns) are hashed to 64 bits
 (one String column's strings of at most 12 bytes in numba from their Arrow views, the
-rest by Polars) and the hashes go through the same table; every row's key is then checked against
+rest by the stable key hash of :mod:`vstream.kernels.keyhash`) and the hashes go through
+the same table; every row's key is then checked against
 the key stored for its id (vectorised, exact), and should two keys ever share a hash the
 index switches for good to Polars joins over each batch's distinct keys. Never a Python
 loop over rows. A null key is a key like any other (its own
 group, as in Polars). Ids are dense, assigned in order of first sight (a null integer key
 after the other new keys of its batch); :meth:`KeyIndex.compacted` makes an index of the
-live keys only, numbered again, for state whose keys come and go.
+live keys only, numbered again, for state whose keys come and go;
+:meth:`KeyIndex.key_groups` the key group of every id, from the stable key hash (the
+same in every process and run), by which keyed state is split into partitions.
 """
 
 from __future__ import annotations
@@ -35,6 +38,15 @@ from vstream.kernels.hashing import (
     rehash,
     views_equal,
     views_hash,
+)
+from vstream.kernels.keyhash import (
+    DEFAULT_KEY_GROUPS,
+    ROW_SEED,
+    combine_cells,
+    hashable,
+    int_cells,
+    key_group,
+    key_hash,
 )
 from vstream.state.slots import StateTable
 
@@ -66,6 +78,11 @@ def _view_buffers(s: pl.Series) -> tuple[np.ndarray, list[pa.Buffer]] | None:
 
 
 _ID = "__vstream_key_id__"
+
+
+def _stable_hash(keys: pl.DataFrame | pl.Series) -> np.ndarray:
+    """The stable key hash of every row, as int64 (the hash table's key type)."""
+    return key_hash(keys).view(np.int64)
 
 
 def _no_null_match(keys: pl.DataFrame, ids: np.ndarray) -> None:
@@ -122,7 +139,9 @@ class KeyIndex:
         else:
             # key rows in id order (row i is id i); used to check hashes and by keys()
             self._known = pl.DataFrame(schema={**self.schema, _ID: pl.Int32})
-            self._hashed = True  # False after a hash collision: joins from then on
+            # False after a hash collision (joins from then on), or from the start for
+            # a key dtype without a stable hash
+            self._hashed = all(hashable(dt) for dt in self.schema.dtypes())
             self._added = 0  # keys appended to _known since it was last one chunk
             size = 1024
             self._table = new_table(size)
@@ -342,9 +361,11 @@ class KeyIndex:
 
     def _hash(self, keys: pl.DataFrame, views: np.ndarray | None = None) -> np.ndarray:
         """64-bit hashes of the key rows. One String column: strings of at most 12
-        bytes are hashed from their Arrow views (``views``, or read here), longer ones
-        and nulls by Polars; every other key by Polars. The function only has to be the
-        same within a run: a restore hashes the known keys again."""
+        bytes are hashed from their Arrow views (``views``, or read here) by
+        :func:`~vstream.kernels.hashing.views_hash`, longer ones and nulls by the stable
+        :func:`~vstream.kernels.keyhash.key_hash`; every other key by the latter. The
+        table only needs the function to be the same within a run (a restore hashes the
+        known keys again); neither depends on Polars' hash."""
         if keys.width == 1 and self.schema.dtypes()[0] == pl.String:
             s = keys.to_series()
             if views is None:
@@ -353,23 +374,18 @@ class KeyIndex:
                 out = np.empty(s.len(), np.int64)
                 rest = views_hash(views, out)
                 if rest.size:
-                    out[rest] = self._polars_hash(s.gather(rest).to_frame())
+                    out[rest] = _stable_hash(s.gather(rest))
                 return out
             if s.len() and (s.null_count() or s.n_chunks() > 1):
-                # the non-null rows in one chunk go through the views; nulls by Polars
+                # the non-null rows in one chunk go through the views; nulls hashed apart
                 null = s.is_null().to_numpy()
                 out = np.empty(s.len(), np.int64)
                 if null.any():
-                    out[null] = self._polars_hash(s.filter(pl.Series(null)).to_frame())
+                    out[null] = _stable_hash(s.filter(pl.Series(null)))
                 if not null.all():
                     out[~null] = self._hash(s.filter(pl.Series(~null)).rechunk().to_frame())
                 return out
-        return self._polars_hash(keys)
-
-    def _polars_hash(self, keys: pl.DataFrame) -> np.ndarray:
-        expr = pl.col(self.columns[0]) if len(self.columns) == 1 else pl.struct(self.columns)
-        hashed: np.ndarray = keys.select(expr.hash()).to_series().to_numpy()
-        return hashed.view(np.int64)
+        return _stable_hash(keys)
 
     def _keys_of(self, df: pl.DataFrame) -> pl.DataFrame:
         """The key columns of ``df`` (one column: without a Polars select, ~25 µs)."""
@@ -527,6 +543,33 @@ class KeyIndex:
             col = col.cast(pl.Int8)
         return pl.DataFrame([col.cast(dtype)])
 
+    def key_groups(self, n_groups: int = DEFAULT_KEY_GROUPS) -> np.ndarray:
+        """The key group (int32, in ``[0, n_groups)``) of every id, ``groups[id]``: from
+        the stable hash of its key (:mod:`vstream.kernels.keyhash`), so a key is in the
+        same group in every process, on every machine and on every run. An integer-like
+        key hashes as its int64 value, as :func:`~vstream.kernels.keyhash.key_hash` of
+        the key column does.
+
+        Examples
+        --------
+        >>> import polars as pl
+        >>> from vstream.kernels.keyhash import key_group, key_hash
+        >>> df = pl.DataFrame({"host": ["a", "b", "a", None]})
+        >>> index = KeyIndex(df.schema)
+        >>> ids = index.ids(df)
+        >>> groups = index.key_groups(128)
+        >>> (groups[ids] == key_group(key_hash(df), 128)).all()
+        np.True_
+        """
+        if self._int:
+            n = self._n
+            h = np.full(n, ROW_SEED, np.uint64)
+            combine_cells(h, int_cells(self._values[:n]), ~self._null[:n])
+        else:
+            self._gatherable(self._n)
+            h = key_hash(self._key_columns())
+        return key_group(h, n_groups)
+
     def _bad_ids(self, idx: np.ndarray) -> NoReturn:
         msg = f"key index: ids must be in [0, {self._n}), got {idx.min()}..{idx.max()}"
         raise VStreamError(msg)
@@ -595,11 +638,15 @@ class KeyIndex:
             known = table.select([*self.columns, _ID]).cast({_ID: pl.Int32}).sort(_ID)
             fresh._known = known
             fresh._n = known.height
-            hashes = fresh._hash(known.select(self.columns))
+            hashes = fresh._hash(known.select(self.columns)) if fresh._hashed else None
             # distinct hashes? a sort finds out in 50 ms for 1 M keys; np.unique (numpy
             # 2.4) took 0.6-0.8 s of a 1 M string-key restore
-            ordered = np.sort(hashes)
-            if not (ordered[1:] == ordered[:-1]).any():
+            ordered = None if hashes is None else np.sort(hashes)
+            if (
+                hashes is not None
+                and ordered is not None
+                and not (ordered[1:] == ordered[:-1]).any()
+            ):
                 fresh._grow(0)
                 insert_pairs(fresh._table, hashes, known.get_column(_ID).to_numpy())
             else:  # a hash shared: by two keys (joins from now on), or by a key twice
