@@ -20,8 +20,8 @@ from altair.utils.html import spec_to_html
 from vstream.errors import ColumnNotFoundError
 
 if TYPE_CHECKING:
+    from vstream.api.stream import Stream
     from vstream.runtime.metrics import Metrics
-    from vstream.stream import Stream
 
 __all__ = [
     "dashboard_html",
