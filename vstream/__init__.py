@@ -12,6 +12,23 @@ Examples
 from __future__ import annotations
 
 from vstream import datasets
+from vstream.api import (
+    Job,
+    JoinedStream,
+    LazySink,
+    Stream,
+    WindowBuilder,
+    WindowedStream,
+    collect_all,
+    concat,
+    from_arrow,
+    from_ndjson,
+    from_parquet,
+    from_polars,
+    from_records,
+    start_all,
+    table,
+)
 from vstream.errors import (
     CheckpointError,
     CheckpointWarning,
@@ -26,21 +43,8 @@ from vstream.errors import (
     UnboundedError,
     VStreamError,
 )
-from vstream.io.api import from_arrow, from_ndjson, from_parquet, from_polars, from_records
 from vstream.plan.windows import Hopping, Session, Tumbling, hopping, session, tumbling
-from vstream.runtime.job import Job
 from vstream.runtime.metrics import Metrics
-from vstream.stream import (
-    JoinedStream,
-    LazySink,
-    Stream,
-    WindowBuilder,
-    WindowedStream,
-    collect_all,
-    concat,
-    start_all,
-    table,
-)
 
 __version__ = "0.1.0"
 

@@ -18,8 +18,8 @@ from collections.abc import Callable, Sequence
 import polars as pl
 from polars.testing import assert_frame_equal
 
-from vstream.io.api import from_polars
-from vstream.stream import Stream
+from vstream.api.sources import from_polars
+from vstream.api.stream import Stream
 
 __all__ = ["assert_batch_size_independent", "assert_frame_equal_unordered", "assert_same_result"]
 

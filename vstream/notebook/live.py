@@ -22,7 +22,7 @@ from vstream._jupyter import in_notebook
 from vstream.notebook.render import dashboard_html, dashboard_text
 
 if TYPE_CHECKING:
-    from vstream.runtime.job import Job
+    from vstream.api.job import Job
 
 __all__ = ["LiveView"]
 

@@ -21,8 +21,8 @@ from vstream.errors import ColumnNotFoundError
 from vstream.runtime.metrics_render import BOX_STYLE, metrics_html, metrics_text
 
 if TYPE_CHECKING:
+    from vstream.api.stream import Stream
     from vstream.runtime.metrics import Metrics
-    from vstream.stream import Stream
 
 __all__ = [
     "dashboard_html",

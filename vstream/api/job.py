@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING
 
 import polars as pl
 
+from vstream.api.base import StreamBase
+from vstream.api.sinks import LazySink, job_checkpoint, to_targets
 from vstream.errors import PipelineError
 from vstream.io.sinks import ResultsSink
 from vstream.runtime.checkpointing import CheckpointConfig
@@ -17,7 +19,6 @@ from vstream.runtime.metrics import Metrics
 
 if TYPE_CHECKING:
     from vstream.notebook.live import LiveView
-    from vstream.stream import LazySink, Stream
 
 __all__ = ["Job"]
 
@@ -45,15 +46,13 @@ class Job:
     @classmethod
     def launch(
         cls,
-        items: Sequence[Stream | LazySink],
+        items: Sequence[StreamBase | LazySink],
         *,
         keep: int = 100_000,
         checkpoint: CheckpointConfig | None = None,
     ) -> Job:
-        from vstream.stream import _targets, job_checkpoint
-
         config = job_checkpoint(items, checkpoint, "start")
-        executor = Executor(_targets(items, keep=keep), config)
+        executor = Executor(to_targets(items, keep=keep), config)
         executor.open()  # a source that cannot be opened fails here, not in the thread
         if executor.checkpointing is not None:
             executor.checkpointing.warn(3)  # at the user's start() / start_all()

@@ -10,13 +10,13 @@ import polars as pl
 import pyarrow as pa
 
 from vstream._duration import Duration
+from vstream.api.stream import Stream
 from vstream.io._schema import SchemaLike
 from vstream.io.memory import ArrowSource, PolarsSource
 from vstream.io.ndjson import NdjsonSource
 from vstream.io.parquet import ParquetSource
 from vstream.io.records import RecordsSource, max_delay_seconds
 from vstream.plan.nodes import SourceNode
-from vstream.stream import Stream
 
 __all__ = ["from_arrow", "from_ndjson", "from_parquet", "from_polars", "from_records"]
 

@@ -1,0 +1,692 @@
+"""The fluent Stream API: a Stream and its steps. Every method builds and checks a plan
+node; nothing runs until a terminal call (``collect``, ``iter_batches``, ``sink_*``,
+``start``: :mod:`vstream.api.sinks`)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+import polars as pl
+import pyarrow as pa
+
+from vstream._duration import Duration, TimeUnit, parse_duration, wall_seconds
+from vstream.api._parse import call_label, flatten, selector, short, to_expr
+from vstream.api.options import TIME_UNITS, AsofStrategy, IntoExpr, JoinHow, LateMode, TimeMode
+from vstream.api.sinks import Terminals
+from vstream.errors import (
+    ColumnNotFoundError,
+    EventTimeError,
+    ExpressionError,
+    PipelineError,
+)
+from vstream.ops.stateless import filter_frame, select_step, with_columns_step
+from vstream.plan.expressions import (
+    check_row_wise,
+    check_row_wise_on_sample,
+    infer_schema,
+    root_columns,
+)
+from vstream.plan.nodes import (
+    DeadLettersNode,
+    EventTime,
+    HeadNode,
+    StepNode,
+    WatermarkNode,
+)
+from vstream.plan.windows import WindowSpec
+
+if TYPE_CHECKING:
+    # these subclass or take a Stream: imported where they are used, below
+    from vstream.api.join import JoinedStream, TableStream
+    from vstream.api.window import WindowBuilder
+
+__all__ = ["Stream"]
+
+
+class Stream(Terminals):
+    """A lazily built stream of micro-batches, the streaming counterpart of a LazyFrame.
+
+    Build one with a source (:func:`vstream.from_polars`, :func:`vstream.from_parquet`,
+    ...), chain steps, then run it with a terminal call.
+
+    Examples
+    --------
+    >>> import polars as pl
+    >>> import vstream as vs
+    >>> df = pl.DataFrame({"ts": [1, 2, 3], "host": ["a", "b", "a"], "cpu": [10.0, -1.0, 30.0]})
+    >>> (
+    ...     vs.from_polars(df, batch_size=2)
+    ...     .filter(pl.col("cpu") >= 0)
+    ...     .with_columns(load=pl.col("cpu") / 100)
+    ...     .collect()
+    ... )
+    shape: (2, 4)
+    ┌─────┬──────┬──────┬──────┐
+    │ ts  ┆ host ┆ cpu  ┆ load │
+    │ --- ┆ ---  ┆ ---  ┆ ---  │
+    │ i64 ┆ str  ┆ f64  ┆ f64  │
+    ╞═════╪══════╪══════╪══════╡
+    │ 1   ┆ a    ┆ 10.0 ┆ 0.1  │
+    │ 3   ┆ a    ┆ 30.0 ┆ 0.3  │
+    └─────┴──────┴──────┴──────┘
+    """
+
+    def _repr_html_(self) -> str:
+        """The plan with its schemas, as Jupyter shows a Stream (see :meth:`explain`)."""
+        from vstream.notebook.render import plan_html  # altair loads only when displayed
+
+        return plan_html(self)
+
+    # ------------------------------------------------------------------ event time
+    def with_watermark(
+        self,
+        column: str | pl.Expr,
+        max_out_of_orderness: Duration = 0,
+        *,
+        idle_timeout: Duration | float | None = None,
+        time_unit: TimeUnit | None = None,
+    ) -> Stream:
+        """Declare the event-time column and how far out of order events may arrive.
+
+        Each source split tracks ``max(event time seen) - max_out_of_orderness``; the
+        stream's watermark is the minimum over unfinished, non-idle splits and never
+        decreases. Rows with a null event time go to :meth:`dead_letters`.
+
+        Parameters
+        ----------
+        column
+            An integer or ``pl.Datetime`` column: its name or ``pl.col(name)``. A computed
+            event time is added as a column first (``.with_columns(ts=...)``).
+        max_out_of_orderness
+            How late an event may be relative to the newest one seen: an int in the
+            column's unit, or a Polars duration string / timedelta (for an integer
+            column only when ``time_unit`` is declared).
+        idle_timeout
+            Wall-clock time (duration string, timedelta or seconds) after which a split
+            without data stops holding the watermark back; when every split is idle the
+            watermark follows the wall clock.
+        time_unit
+            The unit of an integer event-time column: ``"ns"``, ``"us"``, ``"ms"``, ``"s"``.
+
+        Examples
+        --------
+        >>> import polars as pl
+        >>> import vstream as vs
+        >>> df = pl.DataFrame({"ts": [1_000, 3_000, 2_000]})
+        >>> vs.from_polars(df).with_watermark("ts", "1s", time_unit="ms").event_time
+        'ts'
+        >>> vs.from_polars(df).with_watermark(pl.col("ts"), 1_000).event_time
+        'ts'
+        """
+        if isinstance(column, pl.Expr):
+            if not column.meta.is_column():
+                if column.meta.output_name(raise_if_undetermined=False) is None:
+                    fix = "it may select several columns: name one, as in pl.col('ts')"
+                else:
+                    fix = (
+                        "add it as a column first, .with_columns(ts=<the expression>), "
+                        "then call .with_watermark('ts', ...)"
+                    )
+                msg = (
+                    f"with_watermark({column}): the event time must be one column, given by "
+                    f"its name or as pl.col(name), not an expression; {fix}"
+                )
+                raise EventTimeError(msg)
+            column = column.meta.output_name()
+        elif not isinstance(column, str):
+            msg = (
+                f"with_watermark({column!r}): the event-time column is given by its name "
+                f"(a str) or as pl.col(name); got {type(column).__name__}"
+            )
+            raise EventTimeError(msg)
+        step = f"with_watermark({column!r})"
+        if self._node.event_time is not None:
+            msg = (
+                f"{step}: the stream already has event time {self._node.event_time.column!r}; "
+                "call with_watermark once per stream"
+            )
+            raise EventTimeError(msg)
+        if column not in self.schema:
+            msg = f"{step}: no column {column!r}; the stream has {self.columns}"
+            raise ColumnNotFoundError(msg)
+        dtype = self.schema[column]
+        unit: TimeUnit | None
+        if isinstance(dtype, pl.Datetime):
+            unit = dtype.time_unit
+            if time_unit is not None and time_unit != unit:
+                msg = f"{step}: time_unit={time_unit!r} but the column is {dtype} (unit {unit!r})"
+                raise EventTimeError(msg)
+        elif dtype.is_integer():
+            if time_unit is not None and time_unit not in TIME_UNITS:
+                msg = f"{step}: time_unit must be one of {TIME_UNITS}, got {time_unit!r}"
+                raise EventTimeError(msg)
+            unit = time_unit
+        else:
+            hint = (
+                " (cast it with pl.col(...).cast(pl.Datetime('ms')) first)"
+                if dtype in (pl.Date, pl.String)
+                else ""
+            )
+            msg = (
+                f"{step}: the event-time column must be an integer or Datetime, "
+                f"{column!r} is {dtype}{hint}"
+            )
+            raise EventTimeError(msg)
+        delay = parse_duration(max_out_of_orderness, unit, what=f"{step} max_out_of_orderness")
+        idle = None if idle_timeout is None else wall_seconds(idle_timeout, f"{step} idle_timeout")
+        et = EventTime(column, dtype, unit, delay, idle)
+        shown = (
+            f"{max_out_of_orderness}"
+            if not isinstance(max_out_of_orderness, timedelta)
+            else (f"{delay}{unit}")
+        )
+        label = f"with_watermark({column!r}, max_out_of_orderness={shown})"
+        return Stream(WatermarkNode(self._node, et, label))
+
+    # ------------------------------------------------------------------ stateless steps
+    def _step(
+        self,
+        label: str,
+        fn: Callable[[pl.DataFrame], pl.DataFrame],
+        *,
+        exprs: Sequence[pl.Expr] = (),
+        check_schema: bool = False,
+        assigns: frozenset[str] | None = frozenset(),
+        renames: dict[str, str] | None = None,
+        uses: frozenset[str] | None = None,
+    ) -> Stream:
+        for e in exprs:
+            check_row_wise(e, label)
+        schema = infer_schema(label, self.schema, fn)
+        if exprs:
+            check_row_wise_on_sample(list(exprs), self.schema, label)
+        et = self._node.event_time
+        if et is not None and et.column not in schema:
+            et = None  # the event-time column was dropped: downstream has no event time
+        roots = root_columns(exprs)
+        node = StepNode(
+            self._node,
+            label,
+            fn,
+            schema,
+            et,
+            check_schema=check_schema,
+            assigns=assigns,
+            renames=renames,
+            uses=None if roots is None else roots | (uses or frozenset()),
+        )
+        return Stream(node)
+
+    def _guard_time_column(self, label: str, names: list[str]) -> None:
+        et = self._node.event_time
+        if et is not None and et.column in names:
+            msg = (
+                f"{label}: assigns the event-time column {et.column!r} after with_watermark; "
+                "compute it before with_watermark, or write the result to another column"
+            )
+            raise EventTimeError(msg)
+
+    def filter(self, *predicates: pl.Expr, **constraints: Any) -> Stream:
+        """Keep the rows where every predicate is true (row-wise Polars expressions).
+
+        Examples
+        --------
+        >>> import polars as pl
+        >>> import vstream as vs
+        >>> s = vs.from_polars(pl.DataFrame({"x": [1, 5, 3]})).filter(pl.col("x") > 2)
+        >>> s.collect()["x"].to_list()
+        [5, 3]
+        """
+        predicates = flatten(predicates)
+        label = f"filter({', '.join(short(p) for p in predicates) or ''}"
+        label += (
+            (", " if predicates and constraints else "")
+            + ", ".join(f"{k}={v!r}" for k, v in constraints.items())
+            + ")"
+        )
+        exprs = [pl.col(k) == v for k, v in constraints.items()]
+        for p in predicates:
+            if isinstance(p, str) or not isinstance(p, pl.Expr):
+                kind = type(p).__name__
+                msg = f"{label}: a predicate must be a Polars expression, got {kind} {p!r}"
+                raise ExpressionError(msg)
+            exprs.append(p)
+        if not exprs:
+            msg = "filter() needs at least one predicate"
+            raise ExpressionError(msg)
+        for e in exprs:
+            check_row_wise(e, label)
+            dtype = infer_schema(label, self.schema, selector(e)).dtypes()[0]
+            if dtype not in (pl.Boolean, pl.Null):
+                msg = f"{label}: the predicate {short(e)} is {dtype}, not Boolean"
+                raise ExpressionError(msg)
+        predicate = pl.all_horizontal(exprs) if len(exprs) > 1 else exprs[0]
+        return self._step(label, lambda df: filter_frame(df, predicate), exprs=exprs)
+
+    def with_columns(self, *exprs: IntoExpr, **named: IntoExpr) -> Stream:
+        """Add or replace columns with row-wise Polars expressions.
+
+        Examples
+        --------
+        >>> import polars as pl
+        >>> import vstream as vs
+        >>> s = vs.from_polars(pl.DataFrame({"ms": [1500]})).with_columns(s=pl.col("ms") / 1000)
+        >>> s.collect()["s"].to_list()
+        [1.5]
+        """
+        exprs = flatten(exprs)
+        es = [to_expr(e) for e in exprs] + [to_expr(v).alias(k) for k, v in named.items()]
+        label = call_label("with_columns", exprs, named)
+        for e in es:
+            check_row_wise(e, label)
+        names = infer_schema(label, self.schema, lambda df: df.select(es)).names()
+        self._guard_time_column(label, names)
+        # a replaced column keeps its place, so the source must still deliver it
+        replaced = frozenset(n for n in names if n in self.schema)
+        return self._step(
+            label, with_columns_step(es), exprs=es, assigns=frozenset(names), uses=replaced
+        )
+
+    def select(self, *exprs: IntoExpr, **named: IntoExpr) -> Stream:
+        """Keep or compute columns with row-wise Polars expressions.
+
+        Examples
+        --------
+        >>> import polars as pl
+        >>> import vstream as vs
+        >>> s = vs.from_polars(pl.DataFrame({"a": [1], "b": [2]}))
+        >>> s.select("b", c=pl.col("a") + 1).columns
+        ['b', 'c']
+        """
+        exprs = flatten(exprs)
+        es = [to_expr(e) for e in exprs] + [to_expr(v).alias(k) for k, v in named.items()]
+        label = call_label("select", exprs, named)
+        if not es:
+            msg = "select() needs at least one column or expression"
+            raise ExpressionError(msg)
+        for e in es:
+            check_row_wise(e, label)
+        computed: set[str] = set()
+        for e in es:
+            out = infer_schema(label, self.schema, selector(e)).names()
+            passthrough = (
+                e.meta.is_column()
+                and e.meta.output_name() in self.schema
+                and (e.meta.root_names() == [e.meta.output_name()])
+            )
+            if not passthrough:
+                computed.update(out)
+        self._guard_time_column(label, sorted(computed))
+        return self._step(label, select_step(es), exprs=es, assigns=frozenset(computed))
+
+    def drop(self, *columns: str | Any) -> Stream:
+        """Remove columns: names (all must exist) or Polars selectors.
+
+        Examples
+        --------
+        >>> import polars as pl
+        >>> import vstream as vs
+        >>> vs.from_polars(pl.DataFrame({"a": [1], "b": [2]})).drop("a").columns
+        ['b']
+        """
+        label = f"drop({', '.join(short(c) for c in columns)})"
+        kept = infer_schema(label, self.schema, lambda df: df.drop(*columns)).names()
+        gone = [c for c in self.schema.names() if c not in kept]
+        return self._step(label, lambda df: df.drop(gone), uses=frozenset(gone))
+
+    def rename(self, mapping: Mapping[str, str]) -> Stream:
+        """Rename columns; the event-time column may be renamed too.
+
+        Examples
+        --------
+        >>> import polars as pl
+        >>> import vstream as vs
+        >>> vs.from_polars(pl.DataFrame({"a": [1]})).rename({"a": "b"}).columns
+        ['b']
+        """
+        mapping = dict(mapping)
+        label = f"rename({mapping})"
+        missing = [c for c in mapping if c not in self.schema]
+        if missing:
+            msg = f"{label}: no column {missing[0]!r}; the stream has {self.columns}"
+            raise ColumnNotFoundError(msg)
+        out = self._step(
+            label,
+            lambda df: df.rename(mapping),
+            renames={new: old for old, new in mapping.items()},
+        )
+        et = self._node.event_time
+        if et is not None and (et.column in mapping or et.other in mapping):
+            node = out._node
+            assert isinstance(node, StepNode)
+            # only the names change: a window result's time stays window_end - 1
+            node.event_time = dataclasses.replace(
+                et,
+                column=mapping.get(et.column, et.column),
+                other=None if et.other is None else mapping.get(et.other, et.other),
+            )
+        return out
+
+    def map_batches(
+        self,
+        fn: Callable[[pl.DataFrame], pl.DataFrame],
+        *,
+        schema: Mapping[str, pl.DataType] | pl.Schema | None = None,
+        name: str | None = None,
+    ) -> Stream:
+        """Apply any function to each micro-batch: the explicit escape hatch.
+
+        The function sees one batch at a time, so anything it computes across rows is
+        per batch. Its output schema is ``schema`` or, if not given, found by calling it
+        on an empty frame when the pipeline is built.
+
+        Examples
+        --------
+        >>> import polars as pl
+        >>> import vstream as vs
+        >>> s = vs.from_polars(pl.DataFrame({"a": [1, 2]})).map_batches(lambda df: df * 10)
+        >>> s.collect()["a"].to_list()
+        [10, 20]
+        """
+        if not callable(fn):
+            msg = f"map_batches takes a function of a polars.DataFrame, got {type(fn).__name__}"
+            raise PipelineError(msg)
+        label = f"map_batches({name or getattr(fn, '__name__', type(fn).__name__)})"
+        if schema is not None:
+            expected = pl.Schema(schema)
+            out = Stream(
+                StepNode(self._node, label, fn, expected, None, check_schema=True, assigns=None)
+            )
+        else:
+
+            def checked(df: pl.DataFrame) -> pl.DataFrame:
+                res = fn(df)
+                if not isinstance(res, pl.DataFrame):
+                    msg = f"{label} must return a polars.DataFrame, got {type(res).__name__}"
+                    raise PipelineError(msg)
+                return res
+
+            out = self._step(label, checked, check_schema=True, assigns=None)
+        et = self._node.event_time
+        keeps_time = et is not None and out.schema.get(et.column) == et.dtype
+        out._node.event_time = et if keeps_time else None
+        return out
+
+    def head(self, n: int) -> Stream:
+        """The first ``n`` rows; bounds an unbounded stream so it can be collected.
+
+        Examples
+        --------
+        >>> import polars as pl
+        >>> import vstream as vs
+        >>> vs.from_polars(pl.DataFrame({"a": range(10)}), batch_size=3).head(4).collect().height
+        4
+        """
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            msg = f"head(n): n must be an int >= 0, got {n!r}"
+            raise PipelineError(msg)
+        return Stream(HeadNode(self._node, n))
+
+    # ------------------------------------------------------------------ windows
+    def window(
+        self,
+        spec: WindowSpec,
+        by: str | Sequence[str] | None = None,
+        *,
+        allowed_lateness: Duration = 0,
+        late: LateMode = "drop",
+        early: Duration | float | None = None,
+        time: TimeMode = "event",
+    ) -> WindowBuilder:
+        """Group the stream into windows (per key ``by``); finish with ``.agg(...)``.
+
+        Parameters
+        ----------
+        spec
+            :func:`vstream.tumbling`, :func:`vstream.hopping` or :func:`vstream.session`.
+        by
+            Key column(s): integer, string, categorical, boolean or date; null keys form
+            their own group. None: windows over all rows.
+        allowed_lateness
+            How long after firing a window keeps its state: a late event within it
+            updates the window, which is emitted again with ``revision`` + 1.
+        late
+            ``"drop"`` (counted in the metrics) or ``"side"``: events late for all their
+            windows also go to :meth:`WindowedStream.late_events`.
+        early
+            Wall-clock interval at which open windows emit their current partial result
+            (with a ``revision`` column); the final result follows when the window fires.
+        time
+            ``"event"`` (the column set by :meth:`with_watermark`) or ``"processing"``
+            (the wall clock at arrival; windows fire by the wall clock).
+
+        Examples
+        --------
+        >>> import polars as pl
+        >>> import vstream as vs
+        >>> df = pl.DataFrame({"ts": [0, 500, 1_500], "cpu": [1.0, 3.0, 5.0]})
+        >>> (
+        ...     vs.from_polars(df)
+        ...     .with_watermark("ts", "1s", time_unit="ms")
+        ...     .window(vs.tumbling("1s"))
+        ...     .agg(pl.len(), pl.col("cpu").mean())
+        ...     .collect()
+        ... )
+        shape: (2, 4)
+        ┌──────────────┬────────────┬─────┬─────┐
+        │ window_start ┆ window_end ┆ len ┆ cpu │
+        │ ---          ┆ ---        ┆ --- ┆ --- │
+        │ i64          ┆ i64        ┆ u32 ┆ f64 │
+        ╞══════════════╪════════════╪═════╪═════╡
+        │ 0            ┆ 1000       ┆ 2   ┆ 2.0 │
+        │ 1000         ┆ 2000       ┆ 1   ┆ 5.0 │
+        └──────────────┴────────────┴─────┴─────┘
+        """
+        from vstream.api.window import WindowBuilder
+
+        return WindowBuilder(
+            self, spec, by, allowed_lateness=allowed_lateness, late=late, early=early, time=time
+        )
+
+    def group_by(self, *by: Any, **kwargs: Any) -> None:
+        """Not a streaming operation: a running group-by never ends. Use windows.
+
+        Raises
+        ------
+        PipelineError
+            Always, pointing to ``.window(...).agg(...)``.
+        """
+        msg = (
+            "group_by(...) on a stream would never finish (its groups change with every "
+            "event): aggregate over windows instead, e.g. "
+            ".window(vs.tumbling('1m'), by=...).agg(...)"
+        )
+        raise PipelineError(msg)
+
+    # ------------------------------------------------------------------ joins
+    def join_asof(
+        self,
+        other: Stream,
+        on: str | None = None,
+        *,
+        left_on: str | None = None,
+        right_on: str | None = None,
+        by: str | Sequence[str] | None = None,
+        by_left: str | Sequence[str] | None = None,
+        by_right: str | Sequence[str] | None = None,
+        strategy: AsofStrategy = "backward",
+        tolerance: Duration | None = None,
+        suffix: str = "_right",
+    ) -> JoinedStream:
+        """Join each row to the right row with the nearest earlier (or later) time, as
+        :meth:`polars.DataFrame.join_asof` does.
+
+        Both inputs need event time; ``on`` is the event-time column (the default).
+        ``backward`` takes the right row with the largest time ``<=`` the left row's,
+        per key ``by``; ``forward`` the smallest ``>=``; ``nearest`` the closer one.
+        A left row is emitted once the right watermark has passed its time (plus
+        ``tolerance`` for forward and nearest), so each answer is final; ``forward`` and
+        ``nearest`` on an unbounded input need ``tolerance``. The output keeps the left
+        row's event time. The right side keeps, per key, the rows newer than the join's
+        watermark (the lower of the two inputs') and the newest row at or before it. A
+        left row is late once the join's watermark has passed it, so it can wait for a
+        lagging right input; a right row is late once the right watermark has passed it
+        (the left rows up to that time have been answered already).
+
+        Examples
+        --------
+        >>> import polars as pl
+        >>> import vstream as vs
+        >>> ev = pl.DataFrame({"ts": [5, 12, 30], "host": ["a", "a", "b"]})
+        >>> dep = pl.DataFrame({"ts": [0, 10, 20], "host": ["a", "a", "b"], "ver": [1, 2, 7]})
+        >>> left = vs.from_polars(ev).with_watermark("ts", 0)
+        >>> right = vs.from_polars(dep).with_watermark("ts", 0)
+        >>> left.join_asof(right, on="ts", by="host").collect().sort("ts")["ver"].to_list()
+        [1, 2, 7]
+        """
+        from vstream.api.join import JoinedStream, stream_arg
+        from vstream.plan.joins import JoinArgs, build_join
+
+        step = f"join_asof({short(by or by_left or '', 30)}, strategy={strategy!r})"
+        other = stream_arg(step, other)
+        args = JoinArgs(
+            "asof", on, left_on, right_on, by, by_left, by_right,
+            strategy=strategy, tolerance=tolerance, suffix=suffix,
+        )  # fmt: skip
+        return JoinedStream(build_join(step, self._node, other._node, args))
+
+    def join_interval(
+        self,
+        other: Stream,
+        on: str | Sequence[str] | None = None,
+        *,
+        left_on: str | Sequence[str] | None = None,
+        right_on: str | Sequence[str] | None = None,
+        lower: Duration,
+        upper: Duration,
+        how: JoinHow = "inner",
+        suffix: str = "_right",
+    ) -> JoinedStream:
+        """Pair rows with the same key whose times satisfy
+        ``left.t + lower <= right.t <= left.t + upper`` (``t``: each input's event-time
+        column).
+
+        Each pair is emitted once, when its second row arrives. A row is kept until the
+        join's watermark (the lower of the two inputs') proves no partner can come; then
+        ``how="left"`` (or ``"full"``) emits it with nulls if it found none. A row is late
+        only when that watermark has passed the last time it could still pair:
+        ``t + max(upper, 0)`` for a left row, ``t + max(-lower, 0)`` for a right row,
+        never merely because it is behind its own input's watermark. The output has the columns of
+        :meth:`polars.DataFrame.join` with the same ``how``, and the later of the two
+        event times.
+
+        Examples
+        --------
+        >>> import polars as pl
+        >>> import vstream as vs
+        >>> req = pl.DataFrame({"ts": [0, 10], "id": [1, 2]})
+        >>> resp = pl.DataFrame({"ts": [3, 50], "id": [1, 2], "code": [200, 500]})
+        >>> a = vs.from_polars(req).with_watermark("ts", 0)
+        >>> b = vs.from_polars(resp).with_watermark("ts", 0)
+        >>> out = a.join_interval(b, on="id", lower=0, upper=30, how="left").collect()
+        >>> out.sort("id").select("id", "code").rows()
+        [(1, 200), (2, None)]
+        """
+        from vstream.api.join import JoinedStream, stream_arg
+        from vstream.plan.joins import JoinArgs, build_join
+
+        step = f"join_interval({short(on or left_on, 30)}, lower={lower!r}, upper={upper!r})"
+        other = stream_arg(step, other)
+        args = JoinArgs(
+            "interval", on, left_on, right_on, how=how, suffix=suffix, lower=lower, upper=upper
+        )
+        return JoinedStream(build_join(step, self._node, other._node, args))
+
+    def join(
+        self,
+        other: Stream | TableStream | pl.DataFrame | pl.LazyFrame | pa.Table,
+        on: str | Sequence[str] | None = None,
+        *,
+        left_on: str | Sequence[str] | None = None,
+        right_on: str | Sequence[str] | None = None,
+        how: JoinHow = "inner",
+        window: WindowSpec | None = None,
+        ttl: Duration | None = None,
+        suffix: str = "_right",
+    ) -> JoinedStream:
+        """Join on key columns, as :meth:`polars.DataFrame.join` does.
+
+        - ``other`` a Stream with ``window=vs.tumbling(...)`` or ``vs.hopping(...)``:
+          a windowed join; pairs with the same key that share a window, once per shared
+          window; the output appends ``window_start`` and ``window_end``.
+        - ``other`` a Stream with ``ttl``: a regular join; pairs with the same key whose
+          times are at most ``ttl`` apart, emitted when the second row arrives (rows are
+          kept for ``ttl`` of event time past the join's watermark, the lower of the two
+          inputs'). Without
+          ``ttl`` both inputs must be bounded.
+        - ``other`` a ``polars.DataFrame`` / ``LazyFrame`` (collected when the join is
+          built) / ``pyarrow.Table`` (one row per key), or
+          :func:`vstream.table` of a stream of updates (the latest row per key wins): a
+          lookup. Before each event batch the update stream is read up to its current
+          end, so each event sees the table as of its batch (processing time). The
+          output keeps the events' event time.
+
+        ``how`` is ``"inner"``, ``"left"`` or (stream-stream) ``"full"``; unmatched rows
+        are emitted when the watermarks prove no partner can come. Stream-stream joins
+        have the later of the two event times.
+
+        Examples
+        --------
+        >>> import polars as pl
+        >>> import vstream as vs
+        >>> hosts = pl.DataFrame({"host": ["a", "b"], "dc": ["eu", "us"]})
+        >>> ev = vs.from_polars(pl.DataFrame({"host": ["b", "a", "c"], "cpu": [1, 2, 3]}))
+        >>> ev.join(hosts, on="host", how="left").collect()["dc"].to_list()
+        ['us', 'eu', None]
+        """
+        from vstream.api.join import JoinedStream, TableStream, stream_arg
+        from vstream.plan.joins import JoinArgs, build_join
+
+        if isinstance(other, pl.LazyFrame):
+            other = other.collect()
+        if isinstance(other, pl.DataFrame | pa.Table | TableStream):
+            step = f"join(table, on={short(on or left_on, 30)}, how={how!r})"
+            if window is not None or ttl is not None:
+                msg = f"{step}: window= and ttl= are for joins of two streams, not lookups"
+                raise PipelineError(msg)
+            args = JoinArgs("lookup", on, left_on, right_on, how=how, suffix=suffix)
+            if isinstance(other, TableStream):
+                return JoinedStream(build_join(step, self._node, other.stream._node, args))
+            table = other if isinstance(other, pl.DataFrame) else pl.DataFrame(other)
+            return JoinedStream(build_join(step, self._node, None, args, table=table))
+        kind = "window" if window is not None else "regular"
+        extra = f", window={window}" if window is not None else f", ttl={ttl!r}"
+        step = f"join({short(on or left_on, 30)}{extra}, how={how!r})"
+        other = stream_arg(step, other)
+        if window is not None and ttl is not None:
+            msg = f"{step}: pass window= (a windowed join) or ttl= (a regular join), not both"
+            raise PipelineError(msg)
+        args = JoinArgs(
+            kind, on, left_on, right_on, how=how, suffix=suffix, window=window, ttl=ttl
+        )
+        return JoinedStream(build_join(step, self._node, other._node, args))
+
+    # ------------------------------------------------------------------ branches
+    def dead_letters(self) -> Stream:
+        """The records refused anywhere upstream: columns ``record`` (the raw line or
+        record as text; rows refused after parsing, e.g. for a null event time, are
+        re-serialized as JSON), ``reason`` and ``step``. Collect it with the main output
+        in one run with :func:`vstream.collect_all`.
+
+        Examples
+        --------
+        >>> import vstream as vs
+        >>> s = vs.from_ndjson([b'{"x": 1}', b'{"x": oops}', b'{"x": 2}'], schema={"x": pl.Int64})
+        >>> main, dead = vs.collect_all([s, s.dead_letters()])
+        >>> main["x"].to_list(), dead["record"].to_list()
+        ([1, 2], ['{"x": oops}'])
+        """
+        return Stream(DeadLettersNode(self._node))
