@@ -27,10 +27,13 @@ from polars.testing import assert_frame_equal
 
 import vstream as vs
 from vstream.kernels import window as kernels
+from vstream.kernels.window.slots import _slot_hash
 from vstream.ops import window as op_window
 from vstream.ops.base import MAX_WM as MAX
 from vstream.ops.base import MIN_WM as MIN
 from vstream.ops.base import Chunk
+from vstream.ops.window import finalize, operator, panes, sessions, zones
+from vstream.ops.window.sessions import _SessionLogic
 
 sys.path.insert(0, str(Path(__file__).parent))
 import window_reference as ref
@@ -38,16 +41,31 @@ import window_reference as ref
 AGGS = [pl.len().alias("n"), pl.col("x").sum().alias("sx"), pl.col("x").max().alias("mx")]
 
 
+_MODULES = (operator, panes, sessions, finalize, zones)  # the window step's modules
+
+
+def _set(monkeypatch: pytest.MonkeyPatch, name: str, value: object) -> None:
+    """Set ``name`` in every module of the window step that has it."""
+    found = [m for m in _MODULES if hasattr(m, name)]
+    assert found, name
+    for module in found:
+        monkeypatch.setattr(module, name, value)
+
+
 def _kernels() -> dict[str, object]:
     """Every numba kernel the window step calls, by the name it imported it under."""
-    return {name: f for name, f in vars(op_window).items() if hasattr(f, "py_func")}
+    return {
+        name: f for module in _MODULES for name, f in vars(module).items() if hasattr(f, "py_func")
+    }
 
 
 def _check(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name, kernel in _kernels().items():
-        monkeypatch.setattr(op_window, name, kernel.py_func)  # type: ignore[attr-defined]
-    monkeypatch.setattr(op_window, "_DIR_BYTES", 0)
-    monkeypatch.setattr(op_window, "_ONE_WAY_KEYS", 64)
+    for module in _MODULES:
+        for name, f in vars(module).items():
+            if hasattr(f, "py_func"):
+                monkeypatch.setattr(module, name, f.py_func)
+    _set(monkeypatch, "_DIR_BYTES", 0)
+    _set(monkeypatch, "_ONE_WAY_KEYS", 64)
 
 
 @pytest.fixture
@@ -241,7 +259,7 @@ def test_keys_alive_in_phases_keep_the_key_index_bounded(
     stays live, and is renumbered with the others): the key index never holds more than
     twice the live keys (+ a slack of 500 here), and the results are those of an index
     that never shrinks, and Polars'."""
-    monkeypatch.setattr(op_window, "_KEY_SLACK", 500)
+    _set(monkeypatch, "_KEY_SLACK", 500)
     batches = _phased(30, 400, string=string, nulls=nulls)
     spec = vs.hopping(200, 100) if hop else vs.tumbling(100)
     op = _window_op(string, spec, lateness)
@@ -261,7 +279,7 @@ def test_keys_alive_in_phases_keep_the_key_index_bounded(
     out.extend(c.df for c in got)
     bounded = pl.concat(out)
     # the same without releasing keys
-    monkeypatch.setattr(op_window, "_KEY_SLACK", 1 << 40)
+    _set(monkeypatch, "_KEY_SLACK", 1 << 40)
     unbounded, _ = _feed(_window_op(string, spec, lateness), batches)
     assert_same_rows(bounded, pl.concat(unbounded))
     if not lateness:
@@ -279,7 +297,7 @@ def test_a_snapshot_holds_live_keys_only_and_restores(
 ) -> None:
     """Snapshots taken every fourth batch hold exactly the keys of live slots (not the
     12,000 seen), and a run restored from one of them mid-way gives the same rows."""
-    monkeypatch.setattr(op_window, "_KEY_SLACK", 1 << 40)  # only snapshots compact here
+    _set(monkeypatch, "_KEY_SLACK", 1 << 40)  # only snapshots compact here
     batches = _phased(30, 400, string=string, seed=1)
     spec = vs.tumbling(100)
     full, key_rows = _feed(_window_op(string, spec, 0), batches, check=True)
@@ -302,7 +320,7 @@ def test_a_snapshot_holds_live_keys_only_and_restores(
 
 def _live_sessions(op: op_window.WindowOp) -> int:
     state = op.state
-    assert isinstance(state, op_window._SessionLogic)
+    assert isinstance(state, _SessionLogic)
     return int(state.counters[1] - state.counters[0])
 
 
@@ -319,7 +337,7 @@ def test_session_keys_alive_in_phases_keep_the_key_index_bounded(
     and phase; with a null key that stays live): the key index never holds more than twice
     the live sessions (+ a slack of 500 here), and the results are those of an index that
     never shrinks, and Polars'."""
-    monkeypatch.setattr(op_window, "_KEY_SLACK", 500)
+    _set(monkeypatch, "_KEY_SLACK", 500)
     batches = _phased(30, 400, string=string, nulls=nulls, seed=2)
     spec = vs.session(gap=100)  # no late rows: every session ends past the watermark
     op = _window_op(string, spec, lateness)
@@ -338,7 +356,7 @@ def test_session_keys_alive_in_phases_keep_the_key_index_bounded(
     out.extend(c.df for c in got)
     assert op.late_events == 0
     bounded = pl.concat(out)
-    monkeypatch.setattr(op_window, "_KEY_SLACK", 1 << 40)
+    _set(monkeypatch, "_KEY_SLACK", 1 << 40)
     unbounded, _ = _feed(_window_op(string, spec, lateness), batches)
     assert_same_rows(bounded, pl.concat(unbounded))
     if not lateness:
@@ -351,7 +369,7 @@ def test_a_session_snapshot_holds_live_keys_only_and_restores(
 ) -> None:
     """A session step's snapshots hold exactly the keys of its live sessions (ids
     0..n-1), and a run restored from one mid-way gives the same rows."""
-    monkeypatch.setattr(op_window, "_KEY_SLACK", 1 << 40)  # only snapshots compact here
+    _set(monkeypatch, "_KEY_SLACK", 1 << 40)  # only snapshots compact here
     batches = _phased(30, 400, string=string, seed=3)
     spec = vs.session(gap=100)
     op = _window_op(string, spec, 0)
@@ -405,7 +423,7 @@ def test_the_slot_hash_wraps_the_same_compiled_and_as_python() -> None:
     )
     keys = rng.integers(0, np.iinfo(np.int32).max, panes.size, dtype=np.int64).astype(np.int32)
     keys[:5] = [0, 1, np.iinfo(np.int32).max, 2, 3]
-    hash_ = kernels._slot_hash
+    hash_ = _slot_hash
     for mask in (np.int64(2047), np.int64((1 << 40) - 1)):
         with np.errstate(all="raise"), warnings.catch_warnings():
             warnings.simplefilter("error")
@@ -458,7 +476,7 @@ def test_session_key_release_keeps_n_unique_and_stored_values(
     ]
 
     def run(slack: int) -> tuple[pl.DataFrame, int]:
-        monkeypatch.setattr(op_window, "_KEY_SLACK", slack)
+        _set(monkeypatch, "_KEY_SLACK", slack)
         w = (
             vs.from_polars(batches[0].clear())
             .with_watermark("ts", 30)

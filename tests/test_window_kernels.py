@@ -34,7 +34,6 @@ from vstream.kernels.aggregate import (
     update_row,
 )
 from vstream.kernels.window import (
-    _order_by_key_time,
     compact_panes,
     count_below,
     fire_hopping,
@@ -49,7 +48,9 @@ from vstream.kernels.window import (
     take_panes,
     windows_of,
 )
-from vstream.ops.window import _final_leaves, _finalize, _fused_finalize, _init_values, _Inputs
+from vstream.kernels.window.sessions import _order_by_key_time
+from vstream.ops.window.finalize import _final_leaves, _finalize, _fused_finalize
+from vstream.ops.window.inputs import _init_values, _Inputs
 from vstream.plan import aggregates as A
 from vstream.plan.aggregates import NULLS, AggPlan, plan_aggregations
 
