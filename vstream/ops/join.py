@@ -9,8 +9,6 @@ matches nothing (as in Polars); such rows still appear, unmatched, in outer join
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 import polars as pl
 import pyarrow as pa
@@ -29,7 +27,7 @@ from vstream.kernels.join import (
     sort_by_key_time,
 )
 from vstream.ops.base import MAX_WM, MIN_WM, Chunk, Operator
-from vstream.plan.nodes import EventTime
+from vstream.plan.joins import JoinSetup
 from vstream.state.key_index import KeyIndex
 from vstream.state.slots import grown
 
@@ -42,31 +40,6 @@ _I64_MAX = 2**63 - 1
 
 def _clamp(x: int) -> int:
     return max(_I64_MIN, min(_I64_MAX, x))
-
-
-@dataclass(frozen=True)
-class JoinSetup:
-    """A checked join: key and time columns, the predicate, and the output layout."""
-
-    kind: str  # "interval" | "window" | "regular" | "asof" | "lookup"
-    how: str  # "inner" | "left" | "full"
-    left_keys: list[str]
-    right_keys: list[str]
-    key_schema: pl.Schema  # under the left side's names
-    left_time: EventTime | None
-    right_time: EventTime | None
-    #: (right input column, output name) of the right columns in the output
-    right_out: list[tuple[str, str]]
-    left_out: list[str]
-    schema: pl.Schema  # the output schema
-    lower: int = 0  # interval / regular: lower <= right.t - left.t <= upper
-    upper: int = 0
-    size: int = 0  # windowed
-    slide: int = 0
-    offset: int = 0
-    strategy: int = 0  # as-of (kernels.join.BACKWARD, ...)
-    tolerance: int = -1  # as-of; -1: none
-    table: pl.DataFrame | None = field(default=None, repr=False)  # static lookup table
 
 
 def _key_frame(df: pl.DataFrame, cols: list[str], names: list[str]) -> pl.DataFrame:
@@ -250,6 +223,9 @@ class _JoinBase(Operator):
 
     def state_rows(self) -> int:
         raise NotImplementedError
+
+    def late_counts(self) -> tuple[int, ...]:
+        return tuple(self.late_by_input)
 
 
 # ---------------------------------------------------------------------- symmetric joins

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 
@@ -18,6 +17,7 @@ import polars as pl
 import pyarrow as pa
 
 from vstream._dtypes import numpy_int, physical_int64
+from vstream._dtypes import units_per_day as _per_day
 from vstream.errors import VStreamError
 from vstream.kernels import window as W
 from vstream.kernels.aggregate import apply_rows, final_mean
@@ -37,10 +37,10 @@ from vstream.kernels.window import (
     windows_of,
 )
 from vstream.ops.base import MAX_WM, MIN_WM, Chunk, Operator
-from vstream.ops.watermark import datetime_range, dead_letters
+from vstream.ops.watermark import dead_letters
 from vstream.plan import aggregates as A
 from vstream.plan.aggregates import AggPlan
-from vstream.plan.nodes import EventTime
+from vstream.plan.windows import WindowSetup, valid_times
 from vstream.state.key_index import KeyIndex
 from vstream.state.slots import SlotStore, StateTable, grown, grown_fields
 
@@ -59,46 +59,6 @@ _NO_DENSE = np.zeros(0, np.int32)  # pane_slots: the keys are ids
 _NO_ROWS = np.zeros(0, np.int64)
 _REV_KEYS = pl.Schema({"window": pl.Int64, "key": pl.Int32})
 _REV_SCHEMA = pl.Schema({"window": pl.Int64, "key": pl.Int32, "emitted": pl.Int64})
-
-
-@dataclass(frozen=True, slots=True)
-class WindowSetup:
-    """Everything the operator needs, resolved at build time (integers in time units)."""
-
-    kind: str  # "tumbling" | "hopping" | "session"
-    size: int
-    slide: int
-    offset: int
-    gap: int
-    by: list[str]
-    key_schema: pl.Schema
-    time_column: str | None  # None: processing time
-    event_time: EventTime | None  # how to read event time (None: processing time)
-    time_dtype: pl.DataType
-    ns_per_unit: int  # for processing time
-    lateness: int
-    late_side: bool
-    early: float | None  # seconds of wall clock between early results
-    aggs: AggPlan
-    schema: pl.Schema  # output schema
-    # a time-zone-aware column whose windows are cut in local wall time (see
-    # vstream.plan.windows.local_time): its zone, and the largest step back of its
-    # clock (a DST overlap) in the column's unit. None: UTC arithmetic (the offset
-    # already holds the zone's phase where the windows are aligned in it)
-    zone: str | None = None
-    zone_back: int = 0
-    # the size and slide count calendar days or weeks ("1d", "1w", a timedelta of whole
-    # days): local days on a time-zone-aware column; else they are fixed durations ("24h",
-    # "60m") on a grid aligned to the zone's standard time (see local_time)
-    calendar: bool = False
-
-
-_DAY_NS = 86_400_000_000_000
-
-
-def _per_day(dtype: pl.DataType) -> int:
-    assert isinstance(dtype, pl.Datetime)
-    return _DAY_NS // {"ms": 1_000_000, "us": 1_000, "ns": 1}[dtype.time_unit or "us"]
 
 
 def _polars_local(ts: np.ndarray, dtype: pl.Datetime) -> np.ndarray:
@@ -167,48 +127,6 @@ def to_instants(local: np.ndarray, dtype: pl.DataType, ambiguous: str) -> np.nda
         off = to_local(before, dtype) - before
         out = out.fill_null(pl.Series(local - off))
     return out.to_numpy()
-
-
-def valid_times(setup: WindowSetup) -> tuple[int, int]:
-    """The event times ``[lo, hi]`` whose windows the step can represent: every window
-    ``[start, end)`` of the event (and ``end + allowed_lateness``) strictly inside the
-    int64 range, whose ends stand for the watermarks -inf and +inf (and, for a
-    ``Datetime`` column in ms or us, inside the calendar Polars can format), with a
-    window's length to spare for the kernels' arithmetic on neighbouring windows. An
-    event outside is a dead letter, never a window that wrapped around.
-
-    Examples
-    --------
-    >>> import polars as pl
-    >>> from vstream.plan.aggregates import plan_aggregations
-    >>> plan = plan_aggregations([pl.len()], pl.Schema({"ts": pl.Int64}), "agg", [])
-    >>> setup = WindowSetup(
-    ...     "tumbling", 100, 100, 0, 0, [], pl.Schema(), "ts", None, pl.Int64(), 1, 0,
-    ...     False, None, plan, pl.Schema(),
-    ... )
-    >>> valid_times(setup)  # tumbling(100): 200 to spare past the first and last window
-    (-9223372036854775600, 9223372036854775599)
-    """
-    lo, hi = datetime_range(setup.time_dtype)
-    lo, hi = lo + 1, hi - 1  # MIN_WM and MAX_WM are the watermarks -inf and +inf
-    dtype = setup.time_dtype
-    if isinstance(dtype, pl.Datetime) and dtype.time_zone is not None:
-        # local times are up to a day away from the instants (and the zone's data
-        # needs the calendar): two days to spare
-        lo, hi = lo + 2 * _per_day(dtype), hi - 2 * _per_day(dtype)
-    lateness = setup.lateness
-    if setup.kind == "session":
-        gap = setup.gap  # a session [first, last + gap)
-        return lo + gap, hi - 2 * gap - lateness
-    size, slide, off = setup.size, setup.slide, setup.offset
-    spare = size + slide
-    # the first window of t starts at ((t - off - size) // slide + 1) * slide + off
-    first_k = -((-(lo + spare - off)) // slide)  # the first window k * slide + off allowed
-    t_lo = (first_k - 1) * slide + size + off
-    # the last one starts at (t - off) // slide * slide + off and ends size later
-    last_k = (hi - lateness - spare - size - off) // slide
-    t_hi = (last_k + 1) * slide - 1 + off
-    return t_lo, t_hi
 
 
 def _pow2_floor(x: int) -> int:
