@@ -42,6 +42,7 @@ from _bench import RESULTS, note, q1_aggs, size
 import vstream as vs
 from vstream.ops.base import MIN_WM, Chunk
 from vstream.runtime.executor import Executor, Target
+from vstream.runtime.lower import build_op
 from vstream.state.checkpoint import CheckpointStore
 
 BATCH = 65_536
@@ -245,7 +246,7 @@ def _window_op(frame: pl.DataFrame, by: str):  # type: ignore[no-untyped-def]
         .agg(*AGGS)
     )
     node = stream._node
-    op = node.make_op()
+    op = build_op(node)
     _feed(op, 0, batches)
     assert op.snapshot()["slots"].num_rows == KEYS
     return node, op
@@ -260,7 +261,7 @@ def _asof_op(frame: pl.DataFrame, by: str):  # type: ignore[no-untyped-def]
     events = vs.from_arrow(_batches(frame.head(BATCH))).with_watermark("ts", "2s", time_unit="ms")
     right = vs.from_arrow(_batches(deploys)).with_watermark("ts", "0s", time_unit="ms")
     node = events.join_asof(right, on="ts", by=by)._node
-    op = node.make_op()
+    op = build_op(node)
     _feed(op, 1, _batches(deploys))
     assert op.snapshot()["right"].num_rows == KEYS
     return node, op
@@ -298,7 +299,7 @@ def test_checkpoint_write_restore_1m_keys(  # type: ignore[no-untyped-def]
         t2 = time.perf_counter()
         loaded = store.load(epoch)
         t3 = time.perf_counter()
-        fresh = node.make_op()
+        fresh = build_op(node)
         fresh.restore(loaded.tables_of("002"))
         t4 = time.perf_counter()
         for k, d in zip(parts, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):

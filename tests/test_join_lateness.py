@@ -36,6 +36,7 @@ from hypothesis import strategies as st
 
 import vstream as vs
 from vstream.ops.base import MAX_WM, MIN_WM, Chunk, Operator
+from vstream.runtime.lower import build_op
 
 sys.path.insert(0, str(Path(__file__).parent))
 import join_reference as ref
@@ -114,7 +115,7 @@ def _op(build: Callable[[vs.Stream, vs.Stream], vs.Stream], left: pl.DataFrame) 
     counterpart (fed by hand, so the test decides the interleaving)."""
     a = vs.from_polars(left.head(0)).with_watermark("ts", 0)
     b = vs.from_polars(_right_of(left.head(0))).with_watermark("ts", 0)
-    return build(a, b)._node.make_op()
+    return build_op(build(a, b)._node)
 
 
 def _right_of(df: pl.DataFrame) -> pl.DataFrame:

@@ -16,6 +16,7 @@ import pytest
 
 import vstream as vs
 from vstream.ops.base import MIN_WM, Chunk
+from vstream.runtime.lower import build_op
 
 sys.path.insert(0, str(Path(__file__).parent))
 import join_reference as ref
@@ -175,9 +176,9 @@ def test_keys_seen_once_do_not_pile_up(kind: str) -> None:
     a = vs.from_polars(req.head(1)).with_watermark("ts", 0)
     b = vs.from_polars(resp.head(1)).with_watermark("ts", 0)
     if kind == "interval":
-        op = a.join_interval(b, on="id", lower=0, upper=10)._node.make_op()
+        op = build_op(a.join_interval(b, on="id", lower=0, upper=10)._node)
     else:  # with a tolerance, a key's last row can go once it is too old to match
-        op = a.join_asof(b, by="id", tolerance=10)._node.make_op()
+        op = build_op(a.join_asof(b, by="id", tolerance=10)._node)
     got, most_keys = 0, 0
 
     def count(out: list[Chunk]) -> int:
@@ -239,7 +240,7 @@ def test_lookup_row_map_grows_and_the_update_stream_compacts(
     lookup = vs.from_polars(events.head(0)).join(
         vs.table(vs.from_polars(updates.head(0))), on="k", how=how
     )
-    op = lookup._node.make_op()
+    op = build_op(lookup._node)
     assert isinstance(op, LookupJoinOp)
     assert op.rowmap.shape[0] == 1_024
     compacted = False
@@ -255,7 +256,7 @@ def test_lookup_row_map_grows_and_the_update_stream_compacts(
     assert op.state_rows() <= 2 * n_keys + 65_536
     assert (op._dense is not None) == (kind == "dense_int")
 
-    again = lookup._node.make_op()
+    again = build_op(lookup._node)
     again.restore(op.snapshot())
     got = pl.concat(c.df for c in again.process(0, Chunk(events), MIN_WM)[0])
     same_rows(got, ref.lookup(events, ref.latest_per_key(updates, "k"), on="k", how=how))

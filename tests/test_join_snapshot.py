@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 import vstream as vs
 from vstream.ops.base import MAX_WM, Chunk, Operator
+from vstream.runtime.lower import build_op
 
 DELAY = 300
 _Input = list[tuple[int, pl.DataFrame, int]]  # (port, batch, watermark after it)
@@ -50,7 +51,7 @@ def _make(kind: str) -> Operator:
     sample = _frame(1, 0, 1)
     a = vs.from_polars(sample).with_watermark("ts", DELAY)
     b = vs.from_polars(sample).with_watermark("ts", DELAY)
-    return _joins()[kind](a, b)._node.make_op()
+    return build_op(_joins()[kind](a, b)._node)
 
 
 def _inputs(seed: int) -> _Input:

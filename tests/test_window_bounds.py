@@ -34,6 +34,7 @@ from vstream.ops.base import MIN_WM as MIN
 from vstream.ops.base import Chunk
 from vstream.ops.window import finalize, operator, panes, sessions, zones
 from vstream.ops.window.sessions import _SessionLogic
+from vstream.runtime.lower import build_op
 
 sys.path.insert(0, str(Path(__file__).parent))
 import window_reference as ref
@@ -217,7 +218,7 @@ def _window_op(string: bool, spec: object, lateness: int) -> op_window.WindowOp:
         .window(spec, by="k", allowed_lateness=lateness)  # type: ignore[arg-type]
         .agg(*AGGS)
     )
-    op = w._node.make_op()
+    op = build_op(w._node)
     assert isinstance(op, op_window.WindowOp)
     return op
 
@@ -483,7 +484,7 @@ def test_session_key_release_keeps_n_unique_and_stored_values(
             .window(vs.session(gap=100), by="k", allowed_lateness=50)
             .agg(*aggs)
         )
-        op = w._node.make_op()
+        op = build_op(w._node)
         assert isinstance(op, op_window.WindowOp)
         out, top, most = [], MIN, 0
         for df in batches:

@@ -31,6 +31,7 @@ import pytest
 import vstream as vs
 from vstream.ops.base import Chunk
 from vstream.ops.window import WindowOp
+from vstream.runtime.lower import build_op
 from vstream.state.checkpoint import seal_manifest
 
 ROWS = 3_000
@@ -97,7 +98,7 @@ def _interrupted(tmp_path: Path, kind: str, string: bool) -> Path:
 def _stored_ref_field(kind: str, string: bool) -> str:
     """The int field of the slots that holds the position of the first ``x`` in the
     step's store of values."""
-    op = _pipeline(kind, string)._node.make_op()
+    op = build_op(_pipeline(kind, string)._node)
     assert isinstance(op, WindowOp)
     (leaf,) = [lf for lf in op.plan.leaves if lf.stored]
     return f"i{leaf.i0}"
@@ -408,7 +409,7 @@ def test_a_watermark_past_the_event_times_restores(kind: str) -> None:
         .window(spec, by="k", allowed_lateness=10**15)
         .agg(pl.len(), pl.col("v").sum())
     )
-    op = w._node.make_op()
+    op = build_op(w._node)
     assert isinstance(op, WindowOp)
     assert op.times is not None
     wm = I64_MAX - 10  # far past every event time the step takes, below +inf
@@ -419,7 +420,7 @@ def test_a_watermark_past_the_event_times_restores(kind: str) -> None:
     fired_k = op.state.fired_k  # type: ignore[union-attr]
     assert fired_k is not None
     assert fired_k > op.times[1] // 500 + 1  # a window past every event time's
-    again = w._node.make_op()
+    again = build_op(w._node)
     again.restore(op.snapshot())
     assert again.snapshot()["panes"].equals(op.snapshot()["panes"])
     assert pl.concat(fired).height == (3 if kind == "tumbling" else 5)

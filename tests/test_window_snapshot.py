@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 import vstream as vs
 from vstream.ops.base import MAX_WM, Chunk
 from vstream.ops.window import WindowOp
+from vstream.runtime.lower import build_op
 
 SPECS = {
     "tumbling": vs.tumbling(1_000),
@@ -42,7 +43,7 @@ def _make(kind: str, lateness: int) -> WindowOp:
         .window(SPECS[kind], by="host", allowed_lateness=lateness)
         .agg(*aggs)
     )
-    op = w._node.make_op()
+    op = build_op(w._node)
     assert isinstance(op, WindowOp)
     return op
 

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-__all__ = ["integer_like", "numpy_int", "physical_int64"]
+__all__ = ["datetime_range", "integer_like", "numpy_int", "physical_int64", "units_per_day"]
 
 
 def integer_like(dtype: pl.DataType | None) -> bool:
@@ -68,3 +68,26 @@ def numpy_int(dtype: pl.DataType) -> type[np.integer[Any]] | None:
     """
     found: type[np.integer[Any]] | None = _NUMPY_INTS.get(dtype)  # type: ignore[call-overload]
     return found
+
+
+# the calendar range Polars can format a Datetime in (its years -262143 to 262142), in ms
+_DATETIME_MS = (-8_334_601_228_800_000, 8_210_266_876_799_999)
+_PER_MS = {"ms": 1, "us": 1_000, "ns": 1_000_000}
+_INT64 = (-(2**63), 2**63 - 1)
+_DAY_NS = 86_400_000_000_000
+
+
+def datetime_range(dtype: pl.DataType) -> tuple[int, int]:
+    """The physical values of ``dtype`` that Polars can format as dates (all of int64
+    for nanoseconds and for non-temporal types)."""
+    if isinstance(dtype, pl.Datetime):
+        per = _PER_MS[dtype.time_unit or "us"]
+        lo, hi = _DATETIME_MS
+        return max(lo * per, _INT64[0]), min(hi * per + per - 1, _INT64[1])
+    return _INT64
+
+
+def units_per_day(dtype: pl.DataType) -> int:
+    """The length of a day in the unit of a ``Datetime`` dtype."""
+    assert isinstance(dtype, pl.Datetime)
+    return _DAY_NS // {"ms": 1_000_000, "us": 1_000, "ns": 1}[dtype.time_unit or "us"]

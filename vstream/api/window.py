@@ -19,11 +19,11 @@ from vstream.errors import (
     PipelineError,
     SchemaError,
 )
-from vstream.ops.window import WindowSetup
 from vstream.plan.aggregates import plan_aggregations
 from vstream.plan.windows import (
     LateEventsNode,
     WindowNode,
+    WindowSetup,
     WindowSpec,
     calendar_spec,
     processing_time,

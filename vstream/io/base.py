@@ -9,11 +9,14 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
 from vstream.errors import SourceError
+
+if TYPE_CHECKING:
+    import polars as pl
 
 __all__ = [
     "Data",
@@ -293,6 +296,13 @@ class Source(ABC):
 
     def total_rows(self) -> int | None:
         """The number of rows, where known without reading (for progress reporting)."""
+        return None
+
+    def split_lower_bounds(self, column: str, dtype: pl.DataType) -> list[int | None] | None:
+        """Per split (in :meth:`splits` order), a lower bound of ``column`` known before
+        reading (file statistics, in the column's physical unit; None for a split without
+        one), or None when the source knows none. Event-time assignment holds a split's
+        watermark there until the split starts."""
         return None
 
 

@@ -36,9 +36,30 @@ class Operator:
     operator returns the batches it emits and its output watermark, which never
     decreases. Stateful operators also return their state from :meth:`snapshot` as
     Arrow tables and take it back in :meth:`restore`.
+
+    What the runtime does with an operator beyond :meth:`process` is declared here, with
+    defaults that mean "not this": an operator that is driven by the wall clock sets
+    :attr:`ticking`; one that assigns event time to a source's splits sets
+    :attr:`assigns_watermark` (and the split methods); one that collects what other
+    steps send aside (dead letters, late events) sets :attr:`collects_side`. The
+    runtime reads these, never the operator's type.
     """
 
     n_inputs: int = 1
+    #: driven by the wall clock too (processing time, early results): :meth:`tick`
+    #: may move its output watermark or make it emit
+    ticking: bool = False
+    #: assigns event time per source split: the runtime registers the splits of the
+    #: source above it (:meth:`register_split`), tells it when one ends
+    #: (:meth:`split_ended`) and reads their progress (:meth:`split_watermark`)
+    assigns_watermark: bool = False
+    #: takes the side output of other steps (:meth:`collect`) and emits it when woken
+    #: (:meth:`has_pending`): the dead-letter and late-event branches
+    collects_side: bool = False
+    #: rows whose event time was already behind the watermark when they arrived
+    behind_watermark: int = 0
+    #: the most rows held in state at once (operators whose :meth:`state_rows` counts)
+    peak_state_rows: int = 0
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -53,6 +74,10 @@ class Operator:
         """The minimum of the inputs' watermarks."""
         return min(self._in_wm)
 
+    def port_watermark(self, port: int) -> int:
+        """The watermark of input ``port``."""
+        return self._in_wm[port]
+
     def process(self, port: int, chunk: Chunk | None, watermark: int) -> tuple[list[Chunk], int]:
         out = self.on_batch(port, chunk) if chunk is not None else []
         self._in_wm[port] = max(self._in_wm[port], watermark)
@@ -66,8 +91,38 @@ class Operator:
     def output_watermark(self) -> int:
         return self.input_watermark
 
+    def register_split(self, split: int, *, lower: int | None, started: bool) -> None:
+        """A source split upstream, before the run reads it (event-time assignment):
+        every event of it is >= ``lower`` when known; ``started``: read at the same time
+        as the others rather than after them."""
+
     def split_ended(self, split: int) -> None:
         """A source split upstream has no more data (used by event-time assignment)."""
+
+    def split_watermark(self, split: int) -> int | None:
+        """The watermark of a source split (event-time assignment); None when the split
+        is unknown or has ended."""
+        return None
+
+    def collect(self, frames: list[pl.DataFrame]) -> None:
+        """Take rows another step sent aside (an operator with :attr:`collects_side`)."""
+        msg = f"{self.name}: this step does not collect the side output of other steps"
+        raise VStreamError(msg)
+
+    def has_pending(self) -> bool:
+        """Whether collected rows wait to be emitted (an operator with
+        :attr:`collects_side`)."""
+        return False
+
+    def late_counts(self) -> tuple[int, ...] | None:
+        """The late events dropped per input, for operators that count them per input
+        (joins); None: only the total :attr:`late_events`."""
+        return None
+
+    def state_rows(self) -> int | None:
+        """The rows held in state now, for operators that count them (joins); None:
+        not counted."""
+        return None
 
     def tick(self, now: float) -> bool:
         """Called now and then with the wall clock; True if the output watermark may move."""

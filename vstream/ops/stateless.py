@@ -154,9 +154,17 @@ class ConcatOp(Operator):
 class DeadLetterOp(Operator):
     """The dead-letter branch: its rows arrive as side output of the steps upstream."""
 
+    collects_side = True
+
     def __init__(self, name: str) -> None:
         super().__init__(name)
         self.pending: list[pl.DataFrame] = []
+
+    def collect(self, frames: list[pl.DataFrame]) -> None:
+        self.pending.extend(frames)
+
+    def has_pending(self) -> bool:
+        return bool(self.pending)
 
     def process(self, port: int, chunk: Chunk | None, watermark: int) -> tuple[list[Chunk], int]:
         out = [Chunk(df) for df in self.pending]

@@ -9,25 +9,12 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
+from vstream._dtypes import datetime_range
 from vstream.errors import VStreamError
 from vstream.kernels.event_time import event_time_stats
 from vstream.ops.base import MAX_WM, MIN_WM, Chunk, Operator
 
-__all__ = ["WatermarkOp", "dead_letters", "records"]
-
-# the calendar range Polars can format a Datetime in (its years -262143 to 262142), in ms
-_DATETIME_MS = (-8_334_601_228_800_000, 8_210_266_876_799_999)
-_PER_MS = {"ms": 1, "us": 1_000, "ns": 1_000_000}
-
-
-def datetime_range(dtype: pl.DataType) -> tuple[int, int]:
-    """The physical values of ``dtype`` that Polars can format as dates (all of int64
-    for nanoseconds and for non-temporal types)."""
-    if isinstance(dtype, pl.Datetime):
-        per = _PER_MS[dtype.time_unit or "us"]
-        lo, hi = _DATETIME_MS
-        return max(lo * per, MIN_WM), min(hi * per + per - 1, MAX_WM)
-    return MIN_WM, MAX_WM
+__all__ = ["WatermarkOp", "datetime_range", "dead_letters", "records"]
 
 
 def records(df: pl.DataFrame) -> list[str]:
@@ -69,6 +56,8 @@ class WatermarkOp(Operator):
     files read one after another do not make each other late. Rows with a null event
     time go to the dead-letter output.
     """
+
+    assigns_watermark = True
 
     def __init__(
         self,
@@ -140,6 +129,10 @@ class WatermarkOp(Operator):
 
     def tick(self, now: float) -> bool:
         return self.idle_timeout is not None
+
+    def split_watermark(self, split: int) -> int | None:
+        st = self.splits.get(split)
+        return None if st is None or st.finished else self._split_wm(st)
 
     def _split_wm(self, st: _Split) -> int:
         if st.max_ts == MIN_WM:

@@ -43,7 +43,30 @@ from vstream.kernels.aggregate import (
 )
 from vstream.plan.expressions import expression_tree, non_row_wise_parts
 
-__all__ = ["AggLeaf", "AggPlan", "plan_aggregations"]
+#: the kernel kinds re-exported: the window operator reads them beside the specs
+__all__ = [
+    "COUNT",
+    "COUNTED",
+    "FIELDS",
+    "FIRST_F",
+    "FIRST_I",
+    "LAST_F",
+    "LAST_I",
+    "LEN",
+    "MAX_F",
+    "MAX_I",
+    "MEAN",
+    "MIN_F",
+    "MIN_I",
+    "NULLS",
+    "NUNIQUE",
+    "SUM_F",
+    "SUM_I",
+    "VAR",
+    "AggLeaf",
+    "AggPlan",
+    "plan_aggregations",
+]
 
 
 _INCREMENTAL = ("Len", "Count", "Sum", "Mean", "Min", "Max", "First", "Last", "Var", "Std")

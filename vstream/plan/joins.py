@@ -9,7 +9,7 @@ right name gets ``suffix``; windowed joins append ``window_start`` and ``window_
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import polars as pl
@@ -17,8 +17,6 @@ import polars as pl
 from vstream._duration import Duration, parse_duration, parse_signed_duration
 from vstream.errors import EventTimeError, PipelineError, SchemaError
 from vstream.kernels.join import BACKWARD, FORWARD, NEAREST
-from vstream.ops.base import Operator
-from vstream.ops.join import AsofJoinOp, JoinSetup, LookupJoinOp, SymmetricJoinOp
 from vstream.plan.nodes import EventTime, Node
 from vstream.plan.windows import (
     Hopping,
@@ -29,10 +27,35 @@ from vstream.plan.windows import (
     resolve,
 )
 
-__all__ = ["JoinNode", "build_join"]
+__all__ = ["JoinNode", "JoinSetup", "build_join"]
 
 _STRATEGIES = {"backward": BACKWARD, "forward": FORWARD, "nearest": NEAREST}
 _MAX_BITS = 63  # an outer windowed join tracks matches per window in an int64 bitmask
+
+
+@dataclass(frozen=True)
+class JoinSetup:
+    """A checked join: key and time columns, the predicate, and the output layout."""
+
+    kind: str  # "interval" | "window" | "regular" | "asof" | "lookup"
+    how: str  # "inner" | "left" | "full"
+    left_keys: list[str]
+    right_keys: list[str]
+    key_schema: pl.Schema  # under the left side's names
+    left_time: EventTime | None
+    right_time: EventTime | None
+    #: (right input column, output name) of the right columns in the output
+    right_out: list[tuple[str, str]]
+    left_out: list[str]
+    schema: pl.Schema  # the output schema
+    lower: int = 0  # interval / regular: lower <= right.t - left.t <= upper
+    upper: int = 0
+    size: int = 0  # windowed
+    slide: int = 0
+    offset: int = 0
+    strategy: int = 0  # as-of (kernels.join.BACKWARD, ...)
+    tolerance: int = -1  # as-of; -1: none
+    table: pl.DataFrame | None = field(default=None, repr=False)  # static lookup table
 
 
 class JoinNode(Node):
@@ -49,14 +72,6 @@ class JoinNode(Node):
             inputs[0].bounded if setup.kind == "lookup" else all(n.bounded for n in inputs)
         )
         self.event_time = _output_time(setup)
-
-    def make_op(self) -> Operator:
-        st = self.setup
-        if st.kind == "lookup":
-            return LookupJoinOp(self.label, st, updates=len(self.inputs) == 2)
-        if st.kind == "asof":
-            return AsofJoinOp(self.label, st)
-        return SymmetricJoinOp(self.label, st)
 
 
 @dataclass(frozen=True)

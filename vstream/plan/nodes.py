@@ -13,12 +13,9 @@ import numpy as np
 import polars as pl
 
 from vstream._dtypes import physical_int64
-from vstream._duration import TimeUnit, unit_to_ns
+from vstream._duration import TimeUnit
 from vstream.io._schema import polars_schema
 from vstream.io.base import Source
-from vstream.ops.base import Operator
-from vstream.ops.stateless import ConcatOp, DeadLetterOp, HeadOp, StatelessOp
-from vstream.ops.watermark import WatermarkOp
 
 __all__ = [
     "ConcatNode",
@@ -105,7 +102,8 @@ def _datetime_or_int(value: int, dtype: pl.Datetime) -> datetime | int:
 
 
 class Node:
-    """A logical operator. ``inputs`` make the plan a graph; a node shared by several
+    """A logical operator: data only (:mod:`vstream.runtime.lower` builds the physical
+    operator that runs it). ``inputs`` make the plan a graph; a node shared by several
     branches is one node, computed once per run."""
 
     def needs(self, wanted: set[str]) -> set[str] | None:
@@ -122,9 +120,6 @@ class Node:
     def __init__(self) -> None:
         self.id = next(_ids)
 
-    def make_op(self) -> Operator:
-        raise NotImplementedError
-
     def can_dead_letter(self) -> bool:
         return False
 
@@ -136,9 +131,6 @@ class SourceNode(Node):
         self.schema = polars_schema(source.schema())
         self.bounded = source.bounded
         self.label = source.label
-
-    def make_op(self) -> Operator:
-        return Operator(self.label)  # the runtime feeds source batches itself
 
     def can_dead_letter(self) -> bool:
         return True
@@ -182,9 +174,6 @@ class StepNode(Node):
             return {self.renames.get(c, c) for c in wanted} | set(self.renames.values())
         return (wanted - self.assigns) | self.uses
 
-    def make_op(self) -> Operator:
-        return StatelessOp(self.label, self.fn, self.schema if self.check_schema else None)
-
 
 class WatermarkNode(Node):
     def __init__(self, input: Node, event_time: EventTime, label: str) -> None:
@@ -198,17 +187,6 @@ class WatermarkNode(Node):
     def needs(self, wanted: set[str]) -> set[str] | None:
         assert self.event_time is not None
         return wanted | {self.event_time.column}
-
-    def make_op(self) -> Operator:
-        et = self.event_time
-        assert et is not None
-        return WatermarkOp(
-            self.label,
-            et.column,
-            et.delay,
-            et.idle_timeout,
-            unit_to_ns(et.unit) if et.unit is not None else None,
-        )
 
     def can_dead_letter(self) -> bool:
         return True
@@ -227,9 +205,6 @@ class HeadNode(Node):
     def needs(self, wanted: set[str]) -> set[str] | None:
         return wanted
 
-    def make_op(self) -> Operator:
-        return HeadOp(self.label, self.n)
-
 
 class ConcatNode(Node):
     def __init__(self, inputs: tuple[Node, ...], event_time: EventTime | None) -> None:
@@ -242,9 +217,6 @@ class ConcatNode(Node):
 
     def needs(self, wanted: set[str]) -> set[str] | None:
         return wanted
-
-    def make_op(self) -> Operator:
-        return ConcatOp(self.label, len(self.inputs))
 
 
 class DeadLettersNode(Node):
@@ -259,9 +231,6 @@ class DeadLettersNode(Node):
         self.schema = self.SCHEMA
         self.bounded = of.bounded
         self.label = "dead_letters"
-
-    def make_op(self) -> Operator:
-        return DeadLetterOp(self.label)
 
 
 def required_columns(order: list[Node], targets: list[Node]) -> dict[int, set[str] | None]:

@@ -18,21 +18,9 @@ import pyarrow as pa
 from vstream.io.base import Data, Reader, SplitEnd
 from vstream.io.sinks import Sink
 from vstream.ops.base import MAX_WM, MIN_WM, Chunk, Operator
-from vstream.ops.stateless import DeadLetterOp
-from vstream.ops.watermark import WatermarkOp
-from vstream.plan.joins import JoinNode
-from vstream.plan.nodes import (
-    DeadLettersNode,
-    HeadNode,
-    Node,
-    SourceNode,
-    StepNode,
-    WatermarkNode,
-    ancestors,
-    required_columns,
-)
-from vstream.plan.windows import LateEventsNode
+from vstream.plan.nodes import Node
 from vstream.runtime.checkpointing import CheckpointConfig, Checkpointing
+from vstream.runtime.lower import lower
 from vstream.runtime.metrics import Metrics, StepMetrics
 from vstream.runtime.progress import Progress
 
@@ -69,24 +57,25 @@ class Executor:
         self.targets = targets
         #: a bar updated on the metrics tick (bounded foreground runs), closed by run()
         self.progress = progress
-        self.nodes = ancestors([t.node for t in targets])
-        self.index = {n.id: i for i, n in enumerate(self.nodes)}
-        self.ops: list[Operator] = [n.make_op() for n in self.nodes]
+        # the physical graph: steps by position, their operators, and what the loop
+        # needs to know of them (vstream.runtime.lower)
+        graph = lower([t.node for t in targets])
+        self.graph = graph
+        self.nodes = graph.nodes
+        self.index = graph.index
+        self.ops: list[Operator] = graph.ops
         n = len(self.nodes)
         # per node, the positions of its inputs; the dead-letter branches
-        self.parents = [[self.index[p.id] for p in nd.inputs] for nd in self.nodes]
-        self.dead_letter_nodes = {
-            i for i, op in enumerate(self.ops) if isinstance(op, DeadLetterOp)
-        }
-        self.children: list[list[int]] = [[] for _ in range(n)]
-        for i, node in enumerate(self.nodes):
-            for parent in node.inputs:
-                self.children[self.index[parent.id]].append(i)
+        self.parents = graph.parents
+        self.dead_letter_nodes = graph.collectors
+        self.children = graph.children
         self.out_wm = [MIN_WM] * n
         self.finished = [False] * n
         self.sinks: dict[int, list[Sink]] = {}
-        for t in targets:
-            self.sinks.setdefault(self.index[t.node.id], []).append(t.sink)
+        for t, j in zip(targets, graph.targets, strict=True):
+            self.sinks.setdefault(j, []).append(t.sink)
+        # rows a target's sink takes are events out, except refused records
+        self._counts_out = [j not in graph.dead_letter_outputs for j in range(n)]
         self.step_metrics = [StepMetrics() for _ in range(n)]
         self.metrics = Metrics()
         # the same StepMetrics objects, updated in place: building the dict per step costs
@@ -109,112 +98,48 @@ class Executor:
         self._batch_time = 0.0  # seconds and count of batches since the last metrics tick
         self._batch_count = 0
         # lookup joins: the sources of their update streams, read ahead of the events
-        self.table_sources: set[int] = set()
+        self.table_sources = graph.table_sources
         self._tables_primed: set[int] = set()
-        for nd in self.nodes:
-            if isinstance(nd, JoinNode) and nd.setup.kind == "lookup" and len(nd.inputs) == 2:
-                events = {a.id for a in ancestors([nd.inputs[0]])}
-                self.table_sources |= {
-                    self.index[a.id]
-                    for a in ancestors([nd.inputs[1]])
-                    if isinstance(a, SourceNode) and a.id not in events
-                }
         # a head() can finish a branch before its sources end, and so can a lookup join
         # whose events end before its (perhaps endless) update stream
-        self._may_end_early = bool(self.table_sources) or any(
-            isinstance(n, HeadNode) for n in self.nodes
-        )
+        self._may_end_early = graph.may_end_early
         self._t0 = time.perf_counter()
         self._wire_sources()
-        self._wire_dead_letters()
+        self.dead_routes = graph.dead_routes
+        self.late_routes = graph.late_routes
+        # operators driven by the wall clock too (processing time, early results)
+        self.ticking = graph.ticking
+        self.tick_origin = graph.tick_origin
         # projection pushdown: a source converts only the columns someone downstream reads
-        req = required_columns(self.nodes, [t.node for t in targets])
-        self.source_columns: dict[int, list[str] | None] = {}
+        self.source_columns = graph.source_columns
         for s in self.sources:
-            node = self.nodes[s]
-            cols = req.get(node.id)
-            names = list(node.schema.names())
-            keep = None if cols is None else [c for c in names if c in cols]
-            self.source_columns[s] = keep if keep is not None and len(keep) < len(names) else None
-            assert isinstance(node, SourceNode)
-            node.source.read_columns = None if keep is None else frozenset(keep)
+            graph.source_of[s].read_columns = graph.read_columns[s]
         self.checkpointing = Checkpointing(checkpoint, self) if checkpoint is not None else None
 
     # ------------------------------------------------------------------ wiring
-    def _downstream(self, i: int) -> list[int]:
-        seen = {i}
-        stack = [i]
-        while stack:
-            for c in self.children[stack.pop()]:
-                if c not in seen:
-                    seen.add(c)
-                    stack.append(c)
-        return sorted(seen)  # node order is topological
-
     def _wire_sources(self) -> None:
-        self.sources = [i for i, nd in enumerate(self.nodes) if isinstance(nd, SourceNode)]
-        self.down = {i: self._downstream(i) for i in range(len(self.nodes))}
+        graph = self.graph
+        self.sources = graph.sources
+        self.down = graph.down
         self.split_ids: dict[int, list[int]] = {}
         next_id = 0
         for s in self.sources:
-            src = self.nodes[s].source  # type: ignore[attr-defined]
-            k = len(src.splits())
+            k = len(graph.source_of[s].splits())
             self.split_ids[s] = list(range(next_id, next_id + k))
             next_id += k
-        self.wm_ops: dict[int, list[int]] = {s: [] for s in self.sources}
+        self.wm_ops = graph.watermarks
         for s in self.sources:
-            src = self.nodes[s].source  # type: ignore[attr-defined]
-            for j in self.down[s]:
+            src = graph.source_of[s]
+            for j in self.wm_ops[s]:
                 op = self.ops[j]
-                if not isinstance(op, WatermarkOp):
-                    continue
-                self.wm_ops[s].append(j)
-                lowers = self._lower_bounds(s, j)
+                bound = graph.bound_columns[s, j]
+                lowers = None if bound is None else src.split_lower_bounds(*bound)
                 for k, sid in enumerate(self.split_ids[s]):
                     op.register_split(
                         sid,
                         lower=None if lowers is None else lowers[k],
                         started=src.concurrent_splits,
                     )
-
-    def _lower_bounds(self, s: int, w: int) -> list[int | None] | None:
-        """Per-split lower bounds of the event-time column, when the source knows them
-        (file statistics) and every step between passes the column through unchanged."""
-        node = self.nodes[w]
-        assert isinstance(node, WatermarkNode)
-        assert node.event_time is not None
-        column = node.event_time.column
-        cur: Node = node.inputs[0]
-        while cur is not self.nodes[s]:
-            if isinstance(cur, StepNode):
-                if cur.assigns is None or column in cur.assigns:
-                    return None
-                column = cur.renames.get(column, column)
-            elif not isinstance(cur, HeadNode):
-                return None
-            cur = cur.inputs[0]
-        source = self.nodes[s].source  # type: ignore[attr-defined]
-        bounds = getattr(source, "split_lower_bounds", None)
-        return None if bounds is None else bounds(column, node.event_time.dtype)
-
-    def _wire_dead_letters(self) -> None:
-        self.dead_routes: dict[int, list[int]] = {}
-        # window -> its late_events() branches
-        # (window or join, input port) -> its late_events() branches
-        self.late_routes: dict[tuple[int, int], list[int]] = {}
-        for k, nd in enumerate(self.nodes):
-            if isinstance(nd, LateEventsNode):
-                self.late_routes.setdefault((self.index[nd.of.id], nd.port), []).append(k)
-        # operators driven by the wall clock too (processing time, early results)
-        self.ticking = [j for j, op in enumerate(self.ops) if getattr(op, "ticking", False)]
-        self.tick_origin = {
-            j: next(s for s in self.sources if j in self.down[s]) for j in self.ticking
-        }
-        for k, nd in enumerate(self.nodes):
-            if isinstance(nd, DeadLettersNode):
-                for a in ancestors([nd.of]):
-                    if a.can_dead_letter():
-                        self.dead_routes.setdefault(self.index[a.id], []).append(k)
 
     # ------------------------------------------------------------------ pushing
     def _drain_side(self, j: int) -> None:
@@ -229,15 +154,11 @@ class Executor:
                 if not routes:
                     self._dead_uncollected += rows
                 for k in routes:
-                    dl = self.ops[k]
-                    assert isinstance(dl, DeadLetterOp)
-                    dl.pending.extend(frames)
+                    self.ops[k].collect(frames)
             elif name.startswith("late_events"):
                 port = int(name.partition(".")[2] or 0)
                 for k in self.late_routes.get((j, port), []):
-                    dl = self.ops[k]
-                    assert isinstance(dl, DeadLetterOp)
-                    dl.pending.extend(frames)
+                    self.ops[k].collect(frames)
         op.side = {}
 
     def _push(self, origin: int, first: Emission, force: set[int] | None = None) -> None:
@@ -254,12 +175,12 @@ class Executor:
                 if em:
                     calls.append((port, em))
             wake = (force is not None and j in force) or (
-                j in self.dead_letter_nodes and op.pending  # type: ignore[attr-defined]
+                j in self.dead_letter_nodes and op.has_pending()
             )
             if not calls and not wake:
                 continue
             if not calls:
-                calls = [(0, [(None, op._in_wm[0])])]
+                calls = [(0, [(None, op.port_watermark(0))])]
             out: Emission = []
             last = self.out_wm[j]
             sm = self.step_metrics[j]
@@ -294,7 +215,7 @@ class Executor:
             if sinks:
                 for sink in sinks:
                     sink.write(chunk.df)
-                if not isinstance(self.nodes[j], DeadLettersNode):
+                if self._counts_out[j]:
                     self.metrics.events_out += chunk.df.height
 
     # ------------------------------------------------------------------ running
@@ -307,11 +228,10 @@ class Executor:
         best = MAX_WM
         for j in self.wm_ops[s]:
             op = self.ops[j]
-            assert isinstance(op, WatermarkOp)
             for sid in self.split_ids[s]:
-                st = op.splits.get(sid)
-                if st is not None and not st.finished:
-                    best = min(best, op._split_wm(st))
+                w = op.split_watermark(sid)
+                if w is not None:
+                    best = min(best, w)
         return MIN_WM if best == MAX_WM and not self.wm_ops[s] else best
 
     def _finish_source(self, s: int, readers: dict[int, Reader]) -> None:
@@ -334,13 +254,11 @@ class Executor:
     def _targets_done(self) -> bool:
         done = [False] * len(self.nodes)
         for i, op in enumerate(self.ops):
-            parents = self.nodes[i].inputs
+            parents = self.parents[i]
             done[i] = (
-                self.finished[i]
-                or op.done
-                or (bool(parents) and all(done[self.index[p.id]] for p in parents))
+                self.finished[i] or op.done or (bool(parents) and all(done[p] for p in parents))
             )
-        return all(done[self.index[t.node.id]] for t in self.targets)
+        return all(done[j] for j in self.graph.targets)
 
     def open(self) -> None:
         """Open sinks and sources (in the caller's thread, so errors surface at once)."""
@@ -369,7 +287,7 @@ class Executor:
             for s in self.sources:
                 if self.finished[s]:
                     continue  # ended before the checkpoint this run resumes from
-                source = self.nodes[s].source  # type: ignore[attr-defined]
+                source = self.graph.source_of[s]
                 resume = cp.resume.get(s) if cp is not None else None
                 readers[s] = source.open(resume) if resume else source.open()
         except BaseException:
@@ -580,7 +498,7 @@ class Executor:
         m.elapsed_s = time.perf_counter() - self._t0
         m.events_per_s = m.events_in / m.elapsed_s if m.elapsed_s > 0 else 0.0
         m.late_events = sum(op.late_events for op in self.ops)
-        m.behind_watermark = sum(getattr(op, "behind_watermark", 0) for op in self.ops)
+        m.behind_watermark = sum(op.behind_watermark for op in self.ops)
         wm_nodes = [self.index[t.node.id] for t in self.targets if t.node.event_time is not None]
         if wm_nodes:
             j = min(wm_nodes, key=lambda i: self.out_wm[i])
@@ -595,15 +513,15 @@ class Executor:
             else:
                 m.event_time_lag_s = None
         for op, sm in zip(self.ops, self.step_metrics, strict=True):
-            by_input = getattr(op, "late_by_input", None)
+            by_input = op.late_counts()
             if by_input is not None:
-                sm.late_events = tuple(by_input)
+                sm.late_events = by_input
             elif op.late_events:
                 sm.late_events = (op.late_events,)
-            rows = getattr(op, "state_rows", None)
+            rows = op.state_rows()
             if rows is not None:
-                sm.state_rows = rows()
-                sm.peak_state_rows = max(sm.peak_state_rows, op.peak_state_rows)  # type: ignore[attr-defined]
+                sm.state_rows = rows
+                sm.peak_state_rows = max(sm.peak_state_rows, op.peak_state_rows)
         m.steps = self._steps_view
         if self.progress is not None:
             self.progress.update(m.events_in, m.elapsed_s)

@@ -1,7 +1,7 @@
 """Join operators: symmetric (interval, windowed, regular), as-of, and lookup.
 
-Config (what the user wrote, checked) is a :class:`JoinSetup` built in
-:mod:`vstream.plan.joins`; this package is what the runtime runs: ``base`` (the shell
+Config (what the user wrote, checked) is a
+:class:`vstream.plan.joins.JoinSetup`; this package is what the runtime runs: ``base`` (the shell
 every join shares), ``symmetric``, ``asof`` and ``lookup``. Both inputs share one
 :class:`~vstream.state.key_index.KeyIndex` (the right side's key columns are read under
 the left side's names), so a key has the same id on both sides. A null in a key column
@@ -9,8 +9,7 @@ matches nothing (as in Polars); such rows still appear, unmatched, in outer join
 """
 
 from vstream.ops.join.asof import AsofJoinOp
-from vstream.ops.join.base import JoinSetup
 from vstream.ops.join.lookup import LookupJoinOp
 from vstream.ops.join.symmetric import SymmetricJoinOp
 
-__all__ = ["AsofJoinOp", "JoinSetup", "LookupJoinOp", "SymmetricJoinOp"]
+__all__ = ["AsofJoinOp", "LookupJoinOp", "SymmetricJoinOp"]

@@ -14,7 +14,6 @@ from vstream.ops.join.base import (
     KID_COL,
     TIME_COL,
     JoinOperator,
-    JoinSetup,
     clamp,
     gather_rows,
     payload_of,
@@ -22,6 +21,7 @@ from vstream.ops.join.base import (
     take_rows,
 )
 from vstream.ops.join.side import JoinSide
+from vstream.plan.joins import JoinSetup
 
 
 class AsofJoinOp(JoinOperator):

@@ -1,4 +1,5 @@
-"""The shell every join operator shares: the checked config (:class:`JoinSetup`), the
+"""The shell every join operator shares: the checked config
+(:class:`vstream.plan.joins.JoinSetup`), the
 key index both inputs share, lateness, output assembly, the common snapshot.
 
 Both inputs share one :class:`~vstream.state.key_index.KeyIndex` (the right side's key
@@ -9,15 +10,13 @@ in outer joins.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 import polars as pl
 import pyarrow as pa
 
 from vstream.errors import VStreamError
 from vstream.ops.base import MIN_WM, Operator
-from vstream.plan.nodes import EventTime
+from vstream.plan.joins import JoinSetup
 from vstream.state.key_index import KeyIndex
 
 __all__ = [
@@ -29,7 +28,6 @@ __all__ = [
     "TIME_COL",
     "ROW",
     "JoinOperator",
-    "JoinSetup",
     "clamp",
     "gather_rows",
     "key_frame",
@@ -47,31 +45,6 @@ I64_MAX = 2**63 - 1
 
 def clamp(x: int) -> int:
     return max(I64_MIN, min(I64_MAX, x))
-
-
-@dataclass(frozen=True)
-class JoinSetup:
-    """A checked join: key and time columns, the predicate, and the output layout."""
-
-    kind: str  # "interval" | "window" | "regular" | "asof" | "lookup"
-    how: str  # "inner" | "left" | "full"
-    left_keys: list[str]
-    right_keys: list[str]
-    key_schema: pl.Schema  # under the left side's names
-    left_time: EventTime | None
-    right_time: EventTime | None
-    #: (right input column, output name) of the right columns in the output
-    right_out: list[tuple[str, str]]
-    left_out: list[str]
-    schema: pl.Schema  # the output schema
-    lower: int = 0  # interval / regular: lower <= right.t - left.t <= upper
-    upper: int = 0
-    size: int = 0  # windowed
-    slide: int = 0
-    offset: int = 0
-    strategy: int = 0  # as-of (kernels.join.BACKWARD, ...)
-    tolerance: int = -1  # as-of; -1: none
-    table: pl.DataFrame | None = field(default=None, repr=False)  # static lookup table
 
 
 def key_frame(df: pl.DataFrame, cols: list[str], names: list[str]) -> pl.DataFrame:
@@ -255,3 +228,6 @@ class JoinOperator(Operator):
 
     def state_rows(self) -> int:
         raise NotImplementedError
+
+    def late_counts(self) -> tuple[int, ...]:
+        return tuple(self.late_by_input)

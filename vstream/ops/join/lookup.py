@@ -9,7 +9,8 @@ import pyarrow as pa
 from vstream._dtypes import physical_int64
 from vstream.kernels.hashing import dense_lookup
 from vstream.ops.base import MAX_WM, Chunk
-from vstream.ops.join.base import KID_COL, JoinOperator, JoinSetup, gather_rows, key_frame
+from vstream.ops.join.base import KID_COL, JoinOperator, gather_rows, key_frame
+from vstream.plan.joins import JoinSetup
 from vstream.state.slots import grown
 
 

@@ -9,8 +9,9 @@ import pyarrow as pa
 from vstream.errors import VStreamError
 from vstream.kernels.join import RANGE, WINDOWS, evict_before, probe_pairs, settle_windows
 from vstream.ops.base import MAX_WM, MIN_WM, Chunk
-from vstream.ops.join.base import I64_MAX, JoinOperator, JoinSetup, clamp, payload_of, side_schemas
+from vstream.ops.join.base import I64_MAX, JoinOperator, clamp, payload_of, side_schemas
 from vstream.ops.join.side import JoinSide
+from vstream.plan.joins import JoinSetup
 
 
 class SymmetricJoinOp(JoinOperator):

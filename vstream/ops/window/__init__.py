@@ -1,7 +1,8 @@
 """Keyed window aggregation: the operator around the pane and session kernels.
 
 Config (what the user wrote) lives in :mod:`vstream.plan.windows` and reaches the
-operator resolved as a :class:`WindowSetup` (``setup``); the rest, one concept a module:
+operator resolved as a :class:`vstream.plan.windows.WindowSetup`
+(``setup``); the rest, one concept a module:
 
 - ``operator``: :class:`WindowOp`, batches in, the watermark, emission, snapshot/restore.
 - ``panes``: tumbling and hopping windows over panes; ``sessions``: session windows.
@@ -11,7 +12,6 @@ operator resolved as a :class:`WindowSetup` (``setup``); the rest, one concept a
 """
 
 from vstream.ops.window.operator import WindowOp
-from vstream.ops.window.setup import WindowSetup, valid_times
 from vstream.ops.window.zones import to_instants, to_local, zone_table
 
-__all__ = ["WindowOp", "WindowSetup", "to_instants", "to_local", "valid_times", "zone_table"]
+__all__ = ["WindowOp", "to_instants", "to_local", "zone_table"]

@@ -1,7 +1,7 @@
 """The window operator: batches in, the watermark, emission, snapshot and restore.
 
 Config (what the user wrote) lives in :mod:`vstream.plan.windows` and arrives resolved as
-a :class:`~vstream.ops.window.setup.WindowSetup`; the pane and session logic are in
+a :class:`~vstream.plan.windows.WindowSetup`; the pane and session logic are in
 :mod:`~vstream.ops.window.panes` and :mod:`~vstream.ops.window.sessions`.
 """
 
@@ -13,6 +13,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
+from vstream._dtypes import units_per_day
 from vstream.kernels.window import (
     time_bounds,
 )
@@ -22,9 +23,9 @@ from vstream.ops.window.finalize import _final_steps, _finalize, _fused_finalize
 from vstream.ops.window.inputs import _init_values, _Inputs, _Scratch
 from vstream.ops.window.panes import _PaneLogic
 from vstream.ops.window.sessions import _SessionLogic
-from vstream.ops.window.setup import WindowSetup, valid_times
-from vstream.ops.window.zones import _per_day, to_instants, to_local
+from vstream.ops.window.zones import to_instants, to_local
 from vstream.plan import aggregates as A
+from vstream.plan.windows import WindowSetup, valid_times
 from vstream.state.key_index import KeyIndex
 from vstream.state.slots import SlotStore, StateTable
 
@@ -344,5 +345,5 @@ class WindowOp(Operator):
         lo, hi = self.times
         dtype = self.setup.time_dtype
         if isinstance(dtype, pl.Datetime) and dtype.time_zone is not None:
-            lo, hi = lo - _per_day(dtype), hi + _per_day(dtype)
+            lo, hi = lo - units_per_day(dtype), hi + units_per_day(dtype)
         return lo, hi

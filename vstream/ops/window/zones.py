@@ -8,19 +8,12 @@ from functools import lru_cache
 import numpy as np
 import polars as pl
 
+from vstream._dtypes import units_per_day
 from vstream.kernels.window import (
     time_bounds,
 )
 
 __all__ = ["to_instants", "to_local", "zone_table"]
-
-
-_DAY_NS = 86_400_000_000_000
-
-
-def _per_day(dtype: pl.DataType) -> int:
-    assert isinstance(dtype, pl.Datetime)
-    return _DAY_NS // {"ms": 1_000_000, "us": 1_000, "ns": 1}[dtype.time_unit or "us"]
 
 
 def _polars_local(ts: np.ndarray, dtype: pl.Datetime) -> np.ndarray:
@@ -85,7 +78,7 @@ def to_instants(local: np.ndarray, dtype: pl.DataType, ambiguous: str) -> np.nda
     if out.null_count():
         # in a gap: the offset from a day before is the one the clock jumps from, and
         # the local time minus it is the jump (for a bound on the grid, the usual case)
-        before = local - _per_day(dtype)
+        before = local - units_per_day(dtype)
         off = to_local(before, dtype) - before
         out = out.fill_null(pl.Series(local - off))
     return out.to_numpy()

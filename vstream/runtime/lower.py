@@ -1,0 +1,261 @@
+"""Lowering: the logical plan (pure data) to the physical graph the executor runs.
+
+The one module that knows the concrete node types. Per step it builds the operator and
+records the positions of its inputs and children; for the graph it works out what the
+executor needs to know (which steps are sources, watermark assigners and dead-letter
+collectors; where dead letters and late events go; the sources of lookup-join tables;
+whether a branch may end before its sources; which column of a source bounds the
+event time of each watermark assigner below it; the columns each source converts).
+The executor reads these facts and the operators' declared capabilities, never a
+node's or an operator's type.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import polars as pl
+
+from vstream._duration import unit_to_ns
+from vstream.errors import PipelineError
+from vstream.io.base import Source
+from vstream.ops.base import Operator
+from vstream.ops.join import AsofJoinOp, LookupJoinOp, SymmetricJoinOp
+from vstream.ops.stateless import ConcatOp, DeadLetterOp, HeadOp, StatelessOp
+from vstream.ops.watermark import WatermarkOp
+from vstream.ops.window import WindowOp
+from vstream.plan.joins import JoinNode
+from vstream.plan.nodes import (
+    ConcatNode,
+    DeadLettersNode,
+    HeadNode,
+    Node,
+    SourceNode,
+    StepNode,
+    WatermarkNode,
+    ancestors,
+    required_columns,
+)
+from vstream.plan.windows import LateEventsNode, WindowNode
+
+__all__ = ["PhysicalGraph", "build_op", "lower"]
+
+
+def build_op(node: Node) -> Operator:
+    """The physical operator of one logical node (a fresh one: no state)."""
+    if isinstance(node, StepNode):
+        return StatelessOp(node.label, node.fn, node.schema if node.check_schema else None)
+    if isinstance(node, SourceNode):
+        return Operator(node.label)  # the runtime feeds source batches itself
+    if isinstance(node, WatermarkNode):
+        et = node.event_time
+        assert et is not None
+        return WatermarkOp(
+            node.label,
+            et.column,
+            et.delay,
+            et.idle_timeout,
+            unit_to_ns(et.unit) if et.unit is not None else None,
+        )
+    if isinstance(node, WindowNode):
+        return WindowOp(node.label, node.setup)
+    if isinstance(node, JoinNode):
+        st = node.setup
+        if st.kind == "lookup":
+            return LookupJoinOp(node.label, st, updates=len(node.inputs) == 2)
+        if st.kind == "asof":
+            return AsofJoinOp(node.label, st)
+        return SymmetricJoinOp(node.label, st)
+    if isinstance(node, HeadNode):
+        return HeadOp(node.label, node.n)
+    if isinstance(node, ConcatNode):
+        return ConcatOp(node.label, len(node.inputs))
+    if isinstance(node, DeadLettersNode | LateEventsNode):
+        return DeadLetterOp(node.label)
+    msg = (
+        f"{node.label}: the runtime has no operator for a {type(node).__name__} step; "
+        "add one to vstream.runtime.lower.build_op"
+    )
+    raise PipelineError(msg)
+
+
+@dataclass(frozen=True, eq=False)
+class PhysicalGraph:
+    """The steps of a run and what the executor needs to know about them.
+
+    Steps are numbered by their position in ``nodes`` (topological order: a step comes
+    after its inputs); every other field refers to steps by that position.
+    """
+
+    #: the logical nodes, topologically ordered, and each one's operator
+    nodes: list[Node]
+    ops: list[Operator]
+    #: logical node id -> position
+    index: dict[int, int]
+    #: per step, the positions of its inputs (by input port) and of its consumers
+    parents: list[list[int]]
+    children: list[list[int]]
+    #: per step, itself and every step below it, in topological order
+    down: list[list[int]]
+    #: per target (in the order given), the position of its step
+    targets: list[int]
+    #: the source steps and their sources
+    sources: list[int]
+    source_of: dict[int, Source]
+    #: per source step, the watermark assigners below it
+    watermarks: dict[int, list[int]]
+    #: per (source, watermark assigner below it), the source column and dtype whose
+    #: per-split lower bounds (file statistics) bound the event time, when every step
+    #: between passes that column through unchanged (renames followed); else None
+    bound_columns: dict[tuple[int, int], tuple[str, pl.DataType] | None]
+    #: steps that collect the side output of others (dead letters, late events)
+    collectors: frozenset[int]
+    #: dead_letters() steps: their rows are refused records, not events out
+    dead_letter_outputs: frozenset[int]
+    #: step -> the dead_letters() branches that collect its refused records
+    dead_routes: dict[int, list[int]]
+    #: (window or join, input port) -> its late_events() branches
+    late_routes: dict[tuple[int, int], list[int]]
+    #: steps driven by the wall clock too, and the source whose branch each is on
+    ticking: list[int]
+    tick_origin: dict[int, int]
+    #: the sources of lookup joins' update streams (read ahead of the events)
+    table_sources: frozenset[int]
+    #: whether a branch can end before its sources: a head(), or a lookup join whose
+    #: events end before its (perhaps endless) update stream
+    may_end_early: bool
+    #: per source step, the columns it converts when fewer than all (projection
+    #: pushdown; None: all), and the columns the run reads of it (None: all)
+    source_columns: dict[int, list[str] | None]
+    read_columns: dict[int, frozenset[str] | None]
+
+
+def lower(targets: list[Node]) -> PhysicalGraph:
+    """The physical graph of the branches ending at ``targets`` (each node once)."""
+    nodes = ancestors(targets)
+    index = {nd.id: i for i, nd in enumerate(nodes)}
+    ops = [build_op(nd) for nd in nodes]
+    parents = [[index[p.id] for p in nd.inputs] for nd in nodes]
+    children: list[list[int]] = [[] for _ in nodes]
+    for i, ps in enumerate(parents):
+        for p in ps:
+            children[p].append(i)
+    down = [_downstream(i, children) for i in range(len(nodes))]
+    sources = [i for i, nd in enumerate(nodes) if isinstance(nd, SourceNode)]
+    source_of = {s: _source(nodes[s]) for s in sources}
+    watermarks = {s: [j for j in down[s] if ops[j].assigns_watermark] for s in sources}
+    bound_columns = {
+        (s, w): _bound_column(nodes[s], nodes[w]) for s in sources for w in watermarks[s]
+    }
+    ticking = [j for j, op in enumerate(ops) if op.ticking]
+    table_sources = _table_sources(nodes, index)
+    source_columns, read_columns = _projection(nodes, targets, sources)
+    return PhysicalGraph(
+        nodes=nodes,
+        ops=ops,
+        index=index,
+        parents=parents,
+        children=children,
+        down=down,
+        targets=[index[t.id] for t in targets],
+        sources=sources,
+        source_of=source_of,
+        watermarks=watermarks,
+        bound_columns=bound_columns,
+        collectors=frozenset(j for j, op in enumerate(ops) if op.collects_side),
+        dead_letter_outputs=frozenset(
+            i for i, nd in enumerate(nodes) if isinstance(nd, DeadLettersNode)
+        ),
+        dead_routes=_dead_routes(nodes, index),
+        late_routes=_late_routes(nodes, index),
+        ticking=ticking,
+        tick_origin={j: next(s for s in sources if j in down[s]) for j in ticking},
+        table_sources=table_sources,
+        may_end_early=bool(table_sources) or any(isinstance(nd, HeadNode) for nd in nodes),
+        source_columns=source_columns,
+        read_columns=read_columns,
+    )
+
+
+def _source(node: Node) -> Source:
+    assert isinstance(node, SourceNode)
+    return node.source
+
+
+def _downstream(i: int, children: list[list[int]]) -> list[int]:
+    seen = {i}
+    stack = [i]
+    while stack:
+        for c in children[stack.pop()]:
+            if c not in seen:
+                seen.add(c)
+                stack.append(c)
+    return sorted(seen)  # node order is topological
+
+
+def _bound_column(source: Node, assigner: Node) -> tuple[str, pl.DataType] | None:
+    """The column of ``source`` that the event time of ``assigner`` is, unchanged (its
+    per-split statistics then bound the event time of each split), or None."""
+    et = assigner.event_time
+    assert et is not None
+    column = et.column
+    cur: Node = assigner.inputs[0]
+    while cur is not source:
+        if isinstance(cur, StepNode):
+            if cur.assigns is None or column in cur.assigns:
+                return None
+            column = cur.renames.get(column, column)
+        elif not isinstance(cur, HeadNode):
+            return None
+        cur = cur.inputs[0]
+    return column, et.dtype
+
+
+def _dead_routes(nodes: list[Node], index: dict[int, int]) -> dict[int, list[int]]:
+    routes: dict[int, list[int]] = {}
+    for k, nd in enumerate(nodes):
+        if isinstance(nd, DeadLettersNode):
+            for a in ancestors([nd.of]):
+                if a.can_dead_letter():
+                    routes.setdefault(index[a.id], []).append(k)
+    return routes
+
+
+def _late_routes(nodes: list[Node], index: dict[int, int]) -> dict[tuple[int, int], list[int]]:
+    routes: dict[tuple[int, int], list[int]] = {}
+    for k, nd in enumerate(nodes):
+        if isinstance(nd, LateEventsNode):
+            routes.setdefault((index[nd.of.id], nd.port), []).append(k)
+    return routes
+
+
+def _table_sources(nodes: list[Node], index: dict[int, int]) -> frozenset[int]:
+    """The sources that feed only the update stream of a lookup join."""
+    out: set[int] = set()
+    for nd in nodes:
+        if isinstance(nd, JoinNode) and nd.setup.kind == "lookup" and len(nd.inputs) == 2:
+            events = {a.id for a in ancestors([nd.inputs[0]])}
+            out |= {
+                index[a.id]
+                for a in ancestors([nd.inputs[1]])
+                if isinstance(a, SourceNode) and a.id not in events
+            }
+    return frozenset(out)
+
+
+def _projection(
+    nodes: list[Node], targets: list[Node], sources: list[int]
+) -> tuple[dict[int, list[str] | None], dict[int, frozenset[str] | None]]:
+    """Projection pushdown: per source, the columns to convert (None: all, when that is
+    every column anyway) and the columns the run reads (None: all)."""
+    req = required_columns(nodes, targets)
+    convert: dict[int, list[str] | None] = {}
+    reads: dict[int, frozenset[str] | None] = {}
+    for s in sources:
+        node = nodes[s]
+        cols = req.get(node.id)
+        names = list(node.schema.names())
+        keep = None if cols is None else [c for c in names if c in cols]
+        convert[s] = keep if keep is not None and len(keep) < len(names) else None
+        reads[s] = None if keep is None else frozenset(keep)
+    return convert, reads
