@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 
 QUICK = os.environ.get("VSTREAM_BENCH_QUICK", "") not in ("", "0")
+#: a fraction of the full sizes (VSTREAM_BENCH_SCALE=0.2): A/B rounds (benchmarks/ab.py)
+#: that keep every fixed cost's share but take a fifth of the time
+SCALE = float(os.environ.get("VSTREAM_BENCH_SCALE", "1"))
 
 
 def q1_aggs() -> tuple[object, ...]:
@@ -28,8 +31,9 @@ PAIRS: list[tuple[str, str]] = []
 
 
 def size(full: int, quick: int) -> int:
-    """The full size, or the quick one under VSTREAM_BENCH_QUICK=1."""
-    return quick if QUICK else full
+    """The full size (times VSTREAM_BENCH_SCALE), or the quick one under
+    VSTREAM_BENCH_QUICK=1."""
+    return quick if QUICK else max(quick, int(full * SCALE))
 
 
 def paired(
