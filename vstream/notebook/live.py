@@ -71,8 +71,9 @@ class LiveView:
     def start(self) -> LiveView:
         """Render once now (so the output cell shows the job at once), then keep going
         in the background."""
-        self.render(final=not self.job.running)
-        if self.job.running:
+        final = not self.job.running
+        self.render(final=final)
+        if not final:  # even if the job ended meanwhile: the thread renders its end
             self._thread.start()
         return self
 
