@@ -181,3 +181,34 @@ def test_view_of_an_empty_stream_and_before_any_window(telemetry_small: pl.DataF
     job.join(timeout=30)
     LiveView(job, html=True, sink=seen.append).start()
     assert "events in" in seen[-1]
+
+
+class _EndsAfterFirstLook:
+    """A job that is running at the view's first look and has ended at its second: the
+    race of a job ending while the view starts, made deterministic."""
+
+    def __init__(self) -> None:
+        self.looks = 0
+        self.error = None
+        self.results = pl.DataFrame({"x": [1]})
+
+    @property
+    def running(self) -> bool:
+        self.looks += 1
+        return self.looks == 1
+
+    @property
+    def metrics(self) -> vs.Metrics:
+        return vs.Metrics(events_in=1, running=self.looks <= 1)
+
+    def join(self, timeout: float | None = None) -> None:
+        return None
+
+
+def test_a_job_ending_while_the_view_starts_still_gets_its_final_rendering() -> None:
+    seen: list[str] = []
+    view = LiveView(_EndsAfterFirstLook(), every=3600, html=False, sink=seen.append)  # type: ignore[arg-type]
+    view.start()
+    view.join(timeout=PATIENCE_S)
+    assert len(seen) == 2, seen
+    assert "finished" in seen[-1]
