@@ -216,13 +216,21 @@ class ParquetSource(Source):
 
         read = self.read_columns  # this run's (a source may be opened again for another)
         strings = self._strings and reads_strings(self.schema(), read)
+        # projection pushdown: only the columns the run reads are read from the files, in
+        # the file's order (the runtime selects them by name; rows are counted the same)
+        names = self._schema.names
+        columns = None if read is None else [c for c in names if c in read]
+        if columns is not None and len(columns) == len(names):
+            columns = None
+        # (pyarrow takes "a.b" for field b of a struct a as well as for a column "a.b": it
+        # then reads both, and the runtime keeps the column by its name)
 
         def produce(put: Callable[[SourceEvent], bool]) -> None:
             for i, start in starts.items():
                 pos = start
                 try:
                     with pq.ParquetFile(files[i]) as pf:
-                        for rb in _read_from(pf, start, bs):
+                        for rb in _read_from(pf, start, bs, columns):
                             pos += rb.num_rows
                             dead = None
                             if strings:
@@ -238,8 +246,11 @@ class ParquetSource(Source):
         return ThreadedReader(produce, name="vstream-from_parquet")
 
 
-def _read_from(pf: pq.ParquetFile, start: int, bs: int) -> Iterator[pa.RecordBatch]:
-    """The batches of ``pf`` after its first ``start`` rows, cut as a full read cuts them."""
+def _read_from(
+    pf: pq.ParquetFile, start: int, bs: int, columns: list[str] | None = None
+) -> Iterator[pa.RecordBatch]:
+    """The batches of ``pf`` after its first ``start`` rows, cut as a full read cuts them,
+    with only ``columns`` (None: all; none at all still counts the rows)."""
     md = pf.metadata
     # first row of each row group; reading starts at the group holding row `start`
     firsts = [0, *itertools.accumulate(md.row_group(g).num_rows for g in range(md.num_row_groups))]
@@ -247,6 +258,6 @@ def _read_from(pf: pq.ParquetFile, start: int, bs: int) -> Iterator[pa.RecordBat
         return
     group = bisect.bisect_right(firsts, start) - 1
     groups = None if group == 0 else list(range(group, md.num_row_groups))
-    read = pf.iter_batches(batch_size=bs, row_groups=groups, use_threads=False)
+    read = pf.iter_batches(batch_size=bs, row_groups=groups, columns=columns, use_threads=False)
     clean = (rb.replace_schema_metadata(None) for rb in read)
     yield from _recut(_skip_rows(clean, start - firsts[group]), start, bs)

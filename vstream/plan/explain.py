@@ -1,10 +1,10 @@
-"""Text rendering of a plan graph."""
+"""Text rendering of a plan graph, with the columns each source reads."""
 
 from __future__ import annotations
 
-from vstream.plan.nodes import Node
+from vstream.plan.nodes import Node, SourceNode, ancestors, required_columns
 
-__all__ = ["explain"]
+__all__ = ["explain", "source_columns"]
 
 
 def _schema_text(node: Node) -> str:
@@ -25,11 +25,30 @@ def _schema_text(node: Node) -> str:
     return f"{{{cols}}}{time}"
 
 
+def source_columns(roots: list[Node]) -> dict[int, list[str]]:
+    """Per source node (by id) that a run of ``roots`` reads only in part, the columns it
+    reads, in schema order: the projection the runtime pushes into the source (a Parquet
+    file then reads only these; the others are never read nor converted)."""
+    order = ancestors(roots)
+    req = required_columns(order, roots)
+    out: dict[int, list[str]] = {}
+    for node in order:
+        cols = req.get(node.id)
+        if isinstance(node, SourceNode) and cols is not None:
+            names = node.schema.names()
+            keep = [c for c in names if c in cols]
+            if len(keep) < len(names):
+                out[node.id] = keep
+    return out
+
+
 def explain(roots: list[Node]) -> str:
     """One line per node, children indented under their consumer; a node feeding several
-    branches is printed once and referred to by its number afterwards."""
+    branches is printed once and referred to by its number afterwards. A source that the
+    plan reads in part lists the columns it reads, e.g. ``columns=[ts, cpu] (2 of 9)``."""
     lines: list[str] = []
     shown: set[int] = set()
+    projected = source_columns(roots)
 
     def visit(node: Node, prefix: str, last: bool, top: bool) -> None:
         branch = "" if top else ("└─ " if last else "├─ ")
@@ -38,6 +57,10 @@ def explain(roots: list[Node]) -> str:
             return
         shown.add(node.id)
         bounded = "" if node.bounded else "  (unbounded)"
+        read = projected.get(node.id)
+        if read is not None:
+            of = len(node.schema)
+            bounded = f"  columns=[{', '.join(read)}] ({len(read)} of {of}){bounded}"
         lines.append(f"{prefix}{branch}[{node.id}] {node.label}{bounded}")
         child_prefix = prefix + ("" if top else ("   " if last else "│  "))
         lines.append(f"{child_prefix}{'│  ' if node.inputs else '   '}{_schema_text(node)}")
