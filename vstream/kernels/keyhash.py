@@ -21,9 +21,11 @@ splitmix64 finalizer (Stafford's variant 13), a bijection with full avalanche::
   the one quiet NaN ``0x7FF8000000000000`` (Float32 widened first);
 - a string or binary cell (UTF-8 bytes; the same for String, LargeString and StringView
   arrays, categoricals and enums through their strings; decimals through their 16
-  little-endian bytes): ``h = mix(len ^ 0x6A09E667F3BCC909)``, then ``h = mix(h ^ w)``
-  for each 8-byte little-endian word ``w`` of the bytes, the last one zero-padded;
-- a null cell: the constant ``0xA0761D6478BD642F``;
+  little-endian bytes): ``h = 0x6A09E667F3BCC909 ^ len``, then for each 16-byte block,
+  two little-endian words ``a, b`` (the last block zero-padded), wyhash's step
+  ``h = fold(a ^ 0xA0761D6478BD642F, b ^ h ^ 0xE7037ED1A0B428DB)``, where ``fold`` is
+  the 128-bit product with its two halves xor-ed; the cell is ``mix(h ^ len)``;
+- a null cell: the constant ``0x8EBC6AF09C88C6E3``;
 - a row: ``h = 0x243F6A8885A308D3``, then ``h = mix(h ^ cell)`` for each key column in
   order.
 
@@ -48,6 +50,9 @@ import numba
 import numpy as np
 import polars as pl
 import pyarrow as pa
+from llvmlite import ir  # type: ignore[import-untyped]
+from numba.core import types
+from numba.extending import intrinsic, overload
 
 from vstream.errors import SchemaError, VStreamError
 from vstream.kernels.hashing import add_u64, as_u64, mul_u64
@@ -58,12 +63,14 @@ __all__ = [
     "ROW_SEED",
     "bytes_cells",
     "combine_cells",
+    "fold_mul",
     "group_range",
     "hashable",
     "int_cells",
     "key_group",
     "key_hash",
     "key_hash_reference",
+    "view_bytes_cells",
     "views_cells",
 ]
 
@@ -75,9 +82,12 @@ _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _BYTES_SEED = np.uint64(0x6A09E667F3BCC909)
-NULL_CELL = np.uint64(0xA0761D6478BD642F)
+_S1 = np.uint64(0xA0761D6478BD642F)  # wyhash's secrets, for the 16-byte blocks
+_S2 = np.uint64(0xE7037ED1A0B428DB)
+NULL_CELL = np.uint64(0x8EBC6AF09C88C6E3)
 ROW_SEED = np.uint64(0x243F6A8885A308D3)
 _LOW32 = np.uint64(0xFFFFFFFF)
+_MASK = (1 << 64) - 1
 _INLINE = 12  # Arrow string views: strings of at most 12 bytes are inline
 
 
@@ -107,19 +117,95 @@ def int_cells(values):  # type: ignore[no-untyped-def]
     return out
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _word(data, j):  # type: ignore[no-untyped-def]
+    # the 8 bytes data[j:j + 8] as a little-endian word, spelled out so that LLVM makes
+    # it one unaligned load. Inlined in numba's IR, as every helper here that takes an
+    # array: a call passing an array costs a reference count up and down (atomic), which
+    # took 5x the hashing itself
+    return (
+        np.uint64(data[j])
+        | (np.uint64(data[j + 1]) << np.uint64(8))
+        | (np.uint64(data[j + 2]) << np.uint64(16))
+        | (np.uint64(data[j + 3]) << np.uint64(24))
+        | (np.uint64(data[j + 4]) << np.uint64(32))
+        | (np.uint64(data[j + 5]) << np.uint64(40))
+        | (np.uint64(data[j + 6]) << np.uint64(48))
+        | (np.uint64(data[j + 7]) << np.uint64(56))
+    )
+
+
+def fold_mul(a: Any, b: Any) -> np.uint64:
+    """The 128-bit product of ``a`` and ``b`` (as uint64), its two halves xor-ed: the
+    "folded multiply" of wyhash and foldhash (compiled: one ``mul`` instruction).
+
+    Examples
+    --------
+    >>> int(fold_mul(2**63, 4)), int(fold_mul(3, 5))
+    (2, 15)
+    """
+    p = (int(a) & _MASK) * (int(b) & _MASK)
+    return np.uint64((p & _MASK) ^ (p >> 64))
+
+
+@intrinsic
+def _fold_mul_128(typingctx, a, b):  # type: ignore[no-untyped-def]
+    # numba has no 128-bit integers; LLVM has: zero-extend, multiply, xor the halves
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        wide = ir.IntType(128)
+        p = builder.mul(builder.zext(args[0], wide), builder.zext(args[1], wide))
+        lo = builder.trunc(p, ir.IntType(64))
+        hi = builder.trunc(builder.lshr(p, ir.Constant(wide, 64)), ir.IntType(64))
+        return builder.xor(lo, hi)
+
+    return types.uint64(types.uint64, types.uint64), codegen
+
+
+@overload(fold_mul, jit_options={"nogil": True})
+def _fold_mul_jit(a, b):  # type: ignore[no-untyped-def]
+    return lambda a, b: _fold_mul_128(np.uint64(a), np.uint64(b))  # type: ignore[call-arg]
+
+
 @numba.njit(cache=True, nogil=True)
+def _block(h, a, b):  # type: ignore[no-untyped-def]
+    # 16 bytes (words a, b) into the running hash, as wyhash does
+    return fold_mul(a ^ _S1, b ^ h ^ _S2)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _tail(data, j, hi):  # type: ignore[no-untyped-def]
+    # the 1..7 bytes data[j:hi] as a zero-padded word, in one load rather than a loop:
+    # the 8 bytes ending with them shifted down, or the 8 starting with them masked,
+    # whichever the buffer holds
+    rem = hi - j
+    if hi >= 8:
+        return _word(data, hi - 8) >> np.uint64(8 * (8 - rem))
+    if j + 8 <= data.shape[0]:
+        return _word(data, j) & ((np.uint64(1) << np.uint64(8 * rem)) - np.uint64(1))
+    w = np.uint64(0)
+    for k in range(rem):
+        w |= np.uint64(data[j + k]) << np.uint64(8 * k)
+    return w
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
 def _bytes_cell(data, lo, hi):  # type: ignore[no-untyped-def]
-    # the cell hash of data[lo:hi]: its length, then 8-byte little-endian words
-    h = _mix(as_u64(hi - lo) ^ _BYTES_SEED)
+    # the cell hash of data[lo:hi]: 16-byte blocks of two little-endian words (the last
+    # zero-padded), then the length, then the avalanche
+    n = as_u64(hi - lo)
+    h = _BYTES_SEED ^ n
     j = lo
-    while j < hi:
-        w = np.uint64(0)
-        top = min(j + 8, hi)
-        for k in range(top - j):
-            w |= np.uint64(data[j + k]) << np.uint64(8 * k)
-        h = _mix(h ^ w)
-        j = top
-    return h
+    while j + 16 <= hi:
+        h = _block(h, _word(data, j), _word(data, j + 8))
+        j += 16
+    if j < hi:
+        if j + 8 < hi:
+            h = _block(h, _word(data, j), _tail(data, j + 8, hi))
+        elif j + 8 == hi:
+            h = _block(h, _word(data, j), np.uint64(0))
+        else:
+            h = _block(h, _tail(data, j, hi), np.uint64(0))
+    return _mix(h ^ n)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -143,45 +229,61 @@ def bytes_cells(offsets, data, out):  # type: ignore[no-untyped-def]
 
 
 @numba.njit(cache=True, nogil=True)
-def views_cells(views, data, starts, out):  # type: ignore[no-untyped-def]
-    """The cell hash of every string of an Arrow string-view array into ``out``:
-    ``views`` are its views as pairs of uint64 words, ``data`` its data buffers one after
-    the other, buffer ``b`` starting at ``starts[b]`` (``starts`` ends with their total
-    size). Strings of at most 12 bytes are read from their views (bytes past the length
-    are masked: padding left non-zero changes nothing), longer ones from the buffers.
-    Returns the first row whose view points outside its buffer (-1: none).
+def views_cells(views, out):  # type: ignore[no-untyped-def]
+    """The cell hash of every string of at most 12 bytes of an Arrow string-view array
+    (``views``: its views as pairs of uint64 words) into ``out``, from the views alone
+    (bytes past a string's length are masked: padding left non-zero changes nothing).
+    Returns the rows of longer strings, whose bytes live in the data buffers (see
+    :func:`view_bytes_cells`).
     """
-    n_buffers = starts.shape[0] - 1
-    bad = -1
+    m = 0
     for r in range(out.shape[0]):
         w0 = views[2 * r]
-        w1 = views[2 * r + 1]
         length = np.int64(w0 & _LOW32)
-        if length <= _INLINE:
-            h = _mix(as_u64(length) ^ _BYTES_SEED)
-            if length > 0:
-                # bytes 0..3 are the high half of word 0, bytes 4..11 word 1
-                word = (w0 >> np.uint64(32)) | (w1 << np.uint64(32))
-                if length < 8:
-                    word &= (np.uint64(1) << np.uint64(8 * length)) - np.uint64(1)
-                h = _mix(h ^ word)
-                if length > 8:
-                    rest = (w1 >> np.uint64(32)) & (
-                        (np.uint64(1) << np.uint64(8 * (length - 8))) - np.uint64(1)
-                    )
-                    h = _mix(h ^ rest)
-            out[r] = h
+        if length > _INLINE:
+            m += 1
             continue
-        buffer = np.int64(w1 & _LOW32)
-        offset = np.int64(w1 >> np.uint64(32))
-        if buffer >= n_buffers or offset + length > starts[buffer + 1] - starts[buffer]:
+        w1 = views[2 * r + 1]
+        n = as_u64(length)
+        h = _BYTES_SEED ^ n
+        if length > 0:
+            # bytes 0..3 are the high half of word 0, bytes 4..11 word 1
+            first = (w0 >> np.uint64(32)) | (w1 << np.uint64(32))
+            second = np.uint64(0)
+            if length < 8:
+                first &= (np.uint64(1) << np.uint64(8 * length)) - np.uint64(1)
+            elif length > 8:
+                second = (w1 >> np.uint64(32)) & (
+                    (np.uint64(1) << np.uint64(8 * (length - 8))) - np.uint64(1)
+                )
+            h = _block(h, first, second)
+        h = _mix(h ^ n)
+        out[r] = h
+    long_rows = np.empty(m, np.int64)
+    if m:
+        k = 0
+        for r in range(out.shape[0]):
+            if np.int64(views[2 * r] & _LOW32) > _INLINE:
+                long_rows[k] = r
+                k += 1
+    return long_rows
+
+
+@numba.njit(cache=True, nogil=True)
+def view_bytes_cells(views, rows, data, out):  # type: ignore[no-untyped-def]
+    """The cell hash of the strings ``rows`` of a string-view array (longer than 12
+    bytes, all in the data buffer ``data``) into ``out[rows]``. Returns the first row
+    whose view points outside ``data`` (-1: none); it is not read."""
+    size = data.shape[0]
+    for k in range(rows.shape[0]):
+        r = rows[k]
+        length = np.int64(views[2 * r] & _LOW32)
+        offset = np.int64(views[2 * r + 1] >> np.uint64(32))
+        if offset + length > size:
             out[r] = np.uint64(0)
-            if bad < 0:
-                bad = r
-            continue
-        lo = starts[buffer] + offset
-        out[r] = _bytes_cell(data, lo, lo + length)
-    return bad
+            return r
+        out[r] = _bytes_cell(data, offset, offset + length)
+    return -1
 
 
 @numba.njit(cache=True, nogil=True)
@@ -373,14 +475,23 @@ def _cells(arr: pa.Array) -> np.ndarray:
         return out
     if pa.types.is_string_view(t) or pa.types.is_binary_view(t):
         bufs = arr.buffers()
-        views = _bytes(bufs[1], np.uint64)[2 * arr.offset : 2 * (arr.offset + n)]
+        views = np.ascontiguousarray(
+            _bytes(bufs[1], np.uint64)[2 * arr.offset : 2 * (arr.offset + n)]
+        )
         if views.size != 2 * n:
             _refuse(arr, 0)
-        data = [_bytes(b) for b in bufs[2:]]
-        starts = np.zeros(len(data) + 1, np.int64)
-        starts[1:] = np.cumsum([d.size for d in data])
-        joined = data[0] if len(data) == 1 else np.concatenate([np.zeros(0, np.uint8), *data])
-        _refuse(arr, views_cells(np.ascontiguousarray(views), joined, starts, out))
+        rows = views_cells(views, out)
+        if rows.size:
+            # the long strings buffer by buffer (a numba list of the buffers cost
+            # ~0.1 ms a call, joining them a copy of every byte)
+            data = bufs[2:]
+            where = (views[2 * rows + 1] & _LOW32).astype(np.int64)
+            if (where >= len(data)).any():
+                _refuse(arr, int(rows[np.flatnonzero(where >= len(data))[0]]))
+            for b, buf in enumerate(data):
+                mine = rows if len(data) == 1 else rows[where == b]
+                if mine.size:
+                    _refuse(arr, view_bytes_cells(views, mine, _bytes(buf), out))
         return out
     if pa.types.is_dictionary(t):
         values = _cells(arr.dictionary)
@@ -415,7 +526,7 @@ def key_hash(keys: Any) -> np.ndarray:
     >>> import polars as pl
     >>> df = pl.DataFrame({"host": ["a", "b", None], "id": [1, 2, 3]})
     >>> [hex(int(h)) for h in key_hash(df)]
-    ['0x7eca8d9d09a8a7cf', '0xc3b60aeffaac4998', '0xa5835c1676385ad3']
+    ['0x5637ef7f09d444c0', '0xfd522ccbe66d4150', '0xe43adae915e87335']
     >>> bool(key_hash(df.select("id"))[0] == key_hash(pl.Series([1]))[0])
     True
     """
@@ -457,9 +568,6 @@ def key_hash(keys: Any) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------- the reference
-_MASK = (1 << 64) - 1
-
-
 def _mix_reference(z: int) -> int:
     z ^= z >> 30
     z = (z * 0xBF58476D1CE4E5B9) & _MASK
@@ -484,10 +592,13 @@ def _cell_reference(value: object) -> int:
         msg = f"key_hash_reference: no cell hash for {type(value)}"
         raise TypeError(msg)
     data = bytes(value)
-    h = _mix_reference(len(data) ^ int(_BYTES_SEED))
-    for j in range(0, len(data), 8):
-        h = _mix_reference(h ^ int.from_bytes(data[j : j + 8], "little"))
-    return h
+    h = int(_BYTES_SEED) ^ len(data)
+    for j in range(0, len(data), 16):
+        a = int.from_bytes(data[j : j + 8], "little")
+        b = int.from_bytes(data[j + 8 : j + 16], "little")
+        p = (a ^ int(_S1)) * (b ^ h ^ int(_S2))
+        h = (p & _MASK) ^ (p >> 64)
+    return _mix_reference(h ^ len(data))
 
 
 def key_hash_reference(rows: Sequence[Sequence[object]]) -> list[int]:
@@ -497,7 +608,7 @@ def key_hash_reference(rows: Sequence[Sequence[object]]) -> list[int]:
     Examples
     --------
     >>> [hex(h) for h in key_hash_reference([("a", 1), ("b", 2), (None, 3)])]
-    ['0x7eca8d9d09a8a7cf', '0xc3b60aeffaac4998', '0xa5835c1676385ad3']
+    ['0x5637ef7f09d444c0', '0xfd522ccbe66d4150', '0xe43adae915e87335']
     """
     out = []
     for row in rows:
