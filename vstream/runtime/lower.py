@@ -131,7 +131,19 @@ class PhysicalGraph:
 
 
 def lower(targets: list[Node]) -> PhysicalGraph:
-    """The physical graph of the branches ending at ``targets`` (each node once)."""
+    """The physical graph of the branches ending at ``targets`` (each node once).
+
+    Examples
+    --------
+    >>> import polars as pl
+    >>> import vstream as vs
+    >>> s = vs.from_polars(pl.DataFrame({"ts": [1, 2], "x": [3, 4]}))
+    >>> g = lower([s.with_watermark("ts", 0).select("ts")._node])
+    >>> [type(op).__name__ for op in g.ops], g.parents
+    (['Operator', 'WatermarkOp', 'StatelessOp'], [[], [0], [1]])
+    >>> g.sources, g.watermarks, g.source_columns
+    ([0], {0: [1]}, {0: ['ts']})
+    """
     nodes = ancestors(targets)
     index = {nd.id: i for i, nd in enumerate(nodes)}
     ops = [build_op(nd) for nd in nodes]
