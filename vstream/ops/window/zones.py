@@ -8,9 +8,7 @@ from functools import lru_cache
 import numpy as np
 import polars as pl
 
-from vstream.kernels.window import (
-    time_bounds,
-)
+from vstream.kernels.window import time_bounds
 
 __all__ = ["to_instants", "to_local", "zone_table"]
 
