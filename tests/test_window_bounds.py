@@ -33,8 +33,8 @@ from vstream.ops.base import MAX_WM as MAX
 from vstream.ops.base import MIN_WM as MIN
 from vstream.ops.base import Chunk
 from vstream.ops.window import finalize, operator, panes, sessions, zones
-from vstream.ops.window.sessions import _SessionLogic
 from vstream.runtime.lower import build_op
+from vstream.state.window import SessionState
 
 sys.path.insert(0, str(Path(__file__).parent))
 import window_reference as ref
@@ -321,7 +321,7 @@ def test_a_snapshot_holds_live_keys_only_and_restores(
 
 def _live_sessions(op: op_window.WindowOp) -> int:
     state = op.state
-    assert isinstance(state, _SessionLogic)
+    assert isinstance(state, SessionState)
     return int(state.counters[1] - state.counters[0])
 
 

@@ -97,11 +97,13 @@ def _interrupted(tmp_path: Path, kind: str, string: bool) -> Path:
 
 def _stored_ref_field(kind: str, string: bool) -> str:
     """The int field of the slots that holds the position of the first ``x`` in the
-    step's store of values."""
+    step's store of values (named after the field: ``fx.first.value``)."""
     op = build_op(_pipeline(kind, string)._node)
     assert isinstance(op, WindowOp)
     (leaf,) = [lf for lf in op.plan.leaves if lf.stored]
-    return f"i{leaf.i0}"
+    name = op.state_config.fields.ints[leaf.i0]
+    assert name == "fx.first.value"
+    return name
 
 
 def _damage_all(tmp_path: Path, suffix: str, damage: Damage) -> None:
@@ -237,14 +239,14 @@ CASES: dict[str, tuple[str, bool, str, Damage | str, str]] = {
         False,
         "slots",
         "store-ref",
-        r"table 'slots', column 'i\d+': \d+ is above \d+ \(positions in the \d+ stored",
+        r"table 'slots', column 'fx\.first\.value': \d+ is above \d+ \(positions in the",
     ),
     "null-aggregate-field": (
         "tumbling",
         False,
         "slots",
-        _null("f0"),
-        r"table 'slots', column 'f0': 1 null value",
+        _null("v.sum.sum"),
+        r"table 'slots', column 'v\.sum\.sum': 1 null value",
     ),
     "revision-key-past-the-index": (
         "tumbling",
@@ -270,16 +272,16 @@ CASES: dict[str, tuple[str, bool, str, Damage | str, str]] = {
     "max-pane-below-the-slots": (
         "tumbling",
         False,
-        "panes",
+        "counters",
         _set("max_pane", _first(-5)),
-        r"table 'panes', column 'max_pane': -5 is below the slots' pane",
+        r"table 'counters', column 'max_pane': -5 is below the slots' pane",
     ),
     "negative-row-count": (
         "tumbling",
         False,
-        "meta",
+        "counters",
         _set("seq", _first(-1)),
-        r"table 'meta', column 'seq': -1 is below 0",
+        r"table 'counters', column 'seq': -1 is below 0",
     ),
     # the key index
     "key-ids-twice": (
@@ -422,5 +424,5 @@ def test_a_watermark_past_the_event_times_restores(kind: str) -> None:
     assert fired_k > op.times[1] // 500 + 1  # a window past every event time's
     again = build_op(w._node)
     again.restore(op.snapshot())
-    assert again.snapshot()["panes"].equals(op.snapshot()["panes"])
+    assert again.snapshot()["counters"].equals(op.snapshot()["counters"])
     assert pl.concat(fired).height == (3 if kind == "tumbling" else 5)

@@ -1,12 +1,15 @@
 """The window operator: batches in, the watermark, emission, snapshot and restore.
 
 Config (what the user wrote) lives in :mod:`vstream.plan.windows` and arrives resolved as
-a :class:`~vstream.plan.windows.WindowSetup`; the pane and session logic are in
-:mod:`~vstream.ops.window.panes` and :mod:`~vstream.ops.window.sessions`.
+a :class:`~vstream.plan.windows.WindowSetup`; the state is ``WindowOp.state``, a
+:class:`~vstream.state.window.PaneState` or :class:`~vstream.state.window.SessionState`
+that the pane and session logic (:mod:`~vstream.ops.window.panes`,
+:mod:`~vstream.ops.window.sessions`) update in place.
 """
 
 from __future__ import annotations
 
+import math
 import time
 
 import numpy as np
@@ -14,11 +17,11 @@ import polars as pl
 import pyarrow as pa
 
 from vstream._dtypes import units_per_day
-from vstream.kernels.window import (
-    time_bounds,
-)
+from vstream.errors import VStreamError
+from vstream.kernels.window import time_bounds
 from vstream.ops.base import MAX_WM, MIN_WM, Chunk, Operator
 from vstream.ops.watermark import dead_letters
+from vstream.ops.window.fields import window_fields
 from vstream.ops.window.finalize import _final_steps, _finalize, _fused_finalize
 from vstream.ops.window.inputs import _init_values, _Inputs, _Scratch
 from vstream.ops.window.panes import _PaneLogic
@@ -28,6 +31,7 @@ from vstream.plan import aggregates as A
 from vstream.plan.windows import WindowSetup, valid_times
 from vstream.state.key_index import KeyIndex
 from vstream.state.slots import SlotStore, StateTable
+from vstream.state.window import PaneState, SessionState, WindowStateConfig
 
 __all__ = ["WindowOp"]
 
@@ -43,19 +47,12 @@ class WindowOp(Operator):
         self.plan = setup.aggs
         self.prog, init_f, init_i = _init_values(self.plan)
         self.inputs = _Inputs(self.plan)
-        self.keys = KeyIndex(setup.key_schema) if setup.by else None
-        self.slots = SlotStore(self.plan.n_float, self.plan.n_int, init_f, init_i)
         self.revisions = setup.lateness > 0 or setup.early is not None
-        self.seq = 0  # arrival number of the next row (first / last)
         self.ticking = setup.early is not None or setup.time_column is None
         self._next_early = time.monotonic() + (setup.early or 0.0)
         self._pending: list[pl.DataFrame] = []
         self._proc_wm = MIN_WM
         self.nunique = [lf for lf in self.plan.leaves if lf.kind == A.NUNIQUE]
-        self.stores: dict[str, pl.Series] = {
-            name: pl.Series(name, [], dtype=self.plan.leaves_by_input[name])
-            for name in self.plan.stored_columns
-        }
         renames = []
         for name, e in zip(self.plan.schema, self.plan.final, strict=True):
             base = e.meta.undo_aliases()
@@ -73,10 +70,63 @@ class WindowOp(Operator):
         self.scratch = _Scratch()  # per-batch arrays of the window logic
         # event times the windows can represent (processing time: the wall clock is)
         self.times = valid_times(setup) if setup.time_column is not None else None
+        # config + logic + state: what a checkpoint holds is self.state, an object of
+        # vstream.state.window that the logic (self.logic) updates in place
+        pane = math.gcd(setup.size, setup.slide) if setup.kind != "session" else 1
+        self.state_config = WindowStateConfig(
+            f"window step {name!r}",
+            setup.key_schema if setup.by else None,
+            window_fields(self.plan, init_f, init_i),
+            self._time_range(),
+            pane=pane,
+            s=setup.slide // pane,
+            n=setup.size // pane,
+            offset=setup.offset,
+            gap=setup.gap,
+            lateness=setup.lateness,
+        )
         if setup.kind == "session":
-            self.state: _PaneLogic | _SessionLogic = _SessionLogic(self)
+            self.state: PaneState | SessionState = SessionState(self.state_config)
         else:
-            self.state = _PaneLogic(self)
+            self.state = PaneState(self.state_config)
+        self.logic = self._new_logic()
+
+    def _new_logic(self) -> _PaneLogic | _SessionLogic:
+        if isinstance(self.state, SessionState):
+            return _SessionLogic(self, self.state)
+        return _PaneLogic(self, self.state)
+
+    def load(self, state: PaneState | SessionState) -> None:
+        """Run on ``state`` from now on (a restored, split or merged state of this
+        step): the logic's caches are built again around it."""
+        ours, theirs = self.state_config.fields, state.config.fields
+        if type(state) is not type(self.state) or (ours.floats, ours.ints) != (
+            theirs.floats,
+            theirs.ints,
+        ):
+            msg = (
+                f"window step {self.name!r}: the state given is of another window step "
+                "(another kind of window or other aggregates); load a state of this step"
+            )
+            raise VStreamError(msg)
+        self.state = state
+        self.logic = self._new_logic()
+        self.nulls_seen = True  # the state may have counted nulls
+
+    @property
+    def keys(self) -> KeyIndex | None:
+        """The key index of the state (None: no keys)."""
+        return self.state.keys
+
+    @property
+    def slots(self) -> SlotStore:
+        """The aggregate fields of the state's slots."""
+        return self.state.slots
+
+    @property
+    def stores(self) -> dict[str, pl.Series]:
+        """The state's value stores (first / last of non-numeric columns)."""
+        return self.state.stores
 
     # ------------------------------------------------------------------ runtime
     def _local_wm(self, wm: int) -> int:
@@ -115,7 +165,7 @@ class WindowOp(Operator):
             self._proc_wm = MAX_WM
         frames = self._pending
         self._pending = []
-        frames.extend(self.state.fire(self._local_wm(wm), early=False))
+        frames.extend(self.logic.fire(self._local_wm(wm), early=False))
         self._out_wm = max(self._out_wm, wm)
         return [Chunk(f) for f in frames if f.height], self._out_wm
 
@@ -139,7 +189,7 @@ class WindowOp(Operator):
         # the pane logic looks up the ids of dense integer keys itself (not for n_unique,
         # which needs them as an array)
         keys = None
-        if self.keys is not None and isinstance(self.state, _PaneLogic) and not self.nunique:
+        if self.keys is not None and isinstance(self.logic, _PaneLogic) and not self.nunique:
             keys = self.keys.dense_keys(df)
         if keys is not None:
             kid = None
@@ -153,13 +203,13 @@ class WindowOp(Operator):
         late = self.scratch.get("late", (n,), np.bool_)
         late[:] = False
         if keys is not None:
-            assert isinstance(self.state, _PaneLogic)
-            n_late = self.state.update(df, ts, kid, Xf, Xi, M, vmap, late, wm, keys)
+            assert isinstance(self.logic, _PaneLogic)
+            n_late = self.logic.update(df, ts, kid, Xf, Xi, M, vmap, late, wm, keys)
         else:
-            n_late = self.state.update(df, ts, kid, Xf, Xi, M, vmap, late, wm)
+            n_late = self.logic.update(df, ts, kid, Xf, Xi, M, vmap, late, wm)
         if self.stores:
             self._compact_stores()
-        self.seq += n
+        self.state.seq += n
         if n_late:
             self.late_events += n_late
             if st.late_side:
@@ -187,7 +237,7 @@ class WindowOp(Operator):
 
     def _compact_stores(self) -> None:
         """Keep only the stored values that live slots refer to (ids renumbered)."""
-        used = self.state.used_slots()
+        used = self.logic.used_slots()
         sl = self.slots
         for name, store in self.stores.items():
             fields = [lf.i0 for lf in self.plan.leaves if lf.stored and lf.input == name]
@@ -198,9 +248,9 @@ class WindowOp(Operator):
             self.stores[name] = store.gather(uniq)
             for i, f in enumerate(fields):
                 sl.I[f, :used] = inv[i * used : (i + 1) * used]
-        if isinstance(self.state, _PaneLogic):
+        if isinstance(self.logic, _PaneLogic):
             # the hopping partials hold the old ids: computed again when next needed
-            self.state.valid[:] = 0
+            self.logic.valid[:] = 0
 
     def tick(self, now: float) -> bool:
         st = self.setup
@@ -212,7 +262,7 @@ class WindowOp(Operator):
                 moved = True
         if st.early is not None and now >= self._next_early:
             self._next_early = now + st.early
-            self._pending.extend(self.state.fire(self._local_wm(self._wm()), early=True))
+            self._pending.extend(self.logic.fire(self._local_wm(self._wm()), early=True))
             moved = moved or bool(self._pending)
         return moved
 
@@ -270,73 +320,44 @@ class WindowOp(Operator):
         is left as it is: a copy (through :meth:`snapshot`) is fired."""
         copy = WindowOp(self.name, self.setup)
         copy.restore(self.snapshot())
-        frames = [f for f in copy.state.fire(MAX_WM, early=False) if f.height]
+        return copy.fire_all()
+
+    def fire_all(self) -> pl.DataFrame:
+        """Fire every window of the state, as the end of the input does (the state is
+        consumed): the rows of the output schema."""
+        frames = [f for f in self.logic.fire(MAX_WM, early=False) if f.height]
         if not frames:
             return pl.DataFrame(schema=self.setup.schema)
         return pl.concat(frames, how="vertical")
 
     def snapshot(self) -> dict[str, pa.Table]:
-        self.state.compact_keys(force=True)  # a checkpoint holds live keys only
+        self.logic.compact_keys(force=True)  # a checkpoint holds live keys only
         out = self.state.snapshot()
-        if self.keys is not None:
-            for k, v in self.keys.snapshot().items():
-                out[f"keys.{k}"] = v
         meta = {
-            "seq": self.seq,
             "in_wm": self._in_wm[0],
             "out_wm": self._out_wm,
             "late_events": self.late_events,
         }
         out["meta"] = pa.table({k: [v] for k, v in meta.items()})
-        for name, store in self.stores.items():
-            out[f"store.{name}"] = store.to_frame().to_arrow()
         return out
 
     def restore(self, state: dict[str, pa.Table]) -> None:
         """Take back a :meth:`snapshot`. The tables are untrusted (DESIGN.md "Untrusted
         input"): every value a kernel indexes with (key ids, slot numbers, panes, the
         values' store positions) is checked first, vectorised, and a bad one raises
-        :class:`CheckpointError` naming the table, the column and what is wrong."""
+        :class:`CheckpointError` naming the table, the column and what is wrong; the
+        step's state is replaced only once every table passed."""
         step = f"window step {self.name!r}"
         meta = StateTable(step, state, "meta")
         if meta.rows != 1:
-            meta.refuse("seq", f"{meta.rows} rows, not 1")
-        seq = int(meta.ints("seq", 0)[0])
+            meta.refuse("in_wm", f"{meta.rows} rows, not 1")
         in_wm, out_wm = int(meta.ints("in_wm")[0]), int(meta.ints("out_wm")[0])
         late_events = int(meta.ints("late_events", 0)[0])
-        if self.keys is not None:
-            keys = {k[5:]: v for k, v in state.items() if k.startswith("keys.")}
-            self.keys.restore(keys, step=f"{step}, key index (table 'keys.keys')")
-        for name in self.stores:
-            store = StateTable(step, state, f"store.{name}")
-            if store.table.num_columns != 1:
-                store.refuse(name, f"{store.table.num_columns} columns, not 1")
-            self.stores[name] = pl.DataFrame(store.table).to_series()
-        self.state.restore(state)
-        self.seq, self._in_wm[0], self._out_wm = seq, in_wm, out_wm
+        fresh = type(self.state)(self.state_config)
+        fresh.restore(state)
+        self.load(fresh)
+        self._in_wm[0], self._out_wm = in_wm, out_wm
         self.late_events = late_events
-        self.nulls_seen = True  # the restored state may have counted nulls
-
-    def _checked_fields(self, table: StateTable, idx: np.ndarray | None = None) -> None:
-        """The aggregate fields of ``table`` (``f*``, ``i*``) into the slots ``0..rows``
-        (or ``idx``), each checked: no nulls, and where a field is a position in a store
-        of values (first / last of a non-numeric column), inside that store."""
-        sl = self.slots
-        m = table.rows
-        for f in range(sl.F.shape[0]):
-            sl.F[f, :m] = table.floats(f"f{f}")
-        refs = {lf.i0: lf.input for lf in self.plan.leaves if lf.stored}
-        for i in range(sl.I.shape[0]):
-            store = refs.get(i)
-            if store is None:
-                sl.I[i, :m] = table.ints(f"i{i}")
-            else:
-                size = self.stores[store].len()
-                why = f"positions in the {size} stored values of {store!r}"
-                sl.I[i, :m] = table.ints(f"i{i}", 0, size - 1, why)
-
-    def _n_keys(self) -> int:
-        return len(self.keys) if self.keys is not None else 1
 
     def _time_range(self) -> tuple[int, int]:
         """The event times state may hold (local ones: a day either way)."""

@@ -4,12 +4,10 @@ each event updates one pane; a window combines its panes when it fires).
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
-import pyarrow as pa
 
 from vstream.kernels.aggregate import apply_rows
 from vstream.kernels.window import (
@@ -26,10 +24,11 @@ from vstream.ops.base import MAX_WM, MIN_WM
 from vstream.ops.window.finalize import _final_leaves
 from vstream.ops.window.setup import _KEY_SLACK
 from vstream.plan import aggregates as A
-from vstream.state.slots import StateTable, grown, grown_fields
+from vstream.state.slots import grown, grown_fields
 
 if TYPE_CHECKING:
     from vstream.ops.window.operator import WindowOp
+    from vstream.state.window import PaneState
 
 __all__: list[str] = []
 
@@ -42,7 +41,6 @@ _NO_KEYS = np.zeros(0, np.int32)  # take_final: return the key ids
 _NO_DENSE = np.zeros(0, np.int32)  # pane_slots: the keys are ids
 _NO_ROWS = np.zeros(0, np.int64)
 _REV_KEYS = pl.Schema({"window": pl.Int64, "key": pl.Int32})
-_REV_SCHEMA = pl.Schema({"window": pl.Int64, "key": pl.Int32, "emitted": pl.Int64})
 
 
 def _pow2_floor(x: int) -> int:
@@ -52,15 +50,10 @@ def _pow2_floor(x: int) -> int:
 class _PaneLogic:
     """Tumbling and hopping windows over panes of gcd(size, slide)."""
 
-    def __init__(self, op: WindowOp) -> None:
+    def __init__(self, op: WindowOp, state: PaneState) -> None:
         self.op = op
-        st = op.setup
-        self.pane = math.gcd(st.size, st.slide)
-        self.s = st.slide // self.pane
-        self.n = st.size // self.pane
-        self.n_slots = 0
-        self.slot_pane = np.zeros(0, np.int64)
-        self.slot_key = np.zeros(0, np.int32)
+        self.st = state  # what a checkpoint holds; the rest here is rebuilt from it
+        self.pane, self.s, self.n = state.config.pane, state.config.s, state.config.n
         self.tab = np.zeros(0, np.int32)
         self.tab_used = False  # whether the table or the per-key cache may hold entries
         # per key, the slots of its last few panes (a cache in front of the table)
@@ -75,17 +68,19 @@ class _PaneLogic:
         self.Pf, self.Sf = np.zeros((nf, 0)), np.zeros((nf, 0))
         self.Pi, self.Si = np.zeros((ni, 0), np.int64), np.zeros((ni, 0), np.int64)
         self.valid = np.zeros(0, np.uint8)
-        self.fired_k: int | None = None  # windows with index <= fired_k have fired
-        self.free_below = MIN_WM  # slots of panes below this are free (dropped lazily)
-        self.max_pane: int | None = None
-        # revisions: emissions so far per (window index, key), while the window is kept
-        self.rev = pl.DataFrame(schema=_REV_SCHEMA)
-        self.distinct: list[pl.DataFrame] = []  # n_unique: distinct (pane, key, value)
         # the aggregates apply_rows folds: all but the LEN leaf pane_slots counts
         prog, rows = op.prog, op.plan.len_field
         counted = np.flatnonzero((prog[:, 0] == A.LEN) & (prog[:, 4] == rows))[:1]
         self.prog = np.delete(prog, counted, axis=0)
         self._fold_plans: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}
+        if state.slots.cap:  # a state with slots (restored, split, merged): index them
+            cap = state.slots.cap
+            if self.hopping:
+                self.Pf, self.Sf = np.zeros((nf, cap)), np.zeros((nf, cap))
+                self.Pi, self.Si = np.zeros((ni, cap), np.int64), np.zeros((ni, cap), np.int64)
+                self.valid = np.zeros(cap, np.uint8)
+            self._reserve(0)
+            self._rehash(2 * state.n_slots + 2048)
 
     def _reserve(self, more: int) -> None:
         n_keys = len(self.op.keys) if self.op.keys is not None else 1
@@ -98,14 +93,11 @@ class _PaneLogic:
             size *= self.ways
             self.key_slot = np.full(size, -1, np.int32)
             self.key_pane = np.zeros(size, np.int64)
-        cap = self.op.slots.grow_arrays(self.n_slots + more)
-        if cap:
-            self.slot_pane = grown(self.slot_pane, cap)
-            self.slot_key = grown(self.slot_key, cap)
-            if self.hopping:
-                self.valid = grown(self.valid, cap)
-                self.Pf, self.Sf = grown_fields(self.Pf, cap), grown_fields(self.Sf, cap)
-                self.Pi, self.Si = grown_fields(self.Pi, cap), grown_fields(self.Si, cap)
+        cap = self.st.reserve(self.st.n_slots + more)
+        if cap and self.hopping:
+            self.valid = grown(self.valid, cap)
+            self.Pf, self.Sf = grown_fields(self.Pf, cap), grown_fields(self.Sf, cap)
+            self.Pi, self.Si = grown_fields(self.Pi, cap), grown_fields(self.Si, cap)
         if self.dir_rows.shape[1] < n_keys and self.dir_pane.shape[0] != 1:
             # the pane directory: rows x key capacity int32, at most _DIR_BYTES; with too
             # many keys for 64 rows it is dropped (1 = off for good) and the table serves.
@@ -123,8 +115,8 @@ class _PaneLogic:
                 self.dir_rows = np.zeros((0, 0), np.int32)
                 self.dir_pane = np.full(1, MIN_WM, np.int64)
             self._rehash(self.tab.shape[0])
-        if self.tab.shape[0] < 2 * self.n_slots + 2048:
-            self._rehash(2 * self.n_slots + 2048)
+        if self.tab.shape[0] < 2 * self.st.n_slots + 2048:
+            self._rehash(2 * self.st.n_slots + 2048)
 
     def _dir(self) -> tuple[np.ndarray, np.ndarray]:
         if self.dir_pane.shape[0] == 1:  # off
@@ -139,7 +131,7 @@ class _PaneLogic:
             size *= 2
         self.tab = np.zeros(size, np.int32)
         in_table = rebuild_index(
-            self.tab, *self._dir(), self.slot_pane, self.slot_key, self.n_slots, False
+            self.tab, *self._dir(), self.st.slot_pane, self.st.slot_key, self.st.n_slots, False
         )
         self.tab_used = in_table > 0
         self.key_slot[:] = -1
@@ -158,7 +150,7 @@ class _PaneLogic:
         dirty_k = np.empty(n if op.setup.lateness > 0 else 0, np.int32)
         sl = op.slots
         slots = op.scratch.get("slots", (n,), np.int32)
-        counts = np.array([self.n_slots, 0, 0, 0, MIN_WM, 0], np.int64)
+        counts = np.array([self.st.n_slots, 0, 0, 0, MIN_WM, 0], np.int64)
         st = op.setup
         s, nn, pane, off, lat = self.s, self.n, self.pane, st.offset, st.lateness
         lo = -(2**63)
@@ -177,7 +169,7 @@ class _PaneLogic:
         )  # fmt: skip
         # a row in a pane of a fired window (behind the watermark) changes the pane: the
         # partials cached from it are stale
-        fired_end = None if self.fired_k is None else self.fired_k * s + nn
+        fired_end = None if self.st.fired_k is None else self.st.fired_k * s + nn
         if (
             self.hopping
             and fired_end is not None
@@ -199,7 +191,7 @@ class _PaneLogic:
                 # keys new to the key index: ids for them, then their rows, in order
                 rows = deferred[: counts[5]].copy()
                 ids = op.keys.ids_of(keys[0][rows])  # type: ignore[union-attr]
-                self.n_slots = int(counts[0])
+                self.st.n_slots = int(counts[0])
                 self._reserve(len(rows))  # more keys: the directory and cache may grow
                 part = np.empty(len(rows), np.int32)
                 cols = tuple(x[rows] if x.shape[0] == n else x for x in Xf)
@@ -211,13 +203,13 @@ class _PaneLogic:
         if counts[3]:
             self.tab_used = True  # rows went through the table and the per-key cache
         if rest.shape[0]:  # what pane_slots did not fold
-            apply_rows(rest, sl.F, sl.I, slots, Xf, Xi, M, vmap, op.seq)
+            apply_rows(rest, sl.F, sl.I, slots, Xf, Xi, M, vmap, self.st.seq)
         got: list[int] = counts.tolist()
-        self.n_slots, n_late, n_dirty, _, mp, _ = got
+        self.st.n_slots, n_late, n_dirty, _, mp, _ = got
         ok = ~late if n_late else None
         live = n - n_late
         if live:
-            self.max_pane = mp if self.max_pane is None else max(self.max_pane, mp)
+            self.st.max_pane = mp if self.st.max_pane is None else max(self.st.max_pane, mp)
         if op.nunique and live:
             panes = (ts - op.setup.offset) // self.pane
             self._add_distinct(df, panes, kid, ok)
@@ -238,15 +230,15 @@ class _PaneLogic:
         r = 0
         while True:
             r = pane_slots(
-                ts, kid, geom, self.tab, self.slot_pane,
-                self.slot_key, sl.F, sl.I, sl.init_f, sl.init_i, slots, late, dirty_p,
+                ts, kid, geom, self.tab, self.st.slot_pane,
+                self.st.slot_key, sl.F, sl.I, sl.init_f, sl.init_i, slots, late, dirty_p,
                 dirty_k, counts, r, self.key_slot, self.key_pane, *self._dir(), fold, Xf,
                 dense, deferred,
             )  # fmt: skip
             if r == ts.shape[0]:
                 return
-            self.n_slots = int(counts[0])
-            self._rehash(4 * self.n_slots)
+            self.st.n_slots = int(counts[0])
+            self._rehash(4 * self.st.n_slots)
 
     def _folds(self, vmap: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The aggregates pane_slots folds, as its ``fold`` rows (up to three float
@@ -275,15 +267,15 @@ class _PaneLogic:
         frame = vals.with_columns(__p=pl.Series(panes), __k=pl.Series(kid))
         if ok is not None:
             frame = frame.filter(pl.Series(ok))
-        self.distinct.append(frame.unique())
+        self.st.distinct.append(frame.unique())
 
     def _nunique(self, keys: np.ndarray, ks: np.ndarray) -> dict[str, np.ndarray]:
         op = self.op
         out: dict[str, np.ndarray] = {}
-        if not self.distinct:
+        if not self.st.distinct:
             return {lf.name: np.zeros(len(keys), np.int64) for lf in op.nunique}
-        store = pl.concat(self.distinct, how="vertical").unique()
-        self.distinct = [store]
+        store = pl.concat(self.st.distinct, how="vertical").unique()
+        self.st.distinct = [store]
         wanted = pl.DataFrame({"__k": keys, "__w": ks, "__i": np.arange(len(keys))})
         first = -((-(pl.col("__p") - self.n + 1)) // self.s)
         exploded = store.with_columns(__w=pl.int_ranges(first, pl.col("__p") // self.s + 1))
@@ -322,14 +314,14 @@ class _PaneLogic:
         q = pl.DataFrame(
             {"window": ks.astype(np.int64), "key": kid.astype(np.int32)}, schema=_REV_KEYS
         )
-        got = q.join(self.rev, on=["window", "key"], how="left", maintain_order="left")
+        got = q.join(self.st.rev, on=["window", "key"], how="left", maintain_order="left")
         rev = got.get_column("emitted").fill_null(-1).to_numpy() + 1
         new = q.with_columns(emitted=pl.Series(rev, dtype=pl.Int64))
-        self.rev = pl.concat([self.rev.join(q, on=["window", "key"], how="anti"), new])
+        self.st.rev = pl.concat([self.st.rev.join(q, on=["window", "key"], how="anti"), new])
         return rev
 
     def used_slots(self) -> int:
-        return self.n_slots
+        return self.st.n_slots
 
     def _reemit(self, panes: np.ndarray, keys: np.ndarray, wm: int) -> None:
         """Windows that already fired and got late rows within the lateness: emit again."""
@@ -353,8 +345,8 @@ class _PaneLogic:
         sl = op.slots
         Fo, Io = windows_of(
             self.tab,
-            self.slot_pane,
-            self.slot_key,
+            self.st.slot_pane,
+            self.st.slot_key,
             sl.F,
             sl.I,
             op.prog,
@@ -375,34 +367,34 @@ class _PaneLogic:
         s, n, pane, off = self.s, self.n, self.pane, op.setup.offset
         # every window k <= k_due has ended (end <= wm)
         if wm >= MAX_WM:
-            if self.max_pane is None:
+            if self.st.max_pane is None:
                 return []
-            k_due = self.max_pane // s
+            k_due = self.st.max_pane // s
         else:
             k_due = ((wm - off) // pane - n) // s
         out: list[pl.DataFrame] = []
         if early:
-            if self.max_pane is not None and self.n_slots:
-                k_lo = k_due + 1 if self.fired_k is None else max(self.fired_k, k_due) + 1
-                if self.max_pane // s >= k_lo:
-                    out.append(self._fire_range(k_lo, self.max_pane // s, early=True))
+            if self.st.max_pane is not None and self.st.n_slots:
+                k_lo = k_due + 1 if self.st.fired_k is None else max(self.st.fired_k, k_due) + 1
+                if self.st.max_pane // s >= k_lo:
+                    out.append(self._fire_range(k_lo, self.st.max_pane // s, early=True))
             return out
-        if self.max_pane is not None and self.n_slots:
-            if self.fired_k is not None and (self.fired_k + 1) * s > MIN_WM // 2:
-                k_lo = self.fired_k + 1
+        if self.st.max_pane is not None and self.st.n_slots:
+            if self.st.fired_k is not None and (self.st.fired_k + 1) * s > MIN_WM // 2:
+                k_lo = self.st.fired_k + 1
             else:
                 # from the first window of the oldest live pane: nothing fired yet, or a
                 # watermark near int64's minimum left fired_k so low that k * s overflows
                 # int64 in the kernel (earlier windows hold no data)
-                k_lo = -((-(int(self.slot_pane[: self.n_slots].min()) - n + 1)) // s)
-                if self.fired_k is not None:
-                    k_lo = max(k_lo, self.fired_k + 1)
-            k_hi = min(k_due, self.max_pane // s)
+                k_lo = -((-(int(self.st.slot_pane[: self.st.n_slots].min()) - n + 1)) // s)
+                if self.st.fired_k is not None:
+                    k_lo = max(k_lo, self.st.fired_k + 1)
+            k_hi = min(k_due, self.st.max_pane // s)
             if k_hi >= k_lo:
                 out.append(self._fire_range(k_lo, k_hi))
         # windows that ended are done even if they had no data yet: a late event must
         # not open them (it updates them only within the allowed lateness)
-        self.fired_k = k_due if self.fired_k is None else max(self.fired_k, k_due)
+        self.st.fired_k = k_due if self.st.fired_k is None else max(self.st.fired_k, k_due)
         self._free(wm)
         return out
 
@@ -417,12 +409,12 @@ class _PaneLogic:
                     [self.pane, op.setup.offset, op.setup.size, op.plan.len_field], np.int64
                 )
                 fin = op._fin if op.nulls_seen else op._fin_no_nulls
-                buf = op.scratch.get("selected", (max(self.slot_pane.shape[0], 1),), np.int32)
+                buf = op.scratch.get("selected", (max(self.st.slot_pane.shape[0], 1),), np.int32)
                 # the key values themselves where the key index has them as an array
                 # (revisions need the ids)
                 values = None if op.keys is None or op.revisions else op.keys.key_values()
                 kid, starts, ends, *outputs = take_final(
-                    self.slot_pane, self.slot_key, sl.F, sl.I, self.n_slots, k_lo, k_hi,
+                    self.st.slot_pane, self.st.slot_key, sl.F, sl.I, self.st.n_slots, k_lo, k_hi,
                     fin, geom, buf, _NO_KEYS if values is None else values,
                 )  # fmt: skip
                 leaves = _final_leaves(op.plan, fin, tuple(outputs), op._fin_steps)
@@ -436,13 +428,13 @@ class _PaneLogic:
                     kid, ks, sl.F[:, :0], sl.I[:, :0], leaves, (starts, ends), key_cols
                 )
             kid, panes, Fo, Io = take_panes(
-                self.slot_pane, self.slot_key, sl.F, sl.I, self.n_slots, k_lo, k_hi
+                self.st.slot_pane, self.st.slot_key, sl.F, sl.I, self.st.n_slots, k_lo, k_hi
             )
             return self._emit(kid, panes, Fo, Io)
         n_keys = len(op.keys) if op.keys is not None else 1
         if early:
             # windows still open: their panes may change, so nothing is kept
-            m = self.n_slots
+            m = self.st.n_slots
             cache = (
                 np.empty((sl.F.shape[0], m)), np.empty((sl.I.shape[0], m), np.int64),
                 np.empty((sl.F.shape[0], m)), np.empty((sl.I.shape[0], m), np.int64),
@@ -451,7 +443,7 @@ class _PaneLogic:
         else:
             cache = (self.Pf, self.Pi, self.Sf, self.Si, self.valid)
         kid, ks, Fo, Io = fire_hopping(
-            self.slot_pane, self.slot_key, sl.F, sl.I, self.n_slots, op.prog,
+            self.st.slot_pane, self.st.slot_key, sl.F, sl.I, self.st.n_slots, op.prog,
             self.s, self.n, k_lo, k_hi, n_keys, *cache,
         )  # fmt: skip
         return self._emit(kid, ks, Fo, Io)
@@ -467,37 +459,39 @@ class _PaneLogic:
             k_closed = ((wm - L - off) // pane - n) // s  # last closed window
             free_below = (k_closed + 1) * s  # panes below this are in closed windows only
             free_below = max(free_below, MIN_WM)  # (a watermark near int64's minimum)
-        self.free_below = max(self.free_below, free_below)
-        if self.n_slots:
-            dead = count_below(self.slot_pane, self.n_slots, free_below)
+        self.st.free_below = max(self.st.free_below, free_below)
+        if self.st.n_slots:
+            dead = count_below(self.st.slot_pane, self.st.n_slots, free_below)
             # freed slots are never read again (their rows are late, no window takes
             # them): they are dropped once they are a quarter of the slots, not at every
             # firing (slide sweep, 0.5 s slide: compaction moved every slot at each batch,
             # 64 ms)
-            if dead and (4 * dead >= self.n_slots or wm >= MAX_WM):
+            if dead and (4 * dead >= self.st.n_slots or wm >= MAX_WM):
                 self._drop_below(free_below)
         self.compact_keys()
 
     def _drop_below(self, free_below: int) -> None:
         """Drop the slots of panes below ``free_below`` (and what refers to them)."""
         sl = self.op.slots
-        self.n_slots = compact_panes(
-            self.slot_pane, self.slot_key, sl.F, sl.I, self.n_slots, free_below,
+        self.st.n_slots = compact_panes(
+            self.st.slot_pane, self.st.slot_key, sl.F, sl.I, self.st.n_slots, free_below,
             self.Pf, self.Pi, self.Sf, self.Si, self.valid,
         )  # fmt: skip
         # the table and the per-key cache are cleared only if they were used: with
         # every pane in the directory (Q1) that was 1.5 MB of writes a batch
         in_table = rebuild_index(
-            self.tab, *self._dir(), self.slot_pane, self.slot_key, self.n_slots,
+            self.tab, *self._dir(), self.st.slot_pane, self.st.slot_key, self.st.n_slots,
             self.tab_used,
         )  # fmt: skip
         if self.tab_used:
             self.key_slot[:] = -1  # slots were renumbered
         self.tab_used = in_table > 0
-        if self.distinct:
-            self.distinct = [pl.concat(self.distinct).filter(pl.col("__p") >= free_below).unique()]
-        if self.rev.height:
-            self.rev = self.rev.filter(pl.col("window") >= free_below // self.s)
+        if self.st.distinct:
+            self.st.distinct = [
+                pl.concat(self.st.distinct).filter(pl.col("__p") >= free_below).unique()
+            ]
+        if self.st.rev.height:
+            self.st.rev = self.st.rev.filter(pl.col("window") >= free_below // self.s)
 
     def compact_keys(self, *, force: bool = False) -> None:
         """Release the ids of keys with nothing live: the key index keeps only the keys of
@@ -514,107 +508,30 @@ class _PaneLogic:
         if keys is None:
             return
         factor, slack = (1, 0) if force else (2, _KEY_SLACK)
-        if not force and len(keys) <= factor * self.n_slots + slack:
+        if not force and len(keys) <= factor * self.st.n_slots + slack:
             return
-        if force and self.n_slots and count_below(self.slot_pane, self.n_slots, self.free_below):
-            self._drop_below(self.free_below)
-        m = self.n_slots
+        st = self.st
+        if force and st.n_slots and count_below(st.slot_pane, st.n_slots, st.free_below):
+            self._drop_below(st.free_below)
+        m = st.n_slots
         used = np.zeros(len(keys), np.bool_)
-        used[self.slot_key[:m]] = True
-        if self.rev.height:
-            used[self.rev.get_column("key").to_numpy()] = True
-        for frame in self.distinct:
+        used[self.st.slot_key[:m]] = True
+        if self.st.rev.height:
+            used[self.st.rev.get_column("key").to_numpy()] = True
+        for frame in self.st.distinct:
             used[frame.get_column("__k").to_numpy()] = True
         live = np.flatnonzero(used)
         if len(keys) <= factor * live.size + slack:
             return
-        op.keys, remap = keys.compacted(live)
-        self.slot_key[:m] = remap[self.slot_key[:m]]
-        if self.rev.height:
-            self.rev = self.rev.with_columns(key=pl.Series(remap)[self.rev.get_column("key")])
-        self.distinct = [
-            d.with_columns(__k=pl.Series(remap)[d.get_column("__k")]) for d in self.distinct
+        self.st.keys, remap = keys.compacted(live)
+        self.st.slot_key[:m] = remap[self.st.slot_key[:m]]
+        if self.st.rev.height:
+            self.st.rev = self.st.rev.with_columns(
+                key=pl.Series(remap)[self.st.rev.get_column("key")]
+            )
+        self.st.distinct = [
+            d.with_columns(__k=pl.Series(remap)[d.get_column("__k")]) for d in self.st.distinct
         ]
         # the pane directory is indexed by key id: index the slots again (this also
         # clears the table and the per-key cache)
         self._rehash(self.tab.shape[0])
-
-    # ------------------------------------------------------------------ state
-    def snapshot(self) -> dict[str, pa.Table]:
-        m = self.n_slots
-        sl = self.op.slots
-        live = np.flatnonzero(self.slot_pane[:m] >= self.free_below)
-        cols: dict[str, np.ndarray] = {"pane": self.slot_pane[live], "key": self.slot_key[live]}
-        for f in range(sl.F.shape[0]):
-            cols[f"f{f}"] = sl.F[f, live]
-        for i in range(sl.I.shape[0]):
-            cols[f"i{i}"] = sl.I[i, live]
-        rev = self.rev.to_arrow()
-        meta = pa.table(
-            {
-                "fired_k": pa.array([self.fired_k], pa.int64()),
-                "max_pane": pa.array([self.max_pane], pa.int64()),
-            }
-        )
-        out = {"slots": pa.table(cols), "revisions": rev, "panes": meta}
-        if self.distinct:
-            out["distinct"] = pl.concat(self.distinct).unique().to_arrow()
-        return out
-
-    def restore(self, state: dict[str, pa.Table]) -> None:
-        op = self.op
-        step = f"window step {op.name!r}"
-        slots = StateTable(step, state, "slots")
-        m = slots.rows
-        n_keys = op._n_keys()
-        lo, hi = op._time_range()
-        off, pane = op.setup.offset, self.pane
-        p_lo, p_hi = (lo - off) // pane, (hi - off) // pane
-        span = f"panes of the event times the step takes: {p_lo}..{p_hi}"
-        key_why = f"ids of the {n_keys} keys of the key index"
-        panes = slots.ints("pane", p_lo, p_hi, span)
-        keys = slots.ints("key", 0, n_keys - 1, key_why)
-        slots.distinct({"pane": panes, "key": keys}, "one slot a pane and key")
-        rev_t = StateTable(step, state, "revisions")
-        k_lo, k_hi = (p_lo - self.n) // self.s, p_hi // self.s + 1
-        windows = rev_t.ints("window", k_lo, k_hi, f"window numbers {k_lo}..{k_hi}")
-        rev_keys = rev_t.ints("key", 0, n_keys - 1, key_why)
-        rev_t.ints("emitted", 0)
-        rev_t.distinct({"window": windows, "key": rev_keys}, "one count a window and key")
-        meta_t = StateTable(step, state, "panes")
-        if meta_t.rows != 1:
-            meta_t.refuse("fired_k", f"{meta_t.rows} rows, not 1")
-        meta = meta_t.table.to_pylist()[0]
-        fired_k, max_pane = meta.get("fired_k"), meta.get("max_pane")
-        for name, v in (("fired_k", fired_k), ("max_pane", max_pane)):
-            if v is not None and not isinstance(v, int):
-                meta_t.refuse(name, f"{v!r} is not an integer")
-        if m and (max_pane is None or max_pane < int(panes.max())):
-            meta_t.refuse("max_pane", f"{max_pane} is below the slots' pane {panes.max()}")
-        if max_pane is not None and not p_lo <= max_pane <= p_hi:
-            meta_t.refuse("max_pane", f"{max_pane} is not one of the {span}")
-        # the last window fired follows the watermark, which other inputs or the wall
-        # clock may take past the event times the step takes: any int64 watermark's
-        w_lo = ((MIN_WM - off) // pane - self.n) // self.s
-        w_hi = (MAX_WM - off) // pane // self.s
-        if fired_k is not None and not w_lo <= fired_k <= w_hi:
-            meta_t.refuse("fired_k", f"{fired_k} is no watermark's window: {w_lo}..{w_hi}")
-        distinct = None
-        if "distinct" in state:
-            d = StateTable(step, state, "distinct")
-            d.ints("__p", p_lo, p_hi, span)
-            d.ints("__k", 0, n_keys - 1, key_why)
-            distinct = pl.DataFrame(d.table)
-        # checked: into the arrays
-        self.n_slots = 0
-        self._reserve(m)
-        self.slot_pane[:m] = panes
-        self.slot_key[:m] = keys
-        op._checked_fields(slots)
-        self.n_slots = m
-        self.free_below = MIN_WM  # the snapshot holds live slots only
-        self.valid[:] = 0
-        self._rehash(2 * m + 2048)
-        self.rev = pl.DataFrame(rev_t.table, schema=_REV_SCHEMA)
-        self.fired_k, self.max_pane = fired_k, max_pane
-        self.distinct = [distinct] if distinct is not None else []

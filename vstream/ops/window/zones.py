@@ -9,9 +9,7 @@ import numpy as np
 import polars as pl
 
 from vstream._dtypes import units_per_day
-from vstream.kernels.window import (
-    time_bounds,
-)
+from vstream.kernels.window import time_bounds
 
 __all__ = ["to_instants", "to_local", "zone_table"]
 
