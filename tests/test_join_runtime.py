@@ -242,7 +242,7 @@ def test_lookup_row_map_grows_and_the_update_stream_compacts(
     )
     op = build_op(lookup._node)
     assert isinstance(op, LookupJoinOp)
-    assert op.rowmap.shape[0] == 1_024
+    assert op.state.table.rowmap.shape[0] == 1_024
     compacted = False
     for start in range(0, updates.height, batch):
         before = op.state_rows()
@@ -252,7 +252,7 @@ def test_lookup_row_map_grows_and_the_update_stream_compacts(
         got = pl.concat(c.df for c in op.process(0, Chunk(events), MIN_WM)[0])
         same_rows(got, ref.lookup(events, table, on="k", how=how))
     assert compacted, "the update stream was never compacted"
-    assert op.rowmap.shape[0] >= n_keys  # grew past its first 1,024 slots
+    assert op.state.table.rowmap.shape[0] >= n_keys  # grew past its first 1,024 slots
     assert op.state_rows() <= 2 * n_keys + 65_536
     assert (op._dense is not None) == (kind == "dense_int")
 

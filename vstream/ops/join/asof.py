@@ -9,19 +9,17 @@ import pyarrow as pa
 from vstream.kernels.join import asof_keep, asof_probe, sort_by_key_time
 from vstream.ops.base import MAX_WM, MIN_WM, Chunk
 from vstream.ops.join.base import (
-    I64_MAX,
     I64_MIN,
-    KID_COL,
-    TIME_COL,
     JoinOperator,
     clamp,
     gather_rows,
+    new_key_index,
     payload_of,
     side_schemas,
     take_rows,
 )
-from vstream.ops.join.side import JoinSide
 from vstream.plan.joins import JoinSetup
+from vstream.state.join import AsofJoinState, JoinSideState
 
 
 class AsofJoinOp(JoinOperator):
@@ -37,15 +35,14 @@ class AsofJoinOp(JoinOperator):
 
     retire_batch = 1024
 
+    state: AsofJoinState
+
     def __init__(self, name: str, setup: JoinSetup) -> None:
         super().__init__(name, setup)
-        self._schemas = side_schemas(setup)
-        self.right = JoinSide(self._schemas[1])
         self._rkeep = list(dict.fromkeys(src for src, _ in setup.right_out))
         assert setup.left_time is not None
-        self._left_schema = pl.Schema({c: setup.schema[c] for c in setup.left_out})
-        self.pending: list[tuple[pl.DataFrame, np.ndarray, np.ndarray, int]] = []
-        self.n_pending = 0
+        left = pl.Schema({c: setup.schema[c] for c in setup.left_out})
+        self.state = AsofJoinState(new_key_index(setup), side_schemas(setup)[1], left)
         self._sorted: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
         # what the probe reads, packed (built with the sorted index)
         self._rows = np.zeros((0, 2), np.int64)
@@ -55,17 +52,19 @@ class AsofJoinOp(JoinOperator):
         # a left row is settled once right_wm > t + wait
         self._wait = setup.tolerance if setup.strategy != 0 and setup.tolerance >= 0 else None
 
-    def state_rows(self) -> int:
-        return self.right.n + self.n_pending
+    @property
+    def right(self) -> JoinSideState:
+        """The right rows a left row may still match (the state's)."""
+        return self.state.right
 
-    def _live_key_ids(self) -> list[np.ndarray]:
-        return [self.right.kid[: self.right.n], *(p[2] for p in self.pending)]
+    def state_rows(self) -> int:
+        return self.state.right.n + self.state.pending.n
 
     def _keys_renumbered(self) -> None:
         self._sorted = None
 
     def _pending_low(self) -> int:
-        return min((p[3] for p in self.pending), default=I64_MAX)
+        return self.state.pending.low()
 
     def _late_before(self, port: int) -> int:
         return self.input_watermark if port == 0 else self._in_wm[1]
@@ -93,8 +92,7 @@ class AsofJoinOp(JoinOperator):
             return
         kid = self._key_ids(port, df) if st.left_keys else np.zeros(df.height, np.int32)
         if port == 0:
-            self.pending.append((df, ts, kid, int(ts.min())))
-            self.n_pending += df.height
+            self.state.pending.append(df, ts, kid)
             return
         ok = kid >= 0  # a right row with a null key matches nothing
         if not ok.all():
@@ -129,11 +127,12 @@ class AsofJoinOp(JoinOperator):
 
     def _emit_ready(self) -> list[pl.DataFrame]:
         bound = self._ready_bound()
-        if bound is None or not self.pending:
+        pending = self.state.pending
+        if bound is None or not pending.chunks:
             return []
         ready: list[tuple[pl.DataFrame, np.ndarray, np.ndarray]] = []
         waiting = []
-        for df, ts, kid, low in self.pending:
+        for df, ts, kid, low in pending.chunks:
             if bound == MAX_WM or ts.max() < bound:
                 ready.append((df, ts, kid))
             elif low < bound:
@@ -144,8 +143,8 @@ class AsofJoinOp(JoinOperator):
                 waiting.append((take_rows(df, rest), ts2, kid[rest], int(ts2.min())))
             else:
                 waiting.append((df, ts, kid, low))
-        self.pending = waiting
-        self.n_pending = sum(p[0].height for p in waiting)
+        pending.chunks = waiting
+        pending.n = sum(p[0].height for p in waiting)
         if not ready:
             return []
         left = pl.concat([r[0] for r in ready]) if len(ready) > 1 else ready[0][0]
@@ -188,32 +187,12 @@ class AsofJoinOp(JoinOperator):
 
     def snapshot(self) -> dict[str, pa.Table]:
         out = self._base_snapshot(evict_bound=self._evict_bound)
-        out["right"] = self.right.to_table()
-        self._sorted = None  # to_table compacted the right rows
+        self._sorted = None  # the snapshot compacted the right rows
         self._kept_after_evict = self.right.n
-        if self.pending:
-            frames = [
-                df.with_columns(pl.Series(TIME_COL, ts), pl.Series(KID_COL, kid))
-                for df, ts, kid, _ in self.pending
-            ]
-            out["pending"] = pl.concat(frames).to_arrow()
-        else:
-            schema = pl.Schema(
-                {**dict(self._left_schema), TIME_COL: pl.Int64(), KID_COL: pl.Int32()}
-            )
-            out["pending"] = pl.DataFrame(schema=schema).to_arrow()
         return out
 
     def restore(self, state: dict[str, pa.Table]) -> None:
-        meta = self._base_restore(state, ["right", "pending"])
+        meta = self._base_restore(state, ["evict_bound"])
         self._evict_bound = meta["evict_bound"]
-        self.right = JoinSide.from_table(self._schemas[1], state["right"], self.n_keys)
         self._sorted = None
         self._kept_after_evict = self.right.n
-        pending = pl.DataFrame(state["pending"])
-        self.pending = []
-        self.n_pending = pending.height
-        if pending.height:
-            ts = pending.get_column(TIME_COL).to_numpy().astype(np.int64)
-            kid = pending.get_column(KID_COL).to_numpy().astype(np.int32)
-            self.pending = [(pending.drop(TIME_COL, KID_COL), ts, kid, int(ts.min()))]

@@ -14,37 +14,38 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from vstream.errors import VStreamError
 from vstream.ops.base import MIN_WM, Operator
 from vstream.plan.joins import JoinSetup
+from vstream.state.join import JoinState
 from vstream.state.key_index import KeyIndex
+from vstream.state.slots import StateTable
 
 __all__ = [
     "I64_MAX",
     "I64_MIN",
-    "BITS_COL",
-    "KID_COL",
-    "NEXT_COL",
-    "TIME_COL",
     "ROW",
     "JoinOperator",
     "clamp",
     "gather_rows",
     "key_frame",
+    "new_key_index",
     "null_rows",
     "payload_of",
     "side_schemas",
     "take_rows",
 ]
 
-#: the columns a snapshot adds to a side's payload
-TIME_COL, KID_COL, BITS_COL, NEXT_COL = "__t__", "__key_id__", "__matched__", "__next_window__"
 I64_MIN = -(2**63)
 I64_MAX = 2**63 - 1
 
 
 def clamp(x: int) -> int:
     return max(I64_MIN, min(I64_MAX, x))
+
+
+def new_key_index(setup: JoinSetup) -> KeyIndex | None:
+    """The key index of a join (None: it has no key columns)."""
+    return KeyIndex(setup.key_schema) if len(setup.key_schema) else None
 
 
 def key_frame(df: pl.DataFrame, cols: list[str], names: list[str]) -> pl.DataFrame:
@@ -96,11 +97,12 @@ class JoinOperator(Operator):
     #: how many retired (symmetric) or new (as-of) rows to gather before compacting or
     #: evicting: amortizes the scan (tests set it low to retire on every step)
     retire_batch = 4096
+    #: what a checkpoint holds (set by each join)
+    state: JoinState
 
     def __init__(self, name: str, setup: JoinSetup) -> None:
         super().__init__(name)
         self.setup = setup
-        self.keys = KeyIndex(setup.key_schema) if len(setup.key_schema) else None
         self.late_by_input = [0, 0]
         self.peak_state_rows = 0
 
@@ -161,70 +163,57 @@ class JoinOperator(Operator):
         return pl.DataFrame(cols)
 
     def _base_snapshot(self, **extra: int) -> dict[str, pa.Table]:
-        out: dict[str, pa.Table] = {}
-        if self.keys is not None:
-            out["keys"] = self.keys.snapshot()["keys"]
+        """The state's tables and ``meta``: the operator's progress, one row, a column
+        per field (``in_wm.left``, ``late_events.right``, ... and ``extra``)."""
+        out = self.state.snapshot()
         meta = {
-            "in_wm_0": self._in_wm[0],
-            "in_wm_1": self._in_wm[-1],
+            "in_wm.left": self._in_wm[0],
+            "in_wm.right": self._in_wm[-1],
             "out_wm": self._out_wm,
-            "late_0": self.late_by_input[0],
-            "late_1": self.late_by_input[1],
+            "late_events.left": self.late_by_input[0],
+            "late_events.right": self.late_by_input[1],
             "peak_state_rows": self.peak_state_rows,
             **extra,
         }
         out["meta"] = pa.table({k: pa.array([v], pa.int64()) for k, v in meta.items()})
         return out
 
-    def _base_restore(self, state: dict[str, pa.Table], tables: list[str]) -> dict[str, int]:
-        missing = [t for t in ["meta", *tables] if t not in state]
-        if self.keys is not None and "keys" not in state:
-            missing.append("keys")
-        if missing:
-            msg = f"{self.name}: the snapshot lacks the table(s) {missing} (got {sorted(state)})"
-            raise VStreamError(msg)
-        meta: dict[str, int] = state["meta"].to_pylist()[0]
-        self._in_wm[0] = meta["in_wm_0"]
-        self._in_wm[-1] = meta["in_wm_1"]
+    def _base_restore(self, state: dict[str, pa.Table], extra: list[str]) -> dict[str, int]:
+        """Take back a :meth:`_base_snapshot`, checked first (DESIGN.md "Untrusted
+        input"): a bad table raises :class:`~vstream.errors.CheckpointError`. Returns
+        the ``extra`` fields of ``meta``."""
+        step = f"join step {self.name!r}"
+        check = StateTable(step, state, "meta")
+        if check.rows != 1:
+            check.refuse("out_wm", f"{check.rows} rows, not 1")
+        names = ["in_wm.left", "in_wm.right", "out_wm", "peak_state_rows", *extra]
+        meta = {c: int(check.ints(c)[0]) for c in names}
+        late = [int(check.ints(f"late_events.{s}", 0)[0]) for s in ("left", "right")]
+        self.state.restore(state, step)
+        self._in_wm[0] = meta["in_wm.left"]
+        self._in_wm[-1] = meta["in_wm.right"]
         self._out_wm = meta["out_wm"]
-        self.late_by_input = [meta["late_0"], meta["late_1"]]
-        self.late_events = meta["late_0"] + meta["late_1"]
+        self.late_by_input = late
+        self.late_events = late[0] + late[1]
         self.peak_state_rows = meta["peak_state_rows"]
-        if self.keys is not None:
-            self.keys.restore({"keys": state["keys"]})
         return meta
 
-    def _live_key_ids(self) -> list[np.ndarray]:
-        """The key ids the state still refers to (arrays to be renumbered in place)."""
-        raise NotImplementedError
-
     def _compact_keys(self) -> None:
-        """Forget keys no kept row has (a join on request ids sees each key once or
-        twice): once the index holds many more keys than the state, rebuild it with the
-        live ones and renumber. Amortized O(1) a key."""
-        # at 2x (not 4x) the live keys the hash table stays smaller and cache-friendlier:
-        # Nexmark q7 (a key a price) 2.0 -> 1.8 s
-        if self.keys is None or len(self.keys) <= 2 * self.state_rows() + 65_536:
-            return  # (every kept row has at most one key: a cheap bound first)
-        arrays = self._live_key_ids()
-        used = np.zeros(len(self.keys), np.bool_)
-        for a in arrays:
-            used[a[a >= 0]] = True
-        live = np.flatnonzero(used)  # sorted, as np.unique gave (which sorts: slower)
-        if len(self.keys) <= 2 * live.size + 65_536:
-            return
-        self.keys, remap = self.keys.compacted(live)
-        for a in arrays:
-            ok = a >= 0
-            a[ok] = remap[a[ok]]
-        self._keys_renumbered()
+        """Forget the keys no kept row has (:meth:`JoinState.compact_keys`)."""
+        if self.state.compact_keys(self.state_rows()):
+            self._keys_renumbered()
 
     def _keys_renumbered(self) -> None:
         """Drop whatever caches key ids (sorted indexes, cursors)."""
 
     @property
+    def keys(self) -> KeyIndex | None:
+        """The key index both inputs share (None: the join has no key columns)."""
+        return self.state.keys
+
+    @property
     def n_keys(self) -> int:
-        return len(self.keys) if self.keys is not None else 1
+        return self.state.n_keys
 
     def state_rows(self) -> int:
         raise NotImplementedError

@@ -9,9 +9,9 @@ import pyarrow as pa
 from vstream._dtypes import physical_int64
 from vstream.kernels.hashing import dense_lookup
 from vstream.ops.base import MAX_WM, Chunk
-from vstream.ops.join.base import KID_COL, JoinOperator, gather_rows, key_frame
+from vstream.ops.join.base import JoinOperator, gather_rows, key_frame, new_key_index
 from vstream.plan.joins import JoinSetup
-from vstream.state.slots import grown
+from vstream.state.join import LookupJoinState
 
 
 class LookupJoinOp(JoinOperator):
@@ -19,32 +19,27 @@ class LookupJoinOp(JoinOperator):
     latest row per key of an update stream (input 1), read up to its current end before
     each event batch. The output keeps the events' event time and watermark."""
 
+    state: LookupJoinState
+
     def __init__(self, name: str, setup: JoinSetup, *, updates: bool) -> None:
         self.n_inputs = 2 if updates else 1
         super().__init__(name, setup)
         self._rkeep = list(dict.fromkeys(src for src, _ in setup.right_out))
-        self.rowmap = np.full(1024, -1, np.int64)
         self._key_cols = [f"__key_{i}__" for i in range(len(setup.left_keys))]
-        self.payload = pl.DataFrame(
-            schema={
+        schema = pl.Schema(
+            {
                 **{c: setup.schema[d] for c, d in setup.right_out},
                 **dict(zip(self._key_cols, setup.key_schema.dtypes(), strict=True)),
             }
         )
-        self._frames: list[pl.DataFrame] = []
+        self.state = LookupJoinState(new_key_index(setup), schema)
         self._dense: np.ndarray | None = None
         self._dense_base = 0
         if setup.table is not None:
             self._update(setup.table)  # one row per key: checked when the join was built
 
     def state_rows(self) -> int:
-        return self.payload.height + sum(f.height for f in self._frames)
-
-    def _table(self) -> pl.DataFrame:
-        if self._frames:
-            self.payload = pl.concat([self.payload, *self._frames], rechunk=True)
-            self._frames = []
-        return self.payload
+        return self.state.table.rows()
 
     def _update(self, df: pl.DataFrame) -> None:
         ids = self._key_ids(1, df)
@@ -53,22 +48,10 @@ class LookupJoinOp(JoinOperator):
             df, ids = df.filter(ok), ids[ok]
         if not df.height:
             return
-        n_keys = self.n_keys
-        if n_keys > self.rowmap.shape[0]:
-            cap = self.rowmap.shape[0]
-            while cap < n_keys:
-                cap *= 2
-            self.rowmap = grown(self.rowmap, cap, -1)
-        base = self.state_rows()
-        rev_ids = ids[::-1]
-        uniq, first_rev = np.unique(rev_ids, return_index=True)
-        self.rowmap[uniq] = base + (ids.size - 1 - first_rev)
         # the keys too (under the left names): a probe checks them on the rows it gathers
         keys = key_frame(df, self.setup.right_keys, self._key_cols)
-        self._frames.append(pl.concat([df.select(self._rkeep), keys], how="horizontal"))
-        live = int(np.count_nonzero(self.rowmap >= 0))
-        if self.state_rows() > 2 * live + 65_536:
-            self._compact()
+        rows = pl.concat([df.select(self._rkeep), keys], how="horizontal")
+        self.state.table.put(ids, rows, self.n_keys)
         self._refresh_dense()
 
     def _refresh_dense(self) -> None:
@@ -82,7 +65,7 @@ class LookupJoinOp(JoinOperator):
         valid = ~null
         if not valid.any():
             return
-        rows = self.rowmap[: values.size][valid]
+        rows = self.state.table.rowmap[: values.size][valid]
         values = values[valid]
         lo, hi = int(values.min()), int(values.max())
         if hi - lo >= 4 * values.size + 65_536 or rows.max(initial=0) >= 2**31:
@@ -90,14 +73,6 @@ class LookupJoinOp(JoinOperator):
         dense = np.full(hi - lo + 1, -1, np.int32)
         dense[values - lo] = rows
         self._dense, self._dense_base = dense, lo
-
-    def _compact(self) -> None:
-        table = self._table()
-        used = np.flatnonzero(self.rowmap >= 0)
-        rows = self.rowmap[used]
-        self.payload = table[rows]
-        self.rowmap[used] = np.arange(used.size)
-        self._refresh_dense()
 
     def process(self, port: int, chunk: Chunk | None, watermark: int) -> tuple[list[Chunk], int]:
         out: list[Chunk] = []
@@ -128,12 +103,13 @@ class LookupJoinOp(JoinOperator):
             # hashed keys: found without the index's own check, which would gather the
             # stored keys; the table rows gathered below carry the keys to compare
             ids = self.keys.find(df.select(st.left_keys), exact=False)
-            rows = np.where(ids >= 0, self.rowmap[np.maximum(ids, 0)], -1)
+            rowmap = self.state.table.rowmap
+            rows = np.where(ids >= 0, rowmap[np.maximum(ids, 0)], -1)
         if st.how == "inner":
             hit = rows >= 0
             if not hit.all():
                 df, rows = df.filter(hit), rows[hit]
-        right = gather_rows(self._table(), rows)
+        right = gather_rows(self.state.table.table(), rows)
         if self._dense is None and self.keys.hashed:
             same = right.select(
                 pl.all_horizontal(
@@ -146,23 +122,12 @@ class LookupJoinOp(JoinOperator):
                 rows[wrong] = -1
                 if st.how == "inner":
                     df, rows = df.filter(~wrong), rows[~wrong]
-                right = gather_rows(self._table(), rows)
+                right = gather_rows(self.state.table.table(), rows)
         return self._assemble(df, right, df.height)
 
     def snapshot(self) -> dict[str, pa.Table]:
-        out = self._base_snapshot()
-        table = self._table()
-        used = np.flatnonzero(self.rowmap >= 0)
-        rows = table[self.rowmap[used]] if used.size else table.clear()
-        out["table"] = rows.with_columns(pl.Series(KID_COL, used.astype(np.int32))).to_arrow()
-        return out
+        return self._base_snapshot()
 
     def restore(self, state: dict[str, pa.Table]) -> None:
-        self._base_restore(state, ["table"])
-        table = pl.DataFrame(state["table"])
-        kid = table.get_column(KID_COL).to_numpy().astype(np.int64)
-        self.rowmap = np.full(max(1024, self.n_keys), -1, np.int64)
-        self.rowmap[kid] = np.arange(kid.size)
-        self.payload = table.drop(KID_COL)
+        self._base_restore(state, [])
         self._refresh_dense()
-        self._frames = []

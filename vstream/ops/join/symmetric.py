@@ -9,9 +9,16 @@ import pyarrow as pa
 from vstream.errors import VStreamError
 from vstream.kernels.join import RANGE, WINDOWS, evict_before, probe_pairs, settle_windows
 from vstream.ops.base import MAX_WM, MIN_WM, Chunk
-from vstream.ops.join.base import I64_MAX, JoinOperator, clamp, payload_of, side_schemas
-from vstream.ops.join.side import JoinSide
+from vstream.ops.join.base import (
+    I64_MAX,
+    JoinOperator,
+    clamp,
+    new_key_index,
+    payload_of,
+    side_schemas,
+)
 from vstream.plan.joins import JoinSetup
+from vstream.state.join import JoinSideState, SymmetricJoinState
 
 
 class SymmetricJoinOp(JoinOperator):
@@ -28,10 +35,11 @@ class SymmetricJoinOp(JoinOperator):
     at or before the event time (the later of the two) of every pair still to come.
     """
 
+    state: SymmetricJoinState
+
     def __init__(self, name: str, setup: JoinSetup) -> None:
         super().__init__(name, setup)
-        self._schemas = side_schemas(setup)
-        self.sides = (JoinSide(self._schemas[0]), JoinSide(self._schemas[1]))
+        self.state = SymmetricJoinState(new_key_index(setup), side_schemas(setup))
         self.windowed = setup.kind == "window"
         self.outer = (setup.how in ("left", "full"), setup.how == "full")
         self._pending: list[pl.DataFrame] = []
@@ -93,11 +101,10 @@ class SymmetricJoinOp(JoinOperator):
     def state_rows(self) -> int:
         return self.sides[0].live + self.sides[1].live
 
-    def _live_key_ids(self) -> list[np.ndarray]:
-        for side in self.sides:  # retired rows go first: their ids may be dropped
-            if side.n > side.live:
-                side.compact()
-        return [side.kid[: side.n] for side in self.sides]
+    @property
+    def sides(self) -> tuple[JoinSideState, JoinSideState]:
+        """The rows each side keeps (the state's)."""
+        return self.state.sides
 
     def _keys_renumbered(self) -> None:
         for side in self.sides:
@@ -244,19 +251,14 @@ class SymmetricJoinOp(JoinOperator):
         return out
 
     def snapshot(self) -> dict[str, pa.Table]:
-        out = self._base_snapshot(settled_0=self._settled_wm[0], settled_1=self._settled_wm[1])
-        out["left"] = self.sides[0].to_table()
-        out["right"] = self.sides[1].to_table()
         if self._pending:
             msg = f"{self.name}: snapshot between process() calls only"
             raise VStreamError(msg)
-        return out
+        settled = self._settled_wm
+        return self._base_snapshot(
+            **{"settled_wm.left": settled[0], "settled_wm.right": settled[1]}
+        )
 
     def restore(self, state: dict[str, pa.Table]) -> None:
-        meta = self._base_restore(state, ["left", "right"])
-        self._settled_wm = [meta["settled_0"], meta["settled_1"]]
-        sides = [
-            JoinSide.from_table(self._schemas[s], state[name], self.n_keys)
-            for s, name in enumerate(("left", "right"))
-        ]
-        self.sides = (sides[0], sides[1])
+        meta = self._base_restore(state, ["settled_wm.left", "settled_wm.right"])
+        self._settled_wm = [meta["settled_wm.left"], meta["settled_wm.right"]]

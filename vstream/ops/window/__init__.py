@@ -2,8 +2,7 @@
 
 A window step is config + logic + state. Config (what the user wrote) lives in
 :mod:`vstream.plan.windows` and reaches the operator resolved as a
-:class:`~vstream.plan.windows.WindowSetup`
-(``setup``); the state (what a checkpoint holds: the key index and the aggregate slots)
+:class:`~vstream.plan.windows.WindowSetup` (``setup``); the state (what a checkpoint holds: the key index and the aggregate slots)
 is an object of :mod:`vstream.state.window`; this package is the logic, one concept a
 module:
 
