@@ -2,9 +2,9 @@
 
 A window step is config + logic + state. Config (what the user wrote) lives in
 :mod:`vstream.plan.windows` and reaches the operator resolved as a
-:class:`~vstream.plan.windows.WindowSetup` (``setup``); the state (what a checkpoint holds: the key index and the aggregate slots)
-is an object of :mod:`vstream.state.window`; this package is the logic, one concept a
-module:
+:class:`~vstream.plan.windows.WindowSetup` (``setup``); the state (what a checkpoint
+holds: the key index and the aggregate slots) is an object of :mod:`vstream.state.window`;
+this package is the logic, one concept a module:
 
 - ``operator``: :class:`WindowOp`, batches in, the watermark, emission, snapshot/restore.
 - ``panes``: tumbling and hopping windows over panes; ``sessions``: session windows.
