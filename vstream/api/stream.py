@@ -22,7 +22,7 @@ from vstream.errors import (
     ExpressionError,
     PipelineError,
 )
-from vstream.ops.stateless import filter_frame, select_step, with_columns_step
+from vstream.ops.stateless import step_function
 from vstream.plan.expressions import (
     check_row_wise,
     check_row_wise_on_sample,
@@ -33,6 +33,7 @@ from vstream.plan.nodes import (
     DeadLettersNode,
     EventTime,
     HeadNode,
+    StepKind,
     StepNode,
     WatermarkNode,
 )
@@ -190,16 +191,20 @@ class Stream(Terminals):
     def _step(
         self,
         label: str,
-        fn: Callable[[pl.DataFrame], pl.DataFrame],
+        kind: StepKind,
         *,
         exprs: Sequence[pl.Expr] = (),
-        check_schema: bool = False,
+        columns: Sequence[str] = (),
+        mapping: Mapping[str, str] | None = None,
+        function: Callable[[pl.DataFrame], pl.DataFrame] | None = None,
         assigns: frozenset[str] | None = frozenset(),
-        renames: dict[str, str] | None = None,
         uses: frozenset[str] | None = None,
     ) -> Stream:
         for e in exprs:
             check_row_wise(e, label)
+        fn = step_function(
+            kind, label, exprs=exprs, columns=columns, mapping=mapping, function=function
+        )
         schema = infer_schema(label, self.schema, fn)
         if exprs:
             check_row_wise_on_sample(list(exprs), self.schema, label)
@@ -210,12 +215,14 @@ class Stream(Terminals):
         node = StepNode(
             self._node,
             label,
-            fn,
+            kind,
             schema,
             et,
-            check_schema=check_schema,
+            exprs=exprs,
+            columns=columns,
+            mapping=mapping,
+            function=function,
             assigns=assigns,
-            renames=renames,
             uses=None if roots is None else roots | (uses or frozenset()),
         )
         return Stream(node)
@@ -263,8 +270,7 @@ class Stream(Terminals):
             if dtype not in (pl.Boolean, pl.Null):
                 msg = f"{label}: the predicate {short(e)} is {dtype}, not Boolean"
                 raise ExpressionError(msg)
-        predicate = pl.all_horizontal(exprs) if len(exprs) > 1 else exprs[0]
-        return self._step(label, lambda df: filter_frame(df, predicate), exprs=exprs)
+        return self._step(label, "filter", exprs=exprs)
 
     def with_columns(self, *exprs: IntoExpr, **named: IntoExpr) -> Stream:
         """Add or replace columns with row-wise Polars expressions.
@@ -286,9 +292,7 @@ class Stream(Terminals):
         self._guard_time_column(label, names)
         # a replaced column keeps its place, so the source must still deliver it
         replaced = frozenset(n for n in names if n in self.schema)
-        return self._step(
-            label, with_columns_step(es), exprs=es, assigns=frozenset(names), uses=replaced
-        )
+        return self._step(label, "with_columns", exprs=es, assigns=frozenset(names), uses=replaced)
 
     def select(self, *exprs: IntoExpr, **named: IntoExpr) -> Stream:
         """Keep or compute columns with row-wise Polars expressions.
@@ -320,7 +324,7 @@ class Stream(Terminals):
             if not passthrough:
                 computed.update(out)
         self._guard_time_column(label, sorted(computed))
-        return self._step(label, select_step(es), exprs=es, assigns=frozenset(computed))
+        return self._step(label, "select", exprs=es, assigns=frozenset(computed))
 
     def drop(self, *columns: str | Any) -> Stream:
         """Remove columns: names (all must exist) or Polars selectors.
@@ -335,7 +339,7 @@ class Stream(Terminals):
         label = f"drop({', '.join(short(c) for c in columns)})"
         kept = infer_schema(label, self.schema, lambda df: df.drop(*columns)).names()
         gone = [c for c in self.schema.names() if c not in kept]
-        return self._step(label, lambda df: df.drop(gone), uses=frozenset(gone))
+        return self._step(label, "drop", columns=gone, uses=frozenset(gone))
 
     def rename(self, mapping: Mapping[str, str]) -> Stream:
         """Rename columns; the event-time column may be renamed too.
@@ -353,11 +357,7 @@ class Stream(Terminals):
         if missing:
             msg = f"{label}: no column {missing[0]!r}; the stream has {self.columns}"
             raise ColumnNotFoundError(msg)
-        out = self._step(
-            label,
-            lambda df: df.rename(mapping),
-            renames={new: old for old, new in mapping.items()},
-        )
+        out = self._step(label, "rename", mapping=mapping)
         et = self._node.event_time
         if et is not None and (et.column in mapping or et.other in mapping):
             node = out._node
@@ -397,19 +397,12 @@ class Stream(Terminals):
         label = f"map_batches({name or getattr(fn, '__name__', type(fn).__name__)})"
         if schema is not None:
             expected = pl.Schema(schema)
-            out = Stream(
-                StepNode(self._node, label, fn, expected, None, check_schema=True, assigns=None)
+            node = StepNode(
+                self._node, label, "map_batches", expected, None, function=fn, assigns=None
             )
+            out = Stream(node)
         else:
-
-            def checked(df: pl.DataFrame) -> pl.DataFrame:
-                res = fn(df)
-                if not isinstance(res, pl.DataFrame):
-                    msg = f"{label} must return a polars.DataFrame, got {type(res).__name__}"
-                    raise PipelineError(msg)
-                return res
-
-            out = self._step(label, checked, check_schema=True, assigns=None)
+            out = self._step(label, "map_batches", function=fn, assigns=None)
         et = self._node.event_time
         keeps_time = et is not None and out.schema.get(et.column) == et.dtype
         out._node.event_time = et if keeps_time else None

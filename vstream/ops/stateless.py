@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import polars as pl
 import pyarrow as pa
 
-from vstream.errors import VStreamError
+from vstream.errors import PipelineError, VStreamError
 from vstream.ops.base import MAX_WM, Chunk, Operator
+
+if TYPE_CHECKING:
+    from vstream.plan.nodes import StepKind, StepNode
 
 __all__ = [
     "ConcatOp",
     "DeadLetterOp",
     "HeadOp",
     "StatelessOp",
+    "build_stateless",
     "filter_frame",
     "select_step",
+    "step_function",
     "with_columns_step",
 ]
 
@@ -74,6 +80,81 @@ def select_step(
     if sequential:
         return lambda df: df.select_seq(exprs)
     return lambda df: df.select(exprs)
+
+
+def step_function(
+    kind: StepKind,
+    label: str,
+    *,
+    exprs: Sequence[pl.Expr] = (),
+    columns: Sequence[str] = (),
+    mapping: Mapping[str, str] | None = None,
+    function: Callable[[pl.DataFrame], pl.DataFrame] | None = None,
+) -> Callable[[pl.DataFrame], pl.DataFrame]:
+    """The per-batch function of a stateless step, from what the user asked: the one
+    evaluation of every step, used to infer its schema when the step is built and to run
+    it (:func:`build_stateless`).
+
+    Examples
+    --------
+    >>> import polars as pl
+    >>> fn = step_function("filter", "filter(x > 1)", exprs=[pl.col("x") > 1])
+    >>> fn(pl.DataFrame({"x": [1, 2, 3]}))["x"].to_list()
+    [2, 3]
+    """
+    if kind == "filter":
+        predicate = pl.all_horizontal(exprs) if len(exprs) > 1 else exprs[0]
+        return lambda df: filter_frame(df, predicate)
+    if kind == "with_columns":
+        return with_columns_step(list(exprs))
+    if kind == "select":
+        return select_step(list(exprs))
+    if kind == "drop":
+        gone = list(columns)
+        return lambda df: df.drop(gone)
+    if kind == "rename":
+        renamed = dict(mapping or {})
+        return lambda df: df.rename(renamed)
+    if kind == "map_batches":
+        if function is None:
+            msg = f"{label}: a map_batches step without its function"
+            raise PipelineError(msg)
+        fn = function
+
+        def checked(df: pl.DataFrame) -> pl.DataFrame:
+            res = fn(df)
+            if not isinstance(res, pl.DataFrame):
+                msg = f"{label} must return a polars.DataFrame, got {type(res).__name__}"
+                raise PipelineError(msg)
+            return res
+
+        return checked
+    msg = f"{label}: unknown kind of stateless step {kind!r}"
+    raise PipelineError(msg)
+
+
+def build_stateless(node: StepNode) -> StatelessOp:
+    """The operator that runs a stateless step of the logical plan.
+
+    Examples
+    --------
+    >>> import polars as pl
+    >>> import vstream as vs
+    >>> s = vs.from_polars(pl.DataFrame({"x": [1, 2]})).with_columns(y=pl.col("x") * 2)
+    >>> op = build_stateless(s._node)
+    >>> op.name, op.on_batch(0, Chunk(pl.DataFrame({"x": [5]})))[0].df.rows()
+    ('with_columns(y=[(col("x")) * (dyn int: 2)])', [(5, 10)])
+    """
+    fn = step_function(
+        node.kind,
+        node.label,
+        exprs=node.exprs,
+        columns=node.columns,
+        mapping=node.mapping,
+        function=node.function,
+    )
+    # a map_batches function may return other columns than on the empty frame
+    return StatelessOp(node.label, fn, node.schema if node.kind == "map_batches" else None)
 
 
 class StepError(VStreamError):

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
@@ -24,11 +25,16 @@ __all__ = [
     "HeadNode",
     "Node",
     "SourceNode",
+    "StepKind",
     "StepNode",
     "WatermarkNode",
+    "import_path",
 ]
 
 _ids = itertools.count()
+
+#: what a stateless step does; ``map_batches`` is the only one that holds a callable
+StepKind = Literal["filter", "with_columns", "select", "drop", "rename", "map_batches"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,34 +143,47 @@ class SourceNode(Node):
 
 
 class StepNode(Node):
-    """A stateless step: ``fn`` maps one batch to one batch."""
+    """A stateless step, as data: what the user asked (``kind`` and its Polars expressions,
+    columns, rename mapping or, for ``map_batches`` only, a function), its output schema,
+    and what it reads and writes (for projection pushdown and split statistics).
+
+    ``function_path`` is where a ``map_batches`` function can be imported from
+    (``module:qualname``), None for a lambda or a closure: a plan is shipped to another
+    process with it, and a function is never pickled.
+    """
 
     def __init__(
         self,
         input: Node,
         label: str,
-        fn: Callable[[pl.DataFrame], pl.DataFrame],
+        kind: StepKind,
         schema: pl.Schema,
         event_time: EventTime | None,
         *,
-        check_schema: bool = False,
+        exprs: Sequence[pl.Expr] = (),
+        columns: Sequence[str] = (),
+        mapping: Mapping[str, str] | None = None,
+        function: Callable[[pl.DataFrame], pl.DataFrame] | None = None,
         assigns: frozenset[str] | None = frozenset(),
-        renames: dict[str, str] | None = None,
         uses: frozenset[str] | None = frozenset(),
     ) -> None:
         super().__init__()
         self.inputs = (input,)
         self.label = label
-        self.fn = fn
+        self.kind = kind
+        self.exprs = tuple(exprs)
+        self.columns = tuple(columns)
+        self.mapping = dict(mapping or {})  # rename: old name -> new name
+        self.function = function
+        self.function_path = None if function is None else import_path(function)
         self.schema = schema
         self.event_time = event_time
         self.bounded = input.bounded
-        self.check_schema = check_schema
         # the columns this step computes (None: any column may change, as in map_batches)
         # and its renames (new name -> old name): file statistics of a source column bound
         # the event time only if it reaches with_watermark unchanged
         self.assigns = assigns
-        self.renames = renames or {}
+        self.renames = {new: old for old, new in self.mapping.items()}
         self.uses = uses  # the input columns its expressions read (None: unknown)
 
     def needs(self, wanted: set[str]) -> set[str] | None:
@@ -173,6 +192,26 @@ class StepNode(Node):
         if self.renames:  # renaming needs every renamed column present
             return {self.renames.get(c, c) for c in wanted} | set(self.renames.values())
         return (wanted - self.assigns) | self.uses
+
+
+def import_path(fn: Callable[..., object]) -> str | None:
+    """``module:qualname`` of a function importable by that name, else None (a lambda, a
+    closure, a callable object).
+
+    Examples
+    --------
+    >>> import math
+    >>> import_path(math.sqrt), import_path(lambda x: x)
+    ('math:sqrt', None)
+    """
+    module = getattr(fn, "__module__", None)
+    qualname = getattr(fn, "__qualname__", None)
+    if not isinstance(module, str) or not isinstance(qualname, str) or "<" in qualname:
+        return None
+    found: object = sys.modules.get(module)
+    for part in qualname.split("."):
+        found = getattr(found, part, None)
+    return f"{module}:{qualname}" if found is fn else None
 
 
 class WatermarkNode(Node):

@@ -21,7 +21,7 @@ from vstream.errors import PipelineError
 from vstream.io.base import Source
 from vstream.ops.base import Operator
 from vstream.ops.join import AsofJoinOp, LookupJoinOp, SymmetricJoinOp
-from vstream.ops.stateless import ConcatOp, DeadLetterOp, HeadOp, StatelessOp
+from vstream.ops.stateless import ConcatOp, DeadLetterOp, HeadOp, build_stateless
 from vstream.ops.watermark import WatermarkOp
 from vstream.ops.window import WindowOp
 from vstream.plan.joins import JoinNode
@@ -44,7 +44,7 @@ __all__ = ["PhysicalGraph", "build_op", "lower"]
 def build_op(node: Node) -> Operator:
     """The physical operator of one logical node (a fresh one: no state)."""
     if isinstance(node, StepNode):
-        return StatelessOp(node.label, node.fn, node.schema if node.check_schema else None)
+        return build_stateless(node)
     if isinstance(node, SourceNode):
         return Operator(node.label)  # the runtime feeds source batches itself
     if isinstance(node, WatermarkNode):
