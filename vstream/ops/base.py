@@ -53,6 +53,23 @@ class Operator:
         """The minimum of the inputs' watermarks."""
         return min(self._in_wm)
 
+    def input_watermarks(self) -> list[int]:
+        """The watermark of each input, as the operator last saw it (a copy)."""
+        return list(self._in_wm)
+
+    def emitted_watermark(self) -> int:
+        """The output watermark the operator last returned."""
+        return self._out_wm
+
+    def set_watermarks(self, inputs: list[int], output: int) -> None:
+        """Put back the watermarks of :meth:`input_watermarks` and
+        :meth:`emitted_watermark` (a run restored from a checkpoint)."""
+        if len(inputs) != len(self._in_wm):
+            msg = f"{self.name}: {len(inputs)} input watermarks for {len(self._in_wm)} inputs"
+            raise VStreamError(msg)
+        self._in_wm = list(inputs)
+        self._out_wm = output
+
     def process(self, port: int, chunk: Chunk | None, watermark: int) -> tuple[list[Chunk], int]:
         out = self.on_batch(port, chunk) if chunk is not None else []
         self._in_wm[port] = max(self._in_wm[port], watermark)
