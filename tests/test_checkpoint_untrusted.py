@@ -469,6 +469,19 @@ def test_a_step_with_other_inputs_is_refused(interrupted: Path) -> None:
         _run(tmp_path)
 
 
+def test_a_source_without_positions_is_refused(interrupted: Path) -> None:
+    # the positions are filed under another step: the source would be read afresh
+    tmp_path = interrupted
+
+    def move(m: dict[str, Any]) -> None:
+        m["sources"][0]["step"] = m["steps"][-1]["id"]
+
+    for d in (tmp_path / "ckpt").glob("chk-*"):
+        _edit(d, move, reseal=True)
+    with pytest.raises(vs.CheckpointError, match="has no split positions for source"):
+        _run(tmp_path)
+
+
 def test_a_stateful_step_of_another_id_is_refused(interrupted: Path) -> None:
     # the checkpoint's window has another id: the plan's window is not in it
     tmp_path = interrupted

@@ -340,6 +340,15 @@ def test_split_names_are_relative_to_the_source_directory(tmp_path: Path) -> Non
     assert one.split_names() == ["a.parquet"]
 
 
+def test_ndjson_split_names_are_relative_too(tmp_path: Path) -> None:
+    data = tmp_path / "logs"
+    (data / "2024").mkdir(parents=True)
+    for name in ("a.ndjson", "2024/b.ndjson"):
+        (data / name).write_text('{"ts": 1, "x": 2}\n')
+    src = vs.from_ndjson(data)._node.source  # type: ignore[attr-defined]
+    assert sorted(src.split_names()) == ["2024/b.ndjson", "a.ndjson"]
+
+
 # ---------------------------------------------------------------------- format 4
 def test_the_manifest_keys_steps_by_id_and_splits_by_name(tmp_path: Path) -> None:
     data = tmp_path / "data"

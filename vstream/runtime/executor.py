@@ -381,7 +381,10 @@ class Executor:
         self.resume = {}
         for s in self.sources:
             sid, label = self.step_ids[s].id, self.nodes[s].label
-            had = state.positions.get(sid, {})
+            if sid not in state.positions:
+                msg = f"{where} has no split positions for source {label!r} ({sid})"
+                raise CheckpointError(msg)
+            had = state.positions[sid]
             ended = set(state.ended.get(sid, []))
             names = self.split_names[s]
             resume: dict[int, SplitPosition] = {}
