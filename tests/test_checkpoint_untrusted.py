@@ -236,11 +236,11 @@ def _move_position(m: dict[str, Any]) -> None:
 
 
 def _drop_key(m: dict[str, Any]) -> None:
-    del m["nodes"][1]["out_wm"]
+    del m["steps"][1]["out_wm"]
 
 
 def _wrong_type(m: dict[str, Any]) -> None:
-    m["nodes"][1]["in_wm"] = ["12"]
+    m["steps"][1]["in_wm"] = ["12"]
 
 
 def _swap_tables(m: dict[str, Any]) -> None:
@@ -441,8 +441,11 @@ def test_an_older_format_version_is_refused_clearly(interrupted: Path) -> None:
         _run(tmp_path)
 
 
-def test_a_checkpoint_of_another_shape_is_refused(interrupted: Path) -> None:
-    # well-formed, resealed, same fingerprint, but one source split too many
+def test_a_split_the_input_no_longer_has_is_a_warning(
+    interrupted: Path, same_rows: SameRows
+) -> None:
+    # well-formed, resealed, but one source split more than the input has: splits go by
+    # name, so the others resume at their positions and the missing one is reported
     tmp_path = interrupted
     for d in (tmp_path / "ckpt").glob("chk-*"):
         _edit(
@@ -452,17 +455,49 @@ def test_a_checkpoint_of_another_shape_is_refused(interrupted: Path) -> None:
             ),
             reseal=True,
         )
-    with pytest.raises(vs.CheckpointError, match="has 2 splits in it, 1 now"):
+    with pytest.warns(vs.CheckpointWarning, match="split 'x' of the checkpointed run is gone"):
+        _run(tmp_path)
+    same_rows(_committed(tmp_path), _expected())
+
+
+def test_a_step_with_other_inputs_is_refused(interrupted: Path) -> None:
+    # well-formed, resealed, but a step with one input watermark too many
+    tmp_path = interrupted
+    for d in (tmp_path / "ckpt").glob("chk-*"):
+        _edit(d, lambda m: m["steps"][2]["in_wm"].append(0), reseal=True)
+    with pytest.raises(vs.CheckpointError, match="has 2 input watermarks in it, 1 inputs"):
         _run(tmp_path)
 
 
-def test_a_split_name_that_does_not_fit_is_refused(interrupted: Path) -> None:
-    # positions go by split order; the plan's fingerprint covers the splits, and the
-    # names the manifest lists must agree with it
+def test_a_source_without_positions_is_refused(interrupted: Path) -> None:
+    # the positions are filed under another step: the source would be read afresh
     tmp_path = interrupted
+
+    def move(m: dict[str, Any]) -> None:
+        m["sources"][0]["step"] = m["steps"][-1]["id"]
+
     for d in (tmp_path / "ckpt").glob("chk-*"):
-        _edit(d, lambda m: m["sources"][0]["splits"][0].update(name="other"), reseal=True)
-    with pytest.raises(vs.CheckpointError, match=r"split 0 of source .* was 'other', it is"):
+        _edit(d, move, reseal=True)
+    with pytest.raises(vs.CheckpointError, match="has no split positions for source"):
+        _run(tmp_path)
+
+
+def test_a_stateful_step_of_another_id_is_refused(interrupted: Path) -> None:
+    # the checkpoint's window has another id: the plan's window is not in it
+    tmp_path = interrupted
+
+    def rename(m: dict[str, Any]) -> None:
+        (step,) = [s for s in m["steps"] if s["kind"] == "window"]
+        old = step["id"]
+        step["id"] = "renamed"
+        step["anchor"] = "elsewhere"
+        m["files"] = {k: v for k, v in m["files"].items() if not k.startswith(old + ".")}
+
+    for d in (tmp_path / "ckpt").glob("chk-*"):
+        _edit(d, rename, reseal=True)
+    with pytest.raises(
+        vs.CheckpointError, match=r"different pipeline: step .* \(window\) is not in it"
+    ):
         _run(tmp_path)
 
 

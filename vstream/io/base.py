@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import glob
 import itertools
+import os
 import queue
 import threading
 import time
@@ -31,6 +33,7 @@ __all__ = [
     "dead_letter_batch",
     "row_position",
     "sample_live",
+    "split_root",
     "DEAD_LETTER_SCHEMA",
 ]
 
@@ -249,9 +252,32 @@ class Source(ABC):
     #: reach Polars (Q1 reads no string column: the check of two cost it ~150 ms of 270)
     read_columns: frozenset[str] | None = None
 
+    #: the directory the split names are relative to (file sources), see split_names
+    split_root: str | None = None
+
     @abstractmethod
     def splits(self) -> list[str]:
         """Names of the splits, known before running."""
+
+    def split_names(self) -> list[str]:
+        """Stable names of the splits, in split order: what a checkpoint keys their
+        positions by. Files are named by their path relative to :attr:`split_root` (the
+        directory the source was given), so a run resumed from another working
+        directory, or with files added to the directory, finds its splits again.
+
+        Examples
+        --------
+        >>> import pyarrow as pa
+        >>> from vstream.io.memory import ArrowSource
+        >>> ArrowSource(pa.table({"a": [1]}), batch_size=1, bounded=None).split_names()
+        ['arrow']
+        """
+        names = self.splits()
+        root = self.split_root
+        if root is None:
+            return names
+        base = os.path.abspath(root)
+        return [os.path.relpath(os.path.abspath(n), base).replace(os.sep, "/") for n in names]
 
     @abstractmethod
     def schema(self) -> pa.Schema:
@@ -304,6 +330,35 @@ class Source(ABC):
         one), or None when the source knows none. Event-time assignment holds a split's
         watermark there until the split starts."""
         return None
+
+
+def split_root(
+    path: str | os.PathLike[str] | list[str | os.PathLike[str]], files: list[str]
+) -> str:
+    """The directory a file source's split names are relative to: the directory it was
+    given, the fixed part of a glob, a file's folder, or the common folder of a list.
+
+    Examples
+    --------
+    >>> split_root("data/in/a.parquet", ["data/in/a.parquet"])
+    'data/in'
+    >>> split_root("data/*/day-*.parquet", ["data/a/day-1.parquet"])
+    'data'
+    """
+    if isinstance(path, list | tuple):
+        dirs = [os.path.abspath(os.path.dirname(f)) for f in files]
+        return os.path.commonpath(dirs) if dirs else "."
+    text = os.fspath(path)
+    if os.path.isdir(text):
+        return text
+    if glob.has_magic(text):
+        fixed = []
+        for part in text.split(os.sep):
+            if glob.has_magic(part):
+                break
+            fixed.append(part)
+        return os.sep.join(fixed) or "."
+    return os.path.dirname(text) or "."
 
 
 def row_position(position: object, label: str) -> int:

@@ -36,6 +36,7 @@ from vstream.io.base import (
     dead_letter_batch,
     row_position,
     sample_live,
+    split_root,
 )
 from vstream.io.memory import check_batch_size
 from vstream.io.parquet import expand_paths
@@ -422,6 +423,7 @@ class NdjsonSource(Source):
             and os.path.exists(os.fspath(source[0]))
         ):
             self._files = expand_paths(source, ".ndjson")
+            self.split_root = split_root(source, self._files)
             self.bounded = True
             self.replayable = True
             shown = os.fspath(source) if not isinstance(source, list) else "[...]"

@@ -26,6 +26,7 @@ from vstream.io.base import (
     SplitPosition,
     ThreadedReader,
     row_position,
+    split_root,
 )
 from vstream.io.memory import check_batch_size
 
@@ -131,6 +132,7 @@ class ParquetSource(Source):
         self, path: str | os.PathLike[str] | list[str | os.PathLike[str]], batch_size: int
     ) -> None:
         self._files = expand_paths(path, ".parquet")
+        self.split_root = split_root(path, self._files)
         self._batch_size = check_batch_size(batch_size, "from_parquet")
         schemas = []
         for f in self._files:

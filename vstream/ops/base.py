@@ -78,6 +78,23 @@ class Operator:
         """The watermark of input ``port``."""
         return self._in_wm[port]
 
+    def input_watermarks(self) -> list[int]:
+        """The watermark of each input, as the operator last saw it (a copy)."""
+        return list(self._in_wm)
+
+    def emitted_watermark(self) -> int:
+        """The output watermark the operator last returned."""
+        return self._out_wm
+
+    def set_watermarks(self, inputs: list[int], output: int) -> None:
+        """Put back the watermarks of :meth:`input_watermarks` and
+        :meth:`emitted_watermark` (a run restored from a checkpoint)."""
+        if len(inputs) != len(self._in_wm):
+            msg = f"{self.name}: {len(inputs)} input watermarks for {len(self._in_wm)} inputs"
+            raise VStreamError(msg)
+        self._in_wm = list(inputs)
+        self._out_wm = output
+
     def process(self, port: int, chunk: Chunk | None, watermark: int) -> tuple[list[Chunk], int]:
         out = self.on_batch(port, chunk) if chunk is not None else []
         self._in_wm[port] = max(self._in_wm[port], watermark)
@@ -91,10 +108,13 @@ class Operator:
     def output_watermark(self) -> int:
         return self.input_watermark
 
-    def register_split(self, split: int, *, lower: int | None, started: bool) -> None:
+    def register_split(
+        self, split: int, *, lower: int | None, started: bool, name: str | None = None
+    ) -> None:
         """A source split upstream, before the run reads it (event-time assignment):
         every event of it is >= ``lower`` when known; ``started``: read at the same time
-        as the others rather than after them."""
+        as the others rather than after them; ``name``: its stable name (source step id
+        / split name) under which a checkpoint keeps its watermark."""
 
     def split_ended(self, split: int) -> None:
         """A source split upstream has no more data (used by event-time assignment)."""

@@ -73,14 +73,22 @@ class WatermarkOp(Operator):
         self.idle_timeout = idle_timeout
         self.ns_per_unit = ns_per_unit
         self.splits: dict[int, _Split] = {}
+        #: stable names of the registered splits (source step id and split name): a
+        #: snapshot keys the splits by them, so a resumed run whose source has more or
+        #: fewer files (other split ids) finds each split's progress again
+        self.split_names: dict[int, str] = {}
         self.max_event_time = MIN_WM
         #: rows whose event time was already behind the watermark when they arrived
         self.behind_watermark = 0
         self._all_idle_since: float | None = None
         self._idle_base = MIN_WM
 
-    def register_split(self, split: int, *, lower: int | None, started: bool) -> None:
+    def register_split(
+        self, split: int, *, lower: int | None, started: bool, name: str | None = None
+    ) -> None:
         self.splits[split] = _Split(lower=lower, started=started, last_active=time.monotonic())
+        if name is not None:
+            self.split_names[split] = name
 
     def on_batch(self, port: int, chunk: Chunk) -> list[Chunk]:
         df = chunk.df
@@ -171,6 +179,7 @@ class WatermarkOp(Operator):
         splits = pa.table(
             {
                 "split": pa.array(ids, pa.int64()),
+                "name": pa.array([self.split_names.get(i) for i in ids], pa.string()),
                 "max_ts": pa.array([st.max_ts for st in sts], pa.int64()),
                 "lower": pa.array([st.lower for st in sts], pa.int64()),
                 "started": pa.array([st.started for st in sts], pa.bool_()),
@@ -187,23 +196,39 @@ class WatermarkOp(Operator):
         return {"splits": splits, "progress": progress}
 
     def restore(self, state: dict[str, pa.Table]) -> None:
-        """Take back what :meth:`snapshot` returned (idle clocks restart from now)."""
+        """Take back what :meth:`snapshot` returned (idle clocks restart from now).
+
+        With named splits, a split is found by its name: a snapshot's split whose name
+        is not registered (its file is gone) is dropped, and a registered split the
+        snapshot does not hold (a file added since) keeps its registration."""
         missing = {"splits", "progress"} - set(state)
         if missing:
             msg = f"{self.name}: the snapshot lacks the table(s) {sorted(missing)}"
             raise VStreamError(msg)
         now = time.monotonic()
         rows = state["splits"].to_pylist()
-        self.splits = {
-            int(r["split"]): _Split(
+        by_name = {name: i for i, name in self.split_names.items()}
+        restored: dict[int, _Split] = {}
+        for r in rows:
+            name = r.get("name")
+            if by_name and name is not None:
+                sid = by_name.get(name)
+                if sid is None:
+                    continue  # a split that is gone
+            else:
+                sid = int(r["split"])
+            restored[sid] = _Split(
                 max_ts=int(r["max_ts"]),
                 lower=None if r["lower"] is None else int(r["lower"]),
                 started=bool(r["started"]),
                 finished=bool(r["finished"]),
                 last_active=now,
             )
-            for r in rows
-        }
+        if by_name:  # splits added since the snapshot: as registered
+            for sid in self.split_names:
+                if sid not in restored and sid in self.splits:
+                    restored[sid] = self.splits[sid]
+        self.splits = restored
         progress = state["progress"].to_pylist()[0]
         self._out_wm = int(progress["watermark"])
         self.max_event_time = int(progress["max_event_time"])

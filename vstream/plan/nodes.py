@@ -122,6 +122,9 @@ class Node:
     event_time: EventTime | None = None
     bounded: bool = True
     label: str = "node"
+    #: the user-given step name (``name=``): the step's id in checkpoints (see
+    #: :mod:`vstream.plan.ids`); None: an id derived from the step's configuration
+    name: str | None = None
 
     def __init__(self) -> None:
         self.id = next(_ids)

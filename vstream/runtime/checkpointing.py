@@ -1,10 +1,16 @@
 """Periodic checkpoints of a run, and resuming a run from its newest good checkpoint.
 
 The executor calls :class:`Checkpointing` at micro-batch boundaries. A checkpoint of
-epoch ``e`` holds, per plan step, its watermarks and its state (``snapshot()``), per
-source split the position of the last batch the operators consumed, and per sink what
-it staged during epoch ``e``; once it is on disk the sinks commit (two-phase, see
-:class:`vstream.io.sinks.Sink`).
+epoch ``e`` is the executor's :class:`~vstream.runtime.run_state.RunState`
+(:meth:`Executor.snapshot`) written as a manifest and Arrow files: per step id, its
+watermarks, fingerprint and state tables; per source step id and split name, the
+position of the last batch the operators consumed; per sink what it staged during epoch
+``e``. Once it is on disk the sinks commit (two-phase, see :class:`vstream.io.sinks.Sink`).
+
+Resuming reads the newest good checkpoint back into a RunState, judges the plan step by
+step (a stateful step must find its id and fingerprint; stateless steps may change or
+be added), and hands it to :meth:`Executor.restore`. Nothing here reads the executor's
+or its operators' internals.
 """
 
 from __future__ import annotations
@@ -17,13 +23,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import polars as pl
 import pyarrow as pa
 
 from vstream._duration import Duration, wall_seconds
 from vstream.errors import CheckpointError, CheckpointWarning, PipelineError
-from vstream.io.base import SplitPosition
-from vstream.plan.fingerprint import describe_plan, fingerprint, plan_difference
-from vstream.plan.nodes import SourceNode
+from vstream.plan.fingerprint import StepIdentity, step_difference
+from vstream.runtime.run_state import RunState, StepState
 from vstream.state.checkpoint import RUN_MANIFEST, CheckpointStore, LoadedCheckpoint
 
 if TYPE_CHECKING:
@@ -104,14 +110,11 @@ class Checkpointing:
         self.config = config
         self.store = CheckpointStore(config.dir, config.keep, schema=RUN_MANIFEST)
         self.ex = executor
-        self.plan = describe_plan(executor.nodes)
-        self.fingerprint = fingerprint(self.plan)
         self.epoch = 1  # the epoch being written
         self.finished = False  # resumed from a finished run: nothing to do
         #: what the user should hear of (damaged checkpoints skipped, nothing to do),
         #: warned at their call by the terminal that ran the job
         self.notes: list[str] = []
-        self.resume: dict[int, dict[int, SplitPosition]] = {}
         self._batches = 0
         self._last = time.monotonic()
         self._lock_fd: int | None = None
@@ -154,81 +157,45 @@ class Checkpointing:
 
     def open_sinks(self) -> LoadedCheckpoint | None:
         """Before the sinks open: take the checkpoint dir, find the checkpoint to resume
-        from and check it."""
+        from and judge it against the plan, step by step."""
         for k, t in enumerate(self.ex.targets):  # first: a sink may refuse the dir
             t.sink.use_checkpoints(self.config.dir, k)
         self._lock()
         loaded = self.store.latest(self.notes)
         if loaded is None:
             return None
-        m = loaded.manifest
-        if m.get("fingerprint") != self.fingerprint:
-            old = m.get("plan")
-            diff = plan_difference(old, self.plan) if isinstance(old, list) else "?"
+        problems = judge(loaded.manifest, self.ex.step_ids)
+        if problems:
+            m = loaded.manifest
+            versions = ""
+            if m["polars"] != pl.__version__:
+                versions = (
+                    f" (it was written with Polars {m['polars']}, this is Polars "
+                    f"{pl.__version__}: a step described by expression text may read "
+                    "differently)"
+                )
             msg = (
                 f"the checkpoint in {str(self.config.dir)!r} (epoch {loaded.epoch}) was "
-                f"written by a different pipeline: {diff}. Restore the pipeline, or start "
-                "it with a new checkpoint_dir (and a new output directory)"
+                f"written by a different pipeline: {'; '.join(problems)}{versions}. Restore "
+                "the pipeline, or start it with a new checkpoint_dir (and a new output "
+                "directory)"
             )
             raise CheckpointError(msg)
         return loaded
 
-    def _check_shape(self, loaded: LoadedCheckpoint) -> None:
-        """The checkpoint's steps, sources and sinks are this run's (the manifest's types
-        were checked when it was read; this checks it against the plan)."""
-        ex, m = self.ex, loaded.manifest
-        problems = []
-        if len(m["nodes"]) != len(ex.ops):
-            problems.append(f"it has {len(m['nodes'])} steps, the plan {len(ex.ops)}")
-        else:
-            for op, info in zip(ex.ops, m["nodes"], strict=True):
-                if len(info["in_wm"]) != len(op._in_wm):
-                    problems.append(
-                        f"step {info['label']!r} has {len(info['in_wm'])} input "
-                        f"watermarks in it, {len(op._in_wm)} inputs in the plan"
-                    )
-        nodes = [src["node"] for src in m["sources"]]
-        if nodes != list(ex.sources):
-            problems.append(f"its sources are steps {nodes}, the plan's {list(ex.sources)}")
-        else:
-            for src in m["sources"]:
-                have, want = len(src["splits"]), len(ex.split_ids[src["node"]])
-                if have != want:
-                    problems.append(
-                        f"source {src['label']!r} has {have} splits in it, {want} now "
-                        "(its input changed?)"
-                    )
-                    continue
-                # positions go by split order: another file in a slot would be resumed
-                # at the position of the one it replaced. File names only, so that a
-                # run from another working directory (relative vs absolute) still fits
-                node = ex.nodes[src["node"]]
-                now = node.source.splits()
-                for k, (sp, name) in enumerate(zip(src["splits"], now, strict=True)):
-                    if os.path.basename(sp["name"]) != os.path.basename(name):
-                        problems.append(
-                            f"split {k} of source {src['label']!r} was {sp['name']!r}, it "
-                            f"is {name!r} now (files added or removed?)"
-                        )
-                        break
-        if len(m["sinks"]) != len(ex.targets):
-            problems.append(f"it has {len(m['sinks'])} sinks, the run {len(ex.targets)}")
-        if problems:
+    def restore(self, loaded: LoadedCheckpoint | None) -> None:
+        """After the sinks opened, before the sources do: recover sinks, then the
+        executor from the checkpoint's RunState."""
+        ex = self.ex
+        m = loaded.manifest if loaded is not None else None
+        if loaded is not None and m is not None and len(m["sinks"]) != len(ex.targets):
             msg = (
-                f"the checkpoint in {str(loaded.path)!r} does not fit the pipeline: "
-                + "; ".join(problems)
-                + ". Restore the pipeline and its input, or start it with a new "
-                "checkpoint_dir (and a new output directory)"
+                f"the checkpoint in {str(loaded.path)!r} does not fit the pipeline: it has "
+                f"{len(m['sinks'])} sinks, the run {len(ex.targets)}. Restore the pipeline "
+                "and its input, or start it with a new checkpoint_dir (and a new output "
+                "directory)"
             )
             raise CheckpointError(msg)
-
-    def restore(self, loaded: LoadedCheckpoint | None) -> None:
-        """After the sinks opened, before the sources do: recover sinks, operators,
-        watermarks and source positions."""
-        ex = self.ex
-        if loaded is not None:
-            self._check_shape(loaded)
-        m = loaded.manifest if loaded is not None else None
         sink_states = m["sinks"] if m is not None else [None] * len(ex.targets)
         epoch = loaded.epoch if loaded is not None else 0
         for t, state in zip(ex.targets, sink_states, strict=True):
@@ -244,26 +211,8 @@ class Checkpointing:
                 "checkpoint_dir to run it again"
             )
             return
-        for i, (op, info) in enumerate(zip(ex.ops, m["nodes"], strict=True)):
-            tables = loaded.tables_of(f"{i:03d}")
-            if tables:
-                _restore_op(op, tables, ex.nodes[i].label, loaded)
-            op._in_wm = list(info["in_wm"])
-            op._out_wm = int(info["op_out_wm"])
-            op.done = bool(info["done"])
-            ex.out_wm[i] = int(info["out_wm"])
-            ex.finished[i] = bool(info["finished"])
-        for src in m["sources"]:
-            s = int(src["node"])
-            resume: dict[int, SplitPosition] = {}
-            for k, sp in enumerate(src["splits"]):
-                sid = ex.split_ids[s][k]
-                if sp["position"] is not None:
-                    ex.positions[sid] = sp["position"]
-                if sp["ended"]:
-                    ex.ended_splits.add(sid)
-                resume[k] = SplitPosition(sp["position"], bool(sp["ended"]))
-            self.resume[s] = resume
+        where = f"the checkpoint in {str(loaded.path)!r}"
+        self.notes.extend(ex.restore(run_state_of(loaded), where))
 
     def warn(self, stacklevel: int) -> None:
         """Warn of the notes, pointing at the user's call."""
@@ -288,55 +237,15 @@ class Checkpointing:
         t0 = time.perf_counter()
         ex = self.ex
         epoch = self.epoch
-        sinks = [t.sink.precommit(epoch) for t in ex.targets]
-        tables: dict[str, pa.Table] = {}
-        nodes: list[dict[str, Any]] = []
-        for i, op in enumerate(ex.ops):
-            for name, table in op.snapshot().items():
-                tables[f"{i:03d}.{name}"] = table
-            nodes.append(
-                {
-                    "label": ex.nodes[i].label,
-                    "in_wm": list(op._in_wm),
-                    "op_out_wm": op._out_wm,
-                    "done": op.done,
-                    "out_wm": ex.out_wm[i],
-                    "finished": ex.finished[i],
-                }
-            )
-        sources = []
-        for s in ex.sources:
-            node = ex.nodes[s]
-            assert isinstance(node, SourceNode)
-            names = node.source.splits()
-            sources.append(
-                {
-                    "node": s,
-                    "label": node.label,
-                    "splits": [
-                        {
-                            "name": name,
-                            "position": ex.positions.get(sid),
-                            "ended": sid in ex.ended_splits or ex.finished[s],
-                        }
-                        for name, sid in zip(names, ex.split_ids[s], strict=True)
-                    ],
-                }
-            )
-        manifest = {
-            "epoch": epoch,
-            "finished": finished,
-            "created": dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"),
-            "fingerprint": self.fingerprint,
-            "plan": self.plan,
-            "nodes": nodes,
-            "sources": sources,
-            "sinks": sinks,
-            "events_in": ex.metrics.events_in,
-        }
+        state = ex.snapshot()
+        state.epoch = epoch
+        state.sinks = [t.sink.precommit(epoch) for t in ex.targets]
+        manifest, tables = manifest_of(state)
+        manifest["finished"] = finished
+        manifest["created"] = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
         self.store.write(manifest, tables)
-        for t, state in zip(ex.targets, sinks, strict=True):
-            t.sink.commit(epoch, state)
+        for t, sink_state in zip(ex.targets, state.sinks, strict=True):
+            t.sink.commit(epoch, sink_state)
         self.store.prune()
         self.epoch = epoch + 1
         self._batches = 0
@@ -347,35 +256,133 @@ class Checkpointing:
         ex.metrics.last_checkpoint_epoch = epoch
 
 
-def _restore_op(
-    op: Any, tables: dict[str, pa.Table], label: str, loaded: LoadedCheckpoint
-) -> None:
-    """``op.restore(tables)``; whatever the tables make it raise (a missing column, a wrong
-    type, a Polars panic on a broken extension type) refuses the checkpoint."""
-    from polars.exceptions import PanicException
-
-    try:
-        op.restore(tables)
-        # what the operator made of the tables has the types it writes itself: a table
-        # of other types (another step's, or edited) is refused before a kernel sees it
-        again = op.snapshot()
-        for name, table in tables.items():
-            want = again.get(name)
-            if want is not None and not want.schema.equals(table.schema, check_metadata=False):
-                have, writes = _types(table.schema), _types(want.schema)
-                msg = f"table {name!r} is {have}, the step writes {writes}"
-                raise CheckpointError(msg)
-    except (Exception, PanicException) as exc:
-        kind = type(exc).__name__
-        msg = (
-            f"the checkpoint in {str(loaded.path)!r} holds state that step {label!r} cannot "
-            f"take ({kind}: {exc}; tables {sorted(tables)}). It was damaged or written by "
-            "another pipeline: remove it to fall back to the previous checkpoint, or start "
-            "afresh with a new checkpoint_dir (and a new output directory)"
+# ---------------------------------------------------------------------- RunState <-> manifest
+def manifest_of(state: RunState) -> tuple[dict[str, Any], dict[str, pa.Table]]:
+    """The manifest body (without the store's own keys) and the tables of ``state``.
+    A step's table ``t`` is stored as ``<step id>.t``."""
+    tables: dict[str, pa.Table] = {}
+    steps: list[dict[str, Any]] = []
+    for sid, st in state.steps.items():
+        for name, table in st.tables.items():
+            tables[f"{sid}.{name}"] = table
+        steps.append(
+            {
+                "id": sid,
+                "label": st.label,
+                "kind": st.kind,
+                "stateful": st.stateful,
+                "fingerprint": st.fingerprint,
+                "anchor": st.anchor,
+                "description": st.description,
+                "in_wm": list(st.input_watermarks),
+                "op_out_wm": st.output_watermark,
+                "out_wm": st.emitted_watermark,
+                "done": st.done,
+                "finished": st.finished,
+            }
         )
-        raise CheckpointError(msg) from exc
+    sources = []
+    for sid, positions in state.positions.items():
+        ended = set(state.ended.get(sid, []))
+        sources.append(
+            {
+                "step": sid,
+                "label": state.source_labels.get(sid, sid),
+                "splits": [
+                    {"name": name, "position": pos, "ended": name in ended}
+                    for name, pos in positions.items()
+                ],
+            }
+        )
+    manifest = {
+        "epoch": state.epoch,
+        "finished": False,
+        "created": "",
+        "polars": state.polars,
+        "steps": steps,
+        "sources": sources,
+        "sinks": state.sinks,
+        "events_in": state.events_in,
+    }
+    return manifest, tables
 
 
-def _types(schema: pa.Schema) -> str:
-    text = ", ".join(f"{f.name}: {f.type}" for f in schema)
-    return "{" + (text if len(text) <= 200 else text[:197] + "...") + "}"
+def run_state_of(loaded: LoadedCheckpoint) -> RunState:
+    """The RunState a checkpoint holds (its manifest passed :data:`RUN_MANIFEST`)."""
+    m = loaded.manifest
+    state = RunState(
+        sinks=list(m["sinks"]), epoch=loaded.epoch, events_in=m["events_in"], polars=m["polars"]
+    )
+    for info in m["steps"]:
+        sid = info["id"]
+        state.steps[sid] = StepState(
+            label=info["label"],
+            kind=info["kind"],
+            stateful=info["stateful"],
+            fingerprint=info["fingerprint"],
+            anchor=info["anchor"],
+            description=info["description"],
+            input_watermarks=list(info["in_wm"]),
+            output_watermark=info["op_out_wm"],
+            emitted_watermark=info["out_wm"],
+            done=info["done"],
+            finished=info["finished"],
+            tables=loaded.tables_of(sid),
+        )
+    for src in m["sources"]:
+        sid = src["step"]
+        state.source_labels[sid] = src["label"]
+        state.positions[sid] = {sp["name"]: sp["position"] for sp in src["splits"]}
+        state.ended[sid] = [sp["name"] for sp in src["splits"] if sp["ended"]]
+    return state
+
+
+def judge(manifest: dict[str, Any], now: list[StepIdentity]) -> list[str]:
+    """What keeps a checkpoint (a manifest that passed :data:`RUN_MANIFEST`) from being
+    restored into the plan whose steps are ``now``, one sentence per stateful step:
+    each must find its id with the same fingerprint; a step another one replaced (same
+    kind and upstream path, another configuration) is named with what changed, and a
+    stateful step added or removed is refused. Stateless steps may change freely."""
+    saved = {info["id"]: info for info in manifest["steps"]}
+    ids_now = {i.id for i in now}
+    matched: set[str] = set()
+    problems: list[str] = []
+    for ident in now:
+        if not ident.stateful:
+            if ident.id in saved:
+                matched.add(ident.id)
+            continue
+        old = saved.get(ident.id)
+        if old is not None:
+            matched.add(ident.id)
+            if old["fingerprint"] != ident.fingerprint or old["kind"] != ident.kind:
+                diff = step_difference(old["description"], ident.description)
+                problems.append(f"step {ident.label!r} changed {diff}")
+            continue
+        twin = next(
+            (
+                o
+                for o in manifest["steps"]
+                if o["id"] not in matched
+                and o["id"] not in ids_now
+                and o["anchor"] == ident.anchor
+                and o["kind"] == ident.kind
+            ),
+            None,
+        )
+        if twin is not None:
+            matched.add(twin["id"])
+            diff = step_difference(twin["description"], ident.description)
+            problems.append(f"step {ident.label!r} changed {diff}")
+        else:
+            problems.append(
+                f"step {ident.label!r} ({ident.kind}) is not in it: stateful steps cannot "
+                "be added to a checkpointed run"
+            )
+    for info in manifest["steps"]:
+        if info["stateful"] and info["id"] not in matched:
+            problems.append(
+                f"its step {info['label']!r} ({info['kind']}) is not in the plan: stateful "
+                "steps cannot be removed from a checkpointed run"
+            )
+    return problems[:3]

@@ -15,14 +15,17 @@ from dataclasses import dataclass
 import polars as pl
 import pyarrow as pa
 
-from vstream.io.base import Data, Reader, SplitEnd
+from vstream.errors import CheckpointError
+from vstream.io.base import Data, Reader, SplitEnd, SplitPosition
 from vstream.io.sinks import Sink
 from vstream.ops.base import MAX_WM, MIN_WM, Chunk, Operator
+from vstream.plan.ids import StepIdentity, step_identities
 from vstream.plan.nodes import Node
 from vstream.runtime.checkpointing import CheckpointConfig, Checkpointing
 from vstream.runtime.lower import lower
 from vstream.runtime.metrics import Metrics, StepMetrics
 from vstream.runtime.progress import Progress
+from vstream.runtime.run_state import RunState, StepState
 
 __all__ = ["Executor", "Target"]
 
@@ -64,6 +67,8 @@ class Executor:
         self.nodes = graph.nodes
         self.index = graph.index
         self.ops: list[Operator] = graph.ops
+        #: per node, its stable id and fingerprint (what a RunState keys it by)
+        self.step_ids: list[StepIdentity] = step_identities(self.nodes)
         n = len(self.nodes)
         # per node, the positions of its inputs; the dead-letter branches
         self.parents = graph.parents
@@ -94,6 +99,9 @@ class Executor:
         self.positions: dict[int, object] = {}
         #: global ids of the splits whose end the operators have seen
         self.ended_splits: set[int] = set()
+        #: per source node, where its splits go on (split index -> position), set by
+        #: restore() and taken by open()
+        self.resume: dict[int, dict[int, SplitPosition]] = {}
         self.changed = False
         self._batch_time = 0.0  # seconds and count of batches since the last metrics tick
         self._batch_count = 0
@@ -121,11 +129,15 @@ class Executor:
         graph = self.graph
         self.sources = graph.sources
         self.down = graph.down
+        # splits are global ints in the loop, names (per source step id) in a RunState
         self.split_ids: dict[int, list[int]] = {}
+        self.split_names: dict[int, list[str]] = {}
         next_id = 0
         for s in self.sources:
-            k = len(graph.source_of[s].splits())
+            names = _unique(graph.source_of[s].split_names())
+            k = len(names)
             self.split_ids[s] = list(range(next_id, next_id + k))
+            self.split_names[s] = names
             next_id += k
         self.wm_ops = graph.watermarks
         for s in self.sources:
@@ -139,6 +151,7 @@ class Executor:
                         sid,
                         lower=None if lowers is None else lowers[k],
                         started=src.concurrent_splits,
+                        name=f"{self.step_ids[s].id}/{self.split_names[s][k]}",
                     )
 
     # ------------------------------------------------------------------ pushing
@@ -218,6 +231,110 @@ class Executor:
                 if self._counts_out[j]:
                     self.metrics.events_out += chunk.df.height
 
+    # ------------------------------------------------------------------ run state
+    def snapshot(self) -> RunState:
+        """The run as it stands between two micro-batches, as plain data (sinks' staged
+        files are the checkpoint's to add: staging is an action of the sinks)."""
+        state = RunState(events_in=self.metrics.events_in, polars=pl.__version__)
+        for i, (ident, op) in enumerate(zip(self.step_ids, self.ops, strict=True)):
+            state.steps[ident.id] = StepState(
+                label=ident.label,
+                kind=ident.kind,
+                stateful=ident.stateful,
+                fingerprint=ident.fingerprint,
+                anchor=ident.anchor,
+                description=ident.description,
+                input_watermarks=op.input_watermarks(),
+                output_watermark=op.emitted_watermark(),
+                emitted_watermark=self.out_wm[i],
+                done=op.done,
+                finished=self.finished[i],
+                tables=op.snapshot(),
+            )
+        for s in self.sources:
+            sid = self.step_ids[s].id
+            pairs = list(zip(self.split_names[s], self.split_ids[s], strict=True))
+            state.source_labels[sid] = self.nodes[s].label
+            state.positions[sid] = {name: self.positions.get(g) for name, g in pairs}
+            state.ended[sid] = [
+                name for name, g in pairs if g in self.ended_splits or self.finished[s]
+            ]
+        return state
+
+    def restore(self, state: RunState, where: str = "the run state") -> list[str]:
+        """Take back a :meth:`snapshot` (before :meth:`open`), step by step id and split
+        by name; returns notes for the user (files gone or added since).
+
+        A stateful step ``state`` lacks is refused (:class:`CheckpointError`; a caller
+        that judges a changed plan says why before); a stateless step it lacks (added
+        since) starts from its inputs' watermarks. A split it lacks (a file added to the
+        source's directory) is read from its start; one it has that is gone is noted.
+        """
+        notes: list[str] = []
+        for i, (ident, op) in enumerate(zip(self.step_ids, self.ops, strict=True)):
+            saved = state.steps.get(ident.id)
+            if saved is None:
+                if ident.stateful:
+                    msg = f"{where} has no state for step {ident.label!r} ({ident.id})"
+                    raise CheckpointError(msg)
+                ins = [self.out_wm[p] for p in self.parents[i]] or [MIN_WM]
+                low = min(ins)
+                if ident.kind in ("dead_letters", "late_events"):
+                    out = MAX_WM if low == MAX_WM else MIN_WM  # as DeadLetterOp does
+                else:
+                    out = low
+                op.set_watermarks(ins[: len(op.input_watermarks())], out)
+                self.out_wm[i] = out
+                continue
+            n = len(op.input_watermarks())
+            if len(saved.input_watermarks) != n:
+                msg = (
+                    f"{where}: step {saved.label!r} has {len(saved.input_watermarks)} input "
+                    f"watermarks in it, {n} inputs in the plan"
+                )
+                raise CheckpointError(msg)
+            if saved.tables:
+                _restore_op(op, saved.tables, ident.label, where)
+            op.set_watermarks(saved.input_watermarks, saved.output_watermark)
+            op.done = saved.done
+            self.out_wm[i] = saved.emitted_watermark
+            self.finished[i] = saved.finished
+        self.resume = {}
+        for s in self.sources:
+            sid, label = self.step_ids[s].id, self.nodes[s].label
+            if sid not in state.positions:
+                msg = f"{where} has no split positions for source {label!r} ({sid})"
+                raise CheckpointError(msg)
+            had = state.positions[sid]
+            ended = set(state.ended.get(sid, []))
+            names = self.split_names[s]
+            resume: dict[int, SplitPosition] = {}
+            for k, (name, g) in enumerate(zip(names, self.split_ids[s], strict=True)):
+                if name not in had:
+                    continue  # added since: read from its start
+                pos = had[name]
+                if pos is not None:
+                    self.positions[g] = pos
+                if name in ended:
+                    self.ended_splits.add(g)
+                resume[k] = SplitPosition(pos, name in ended)
+            gone = [name for name in had if name not in set(names)]
+            new = [name for name in names if name not in had]
+            if gone:
+                notes.append(
+                    f"{label}: {_names(gone)} of the checkpointed run "
+                    f"{'is' if len(gone) == 1 else 'are'} gone; the run goes on without "
+                    f"{'it' if len(gone) == 1 else 'them'}"
+                )
+            if new and self.finished[s]:
+                notes.append(
+                    f"{label}: {_names(new)} appeared after the source had ended in the "
+                    "checkpointed run and cannot be read by it; read "
+                    f"{'it' if len(new) == 1 else 'them'} with a new checkpoint_dir"
+                )
+            self.resume[s] = resume
+        return notes
+
     # ------------------------------------------------------------------ running
     def stop(self, drain: bool = False) -> None:
         """Ask the loop to end after the current step (``drain``: as if the input ended)."""
@@ -288,7 +405,7 @@ class Executor:
                 if self.finished[s]:
                     continue  # ended before the checkpoint this run resumes from
                 source = self.graph.source_of[s]
-                resume = cp.resume.get(s) if cp is not None else None
+                resume = self.resume.get(s)
                 readers[s] = source.open(resume) if resume else source.open()
         except BaseException:
             for r in readers.values():
@@ -525,3 +642,52 @@ class Executor:
         m.steps = self._steps_view
         if self.progress is not None:
             self.progress.update(m.events_in, m.elapsed_s)
+
+
+def _unique(names: list[str]) -> list[str]:
+    """Split names made unique (a file listed twice: ``name#2``)."""
+    seen: dict[str, int] = {}
+    out = []
+    for name in names:
+        k = seen.get(name, 0) + 1
+        seen[name] = k
+        out.append(name if k == 1 else f"{name}#{k}")
+    return out
+
+
+def _names(names: list[str], limit: int = 5) -> str:
+    shown = ", ".join(repr(n) for n in names[:limit])
+    more = f" and {len(names) - limit} more" if len(names) > limit else ""
+    return f"split{'s' * (len(names) != 1)} {shown}{more}"
+
+
+def _restore_op(op: Operator, tables: dict[str, pa.Table], label: str, where: str) -> None:
+    """``op.restore(tables)``; whatever the tables make it raise (a missing column, a wrong
+    type, a Polars panic on a broken extension type) refuses the state."""
+    from polars.exceptions import PanicException
+
+    try:
+        op.restore(tables)
+        # what the operator made of the tables has the types it writes itself: a table
+        # of other types (another step's, or edited) is refused before a kernel sees it
+        again = op.snapshot()
+        for name, table in tables.items():
+            want = again.get(name)
+            if want is not None and not want.schema.equals(table.schema, check_metadata=False):
+                have, writes = _types(table.schema), _types(want.schema)
+                msg = f"table {name!r} is {have}, the step writes {writes}"
+                raise CheckpointError(msg)
+    except (Exception, PanicException) as exc:
+        kind = type(exc).__name__
+        msg = (
+            f"{where} holds state that step {label!r} cannot take ({kind}: {exc}; tables "
+            f"{sorted(tables)}). It was damaged or written by another pipeline: remove it "
+            "to fall back to the previous checkpoint, or start afresh with a new "
+            "checkpoint_dir (and a new output directory)"
+        )
+        raise CheckpointError(msg) from exc
+
+
+def _types(schema: pa.Schema) -> str:
+    text = ", ".join(f"{f.name}: {f.type}" for f in schema)
+    return "{" + (text if len(text) <= 200 else text[:197] + "...") + "}"

@@ -4,13 +4,14 @@ Layout of a checkpoint directory (``checkpoint_dir`` of a sink or a background r
 
     ckpt/
       chk-00000007/               one complete checkpoint (epoch 7)
-        manifest.json             format, version, checksum, plan, positions, sinks
-        op-003.state.arrow        table "state" of plan step 3 (Arrow IPC file)
-        op-003.keys.keys.arrow    table "keys.keys" of the same step
+        manifest.json             format, version, checksum, steps, positions, sinks
+        op-window-3f0c9a1b2d4e.state.arrow      table "state" of that step (Arrow IPC)
+        op-window-3f0c9a1b2d4e.keys.keys.arrow  table "keys.keys" of the same step
         ...
       chk-00000008/
 
-Each file is a plain Arrow IPC file: ``pl.read_ipc("ckpt/chk-00000007/op-003.state.arrow")``
+Steps are keyed by their stable step id (:mod:`vstream.plan.ids`), source splits by
+name. Each file is a plain Arrow IPC file: ``pl.read_ipc("ckpt/chk-00000007/op-....arrow")``
 opens it. The manifest lists every file with its size and CRC-32, so a truncated or
 damaged file is found before anything is restored. A checkpoint is written into
 ``.tmp-chk-...`` and renamed into place once every file is on disk (fsync), so a crash
@@ -26,6 +27,11 @@ checkpoint (no ``/``, no ``..``, no symbolic links); a sink's staged files are n
 directory the manifest records is compared with it, never used). A checkpoint that
 fails a check is skipped for the previous one, with a warning; if none is left, the
 run is refused with a :class:`CheckpointError` that lists what is wrong.
+
+Older formats are refused, not migrated: a format 3 checkpoint keys steps by their
+position in the plan and splits by their index, which a changed plan or input cannot be
+mapped from with certainty; the refusal says to delete the directory or use a new
+``checkpoint_dir``.
 """
 
 from __future__ import annotations
@@ -66,7 +72,10 @@ FORMAT = "vstream-checkpoint"
 #: (one shared field), float min / max start at NaN (no non-NaN count).
 #: 3: the manifest carries its checksum and follows :data:`RUN_MANIFEST`; a sink's
 #: staged part files are plain names in its own directory.
-VERSION = 3
+#: 4: steps are keyed by stable step ids with per-step fingerprints (no whole-plan
+#: fingerprint), source splits by name (:class:`vstream.runtime.run_state.RunState`),
+#: the Polars version is recorded; watermark splits carry their names.
+VERSION = 4
 MANIFEST = "manifest.json"
 _DIR = re.compile(r"^chk-(\d{8,})$")
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]")
@@ -74,6 +83,8 @@ _SAFE = re.compile(r"[^A-Za-z0-9_.-]")
 _FILE = re.compile(r"^op-[A-Za-z0-9_.-]+\.arrow$")
 #: a Parquet sink's staged part file: ``part-<epoch>-<k>.parquet``
 PART = re.compile(r"^part-(\d{8,})-(\d{4,})\.parquet$")
+#: a step id (:mod:`vstream.plan.ids`): it names state files, so a plain name
+_STEP = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
 #: problems listed in a refusal (a thoroughly broken manifest has hundreds)
 _SHOWN = 6
 
@@ -253,20 +264,30 @@ def _rule_tables(m: dict[str, Any]) -> list[str]:
         if fname != f"{stem}.arrow" and not re.fullmatch(re.escape(stem) + r"-\d+\.arrow", fname):
             out.append(f"files[{name!r}]: {fname!r} is not the file of table {name!r}")
         step = name.split(".", 1)[0]
-        if not step.isdigit() or int(step) >= len(m["nodes"]):
-            out.append(f"files[{name!r}]: the plan has no step {step!r}")
+        if step not in {s["id"] for s in m["steps"]}:
+            out.append(f"files[{name!r}]: the checkpoint has no step {step!r}")
     files = [info["file"] for info in m["files"].values()]
     if len(set(files)) != len(files):
         out.append("files: two tables name the same state file")
     return out
 
 
-def _rule_sources(m: dict[str, Any]) -> list[str]:
-    return [
-        f"sources[{i}].node: the plan has no step {src['node']}"
-        for i, src in enumerate(m["sources"])
-        if src["node"] >= len(m["nodes"])
-    ]
+def _rule_steps(m: dict[str, Any]) -> list[str]:
+    """Step ids are unique; a source is a step; split names are unique per source."""
+    out = []
+    ids = [s["id"] for s in m["steps"]]
+    if len(set(ids)) != len(ids):
+        out.append("steps: a step id is listed twice")
+    known = set(ids)
+    for i, src in enumerate(m["sources"]):
+        if src["step"] not in known:
+            out.append(f"sources[{i}].step: the checkpoint has no step {src['step']!r}")
+        names = [sp["name"] for sp in src["splits"]]
+        if len(set(names)) != len(names):
+            out.append(f"sources[{i}].splits: a split name is listed twice")
+    if len({s["step"] for s in m["sources"]}) != len(m["sources"]):
+        out.append("sources: a source step is listed twice")
+    return out
 
 
 def _rule_parts(m: dict[str, Any]) -> list[str]:
@@ -290,12 +311,19 @@ RUN_MANIFEST = ManifestSchema(
     body={
         "finished": _Bool(),
         "created": _Str(),
-        "fingerprint": _Str(),
-        "plan": _List(_Any()),
-        "nodes": _List(
+        # informational: the Polars version that wrote it (expression display text)
+        "polars": _Str(),
+        "steps": _List(
             _Obj(
                 {
+                    "id": _Str(_STEP, "a step id (letters, digits, '_' and '-')"),
                     "label": _Str(),
+                    "kind": _Str(),
+                    "stateful": _Bool(),
+                    "fingerprint": _Str(),
+                    "anchor": _Str(),
+                    # only quoted in messages (what changed)
+                    "description": _Map(_Any()),
                     "in_wm": _List(_Int()),
                     "op_out_wm": _Int(),
                     "done": _Bool(),
@@ -307,7 +335,7 @@ RUN_MANIFEST = ManifestSchema(
         "sources": _List(
             _Obj(
                 {
-                    "node": _Int(0),
+                    "step": _Str(_STEP, "a step id (letters, digits, '_' and '-')"),
                     "label": _Str(),
                     "splits": _List(_Obj({"name": _Str(), "position": _Any(), "ended": _Bool()})),
                 }
@@ -326,7 +354,7 @@ RUN_MANIFEST = ManifestSchema(
         ),
         "events_in": _Int(0),
     },
-    rules=(_rule_tables, _rule_sources, _rule_parts),
+    rules=(_rule_steps, _rule_tables, _rule_parts),
 )
 
 
@@ -552,9 +580,9 @@ class CheckpointStore:
             by = "an older" if older else "another"
             msg = (
                 f"{where}: checkpoint format version {version!r} (written by {by} vstream), "
-                f"but this vstream reads version {VERSION} only; finish the run with the "
-                "vstream version that wrote it, or start afresh with a new checkpoint_dir "
-                "and a new output directory"
+                f"but this vstream reads format {VERSION} only: delete the directory or run "
+                "with a new checkpoint_dir (and a new output directory), or finish the run "
+                "with the vstream version that wrote it"
             )
             raise CheckpointError(msg)
         if manifest.get("checksum") != _checksum(manifest):

@@ -1,0 +1,79 @@
+"""RunState: everything a run needs to go on later, as plain data.
+
+:meth:`vstream.runtime.executor.Executor.snapshot` returns one between two micro-batches
+and :meth:`~vstream.runtime.executor.Executor.restore` takes one back; checkpoints
+(:mod:`vstream.runtime.checkpointing`) write and read them and touch nothing else of
+the executor or its operators. Steps are keyed by their stable step id
+(:mod:`vstream.plan.ids`) and source splits by name (a file's path relative to its
+source's directory), never by position, so a checkpoint survives a stateless step added
+elsewhere in the plan and a file added to a source directory.
+
+Examples
+--------
+>>> import pyarrow as pa
+>>> st = RunState(
+...     steps={"head-1": StepState("head(3)", "head", True, "f", "a", {}, [5], 5, 5, False,
+...                                False, {"count": pa.table({"n": [2]})})},
+...     positions={"source-1": {"a.parquet": 200}},
+...     ended={"source-1": ["a.parquet"]},
+... )
+>>> st.steps["head-1"].tables["count"].num_rows, st.positions["source-1"]["a.parquet"]
+(1, 200)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+__all__ = ["RunState", "StepState"]
+
+
+@dataclass
+class StepState:
+    """One step of a run: what it is (to judge whether its state still fits the plan)
+    and where it stands (watermarks, state tables)."""
+
+    label: str
+    kind: str
+    stateful: bool
+    fingerprint: str
+    anchor: str
+    #: the step's configuration (:func:`vstream.plan.ids.describe`), to say what changed
+    description: dict[str, Any]
+    #: the watermark of each input, as the operator last saw it
+    input_watermarks: list[int]
+    #: the operator's output watermark
+    output_watermark: int
+    #: the watermark the runtime last passed on from the step (may trail the operator's)
+    emitted_watermark: int
+    #: the operator needs no more input (a head that has its rows)
+    done: bool
+    #: the step's input has ended (sources)
+    finished: bool
+    #: the operator's ``snapshot()``
+    tables: dict[str, pa.Table] = field(default_factory=dict)
+
+
+@dataclass
+class RunState:
+    """A run between two micro-batches, as plain data (Arrow tables and JSON values)."""
+
+    #: per step id, in the plan's topological order
+    steps: dict[str, StepState] = field(default_factory=dict)
+    #: per source step id, per split name: the position after the last batch the
+    #: operators consumed (None: nothing consumed yet)
+    positions: dict[str, dict[str, object | None]] = field(default_factory=dict)
+    #: per source step id, the names of the splits whose end the operators have seen
+    ended: dict[str, list[str]] = field(default_factory=dict)
+    #: per source step id, its label (for messages)
+    source_labels: dict[str, str] = field(default_factory=dict)
+    #: per sink, what it staged during the epoch (its pending files), as it returned it
+    sinks: list[dict[str, Any]] = field(default_factory=list)
+    #: the epoch this state closes (0: none yet)
+    epoch: int = 0
+    events_in: int = 0
+    #: the Polars version that ran (informational: expression display text may change)
+    polars: str = ""
