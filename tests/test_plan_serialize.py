@@ -157,6 +157,17 @@ def _forged(payload: bytes, old: bytes, new: bytes) -> bytes:
         (lambda p: _forged(p, b'"StepNode"', b'"EvilNode"'), "unknown step type 'EvilNode'"),
         (lambda p: _forged(p, b'"EventTime"', b'"os.system"'), "unknown configuration class"),
         (lambda p: _forged(p, b'{"expr":"', b'{"expr":"////'), "a forged or damaged"),
+        (lambda p: _forged(p, b'"label":', b'"make_op":'), "cannot have the field 'make_op'"),
+        (
+            lambda p: _forged(
+                p, b'"exprs":{"tuple":[', b'"exprs":{"tuple":[{"function":"os:getcwd"},'
+            ),
+            "a function where the plan holds data .the field 'exprs'",
+        ),
+        (
+            lambda p: _forged(p, b'"label":"filter', b'"label":{"function":"os:system"},"x":"'),
+            "a function where the plan holds data .the field 'label'",
+        ),
     ],
 )
 def test_a_damaged_or_forged_payload_is_refused_with_a_plan_error(

@@ -8,9 +8,10 @@ records the Polars version and a payload of another version is refused; a SHA-25
 the nodes refuses a damaged one.
 
 Loading never unpickles: only the node and configuration classes listed here are built,
-from plain fields. The one callable a plan may hold, a ``map_batches`` function, travels
-as its import path (``module:qualname``) and is imported again on loading, as a shipped
-plan needs the same code anyway; a lambda or a closure has no path and is refused.
+from plain data fields. The one callable a plan may hold, a ``map_batches`` function,
+travels as its import path (``module:qualname``) and is imported again on loading (a
+shipped plan needs the same code anyway), and only there; a lambda or a closure has no
+path and is refused.
 Sources travel as their configuration: ``from_polars`` and ``from_arrow`` of a Table with
 their data (Arrow IPC), ``from_parquet`` with its files; other sources are refused.
 """
@@ -280,6 +281,7 @@ class _Encoder:
 class _Decoder:
     def __init__(self) -> None:
         self.nodes: list[Node] = []
+        self.in_function_field = False  # decoding a map_batches step's function
 
     def node(self, entry: dict[str, Any]) -> Node:
         cls = _NODES.get(entry["type"])
@@ -289,7 +291,19 @@ class _Decoder:
         node = cls.__new__(cls)
         Node.__init__(node)  # a fresh id in this process
         for k, v in entry["fields"].items():
-            setattr(node, k, self.value(v))
+            # data fields only: nothing may replace a method or a private member
+            if not isinstance(k, str) or k.startswith("_") or callable(getattr(cls, k, None)):
+                msg = f"plan_from_bytes: a {entry['type']} cannot have the field {k!r}"
+                raise PlanError(msg)
+            # the one callable of a plan: a map_batches step's function
+            self.in_function_field = cls is StepNode and k == "function"
+            try:
+                setattr(node, k, self.value(v))
+            except PlanError as exc:
+                msg = f"{exc} (the field {k!r} of a {entry['type']})"
+                raise PlanError(msg) from exc
+            finally:
+                self.in_function_field = False
         return node
 
     def value(self, v: Any) -> Any:
@@ -325,6 +339,9 @@ class _Decoder:
         if tag == "config":
             return self._config(body)
         if tag == "function":
+            if not self.in_function_field:
+                msg = "plan_from_bytes: a function where the plan holds data"
+                raise PlanError(msg)
             return self._function(body)
         msg = f"plan_from_bytes: unknown value tag {tag!r}"
         raise PlanError(msg)
