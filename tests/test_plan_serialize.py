@@ -14,7 +14,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import vstream as vs
-from vstream.plan.fingerprint import describe_plan
+from vstream.plan.ids import describe
 from vstream.plan.nodes import Node, StepNode, ancestors
 from vstream.plan.serialize import PlanError, checksum, plan_from_bytes, plan_to_bytes
 
@@ -30,7 +30,7 @@ def _round_trip(streams: list[vs.Stream]) -> list[vs.Stream]:
 
 
 def _described(outputs: list[Node]) -> list[dict[str, object]]:
-    return describe_plan(ancestors(outputs))
+    return [describe(n) for n in ancestors(outputs)]
 
 
 def _without_ids(text: str) -> str:
@@ -157,7 +157,7 @@ def _forged(payload: bytes, old: bytes, new: bytes) -> bytes:
         (lambda p: _forged(p, b'"StepNode"', b'"EvilNode"'), "unknown step type 'EvilNode'"),
         (lambda p: _forged(p, b'"EventTime"', b'"os.system"'), "unknown configuration class"),
         (lambda p: _forged(p, b'{"expr":"', b'{"expr":"////'), "a forged or damaged"),
-        (lambda p: _forged(p, b'"label":', b'"make_op":'), "cannot have the field 'make_op'"),
+        (lambda p: _forged(p, b'"label":', b'"needs":'), "cannot have the field 'needs'"),
         (
             lambda p: _forged(
                 p, b'"exprs":{"tuple":[', b'"exprs":{"tuple":[{"function":"os:getcwd"},'
