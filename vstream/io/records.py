@@ -69,6 +69,8 @@ def _fractions(rows: list[Any], arr: pa.StructArray, ints: list[str]) -> list[tu
         as_float = pl.from_dicts(rows, schema={n: pl.Float64 for n in ints})
     except Exception:
         return _fractions_exact(rows, ints)
+    if as_float.height != len(rows):  # Polars read some non-dict rows as no row at all
+        return _fractions_exact(rows, ints)
     found: list[tuple[int, str]] = []
     for name in ints:
         got = pl.Series(arr.field(name)).cast(pl.Float64)
