@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from vstream.plan.nodes import Node, SourceNode, ancestors, required_columns
+from vstream.plan.nodes import Node, source_columns
 
-__all__ = ["explain", "source_columns"]
+__all__ = ["explain"]
 
 
 def _schema_text(node: Node) -> str:
@@ -23,23 +23,6 @@ def _schema_text(node: Node) -> str:
             text = f"max({text}, {term(et.other, et.other_shift)})"
         time = f"  event time {text}"
     return f"{{{cols}}}{time}"
-
-
-def source_columns(roots: list[Node]) -> dict[int, list[str]]:
-    """Per source node (by id) that a run of ``roots`` reads only in part, the columns it
-    reads, in schema order: the projection the runtime pushes into the source (a Parquet
-    file then reads only these; the others are never read nor converted)."""
-    order = ancestors(roots)
-    req = required_columns(order, roots)
-    out: dict[int, list[str]] = {}
-    for node in order:
-        cols = req.get(node.id)
-        if isinstance(node, SourceNode) and cols is not None:
-            names = node.schema.names()
-            keep = [c for c in names if c in cols]
-            if len(keep) < len(names):
-                out[node.id] = keep
-    return out
 
 
 def explain(roots: list[Node]) -> str:

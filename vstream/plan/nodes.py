@@ -19,6 +19,7 @@ from vstream.io._schema import polars_schema
 from vstream.io.base import Source
 
 __all__ = [
+    "source_columns",
     "ConcatNode",
     "DeadLettersNode",
     "EventTime",
@@ -320,3 +321,20 @@ def ancestors(nodes: list[Node]) -> list[Node]:
             if parent.id not in seen:
                 stack.append((parent, False))
     return order
+
+
+def source_columns(roots: list[Node]) -> dict[int, list[str]]:
+    """Per source node (by id) that a run of ``roots`` reads only in part, the columns it
+    reads, in schema order: the projection the runtime pushes into the source (a Parquet
+    file then reads only these; the others are never read nor converted)."""
+    order = ancestors(roots)
+    req = required_columns(order, roots)
+    out: dict[int, list[str]] = {}
+    for node in order:
+        cols = req.get(node.id)
+        if isinstance(node, SourceNode) and cols is not None:
+            names = node.schema.names()
+            keep = [c for c in names if c in cols]
+            if len(keep) < len(names):
+                out[node.id] = keep
+    return out

@@ -34,7 +34,7 @@ from vstream.plan.nodes import (
     StepNode,
     WatermarkNode,
     ancestors,
-    required_columns,
+    source_columns,
 )
 from vstream.plan.windows import LateEventsNode, WindowNode
 
@@ -258,16 +258,13 @@ def _table_sources(nodes: list[Node], index: dict[int, int]) -> frozenset[int]:
 def _projection(
     nodes: list[Node], targets: list[Node], sources: list[int]
 ) -> tuple[dict[int, list[str] | None], dict[int, frozenset[str] | None]]:
-    """Projection pushdown: per source, the columns to convert (None: all, when that is
-    every column anyway) and the columns the run reads (None: all)."""
-    req = required_columns(nodes, targets)
+    """Projection pushdown: per source, the columns to convert and the columns the run
+    reads (None: all), as explain() shows them (:func:`vstream.plan.nodes.source_columns`)."""
+    projected = source_columns(targets)
     convert: dict[int, list[str] | None] = {}
     reads: dict[int, frozenset[str] | None] = {}
     for s in sources:
-        node = nodes[s]
-        cols = req.get(node.id)
-        names = list(node.schema.names())
-        keep = None if cols is None else [c for c in names if c in cols]
-        convert[s] = keep if keep is not None and len(keep) < len(names) else None
+        keep = projected.get(nodes[s].id)
+        convert[s] = keep
         reads[s] = None if keep is None else frozenset(keep)
     return convert, reads
