@@ -281,8 +281,8 @@ class _WindowState:
 
 
 def _remapped(table: pa.Table, column: str, keep: np.ndarray, remap: np.ndarray) -> pa.Table:
-    """The rows of ``table`` whose key id in ``column`` is kept, ids remapped; ids
-    outside the key index are left for restore to refuse."""
+    """The rows of ``table`` whose key id in ``column`` is kept, ids remapped (a row
+    with an id outside the key index is dropped: a snapshot of the state has none)."""
     ids = np.asarray(table.column(column).to_numpy(), np.int64)
     inside = (ids >= 0) & (ids < keep.shape[0])
     rows = inside & keep[np.where(inside, ids, 0)]
