@@ -122,7 +122,7 @@ class AggPlan:
     @property
     def float_columns(self) -> list[str]:
         """Input columns read as float64 (in this order in the kernels' float matrix)."""
-        return _ordered({lf.input for lf in self.leaves if lf.input and _reads_float(lf.kind)})
+        return _ordered({lf.input for lf in self.leaves if lf.input and reads_float(lf.kind)})
 
     @property
     def leaves_by_input(self) -> dict[str, pl.DataType]:
@@ -141,9 +141,7 @@ class AggPlan:
             {
                 lf.input
                 for lf in self.leaves
-                if lf.input
-                and not _reads_float(lf.kind)
-                and lf.kind not in (COUNT, NUNIQUE, NULLS)
+                if lf.input and not reads_float(lf.kind) and lf.kind not in (COUNT, NUNIQUE, NULLS)
             }
         )
 
@@ -152,7 +150,7 @@ def _ordered(names: set[str | None]) -> list[str]:
     return sorted(n for n in names if n is not None)
 
 
-def _reads_float(kind: int) -> bool:
+def reads_float(kind: int) -> bool:
     return kind in (SUM_F, MEAN, MIN_F, MAX_F, FIRST_F, LAST_F, VAR)
 
 

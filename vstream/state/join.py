@@ -377,7 +377,7 @@ class LookupRows:
     def key_ids(self) -> list[np.ndarray]:
         return []  # the key ids are the positions in rowmap (the join never renumbers)
 
-    def _latest(self) -> tuple[np.ndarray, pl.DataFrame]:
+    def latest(self) -> tuple[np.ndarray, pl.DataFrame]:
         """The key ids with a row, and their rows."""
         table = self.table()
         used = np.flatnonzero(self.rowmap >= 0)
@@ -391,19 +391,19 @@ class LookupRows:
         return out
 
     def subset(self, remap: np.ndarray, *, nulls: bool, n_keys: int) -> LookupRows:
-        used, rows = self._latest()
+        used, rows = self.latest()
         new = _remapped(used, remap)
         keep = new >= 0
         return self._from(new[keep], rows.filter(keep), n_keys)
 
     def concat(self, parts: Sequence[LookupRows], n_keys: int) -> LookupRows:
-        got = [p._latest() for p in parts]
+        got = [p.latest() for p in parts]
         kid = np.concatenate([np.zeros(0, np.int64), *(g[0] for g in got)])
         return self._from(kid, pl.concat([g[1] for g in got]), n_keys)
 
     def snapshot(self) -> pa.Table:
         """The latest row of each key: its columns (``row.<column>``) and ``key_id``."""
-        used, rows = self._latest()
+        used, rows = self.latest()
         return _with_fields(rows, {"key_id": used.astype(np.int32)})
 
     def restored(self, check: StateTable, n_keys: int) -> LookupRows:
@@ -429,7 +429,7 @@ class JoinState:
         out: dict[str, KeyedRows] = {name: getattr(self, name) for name in self.ROWS}
         return out
 
-    def _with(self, keys: KeyIndex | None, rows: dict[str, KeyedRows]) -> Self:
+    def replaced(self, keys: KeyIndex | None, rows: dict[str, KeyedRows]) -> Self:
         new = copy.copy(self)
         new.keys = keys
         for name, value in rows.items():
@@ -527,7 +527,7 @@ class JoinState:
                 name: held.subset(remap, nulls=i == 0, n_keys=n_part)
                 for name, held in self.rows().items()
             }
-            out.append(self._with(keys, rows))
+            out.append(self.replaced(keys, rows))
         return out
 
     @staticmethod
@@ -557,7 +557,7 @@ class JoinState:
                 for p, remap in zip(parts, remaps, strict=True)
             ]
             rows[name] = held.concat(moved, n)
-        return first._with(keys, rows)
+        return first.replaced(keys, rows)
 
 
 class SymmetricJoinState(JoinState):

@@ -27,7 +27,7 @@ def _init_values(plan: AggPlan) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     for a, lf in enumerate(plan.leaves):
         x = -1
         if lf.input is not None and lf.kind not in (A.COUNT, A.NUNIQUE, A.NULLS):
-            x = fcols.index(lf.input) if A._reads_float(lf.kind) else icols.index(lf.input)
+            x = fcols.index(lf.input) if A.reads_float(lf.kind) else icols.index(lf.input)
         v = vcols.index(lf.input) if lf.input is not None else -1
         prog[a] = (lf.kind, x, v, lf.f0, lf.i0)
         if lf.kind == A.FIRST_F:

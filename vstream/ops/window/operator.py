@@ -50,7 +50,7 @@ class WindowOp(Operator):
         self.revisions = setup.lateness > 0 or setup.early is not None
         self.ticking = setup.early is not None or setup.time_column is None
         self._next_early = time.monotonic() + (setup.early or 0.0)
-        self._pending: list[pl.DataFrame] = []
+        self.pending: list[pl.DataFrame] = []
         self._proc_wm = MIN_WM
         self.nunique = [lf for lf in self.plan.leaves if lf.kind == A.NUNIQUE]
         renames = []
@@ -60,13 +60,13 @@ class WindowOp(Operator):
                 break
             renames.append((name, base.meta.output_name()))
         self._renames = renames if len(renames) == len(self.plan.final) else None
-        self._fin = _fused_finalize(self.plan)
+        self.fin = _fused_finalize(self.plan)
         # until an input has a null, the NULLS fields are all 0: a firing skips them
         self.nulls_seen = False
-        if self._fin is not None:
-            self._fin_no_nulls = self._fin.copy()
-            self._fin_no_nulls[:, 4] = -1
-            self._fin_steps = _final_steps(self.plan, self._fin)
+        if self.fin is not None:
+            self.fin_no_nulls = self.fin.copy()
+            self.fin_no_nulls[:, 4] = -1
+            self.fin_steps = _final_steps(self.plan, self.fin)
         self.scratch = _Scratch()  # per-batch arrays of the window logic
         # event times the windows can represent (processing time: the wall clock is)
         self.times = valid_times(setup) if setup.time_column is not None else None
@@ -163,8 +163,8 @@ class WindowOp(Operator):
         wm = self._wm()
         if self.setup.time_column is None and wm == MAX_WM:
             self._proc_wm = MAX_WM
-        frames = self._pending
-        self._pending = []
+        frames = self.pending
+        self.pending = []
         frames.extend(self.logic.fire(self._local_wm(wm), early=False))
         self._out_wm = max(self._out_wm, wm)
         return [Chunk(f) for f in frames if f.height], self._out_wm
@@ -262,8 +262,8 @@ class WindowOp(Operator):
                 moved = True
         if st.early is not None and now >= self._next_early:
             self._next_early = now + st.early
-            self._pending.extend(self.logic.fire(self._local_wm(self._wm()), early=True))
-            moved = moved or bool(self._pending)
+            self.pending.extend(self.logic.fire(self._local_wm(self._wm()), early=True))
+            moved = moved or bool(self.pending)
         return moved
 
     # ------------------------------------------------------------------ output

@@ -358,7 +358,7 @@ class _PaneLogic:
             kk,
             *self._dir(),
         )
-        op._pending.append(self._emit(kk, ks, Fo, Io))
+        op.pending.append(self._emit(kk, ks, Fo, Io))
 
     def fire(self, wm: int, *, early: bool) -> list[pl.DataFrame]:
         op = self.op
@@ -404,11 +404,11 @@ class _PaneLogic:
         if self.s == 1 and self.n == 1:
             # tumbling: a pane is a window. One firing's rows come in slot order (order
             # within a firing is unspecified)
-            if op._fin is not None:
+            if op.fin is not None:
                 geom = np.array(
                     [self.pane, op.setup.offset, op.setup.size, op.plan.len_field], np.int64
                 )
-                fin = op._fin if op.nulls_seen else op._fin_no_nulls
+                fin = op.fin if op.nulls_seen else op.fin_no_nulls
                 buf = op.scratch.get("selected", (max(self.st.slot_pane.shape[0], 1),), np.int32)
                 # the key values themselves where the key index has them as an array
                 # (revisions need the ids)
@@ -417,7 +417,7 @@ class _PaneLogic:
                     self.st.slot_pane, self.st.slot_key, sl.F, sl.I, self.st.n_slots, k_lo, k_hi,
                     fin, geom, buf, _NO_KEYS if values is None else values,
                 )  # fmt: skip
-                leaves = _final_leaves(op.plan, fin, tuple(outputs), op._fin_steps)
+                leaves = _final_leaves(op.plan, fin, tuple(outputs), op.fin_steps)
                 # the windows' numbers only for revisions (n_unique never comes here)
                 ks = (starts - op.setup.offset) // self.pane if op.revisions else starts
                 key_cols = None

@@ -51,7 +51,7 @@ class _SessionLogic:
             self._add_distinct(df, slots, late, merged)
         # a fired session updated within the lateness is due at once
         if st.lateness > 0 and end <= wm:
-            op._pending.extend(self.fire(wm, early=False))
+            op.pending.extend(self.fire(wm, early=False))
         return int(late.sum())
 
     # n_unique: distinct (slot, value) rows; merged sessions move their rows to the new
