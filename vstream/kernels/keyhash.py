@@ -70,6 +70,7 @@ __all__ = [
     "key_group",
     "key_hash",
     "key_hash_reference",
+    "rows_by_buffer",
     "view_bytes_cells",
     "views_cells",
 ]
@@ -117,22 +118,29 @@ def int_cells(values):  # type: ignore[no-untyped-def]
     return out
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
-def _word(data, j):  # type: ignore[no-untyped-def]
-    # the 8 bytes data[j:j + 8] as a little-endian word, spelled out so that LLVM makes
-    # it one unaligned load. Inlined in numba's IR, as every helper here that takes an
-    # array: a call passing an array costs a reference count up and down (atomic), which
-    # took 5x the hashing itself
-    return (
-        np.uint64(data[j])
-        | (np.uint64(data[j + 1]) << np.uint64(8))
-        | (np.uint64(data[j + 2]) << np.uint64(16))
-        | (np.uint64(data[j + 3]) << np.uint64(24))
-        | (np.uint64(data[j + 4]) << np.uint64(32))
-        | (np.uint64(data[j + 5]) << np.uint64(40))
-        | (np.uint64(data[j + 6]) << np.uint64(48))
-        | (np.uint64(data[j + 7]) << np.uint64(56))
-    )
+def _word(data: np.ndarray, j: Any) -> np.uint64:
+    """The 8 bytes ``data[j:j + 8]`` as a little-endian word.
+
+    Compiled: one unaligned load (an LLVM intrinsic). Spelled as eight byte loads, numba
+    checked each index for wraparound and LLVM could not merge them: ~4x slower.
+    Arrow buffers are little-endian, as every machine vstream runs on.
+    """
+    return np.uint64(int.from_bytes(data[int(j) : int(j) + 8].tobytes(), "little"))
+
+
+@intrinsic
+def _load_u64(typingctx, data, j):  # type: ignore[no-untyped-def]
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        arr = context.make_array(signature.args[0])(context, builder, args[0])
+        at = builder.gep(arr.data, [args[1]])
+        return builder.load(builder.bitcast(at, ir.IntType(64).as_pointer()), align=1)
+
+    return types.uint64(data, types.intp), codegen
+
+
+@overload(_word, jit_options={"nogil": True}, inline="always")
+def _word_jit(data, j):  # type: ignore[no-untyped-def]
+    return lambda data, j: _load_u64(data, np.intp(j))  # type: ignore[call-arg]
 
 
 def fold_mul(a: Any, b: Any) -> np.uint64:
@@ -267,6 +275,34 @@ def views_cells(views, out):  # type: ignore[no-untyped-def]
                 long_rows[k] = r
                 k += 1
     return long_rows
+
+
+@numba.njit(cache=True, nogil=True)
+def rows_by_buffer(views, rows, n_buffers):  # type: ignore[no-untyped-def]
+    """The long-string ``rows`` of a string-view array grouped by the data buffer their
+    view points into (a counting sort, in order within a buffer): ``(grouped, starts,
+    bad)``, buffer ``b``'s rows being ``grouped[starts[b]:starts[b + 1]]``; ``bad`` is
+    the first row whose buffer index is past ``n_buffers`` (-1: none; left out).
+    A numpy mask a buffer cost ~0.7 ms a 65,536-row batch, this ~0.05 ms."""
+    starts = np.zeros(n_buffers + 1, np.int64)
+    bad = -1
+    for k in range(rows.shape[0]):
+        b = np.int64(views[2 * rows[k] + 1] & _LOW32)
+        if b >= n_buffers:
+            if bad < 0:
+                bad = rows[k]
+            continue
+        starts[b + 1] += 1
+    for i in range(n_buffers):
+        starts[i + 1] += starts[i]
+    at = starts[:-1].copy()
+    grouped = np.empty(starts[n_buffers], np.int64)
+    for k in range(rows.shape[0]):
+        c = np.int64(views[2 * rows[k] + 1] & _LOW32)
+        if c < n_buffers:
+            grouped[at[c]] = rows[k]
+            at[c] += 1
+    return grouped, starts, bad
 
 
 @numba.njit(cache=True, nogil=True)
@@ -485,12 +521,11 @@ def _cells(arr: pa.Array) -> np.ndarray:
             # the long strings buffer by buffer (a numba list of the buffers cost
             # ~0.1 ms a call, joining them a copy of every byte)
             data = bufs[2:]
-            where = (views[2 * rows + 1] & _LOW32).astype(np.int64)
-            if (where >= len(data)).any():
-                _refuse(arr, int(rows[np.flatnonzero(where >= len(data))[0]]))
+            grouped, starts, bad = rows_by_buffer(views, rows, len(data))
+            _refuse(arr, bad)
             for b, buf in enumerate(data):
-                mine = rows if len(data) == 1 else rows[where == b]
-                if mine.size:
+                if starts[b + 1] > starts[b]:
+                    mine = grouped[starts[b] : starts[b + 1]]
                     _refuse(arr, view_bytes_cells(views, mine, _bytes(buf), out))
         return out
     if pa.types.is_dictionary(t):
