@@ -6,7 +6,7 @@ rescaling, as in Flink); a partition owns a contiguous range of groups. So the h
 depends only on a key's values and their dtype: no per-run seed, no ``hash()`` of
 Python, no Polars hash (which Polars documents as unstable across versions).
 
-The function (pinned by golden values in ``tests/test_keyhash.py``; changing it breaks
+The function, pinned by golden values in ``tests/test_keyhash.py`` (changing it breaks
 checkpoints and partitioning). All arithmetic is modulo 2**64; ``mix`` is the
 splitmix64 finalizer (Stafford's variant 13), a bijection with full avalanche::
 
@@ -34,9 +34,10 @@ splitmix64 finalizer (Stafford's variant 13), a bijection with full avalanche::
 :func:`group_range` gives partition ``p`` of ``P`` the groups ``[p * n // P,
 (p + 1) * n // P)``.
 
-Compiled, uint64 arithmetic wraps; run as plain Python (``NUMBA_DISABLE_JIT=1``) every
-wrapping step goes through the helpers of :mod:`vstream.kernels.hashing`, so both modes
-give the same values.
+Compiled, uint64 arithmetic wraps, :func:`fold_mul` is an LLVM 128-bit multiply and an
+8-byte word one unaligned load; run as plain Python (``NUMBA_DISABLE_JIT=1``) each of
+these is a Python function with the same result (the wrapping helpers of
+:mod:`vstream.kernels.hashing`), so both modes give the same values (tested).
 """
 
 from __future__ import annotations
@@ -404,7 +405,8 @@ def hashable(dtype: pl.DataType) -> bool:
     >>> hashable(pl.String), hashable(pl.Datetime("ms")), hashable(pl.List(pl.Int64))
     (True, True, False)
     """
-    return not (dtype.is_nested() or isinstance(dtype, pl.Object) or dtype == pl.Int128)
+    wide = (pl.Int128, getattr(pl, "UInt128", pl.Int128))  # no Arrow type to read them
+    return not (dtype.is_nested() or isinstance(dtype, pl.Object) or dtype in wide)
 
 
 def _arrow_columns(keys: Any) -> list[pa.Array | pa.ChunkedArray]:
@@ -495,14 +497,9 @@ def _cells(arr: pa.Array) -> np.ndarray:
     out = np.empty(n, np.uint64)
     if not n:
         return out
-    if (
-        pa.types.is_string(t)
-        or pa.types.is_binary(t)
-        or pa.types.is_large_string(t)
-        or (pa.types.is_large_binary(t))
-    ):
+    wide = pa.types.is_large_string(t) or pa.types.is_large_binary(t)
+    if wide or pa.types.is_string(t) or pa.types.is_binary(t):
         bufs = arr.buffers()
-        wide = pa.types.is_large_string(t) or pa.types.is_large_binary(t)
         offsets = _bytes(bufs[1], np.int64 if wide else np.int32)
         offsets = offsets[arr.offset : arr.offset + n + 1]
         if offsets.size != n + 1:
@@ -539,7 +536,7 @@ def _cells(arr: pa.Array) -> np.ndarray:
         return values[idx] if values.size else np.zeros(n, np.uint64)
     if pa.types.is_decimal(t) and t.byte_width == 16:
         raw = _bytes(arr.buffers()[1])[16 * arr.offset : 16 * (arr.offset + n)]
-        bytes_cells(np.arange(0, 16 * n + 1, 16, dtype=np.int64), raw, out)
+        _refuse(arr, bytes_cells(np.arange(0, 16 * n + 1, 16, dtype=np.int64), raw, out))
         return out
     if pa.types.is_null(t):
         return np.zeros(n, np.uint64)
