@@ -453,3 +453,23 @@ def test_folded_multiply_compiled_equals_python(h: int, a: int, b: int) -> None:
         (p & (2**64 - 1)) ^ (p >> 64)
     )
     assert int(_block(*args)) == (p & (2**64 - 1)) ^ (p >> 64)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.integers(0, 5), max_size=60), st.integers(1, 5))
+def test_rows_by_buffer_is_a_stable_counting_sort(buffers: list[int], n_buffers: int) -> None:
+    """Long-string rows grouped by the buffer their view names, in row order within a
+    buffer; a row naming a buffer past the last is reported and left out."""
+    from vstream.kernels.keyhash import rows_by_buffer
+
+    views = np.zeros(2 * len(buffers), np.uint64)
+    views[1::2] = np.array(buffers, np.uint64) | (np.uint64(7) << np.uint64(32))
+    rows = np.arange(len(buffers), dtype=np.int64)
+    grouped, starts, bad = rows_by_buffer(views, rows, n_buffers)
+    for b in range(n_buffers):
+        assert grouped[starts[b] : starts[b + 1]].tolist() == [
+            r for r, x in enumerate(buffers) if x == b
+        ]
+    assert starts[-1] == grouped.size == sum(x < n_buffers for x in buffers)
+    outside = [r for r, x in enumerate(buffers) if x >= n_buffers]
+    assert bad == (outside[0] if outside else -1)
