@@ -289,3 +289,16 @@ def test_sources_say_their_configuration_or_none(tmp_path: Path) -> None:
     assert config(vs.from_arrow(lambda: table.to_batches(), bounded=True)) is None
     assert config(vs.from_records([{"x": 1}])) is None
     assert config(vs.from_ndjson([b'{"x": 1}'])) is None
+
+
+def test_a_forged_step_name_is_refused_before_it_names_a_file() -> None:
+    w = (
+        vs.from_polars(pl.DataFrame({"ts": [0, 1], "k": ["a", "b"]}))
+        .with_watermark("ts", 0)
+        .window(vs.tumbling(10), by="k", name="per_k")
+        .agg(pl.len())
+    )
+    forged = _forged(w.serialize(), b'"name":"per_k"', b'"name":"../../x"')
+    back = vs.Stream.deserialize(forged)  # a name is data; a run checks it first
+    with pytest.raises(vs.PipelineError, match=r"name='../../x' cannot name a step"):
+        back.collect()
