@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 import vstream as vs
 from vstream.plan.ids import describe
-from vstream.plan.nodes import Node, SourceNode, StepNode, ancestors
+from vstream.plan.nodes import Node, StepNode, ancestors
 from vstream.plan.serialize import PlanError, checksum, plan_from_bytes, plan_to_bytes
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -266,6 +266,8 @@ def test_sources_say_their_configuration_or_none(tmp_path: Path) -> None:
     df = pl.DataFrame({"x": [1, 2]})
     df.write_parquet(tmp_path / "a.parquet")
     table = df.to_arrow()
+
+    from vstream.plan.nodes import SourceNode
 
     def config(s: vs.Stream) -> dict[str, object] | None:
         node = s.node
