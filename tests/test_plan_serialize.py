@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import sys
@@ -199,3 +200,107 @@ def test_stateless_steps_round_trip_on_random_input(xs: list[int], batch_size: i
     (loaded,) = _round_trip([s])
     assert loaded.schema == s.schema
     assert loaded.collect().rows() == s.collect().rows()
+
+
+# ---------------------------------------------------------------------- the public API
+def test_stream_serialize_round_trips_through_bytes_a_file_object_and_a_path(
+    tmp_path: Path, telemetry_small: pl.DataFrame
+) -> None:
+    df = telemetry_small.head(2_000)
+    w = (
+        vs.from_polars(df, batch_size=300, name="telemetry")
+        .filter(pl.col("cpu") >= 5)
+        .with_watermark("ts", "2s", time_unit="ms", name="events")
+        .window(vs.tumbling("10s"), by="host", late="side", name="cpu_per_host")
+        .agg(pl.len(), pl.col("cpu").mean())
+    )
+    want = vs.collect_all([w, w.late_events()])
+    data = w.serialize()
+    assert isinstance(data, bytes)
+    buf = io.BytesIO()
+    assert w.serialize(buf) is None
+    w.serialize(tmp_path / "plan.json")
+    assert buf.getvalue() == data == (tmp_path / "plan.json").read_bytes()
+    for source in (data, io.BytesIO(data), tmp_path / "plan.json", str(tmp_path / "plan.json")):
+        back = vs.Stream.deserialize(source)
+        assert isinstance(back, vs.WindowedStream)  # late_events() is still there
+        assert [n.name for n in ancestors([back.node])] == [
+            "telemetry",
+            None,
+            "events",
+            "cpu_per_host",
+        ]
+        assert _without_ids(back.explain()) == _without_ids(w.explain())
+        got = vs.collect_all([back, back.late_events()])
+        for a, b in zip(got, want, strict=True):
+            assert a is not None
+            assert b is not None
+            _same_rows_in_order(a, b)
+
+
+def test_a_joined_stream_comes_back_as_one() -> None:
+    left = vs.from_polars(pl.DataFrame({"ts": [0, 10], "k": [1, 1]})).with_watermark("ts", 0)
+    right = vs.from_polars(pl.DataFrame({"ts": [5], "k": [1]})).with_watermark("ts", 0)
+    j = left.join_interval(right, on="k", lower=0, upper=30, name="pairs")
+    back = vs.Stream.deserialize(j.serialize())
+    assert isinstance(back, vs.JoinedStream)
+    assert back.node.name == "pairs"
+    assert back.collect().rows() == j.collect().rows()
+
+
+def test_stream_serialize_refuses_what_cannot_travel_with_vs_plan_error() -> None:
+    assert issubclass(vs.PlanError, vs.PipelineError)
+    assert vs.PlanError is PlanError
+    s = vs.from_polars(pl.DataFrame({"x": [1]})).map_batches(lambda df: df, name="inline")
+    with pytest.raises(vs.PlanError, match=r"map_batches\(inline\).*lambda"):
+        s.serialize()
+    with pytest.raises(vs.PlanError, match="not a serialised plan"):
+        vs.Stream.deserialize(b"{}")
+    a = vs.from_polars(pl.DataFrame({"x": [1]}))
+    two = plan_to_bytes([a.node, a.filter(pl.col("x") > 0).node])
+    with pytest.raises(vs.PlanError, match="holds 2 outputs, a Stream is one"):
+        vs.Stream.deserialize(two)
+
+
+def test_sources_say_their_configuration_or_none(tmp_path: Path) -> None:
+    df = pl.DataFrame({"x": [1, 2]})
+    df.write_parquet(tmp_path / "a.parquet")
+    table = df.to_arrow()
+
+    from vstream.plan.nodes import SourceNode
+
+    def config(s: vs.Stream) -> dict[str, object] | None:
+        node = s.node
+        assert isinstance(node, SourceNode)
+        return node.source.config()
+
+    polars_cfg = config(vs.from_polars(df, batch_size=7))
+    assert polars_cfg is not None
+    assert polars_cfg["kind"] == "polars"
+    assert polars_cfg["batch_size"] == 7
+    arrow_cfg = config(vs.from_arrow(table, batch_size=3, rate=10.0))
+    assert arrow_cfg is not None
+    assert (arrow_cfg["kind"], arrow_cfg["rate"]) == ("arrow", 10.0)
+    assert config(vs.from_parquet(tmp_path)) == {
+        "kind": "parquet",
+        "files": [str(tmp_path / "a.parquet")],
+        "batch_size": 65_536,
+    }
+    # read once, or code: nothing to ship
+    assert config(vs.from_arrow(iter(table.to_batches()))) is None
+    assert config(vs.from_arrow(lambda: table.to_batches(), bounded=True)) is None
+    assert config(vs.from_records([{"x": 1}])) is None
+    assert config(vs.from_ndjson([b'{"x": 1}'])) is None
+
+
+def test_a_forged_step_name_is_refused_before_it_names_a_file() -> None:
+    w = (
+        vs.from_polars(pl.DataFrame({"ts": [0, 1], "k": ["a", "b"]}))
+        .with_watermark("ts", 0)
+        .window(vs.tumbling(10), by="k", name="per_k")
+        .agg(pl.len())
+    )
+    forged = _forged(w.serialize(), b'"name":"per_k"', b'"name":"../../x"')
+    back = vs.Stream.deserialize(forged)  # a name is data; a run checks it first
+    with pytest.raises(vs.PipelineError, match=r"name='../../x' cannot name a step"):
+        back.collect()

@@ -15,6 +15,7 @@ __all__ = [
     "EventTimeError",
     "ExpressionError",
     "PipelineError",
+    "PlanError",
     "SchemaError",
     "SinkError",
     "SourceError",
@@ -29,6 +30,11 @@ class VStreamError(Exception):
 
 class PipelineError(VStreamError):
     """The pipeline is wrong; raised when it is built, before any event is read."""
+
+
+class PlanError(PipelineError):
+    """A plan cannot be serialised (``Stream.serialize``), or a payload cannot be loaded
+    as a plan (``Stream.deserialize``)."""
 
 
 class ColumnNotFoundError(PipelineError):

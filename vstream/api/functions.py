@@ -129,7 +129,7 @@ def concat(streams: Sequence[Stream]) -> Stream:
             )
             msg = f"concat: inputs need the same schema; {diff}"
             raise SchemaError(msg)
-    times = [s._node.event_time for s in streams]
+    times = [s.node.event_time for s in streams]
     if any(t is not None for t in times):
         if any(t is None for t in times):
             msg = (
@@ -148,4 +148,4 @@ def concat(streams: Sequence[Stream]) -> Stream:
         )
     else:
         et = None
-    return Stream(ConcatNode(tuple(s._node for s in streams), et))
+    return Stream(ConcatNode(tuple(s.node for s in streams), et))

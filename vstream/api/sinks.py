@@ -166,7 +166,7 @@ class Terminals(StreamBase):
             ),
             checkpoint=config,
         )
-        probe = sink._factory()  # validate the arguments now, not at run time
+        probe = sink.make_sink()  # validate the arguments now, not at run time
         assert isinstance(probe, ParquetSink)
         if probe.single and config is not None:
             msg = (
@@ -267,6 +267,11 @@ class LazySink:
         self._factory = factory
         self.checkpoint = checkpoint
 
+    def make_sink(self) -> Sink:
+        """A fresh sink object for a run of this lazy sink (each run writes through its
+        own), for tools that run plans (:class:`vstream.runtime.executor.Executor`)."""
+        return self._factory()
+
     def run(
         self,
         *,
@@ -286,7 +291,7 @@ class LazySink:
         return Job.launch([self], checkpoint=self.checkpoint)
 
     def __repr__(self) -> str:
-        return f"<vstream.LazySink of {self.stream._node.label!r}>"
+        return f"<vstream.LazySink of {self.stream.node.label!r}>"
 
 
 def to_targets(items: Sequence[StreamBase | LazySink], keep: int | None = None) -> list[Target]:
@@ -295,9 +300,9 @@ def to_targets(items: Sequence[StreamBase | LazySink], keep: int | None = None) 
     for item in items:
         if isinstance(item, StreamBase):
             sink: Sink = CollectSink() if keep is None else ResultsSink(keep)
-            targets.append(Target(item._node, sink))
+            targets.append(Target(item.node, sink))
         elif isinstance(item, LazySink):
-            targets.append(Target(item.stream._node, item._factory()))
+            targets.append(Target(item.stream.node, item.make_sink()))
         else:
             kind = type(item).__name__
             msg = f"expected Streams or lazy sinks (sink_*(..., lazy=True)), got {kind}"
@@ -332,7 +337,7 @@ def run_items(
             if isinstance(stream, StreamBase) and not stream.is_bounded:
                 culprits = [
                     n.label
-                    for n in ancestors([stream._node])
+                    for n in ancestors([stream.node])
                     if isinstance(n, SourceNode) and not n.bounded
                 ]
                 msg = (

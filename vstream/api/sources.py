@@ -10,8 +10,10 @@ import polars as pl
 import pyarrow as pa
 
 from vstream._duration import Duration
+from vstream.api.base import named, set_name
 from vstream.api.stream import Stream
 from vstream.io._schema import SchemaLike
+from vstream.io.base import Source
 from vstream.io.memory import ArrowSource, PolarsSource
 from vstream.io.ndjson import NdjsonSource
 from vstream.io.parquet import ParquetSource
@@ -23,8 +25,19 @@ __all__ = ["from_arrow", "from_ndjson", "from_parquet", "from_polars", "from_rec
 PathLike = str | os.PathLike[str]
 
 
-def from_polars(df: pl.DataFrame, *, batch_size: int = 65_536) -> Stream:
+def from_polars(df: pl.DataFrame, *, batch_size: int = 65_536, name: str | None = None) -> Stream:
     """A bounded stream over a DataFrame, in batches of ``batch_size`` rows.
+
+    Parameters
+    ----------
+    df
+        The rows.
+    batch_size
+        Rows per micro-batch.
+    name
+        A stable name for the source's state in checkpoints (its splits' positions); set
+        it to keep the state when the pipeline around it changes. Letters, digits, ``_``
+        and ``-`` (at most 64), unique in a run.
 
     Examples
     --------
@@ -33,7 +46,7 @@ def from_polars(df: pl.DataFrame, *, batch_size: int = 65_536) -> Stream:
     >>> vs.from_polars(pl.DataFrame({"a": [1, 2, 3]}), batch_size=2).collect()["a"].to_list()
     [1, 2, 3]
     """
-    return Stream(SourceNode(PolarsSource(df, batch_size)))
+    return _stream(PolarsSource(df, batch_size), name)
 
 
 def from_arrow(
@@ -47,6 +60,7 @@ def from_arrow(
     bounded: bool | None = None,
     rate: float | None = None,
     max_delay: Duration | float = "50ms",
+    name: str | None = None,
 ) -> Stream:
     """A stream over Arrow data, optionally replayed at a given rate.
 
@@ -79,6 +93,10 @@ def from_arrow(
         out, a duration (``"20ms"``, a timedelta, or seconds). Smaller means lower latency
         and smaller batches (at 100,000 rows/s, ``"20ms"`` gives ~2,000-row batches).
         Ignored without ``rate``.
+    name
+        A stable name for the source's state in checkpoints (its splits' positions); set
+        it to keep the state when the pipeline around it changes. Letters, digits, ``_``
+        and ``-`` (at most 64), unique in a run.
 
     Returns
     -------
@@ -138,15 +156,28 @@ def from_arrow(
         rate=rate,
         max_delay=max_delay_seconds(max_delay, "from_arrow"),
     )
-    return Stream(SourceNode(source))
+    return _stream(source, name)
 
 
-def from_parquet(path: PathLike | list[PathLike], *, batch_size: int = 65_536) -> Stream:
+def from_parquet(
+    path: PathLike | list[PathLike], *, batch_size: int = 65_536, name: str | None = None
+) -> Stream:
     """A bounded stream over Parquet files: a path, a glob, a directory or a list.
 
     Files are read one after another, each a split with its own watermark; a file not yet
     started holds the watermark back (at the minimum of its event-time statistics when
     the file has them), so files split by key do not make each other late.
+
+    Parameters
+    ----------
+    path
+        A file, a glob, a directory (its ``.parquet`` files, recursively) or a list.
+    batch_size
+        Rows per micro-batch.
+    name
+        A stable name for the source's state in checkpoints (its splits' positions); set
+        it to keep the state when the pipeline around it changes. Letters, digits, ``_``
+        and ``-`` (at most 64), unique in a run.
 
     Examples
     --------
@@ -158,7 +189,7 @@ def from_parquet(path: PathLike | list[PathLike], *, batch_size: int = 65_536) -
     >>> vs.from_parquet(d).collect()["a"].to_list()
     [1, 2]
     """
-    return Stream(SourceNode(ParquetSource(path, batch_size)))
+    return _stream(ParquetSource(path, batch_size), name)
 
 
 def from_records(
@@ -168,6 +199,7 @@ def from_records(
     batch_size: int = 65_536,
     max_delay: Duration | float = "50ms",
     bounded: bool | None = None,
+    name: str | None = None,
 ) -> Stream:
     """A stream of Python dicts, buffered into Arrow batches by a reader thread.
 
@@ -183,6 +215,14 @@ def from_records(
     Pass a function returning a fresh iterable to run the stream more than once, or to
     checkpoint it (a list can be read again too; a one-shot iterator cannot).
 
+    Parameters
+    ----------
+    name
+        A stable name for the source's state in checkpoints (its splits' positions); set
+        it to keep the state when the pipeline around it changes. Letters, digits, ``_``
+        and ``-`` (at most 64), unique in a run. (The other parameters: as described
+        above.)
+
     Examples
     --------
     >>> import vstream as vs
@@ -190,7 +230,7 @@ def from_records(
     >>> vs.from_records(rows).collect()["host"].to_list()
     ['a', 'b']
     """
-    return Stream(SourceNode(RecordsSource(records, schema, batch_size, max_delay, bounded)))
+    return _stream(RecordsSource(records, schema, batch_size, max_delay, bounded), name)
 
 
 def from_ndjson(
@@ -200,6 +240,7 @@ def from_ndjson(
     batch_size: int = 65_536,
     max_delay: Duration | float = "50ms",
     bounded: bool | None = None,
+    name: str | None = None,
 ) -> Stream:
     """A stream of newline-delimited JSON: files (each a split), a file object, or an
     iterable of lines.
@@ -214,10 +255,24 @@ def from_ndjson(
     of lines can be read again from a checkpoint; a file object or a one-shot iterator
     cannot.
 
+    Parameters
+    ----------
+    name
+        A stable name for the source's state in checkpoints (its splits' positions); set
+        it to keep the state when the pipeline around it changes. Letters, digits, ``_``
+        and ``-`` (at most 64), unique in a run. (The other parameters: as described
+        above.)
+
     Examples
     --------
     >>> import vstream as vs
     >>> vs.from_ndjson([b'{"a": 1}', b'{"a": 2}']).collect()["a"].to_list()
     [1, 2]
     """
-    return Stream(SourceNode(NdjsonSource(source, schema, batch_size, max_delay, bounded)))
+    return _stream(NdjsonSource(source, schema, batch_size, max_delay, bounded), name)
+
+
+def _stream(source: Source, name: str | None) -> Stream:
+    node = SourceNode(source)
+    node.label = named(node.label, name)
+    return Stream(set_name(node, name, node.label))

@@ -14,6 +14,7 @@ import pyarrow as pa
 
 from vstream._duration import Duration, TimeUnit, parse_duration, wall_seconds
 from vstream.api._parse import call_label, flatten, selector, short, to_expr
+from vstream.api.base import named, set_name
 from vstream.api.options import TIME_UNITS, AsofStrategy, IntoExpr, JoinHow, LateMode, TimeMode
 from vstream.api.sinks import Terminals
 from vstream.errors import (
@@ -89,6 +90,7 @@ class Stream(Terminals):
         *,
         idle_timeout: Duration | float | None = None,
         time_unit: TimeUnit | None = None,
+        name: str | None = None,
     ) -> Stream:
         """Declare the event-time column and how far out of order events may arrive.
 
@@ -111,6 +113,10 @@ class Stream(Terminals):
             watermark follows the wall clock.
         time_unit
             The unit of an integer event-time column: ``"ns"``, ``"us"``, ``"ms"``, ``"s"``.
+        name
+            A stable name for the step's state in checkpoints; set it to keep the state
+            when the pipeline around it changes. Letters, digits, ``_`` and ``-``
+            (at most 64), unique in a run.
 
         Examples
         --------
@@ -184,8 +190,8 @@ class Stream(Terminals):
             if not isinstance(max_out_of_orderness, timedelta)
             else (f"{delay}{unit}")
         )
-        label = f"with_watermark({column!r}, max_out_of_orderness={shown})"
-        return Stream(WatermarkNode(self._node, et, label))
+        label = named(f"with_watermark({column!r}, max_out_of_orderness={shown})", name)
+        return Stream(set_name(WatermarkNode(self._node, et, label), name, label))
 
     # ------------------------------------------------------------------ stateless steps
     def _step(
@@ -360,7 +366,7 @@ class Stream(Terminals):
         out = self._step(label, "rename", mapping=mapping)
         et = self._node.event_time
         if et is not None and (et.column in mapping or et.other in mapping):
-            node = out._node
+            node = out.node
             assert isinstance(node, StepNode)
             # only the names change: a window result's time stays window_end - 1
             node.event_time = dataclasses.replace(
@@ -405,7 +411,7 @@ class Stream(Terminals):
             out = self._step(label, "map_batches", function=fn, assigns=None)
         et = self._node.event_time
         keeps_time = et is not None and out.schema.get(et.column) == et.dtype
-        out._node.event_time = et if keeps_time else None
+        out.node.event_time = et if keeps_time else None
         return out
 
     def head(self, n: int) -> Stream:
@@ -433,6 +439,7 @@ class Stream(Terminals):
         late: LateMode = "drop",
         early: Duration | float | None = None,
         time: TimeMode = "event",
+        name: str | None = None,
     ) -> WindowBuilder:
         """Group the stream into windows (per key ``by``); finish with ``.agg(...)``.
 
@@ -455,6 +462,10 @@ class Stream(Terminals):
         time
             ``"event"`` (the column set by :meth:`with_watermark`) or ``"processing"``
             (the wall clock at arrival; windows fire by the wall clock).
+        name
+            A stable name for the window's state in checkpoints; set it to keep the state
+            when the pipeline around it changes. Letters, digits, ``_`` and ``-``
+            (at most 64), unique in a run.
 
         Examples
         --------
@@ -481,7 +492,14 @@ class Stream(Terminals):
         from vstream.api.window import WindowBuilder
 
         return WindowBuilder(
-            self, spec, by, allowed_lateness=allowed_lateness, late=late, early=early, time=time
+            self,
+            spec,
+            by,
+            allowed_lateness=allowed_lateness,
+            late=late,
+            early=early,
+            time=time,
+            name=name,
         )
 
     def group_by(self, *by: Any, **kwargs: Any) -> None:
@@ -513,6 +531,7 @@ class Stream(Terminals):
         strategy: AsofStrategy = "backward",
         tolerance: Duration | None = None,
         suffix: str = "_right",
+        name: str | None = None,
     ) -> JoinedStream:
         """Join each row to the right row with the nearest earlier (or later) time, as
         :meth:`polars.DataFrame.join_asof` does.
@@ -529,6 +548,13 @@ class Stream(Terminals):
         lagging right input; a right row is late once the right watermark has passed it
         (the left rows up to that time have been answered already).
 
+        Parameters
+        ----------
+        name
+            A stable name for the join's state in checkpoints; set it to keep the state
+            when the pipeline around it changes. Letters, digits, ``_`` and ``-``
+            (at most 64), unique in a run. (The other parameters: as described above.)
+
         Examples
         --------
         >>> import polars as pl
@@ -544,12 +570,13 @@ class Stream(Terminals):
         from vstream.plan.joins import JoinArgs, build_join
 
         step = f"join_asof({short(by or by_left or '', 30)}, strategy={strategy!r})"
+        step = named(step, name)
         other = stream_arg(step, other)
         args = JoinArgs(
             "asof", on, left_on, right_on, by, by_left, by_right,
             strategy=strategy, tolerance=tolerance, suffix=suffix,
         )  # fmt: skip
-        return JoinedStream(build_join(step, self._node, other._node, args))
+        return JoinedStream(set_name(build_join(step, self._node, other.node, args), name, step))
 
     def join_interval(
         self,
@@ -562,6 +589,7 @@ class Stream(Terminals):
         upper: Duration,
         how: JoinHow = "inner",
         suffix: str = "_right",
+        name: str | None = None,
     ) -> JoinedStream:
         """Pair rows with the same key whose times satisfy
         ``left.t + lower <= right.t <= left.t + upper`` (``t``: each input's event-time
@@ -575,6 +603,13 @@ class Stream(Terminals):
         never merely because it is behind its own input's watermark. The output has the columns of
         :meth:`polars.DataFrame.join` with the same ``how``, and the later of the two
         event times.
+
+        Parameters
+        ----------
+        name
+            A stable name for the join's state in checkpoints; set it to keep the state
+            when the pipeline around it changes. Letters, digits, ``_`` and ``-``
+            (at most 64), unique in a run. (The other parameters: as described above.)
 
         Examples
         --------
@@ -592,11 +627,12 @@ class Stream(Terminals):
         from vstream.plan.joins import JoinArgs, build_join
 
         step = f"join_interval({short(on or left_on, 30)}, lower={lower!r}, upper={upper!r})"
+        step = named(step, name)
         other = stream_arg(step, other)
         args = JoinArgs(
             "interval", on, left_on, right_on, how=how, suffix=suffix, lower=lower, upper=upper
         )
-        return JoinedStream(build_join(step, self._node, other._node, args))
+        return JoinedStream(set_name(build_join(step, self._node, other.node, args), name, step))
 
     def join(
         self,
@@ -609,6 +645,7 @@ class Stream(Terminals):
         window: WindowSpec | None = None,
         ttl: Duration | None = None,
         suffix: str = "_right",
+        name: str | None = None,
     ) -> JoinedStream:
         """Join on key columns, as :meth:`polars.DataFrame.join` does.
 
@@ -631,6 +668,13 @@ class Stream(Terminals):
         are emitted when the watermarks prove no partner can come. Stream-stream joins
         have the later of the two event times.
 
+        Parameters
+        ----------
+        name
+            A stable name for the join's state in checkpoints; set it to keep the state
+            when the pipeline around it changes. Letters, digits, ``_`` and ``-``
+            (at most 64), unique in a run. (The other parameters: as described above.)
+
         Examples
         --------
         >>> import polars as pl
@@ -646,18 +690,20 @@ class Stream(Terminals):
         if isinstance(other, pl.LazyFrame):
             other = other.collect()
         if isinstance(other, pl.DataFrame | pa.Table | TableStream):
-            step = f"join(table, on={short(on or left_on, 30)}, how={how!r})"
+            step = named(f"join(table, on={short(on or left_on, 30)}, how={how!r})", name)
             if window is not None or ttl is not None:
                 msg = f"{step}: window= and ttl= are for joins of two streams, not lookups"
                 raise PipelineError(msg)
             args = JoinArgs("lookup", on, left_on, right_on, how=how, suffix=suffix)
             if isinstance(other, TableStream):
-                return JoinedStream(build_join(step, self._node, other.stream._node, args))
+                node = build_join(step, self._node, other.stream.node, args)
+                return JoinedStream(set_name(node, name, step))
             table = other if isinstance(other, pl.DataFrame) else pl.DataFrame(other)
-            return JoinedStream(build_join(step, self._node, None, args, table=table))
+            node = build_join(step, self._node, None, args, table=table)
+            return JoinedStream(set_name(node, name, step))
         kind = "window" if window is not None else "regular"
         extra = f", window={window}" if window is not None else f", ttl={ttl!r}"
-        step = f"join({short(on or left_on, 30)}{extra}, how={how!r})"
+        step = named(f"join({short(on or left_on, 30)}{extra}, how={how!r})", name)
         other = stream_arg(step, other)
         if window is not None and ttl is not None:
             msg = f"{step}: pass window= (a windowed join) or ttl= (a regular join), not both"
@@ -665,7 +711,7 @@ class Stream(Terminals):
         args = JoinArgs(
             kind, on, left_on, right_on, how=how, suffix=suffix, window=window, ttl=ttl
         )
-        return JoinedStream(build_join(step, self._node, other._node, args))
+        return JoinedStream(set_name(build_join(step, self._node, other.node, args), name, step))
 
     # ------------------------------------------------------------------ branches
     def dead_letters(self) -> Stream:

@@ -9,6 +9,7 @@ import polars as pl
 
 from vstream._duration import Duration, parse_duration, unit_to_ns, wall_seconds
 from vstream.api._parse import flatten, short
+from vstream.api.base import named, set_name
 from vstream.api.options import LateMode, TimeMode
 from vstream.api.stream import Stream
 from vstream.errors import (
@@ -20,6 +21,7 @@ from vstream.errors import (
     SchemaError,
 )
 from vstream.plan.aggregates import plan_aggregations
+from vstream.plan.ids import check_step_name
 from vstream.plan.windows import (
     LateEventsNode,
     WindowNode,
@@ -46,11 +48,13 @@ class WindowBuilder:
         late: LateMode,
         early: Duration | float | None,
         time: TimeMode,
+        name: str | None = None,
     ) -> None:
         self._stream = stream
         keys = [] if by is None else [by] if isinstance(by, str) else list(by)
-        step = f"window({spec}{', by=' + repr(by) if by is not None else ''})"
+        step = named(f"window({spec}{', by=' + repr(by) if by is not None else ''})", name)
         self._step = step
+        self._name = None if name is None else check_step_name(name, step)
         schema = stream.schema
         for k in keys:
             if not isinstance(k, str):
@@ -75,7 +79,7 @@ class WindowBuilder:
         if late not in ("drop", "side"):
             msg = f"{step}: late must be 'drop' or 'side', got {late!r}"
             raise PipelineError(msg)
-        et = stream._node.event_time
+        et = stream.node.event_time
         if time == "event":
             if et is None:
                 msg = (
@@ -168,7 +172,8 @@ class WindowBuilder:
         out.update(plan.schema)
         setup = WindowSetup(aggs=plan, schema=pl.Schema(out), **parts)  # type: ignore[arg-type]
         label = f"{self._step}.agg({', '.join(short(e, 40) for e in exprs)})"
-        return WindowedStream(WindowNode(self._stream._node, setup, label))
+        node = set_name(WindowNode(self._stream.node, setup, label), self._name, label)
+        return WindowedStream(node)
 
 
 class WindowedStream(Stream):

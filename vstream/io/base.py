@@ -279,6 +279,24 @@ class Source(ABC):
         base = os.path.abspath(root)
         return [os.path.relpath(os.path.abspath(n), base).replace(os.sep, "/") for n in names]
 
+    def config(self) -> dict[str, object] | None:
+        """What the source was built from, as its constructor took it: ``kind`` names
+        the constructor (``"polars"``, ``"arrow"``, ``"parquet"``), the other keys its
+        arguments. A plan travels to another process with it
+        (:mod:`vstream.plan.serialize`). None: the source cannot travel (it reads a
+        generator, a file object or a function's output, or keeps no copy of its input).
+
+        Examples
+        --------
+        >>> import pyarrow as pa
+        >>> from vstream.io.memory import ArrowSource
+        >>> ArrowSource(pa.table({"a": [1]}), batch_size=1, bounded=None).config()["kind"]
+        'arrow'
+        >>> ArrowSource(iter(pa.table({"a": [1]}).to_batches()), None, None).config() is None
+        True
+        """
+        return None
+
     @abstractmethod
     def schema(self) -> pa.Schema:
         """The Arrow schema of every batch, known before running."""

@@ -94,6 +94,9 @@ class PolarsSource(Source):
     def splits(self) -> list[str]:
         return ["dataframe"]
 
+    def config(self) -> dict[str, object] | None:
+        return {"kind": "polars", "data": self._df, "batch_size": self._batch_size}
+
     def schema(self) -> pa.Schema:
         return self._schema
 
@@ -251,6 +254,17 @@ class ArrowSource(Source):
 
     def splits(self) -> list[str]:
         return ["arrow"]
+
+    def config(self) -> dict[str, object] | None:
+        if self._table is None or self._factory is not None:
+            return None  # a stream of batches is read once; a function is code
+        return {
+            "kind": "arrow",
+            "data": self._table,
+            "batch_size": self._batch_size,
+            "rate": self._rate,
+            "max_delay": self._max_delay,
+        }
 
     def _data(self, rb: pa.RecordBatch, pos: int) -> Data:
         """The event for ``rb``: Arrow data built from outside bytes (an IPC stream,

@@ -161,6 +161,9 @@ class ParquetSource(Source):
     def splits(self) -> list[str]:
         return list(self._files)
 
+    def config(self) -> dict[str, object] | None:
+        return {"kind": "parquet", "files": list(self._files), "batch_size": self._batch_size}
+
     def schema(self) -> pa.Schema:
         return self._schema
 

@@ -17,7 +17,7 @@ Examples
 >>> from vstream.plan.nodes import ancestors
 >>> s = vs.from_polars(pl.DataFrame({"ts": [1, 2], "x": [1, 2]})).with_watermark("ts", 0)
 >>> w = s.window(vs.tumbling(2), by="x").agg(pl.len())
->>> [i.id for i in step_identities(ancestors([w._node]))]  # doctest: +ELLIPSIS
+>>> [i.id for i in step_identities(ancestors([w.node]))]  # doctest: +ELLIPSIS
 ['source-...', 'watermark-...', 'window-...']
 """
 

@@ -12,8 +12,10 @@ from plain data fields. The one callable a plan may hold, a ``map_batches`` func
 travels as its import path (``module:qualname``) and is imported again on loading (a
 shipped plan needs the same code anyway), and only there; a lambda or a closure has no
 path and is refused.
-Sources travel as their configuration: ``from_polars`` and ``from_arrow`` of a Table with
-their data (Arrow IPC), ``from_parquet`` with its files; other sources are refused.
+Sources travel as their configuration (:meth:`vstream.io.base.Source.config`):
+``from_polars`` and ``from_arrow`` of a Table with their data (Arrow IPC), ``from_parquet``
+with its files; a source whose ``config()`` is None is refused. The public entry points
+are :meth:`vstream.Stream.serialize` and :meth:`vstream.Stream.deserialize`.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import polars as pl
 import pyarrow as pa
 from polars.exceptions import PanicException
 
-from vstream.errors import PipelineError
+from vstream.errors import PlanError
 from vstream.io.base import Source
 from vstream.io.memory import ArrowSource, PolarsSource
 from vstream.io.parquet import ParquetSource
@@ -79,10 +81,6 @@ _CONFIGS: dict[str, type[Any]] = {
 }
 
 
-class PlanError(PipelineError):
-    """A plan cannot be serialised, or a payload cannot be loaded as a plan."""
-
-
 def plan_to_bytes(outputs: Sequence[Node]) -> bytes:
     """The logical plan that computes ``outputs`` (the nodes of Streams), as bytes.
 
@@ -97,7 +95,7 @@ def plan_to_bytes(outputs: Sequence[Node]) -> bytes:
     >>> import polars as pl
     >>> import vstream as vs
     >>> s = vs.from_polars(pl.DataFrame({"x": [1, 2, 3]})).filter(pl.col("x") > 1)
-    >>> (node,) = plan_from_bytes(plan_to_bytes([s._node]))
+    >>> (node,) = plan_from_bytes(plan_to_bytes([s.node]))
     >>> vs.Stream(node).collect()["x"].to_list()
     [2, 3]
     """
@@ -253,24 +251,25 @@ class _Encoder:
         raise PlanError(msg)
 
     def source(self, src: Source) -> dict[str, Any]:
-        # the sources' configuration as their constructors took it
-        # (read from their fields: Source has no config() of its own yet)
-        if isinstance(src, PolarsSource):
+        # the source's configuration as its constructor took it (Source.config())
+        cfg = src.config() or {}
+        kind, data = cfg.get("kind"), cfg.get("data")
+        if kind == "polars" and isinstance(data, pl.DataFrame):
             return {
-                "kind": "polars",
-                "data": _b64(_frame_bytes(src._df)),
-                "batch_size": src._batch_size,
+                "kind": kind,
+                "data": _b64(_frame_bytes(data)),
+                "batch_size": cfg["batch_size"],
             }
-        if isinstance(src, ArrowSource) and src._table is not None and src._factory is None:
+        if kind == "arrow" and isinstance(data, pa.Table):
             return {
-                "kind": "arrow",
-                "data": _b64(_table_bytes(src._table)),
-                "batch_size": src._batch_size,
-                "rate": src._rate,
-                "max_delay": src._max_delay,
+                "kind": kind,
+                "data": _b64(_table_bytes(data)),
+                "batch_size": cfg["batch_size"],
+                "rate": cfg["rate"],
+                "max_delay": cfg["max_delay"],
             }
-        if isinstance(src, ParquetSource):
-            return {"kind": "parquet", "files": list(src._files), "batch_size": src._batch_size}
+        if kind == "parquet":
+            return {"kind": kind, "files": cfg["files"], "batch_size": cfg["batch_size"]}
         msg = (
             f"{src.label}: this source cannot be serialised; a plan travels with "
             "from_polars, from_arrow of a Table, or from_parquet sources"
