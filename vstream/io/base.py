@@ -230,11 +230,68 @@ class ThreadedReader(Reader):
 
 
 class Source(ABC):
-    """A pull-based source of Arrow record batches, made of one or more splits.
+    """A pull-based source of Arrow record batches, made of one or more named splits.
 
-    A split (a file, a partition, a generator) is the unit of event-time tracking:
-    each has its own watermark. ``open`` starts a run; a source object may be opened
-    again for another run when its input is replayable.
+    The contract a source keeps with the runtime:
+
+    - **Named splits.** A split (a file, a Kafka topic-partition, a generator) is the
+      unit of event-time tracking (each has its own watermark) and of replay.
+      :meth:`splits` lists them before running, in split order; :meth:`split_names`
+      names them stably across runs (a file by its path relative to
+      :attr:`split_root`): a checkpoint keys their positions by these names, so a file
+      added to a source directory is a new split, not a shifted one.
+    - **Positions are JSON values** (an int, a list of ints: the source's own format),
+      carried by every :class:`Data` event: where its split stands right after it.
+    - **open(resume, columns)** starts a run and returns one :class:`Reader` over the
+      splits. ``resume`` maps a split's index to the :class:`SplitPosition` a checkpoint
+      held for it (see :meth:`resume_points`); ``columns`` are the columns the run
+      reads (None: all): a source may read only those (Parquet does) and check only
+      those (UTF-8), and must still hand out batches of its schema's other columns or
+      of these alone, cut at the same rows at the same positions. A replayable source
+      object may be opened again for another run; each ``open`` takes its own
+      ``columns``, so two runs of one source do not see each other's.
+    - **Hooks.** :meth:`on_checkpoint_complete` is called once a checkpoint is durable
+      (a broker source commits its offsets there); :meth:`discover_splits` is the room
+      for splits that appear while running (not called by the runtime yet).
+
+    Examples
+    --------
+    A source of two splits of letters, whose position counts the letters read:
+
+    >>> import pyarrow as pa
+    >>> from vstream.io.base import Data, Source, SplitEnd, SplitPosition, SyncReader
+    >>> class Letters(Source):
+    ...     label = "letters"
+    ...     replayable = True
+    ...     data = {"ab": ["a", "b"], "cde": ["c", "d", "e"]}
+    ...
+    ...     def splits(self):
+    ...         return list(self.data)
+    ...
+    ...     def schema(self):
+    ...         return pa.schema([("letter", pa.string())])
+    ...
+    ...     def open(self, resume=None, *, columns=None):
+    ...         def events():
+    ...             for i, after in self.resume_points(resume).items():
+    ...                 letters = self.data[self.splits()[i]]
+    ...                 for k in range(after or 0, len(letters)):
+    ...                     batch = pa.record_batch({"letter": [letters[k]]})
+    ...                     yield Data(i, batch, k + 1)
+    ...                 yield SplitEnd(i)
+    ...
+    ...         return SyncReader(events())
+    >>> src = Letters()
+    >>> src.split_names()
+    ['ab', 'cde']
+    >>> reader = src.open({0: SplitPosition(2, ended=True), 1: SplitPosition(1)})
+    >>> while (event := reader.poll(1.0)) is not None:
+    ...     print(event.split, event.batch["letter"][0] if isinstance(event, Data) else "end")
+    1 d
+    1 e
+    1 end
+    >>> src.discover_splits(), src.on_checkpoint_complete(1, {"ab": 2, "cde": 3})
+    ([], None)
     """
 
     #: short description for explain() and error messages
@@ -247,11 +304,6 @@ class Source(ABC):
     replayable: bool = False
     #: what to pass instead, for the error when a source cannot be replayed
     replay_hint: str = "pass a list, or a function returning a fresh iterable"
-    #: the columns the run reads (None: all), set by the runtime before ``open``: a
-    #: source that checks strings (UTF-8) checks only these, since the others never
-    #: reach Polars (Q1 reads no string column: the check of two cost it ~150 ms of 270)
-    read_columns: frozenset[str] | None = None
-
     #: the directory the split names are relative to (file sources), see split_names
     split_root: str | None = None
 
@@ -302,14 +354,50 @@ class Source(ABC):
         """The Arrow schema of every batch, known before running."""
 
     @abstractmethod
-    def open(self, resume: Mapping[int, SplitPosition] | None = None) -> Reader:
+    def open(
+        self,
+        resume: Mapping[int, SplitPosition] | None = None,
+        *,
+        columns: frozenset[str] | None = None,
+    ) -> Reader:
         """Start reading; with ``resume`` (split index to :class:`SplitPosition`), go on
         where a checkpoint stood.
 
         Splits marked ended are skipped (no event at all), a split with a position starts
         right after it, and the others at their beginning. A source that is not
         ``replayable`` refuses any ``resume`` with a :class:`~vstream.errors.SourceError`.
+
+        ``columns`` are the columns this run reads (None: all), as the runtime's
+        projection pushdown found them: the others never reach Polars, so a source may
+        leave them out of its batches and of its checks (a Parquet source reads only
+        these from its files; a source that checks strings for valid UTF-8 checks only
+        these: Nexmark Q1 reads no string column, and checking two cost it ~150 ms of
+        270). Batches, rows, positions and split ends are those of a read of all columns.
         """
+
+    def on_checkpoint_complete(self, epoch: int, positions: Mapping[str, object]) -> None:  # noqa: B027 - optional hook
+        """Called once the checkpoint of ``epoch`` is durable (its manifest on disk, the
+        sinks committed), with the positions it holds for this source's splits, by split
+        name (None: nothing consumed from that split yet). Called in the run's thread,
+        once per checkpoint and per source step reading this source; never for a
+        checkpoint whose write failed.
+
+        A no-op here. A broker source commits its consumer offsets there (Kafka) or
+        acknowledges the messages up to these positions (MQTT): what a restart would read
+        again is then never past what the checkpoint holds. An error raised here fails
+        the run; the checkpoint stays durable, and a restart resumes from it.
+        """
+
+    def discover_splits(self) -> list[str]:
+        """Names of the splits that appeared since :meth:`open` (a file written into a
+        watched directory, a partition added to a Kafka topic), in the order they are to
+        be read; each name is returned once. ``[]`` here: a source whose splits are fixed
+        when it opens.
+
+        Room for the connectors of issue 18 (watched directories, Kafka partitions): the
+        runtime does not call it yet; splits found here are not read until it does.
+        """
+        return []
 
     def resume_points(
         self, resume: Mapping[int, SplitPosition] | None

@@ -103,7 +103,12 @@ class PolarsSource(Source):
     def total_rows(self) -> int:
         return self._df.height
 
-    def open(self, resume: Mapping[int, SplitPosition] | None = None) -> Reader:
+    def open(
+        self,
+        resume: Mapping[int, SplitPosition] | None = None,
+        *,
+        columns: frozenset[str] | None = None,
+    ) -> Reader:
         points = self.resume_points(resume)
         if not points:
             return SyncReader(iter(()))
@@ -266,13 +271,14 @@ class ArrowSource(Source):
             "max_delay": self._max_delay,
         }
 
-    def _data(self, rb: pa.RecordBatch, pos: int) -> Data:
+    def _data(self, rb: pa.RecordBatch, pos: int, columns: frozenset[str] | None) -> Data:
         """The event for ``rb``: Arrow data built from outside bytes (an IPC stream,
         ``Array.from_buffers``) may hold invalid UTF-8, which must not reach Polars;
-        those rows go to the dead letters."""
-        if not self._strings or not reads_strings(self._schema, self.read_columns):
+        those rows go to the dead letters (only ``columns`` are checked, the ones the
+        run reads; None: all)."""
+        if not self._strings or not reads_strings(self._schema, columns):
             return Data(0, rb, pos)
-        rb, dead = drop_invalid_utf8(rb, "from_arrow", columns=self.read_columns)
+        rb, dead = drop_invalid_utf8(rb, "from_arrow", columns=columns)
         return Data(0, rb if rb.num_rows else None, pos, dead)
 
     def schema(self) -> pa.Schema:
@@ -285,7 +291,12 @@ class ArrowSource(Source):
         "pass a Table, a list of batches, or a function returning a fresh iterable of batches"
     )
 
-    def open(self, resume: Mapping[int, SplitPosition] | None = None) -> Reader:
+    def open(
+        self,
+        resume: Mapping[int, SplitPosition] | None = None,
+        *,
+        columns: frozenset[str] | None = None,
+    ) -> Reader:
         points = self.resume_points(resume)
         if not points:
             return SyncReader(iter(()))
@@ -293,7 +304,8 @@ class ArrowSource(Source):
         if self._table is not None and self._rate is not None:
             table = self._table
             start = min(after, table.num_rows)
-            return self._paced((table.slice(start) if start else table).to_batches(), start)
+            rows = (table.slice(start) if start else table).to_batches()
+            return self._paced(rows, start, columns)
         if self._table is not None:
             table, bs = self._table, self._batch_size
 
@@ -305,7 +317,7 @@ class ArrowSource(Source):
                 for rb in rest.to_batches(max_chunksize=bs) if bs else rest.to_batches():
                     if rb.num_rows:
                         pos += rb.num_rows
-                        yield self._data(rb, pos)
+                        yield self._data(rb, pos, columns)
                 yield SplitEnd(0)
 
             return SyncReader(table_events())
@@ -323,21 +335,24 @@ class ArrowSource(Source):
             raise SourceError(msg)
         rest = _checked_rest(source_iter, self._schema, after)
         if self._rate is not None:
-            return self._paced(rest, after)
+            return self._paced(rest, after, columns)
 
         def produce(put: Callable[[SourceEvent], bool]) -> None:
             pos = after
             for rb in rest:
                 pos += rb.num_rows
-                if not put(self._data(rb, pos)):
+                if not put(self._data(rb, pos, columns)):
                     return
             put(SplitEnd(0))
 
         return ThreadedReader(produce, name="vstream-from_arrow")
 
-    def _paced(self, batches: Iterable[pa.RecordBatch], after: int) -> Reader:
+    def _paced(
+        self, batches: Iterable[pa.RecordBatch], after: int, columns: frozenset[str] | None
+    ) -> Reader:
         """A reader thread releasing the rows of ``batches`` (those after position
-        ``after``) at the source's rate, in batches cut as the class docstring says."""
+        ``after``) at the source's rate, in batches cut as the class docstring says
+        (``columns``: those the run reads, see :meth:`_data`)."""
         assert self._rate is not None
         rate, delay = self._rate, self._max_delay
         size = _REPLAY_BATCH_SIZE if self._batch_size is None else self._batch_size
@@ -362,7 +377,7 @@ class ArrowSource(Source):
                 batch = pieces[0] if len(pieces) == 1 else pa.concat_batches(pieces)
                 pos += n
                 pieces, n = [], 0
-                return put(self._data(batch, pos))
+                return put(self._data(batch, pos, columns))
 
             for rb in batches:
                 off = 0

@@ -519,7 +519,12 @@ class NdjsonSource(Source):
             dead = None
         return True
 
-    def open(self, resume: Mapping[int, SplitPosition] | None = None) -> Reader:
+    def open(
+        self,
+        resume: Mapping[int, SplitPosition] | None = None,
+        *,
+        columns: frozenset[str] | None = None,
+    ) -> Reader:
         points = self.resume_points(resume)
         if not points:
             return SyncReader(iter(()))

@@ -212,21 +212,25 @@ class ParquetSource(Source):
             out.append(low)
         return out
 
-    def open(self, resume: Mapping[int, SplitPosition] | None = None) -> Reader:
+    def open(
+        self,
+        resume: Mapping[int, SplitPosition] | None = None,
+        *,
+        columns: frozenset[str] | None = None,
+    ) -> Reader:
         files, bs = self._files, self._batch_size
         starts = {
             i: 0 if p is None else row_position(p, self.label)
             for i, p in self.resume_points(resume).items()
         }
 
-        read = self.read_columns  # this run's (a source may be opened again for another)
-        strings = self._strings and reads_strings(self.schema(), read)
+        strings = self._strings and reads_strings(self.schema(), columns)
         # projection pushdown: only the columns the run reads are read from the files, in
         # the file's order (the runtime selects them by name; rows are counted the same)
         names = self._schema.names
-        columns = None if read is None else [c for c in names if c in read]
-        if columns is not None and len(columns) == len(names):
-            columns = None
+        wanted = None if columns is None else [c for c in names if c in columns]
+        if wanted is not None and len(wanted) == len(names):
+            wanted = None
         # (pyarrow takes "a.b" for field b of a struct a as well as for a column "a.b": it
         # then reads both, and the runtime keeps the column by its name)
 
@@ -235,11 +239,11 @@ class ParquetSource(Source):
                 pos = start
                 try:
                     with pq.ParquetFile(files[i]) as pf:
-                        for rb in _read_from(pf, start, bs, columns):
+                        for rb in _read_from(pf, start, bs, wanted):
                             pos += rb.num_rows
                             dead = None
                             if strings:
-                                rb, dead = drop_invalid_utf8(rb, "from_parquet", columns=read)
+                                rb, dead = drop_invalid_utf8(rb, "from_parquet", columns=columns)
                             event = Data(i, rb if rb.num_rows else None, pos, dead)
                             if not put(event):
                                 return

@@ -322,7 +322,12 @@ class RecordsSource(Source):
         assert self._iter is not None
         return itertools.chain(self._peeked, self._iter)
 
-    def open(self, resume: Mapping[int, SplitPosition] | None = None) -> Reader:
+    def open(
+        self,
+        resume: Mapping[int, SplitPosition] | None = None,
+        *,
+        columns: frozenset[str] | None = None,
+    ) -> Reader:
         points = self.resume_points(resume)
         if not points:
             return SyncReader(iter(()))

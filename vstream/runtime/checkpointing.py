@@ -27,7 +27,13 @@ import polars as pl
 import pyarrow as pa
 
 from vstream._duration import Duration, wall_seconds
-from vstream.errors import CheckpointError, CheckpointWarning, PipelineError
+from vstream.errors import (
+    CheckpointError,
+    CheckpointWarning,
+    PipelineError,
+    SourceError,
+    VStreamError,
+)
 from vstream.plan.fingerprint import StepIdentity, step_difference
 from vstream.runtime.run_state import RunState, StepState
 from vstream.state.checkpoint import RUN_MANIFEST, CheckpointStore, LoadedCheckpoint
@@ -120,6 +126,10 @@ class Checkpointing:
         self._lock_fd: int | None = None
         #: (seconds, bytes) of every checkpoint written in this run
         self.written: list[tuple[float, int]] = []
+        #: per source step, its id and its source: told of every durable checkpoint
+        self._sources = [
+            (executor.step_ids[s].id, executor.graph.source_of[s]) for s in executor.sources
+        ]
         for s in executor.sources:
             src = executor.nodes[s].source  # type: ignore[attr-defined]
             if not src.replayable:
@@ -254,6 +264,26 @@ class Checkpointing:
         self.written.append((time.perf_counter() - t0, self.store.size_of(epoch)))
         ex.metrics.checkpoints += 1
         ex.metrics.last_checkpoint_epoch = epoch
+        self._tell_sources(epoch, state)
+
+    def _tell_sources(self, epoch: int, state: RunState) -> None:
+        """The checkpoint of ``epoch`` is durable and the sinks committed: each source
+        hears of it with its positions by split name, as the manifest holds them (a
+        broker source commits its offsets or acknowledges its messages there)."""
+        for sid, src in self._sources:
+            positions = dict(state.positions.get(sid, {}))
+            try:
+                src.on_checkpoint_complete(epoch, positions)
+            except VStreamError:
+                raise
+            except Exception as exc:
+                msg = (
+                    f"{src.label}: on_checkpoint_complete failed for checkpoint {epoch} "
+                    f"({type(exc).__name__}: {exc}); the checkpoint is durable and the "
+                    "sinks committed, so a restart resumes from it: fix the source's "
+                    "hook (its offset commit or acknowledgement)"
+                )
+                raise SourceError(msg) from exc
 
 
 # ---------------------------------------------------------------------- RunState <-> manifest

@@ -119,9 +119,8 @@ class Executor:
         self.ticking = graph.ticking
         self.tick_origin = graph.tick_origin
         # projection pushdown: a source converts only the columns someone downstream reads
+        # (and is opened with the columns the run reads, graph.read_columns)
         self.source_columns = graph.source_columns
-        for s in self.sources:
-            graph.source_of[s].read_columns = graph.read_columns[s]
         self.checkpointing = Checkpointing(checkpoint, self) if checkpoint is not None else None
 
     # ------------------------------------------------------------------ wiring
@@ -405,8 +404,8 @@ class Executor:
                 if self.finished[s]:
                     continue  # ended before the checkpoint this run resumes from
                 source = self.graph.source_of[s]
-                resume = self.resume.get(s)
-                readers[s] = source.open(resume) if resume else source.open()
+                resume = self.resume.get(s) or None
+                readers[s] = source.open(resume, columns=self.graph.read_columns[s])
         except BaseException:
             for r in readers.values():
                 r.close()

@@ -125,7 +125,8 @@ class PhysicalGraph:
     #: events end before its (perhaps endless) update stream
     may_end_early: bool
     #: per source step, the columns it converts when fewer than all (projection
-    #: pushdown; None: all), and the columns the run reads of it (None: all)
+    #: pushdown; None: all), and the columns the run reads of it (None: all), which the
+    #: executor passes to ``Source.open(columns=...)``
     source_columns: dict[int, list[str] | None]
     read_columns: dict[int, frozenset[str] | None]
 
@@ -259,7 +260,9 @@ def _projection(
     nodes: list[Node], targets: list[Node], sources: list[int]
 ) -> tuple[dict[int, list[str] | None], dict[int, frozenset[str] | None]]:
     """Projection pushdown: per source, the columns to convert and the columns the run
-    reads (None: all), as explain() shows them (:func:`vstream.plan.nodes.source_columns`)."""
+    reads (None: all), as explain() shows them (:func:`vstream.plan.nodes.source_columns`).
+    The second is what the source is opened with (``Source.open(columns=...)``): a
+    Parquet source reads only those from its files, a UTF-8 check checks only those."""
     projected = source_columns(targets)
     convert: dict[int, list[str] | None] = {}
     reads: dict[int, frozenset[str] | None] = {}
