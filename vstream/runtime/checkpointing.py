@@ -5,7 +5,8 @@ epoch ``e`` is the executor's :class:`~vstream.runtime.run_state.RunState`
 (:meth:`Executor.snapshot`) written as a manifest and Arrow files: per step id, its
 watermarks, fingerprint and state tables; per source step id and split name, the
 position of the last batch the operators consumed; per sink what it staged during epoch
-``e``. Once it is on disk the sinks commit (two-phase, see :class:`vstream.io.sinks.Sink`).
+``e``. Once it is on disk the sinks commit (two-phase, see :class:`vstream.io.sinks.Sink`),
+then every source hears of it (:meth:`vstream.io.base.Source.on_checkpoint_complete`).
 
 Resuming reads the newest good checkpoint back into a RunState, judges the plan step by
 step (a stateful step must find its id and fingerprint; stateless steps may change or
