@@ -132,7 +132,7 @@ class Checkpointing:
             (executor.step_ids[s].id, executor.graph.source_of[s]) for s in executor.sources
         ]
         for s in executor.sources:
-            src = executor.nodes[s].source  # type: ignore[attr-defined]
+            src = executor.graph.source_of[s]
             if not src.replayable:
                 msg = (
                     f"checkpoint_dir: {src.label} cannot be replayed from a checkpoint (a "
