@@ -6,7 +6,8 @@ epoch ``e`` is the executor's :class:`~vstream.runtime.run_state.RunState`
 watermarks, fingerprint and state tables; per source step id and split name, the
 position of the last batch the operators consumed; per sink what it staged during epoch
 ``e``; the number of key groups keyed state is organised in (a checkpoint of another
-number is refused: state cannot be re-grouped yet). Once it is on disk the sinks commit (two-phase, see :class:`vstream.io.sinks.Sink`).
+number is refused: state cannot be re-grouped yet). Once it is on disk the sinks commit
+(two-phase, see :class:`vstream.io.sinks.Sink`).
 
 Resuming reads the newest good checkpoint back into a RunState, judges the plan step by
 step (a stateful step must find its id and fingerprint; stateless steps may change or

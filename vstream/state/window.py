@@ -207,9 +207,7 @@ class _WindowState:
         >>> [len(p.keys) for p in parts], len(PaneState.merge(parts).keys)
         ([26, 39, 35], 100)
         """
-        groups = (
-            self.keys.key_groups(n_groups) if self.keys is not None else np.zeros(1, np.int32)
-        )
+        groups = self.keys.key_groups(n_groups) if self.keys is not None else np.zeros(1, np.int32)
         ranges = [group_range(p, n_parts, n_groups) for p in range(n_parts)]
         return self.split(groups, ranges)
 
