@@ -52,8 +52,8 @@ def same_rows() -> SameRows:
 #: builds a pipeline from its sources (one Stream per input frame): one output, or several
 #: (run together, as ``vs.collect_all`` does)
 Build = Callable[..., "vs.Stream | Sequence[vs.Stream]"]
-#: feeds input frame number ``k`` to a pipeline as a source
-Feed = Callable[[pl.DataFrame, int], vs.Stream]
+#: the row counts of the micro-batches input number ``k`` of ``n`` rows is read in
+Cuts = Callable[[int, int], list[int]]
 #: runs the outputs of a pipeline to the end: their frames and the run's metrics
 Runner = Callable[[list[vs.Stream]], tuple[list[pl.DataFrame], vs.Metrics]]
 
@@ -61,25 +61,22 @@ Runner = Callable[[list[vs.Stream]], tuple[list[pl.DataFrame], vs.Metrics]]
 _WHOLE = 65_536
 
 
-def _by_size(size: int) -> Feed:
-    return lambda df, k: vs.from_polars(df, batch_size=size)
+def _by_size(size: int) -> Cuts:
+    return lambda n, k: [min(size, n - i) for i in range(0, n, size)]
 
 
-def _random_cuts(df: pl.DataFrame, k: int) -> vs.Stream:
-    """``df`` in micro-batches of random sizes (1 to 97 rows), the same on every run
-    (seeded by the input's number and size)."""
-    rng = np.random.default_rng([17, k, df.height])
-    table = df.to_arrow()
-    cuts = np.cumsum(rng.integers(1, 98, df.height + 1))
-    bounds = [0, *cuts[cuts < df.height].tolist(), df.height]
-    batches = [
-        b for lo, hi in itertools.pairwise(bounds) for b in table.slice(lo, hi - lo).to_batches()
-    ]
-    return vs.from_arrow(pa.Table.from_batches(batches, table.schema))
+def _random_sizes(n: int, k: int) -> list[int]:
+    """Random micro-batch sizes of 1 to 97 rows, the same on every run (seeded by the
+    input's number and size)."""
+    rng = np.random.default_rng([17, k, n])
+    ends = np.cumsum(rng.integers(1, 98, n + 1))
+    bounds = [0, *ends[ends < n].tolist(), n]
+    return [hi - lo for lo, hi in itertools.pairwise(bounds) if hi > lo]
 
 
-def _collect(streams: list[vs.Stream]) -> tuple[list[pl.DataFrame], vs.Metrics]:
-    results, metrics = vs.collect_all(streams, return_metrics=True)
+def _collect(streams: list[vs.Stream], **options: Any) -> tuple[list[pl.DataFrame], vs.Metrics]:
+    """Run the outputs together (``options`` go to ``vs.collect_all``)."""
+    results, metrics = vs.collect_all(streams, return_metrics=True, **options)
     frames = [r for r in results if r is not None]
     assert len(frames) == len(streams)
     return frames, metrics
@@ -87,15 +84,32 @@ def _collect(streams: list[vs.Stream]) -> tuple[list[pl.DataFrame], vs.Metrics]:
 
 @dataclass(frozen=True)
 class Under:
-    """One way to run a pipeline: how its inputs are fed, and what runs it."""
+    """One way to run a pipeline: the micro-batches its inputs are cut in (``cuts``, so
+    that a test can model the watermark), and what runs it."""
 
     name: str
-    feed: Feed
+    cuts: Cuts
     run: Runner = _collect
+    #: feeds input ``k`` as a source: ``vs.from_polars`` of a fixed batch size, else
+    #: ``vs.from_arrow`` of the cut record batches
+    batch_size: int | None = None
+
+    def source(self, df: pl.DataFrame, k: int = 0) -> vs.Stream:
+        """Input number ``k``, cut as this executor cuts it."""
+        if self.batch_size is not None:
+            return vs.from_polars(df, batch_size=self.batch_size)
+        table = df.rechunk().to_arrow()
+        bounds = np.cumsum([0, *self.cuts(df.height, k)]).tolist()
+        batches = [
+            b
+            for lo, hi in itertools.pairwise(bounds)
+            for b in table.slice(lo, hi - lo).to_batches()
+        ]
+        return vs.from_arrow(pa.Table.from_batches(batches, table.schema))
 
     def outputs(self, build: Build, *frames: pl.DataFrame) -> Outputs:
         """The outputs of ``build`` over ``frames`` (fed as this executor feeds them)."""
-        built = build(*(self.feed(df, k) for k, df in enumerate(frames)))
+        built = build(*(self.source(df, k) for k, df in enumerate(frames)))
         one = isinstance(built, vs.Stream)
         out, metrics = self.run([built] if one else list(built))
         return Outputs(out, metrics, one)
@@ -122,13 +136,13 @@ class Outputs:
 
 #: every executor a pipeline must give the same rows under (DESIGN.md "Equality"). The
 #: parallel issue adds its own here, one line each, e.g.
-#: ``Under("threads-2", _by_size(_WHOLE), lambda s: vs.collect_all(s, ..., threads=2))``
+#: ``Under("threads-2", _random_sizes, functools.partial(_collect, threads=2))``
 EXECUTORS: dict[str, Under] = {
     u.name: u
     for u in (
-        Under("batch-1", _by_size(1)),  # every row its own micro-batch
-        Under("batch-random", _random_cuts),  # random cuts of 1 to 97 rows
-        Under("batch-large", _by_size(_WHOLE)),  # the whole input in one micro-batch
+        Under("batch-1", _by_size(1), batch_size=1),  # every row its own micro-batch
+        Under("batch-random", _random_sizes),  # random cuts of 1 to 97 rows
+        Under("batch-large", _by_size(_WHOLE), batch_size=_WHOLE),  # the whole input at once
     )
 }
 
