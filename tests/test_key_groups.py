@@ -103,8 +103,8 @@ def _check_parts_own_their_groups(
         assert ((groups >= lo) & (groups < hi)).all(), f"part {p} holds keys of other groups"
         assert keys.height > 0, f"part {p} of {n} is empty: the test shows nothing"
         seen.append(keys)
-    assert_same = pl.concat(seen).sort(whole.columns)
-    assert assert_same.equals(whole.sort(whole.columns))
+    together = pl.concat(seen).sort(whole.columns)
+    assert together.equals(whole.sort(whole.columns))
 
 
 def _resume_from(
