@@ -9,15 +9,18 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
 import pytest
 from polars.testing import assert_frame_equal
 
 import vstream as vs
+from vstream.testing import assert_same_result
 
 SameRows = Callable[[pl.DataFrame, pl.DataFrame], None]
 
@@ -43,6 +46,181 @@ def assert_same_rows(a: pl.DataFrame, b: pl.DataFrame, **kwargs: object) -> None
 def same_rows() -> SameRows:
     """The order-insensitive frame comparison :func:`assert_same_rows`."""
     return assert_same_rows
+
+
+# ---------------------------------------------------------------------- every executor
+#: builds a pipeline from its sources (one Stream per input frame): one output, or several
+#: (run together, as ``vs.collect_all`` does)
+Build = Callable[..., "vs.Stream | Sequence[vs.Stream]"]
+#: the row counts of the micro-batches input number ``k`` of ``n`` rows is read in
+Cuts = Callable[[int, int], list[int]]
+#: runs the outputs of a pipeline to the end: their frames and the run's metrics
+Runner = Callable[[list[vs.Stream]], tuple[list[pl.DataFrame], vs.Metrics]]
+
+#: larger than any input the tests give: the whole input in one micro-batch
+_WHOLE = 65_536
+
+
+def _by_size(size: int) -> Cuts:
+    return lambda n, k: [min(size, n - i) for i in range(0, n, size)]
+
+
+def _random_sizes(n: int, k: int) -> list[int]:
+    """Random micro-batch sizes of 1 to 97 rows, the same on every run (seeded by the
+    input's number and size)."""
+    rng = np.random.default_rng([17, k, n])
+    ends = np.cumsum(rng.integers(1, 98, n + 1))
+    bounds = [0, *ends[ends < n].tolist(), n]
+    return [hi - lo for lo, hi in itertools.pairwise(bounds) if hi > lo]
+
+
+def _collect(streams: list[vs.Stream], **options: Any) -> tuple[list[pl.DataFrame], vs.Metrics]:
+    """Run the outputs together (``options`` go to ``vs.collect_all``)."""
+    results, metrics = vs.collect_all(streams, return_metrics=True, **options)
+    frames = [r for r in results if r is not None]
+    assert len(frames) == len(streams)
+    return frames, metrics
+
+
+@dataclass(frozen=True)
+class Under:
+    """One way to run a pipeline: the micro-batches its inputs are cut in (``cuts``, so
+    that a test can model the watermark), and what runs it."""
+
+    name: str
+    cuts: Cuts
+    run: Runner = _collect
+    #: feeds input ``k`` as a source: ``vs.from_polars`` of a fixed batch size, else
+    #: ``vs.from_arrow`` of the cut record batches
+    batch_size: int | None = None
+
+    def source(self, df: pl.DataFrame, k: int = 0) -> vs.Stream:
+        """Input number ``k``, cut as this executor cuts it."""
+        if self.batch_size is not None:
+            return vs.from_polars(df, batch_size=self.batch_size)
+        table = df.rechunk().to_arrow()
+        bounds = np.cumsum([0, *self.cuts(df.height, k)]).tolist()
+        batches = [
+            b
+            for lo, hi in itertools.pairwise(bounds)
+            for b in table.slice(lo, hi - lo).to_batches()
+        ]
+        return vs.from_arrow(pa.Table.from_batches(batches, table.schema))
+
+    def outputs(self, build: Build, *frames: pl.DataFrame) -> Outputs:
+        """The outputs of ``build`` over ``frames`` (fed as this executor feeds them)."""
+        built = build(*(self.source(df, k) for k, df in enumerate(frames)))
+        one = isinstance(built, vs.Stream)
+        out, metrics = self.run([built] if one else list(built))
+        return Outputs(out, metrics, one)
+
+    def __call__(self, build: Build, *frames: pl.DataFrame) -> Any:
+        """The result of ``build`` over ``frames``: a DataFrame, or one per output."""
+        return self.outputs(build, *frames).result
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """What a pipeline gave under one executor."""
+
+    frames: list[pl.DataFrame]
+    metrics: vs.Metrics
+    #: the pipeline has one output (a Stream, not a list of them)
+    one: bool
+
+    @property
+    def result(self) -> Any:
+        """The output (one), or the list of them."""
+        return self.frames[0] if self.one else self.frames
+
+
+#: every executor a pipeline must give the same rows under (DESIGN.md "Equality"). The
+#: parallel issue adds its own here, one line each, e.g.
+#: ``Under("threads-2", _random_sizes, functools.partial(_collect, threads=2))``
+EXECUTORS: dict[str, Under] = {
+    u.name: u
+    for u in (
+        Under("batch-1", _by_size(1), batch_size=1),  # every row its own micro-batch
+        Under("batch-random", _random_sizes),  # random cuts of 1 to 97 rows
+        Under("batch-large", _by_size(_WHOLE), batch_size=_WHOLE),  # the whole input at once
+    )
+}
+
+
+def assert_same_everywhere(
+    results: dict[str, list[pl.DataFrame]], *, ordered: bool = False
+) -> None:
+    """Every executor's outputs are the same rows as the first one's (in any order, unless
+    ``ordered``; floats within a relative 1e-9: :func:`vstream.testing.assert_same_result`)."""
+    (first, want), *others = results.items()
+    for name, got in others:
+        for k, (a, b) in enumerate(zip(want, got, strict=True)):
+            try:
+                assert_same_result(b, a, ordered=ordered)
+            except AssertionError as exc:
+                msg = f"under {name!r}, output {k} differs from its rows under {first!r}: {exc}"
+                raise AssertionError(msg) from exc
+
+
+class RunEverywhere:
+    """Runs a pipeline under every executor of :data:`EXECUTORS`, asserts they give the
+    same rows and returns them (the first executor's: ``batch-1``)::
+
+        out = run_everywhere(lambda s: s.filter(pl.col("x") > 1), df)
+        out = run_everywhere(lambda a, b: a.join_asof(b, by="k"), left, right)
+
+    ``metrics`` (optional) is called with each run's metrics (``late_events`` ...);
+    ``ordered=True`` asks for the rows in the same order too (stateless steps over one
+    source keep their input's order).
+    """
+
+    def __init__(self, executors: dict[str, Under]) -> None:
+        self.executors = executors
+
+    def each(
+        self,
+        build: Build,
+        *frames: pl.DataFrame,
+        metrics: Callable[[vs.Metrics], object] | None = None,
+    ) -> dict[str, Outputs]:
+        """The outputs under each executor, by its name (not compared)."""
+        results = {}
+        for name, under in self.executors.items():
+            out = under.outputs(build, *frames)
+            if metrics is not None:
+                try:
+                    metrics(out.metrics)
+                except AssertionError as exc:
+                    raise AssertionError(f"under {name!r}: {exc}") from exc
+            results[name] = out
+        return results
+
+    def __call__(
+        self,
+        build: Build,
+        *frames: pl.DataFrame,
+        metrics: Callable[[vs.Metrics], object] | None = None,
+        ordered: bool = False,
+    ) -> Any:
+        results = self.each(build, *frames, metrics=metrics)
+        assert_same_everywhere(
+            {name: out.frames for name, out in results.items()}, ordered=ordered
+        )
+        return next(iter(results.values())).result
+
+
+@pytest.fixture
+def run_everywhere() -> RunEverywhere:
+    """Runs a pipeline under every executor and checks they agree (:class:`RunEverywhere`)."""
+    return RunEverywhere(EXECUTORS)
+
+
+@pytest.fixture(params=list(EXECUTORS))
+def executor(request: pytest.FixtureRequest) -> Under:
+    """Each executor of :data:`EXECUTORS` in turn (a test parametrised by it):
+    ``executor(build, *frames)`` runs the pipeline under it."""
+    under: Under = EXECUTORS[request.param]
+    return under
 
 
 @pytest.fixture(scope="session")

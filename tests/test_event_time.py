@@ -367,12 +367,11 @@ def with_null_times(df: pl.DataFrame) -> pl.DataFrame:
     return df.with_columns(ts=pl.when(pl.col("cpu").is_null()).then(None).otherwise(pl.col("ts")))
 
 
-@pytest.mark.parametrize("batch_size", [1, 9, strategies.WHOLE])
 @pytest.mark.parametrize("time_type", ["int", "datetime"])
-def test_null_event_times_go_to_dead_letters(batch_size: int, time_type: str) -> None:
+def test_null_event_times_go_to_dead_letters(run_everywhere: Any, time_type: str) -> None:
     df = with_null_times(
         vs.datasets.telemetry(
-            300 if batch_size == 1 else 3_000,
+            300,
             hosts=5,
             seed=29,
             null_fraction=0.1,
@@ -382,11 +381,17 @@ def test_null_event_times_go_to_dead_letters(batch_size: int, time_type: str) ->
     nulls = df.filter(pl.col("ts").is_null())
     assert nulls.height > 0
     unit = "ms" if time_type == "int" else None
-    stream = vs.from_polars(df, batch_size=batch_size).with_watermark("ts", "2s", time_unit=unit)
-    (main, dead), m = vs.collect_all([stream, stream.dead_letters()], return_metrics=True)
+
+    def build(s: vs.Stream) -> list[vs.Stream]:
+        stream = s.with_watermark("ts", "2s", time_unit=unit)
+        return [stream, stream.dead_letters()]
+
+    def counted(m: vs.Metrics) -> None:
+        assert m.dead_letters == nulls.height
+
+    main, dead = run_everywhere(build, df, metrics=counted, ordered=True)
     assert_frame_equal(main, df.filter(pl.col("ts").is_not_null()))
     assert dead.height == nulls.height
-    assert m.dead_letters == nulls.height
     assert dead.columns == ["record", "reason", "step"]
     assert all("'ts'" in r and "null" in r for r in dead["reason"])
     assert all(s.startswith("with_watermark('ts'") for s in dead["step"])

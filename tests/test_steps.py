@@ -1,5 +1,6 @@
 """Stateless steps (filter, with_columns, select, drop, rename, map_batches, head) against
-Polars eager on the same data, for batch sizes 1, random and 65,536.
+Polars eager on the same data, under every executor of tests/conftest.py (batch sizes 1,
+random and 65,536).
 
 Every case is one row of ``CASES``: how to build it on a Stream and the Polars query it
 must equal. Equality is exact and in order (DESIGN.md "Order": stateless steps keep the
@@ -13,6 +14,7 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import polars.selectors as cs
@@ -265,8 +267,13 @@ LARGE = vs.datasets.telemetry(5_000, hosts=40, seed=12, null_fraction=0.05, max_
 
 
 @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
-def test_step_one_row_per_batch(case: StepCase) -> None:
-    check_case(case, SMALL, 1)
+def test_step_under_every_executor(case: StepCase, run_everywhere: Any) -> None:
+    """One row per micro-batch, random cuts and one batch: the same rows in the same
+    order, the Polars query's."""
+    expected = case.reference(SMALL)
+    assert case.build(vs.from_polars(SMALL)).schema == expected.schema
+    out = run_everywhere(case.build, SMALL, ordered=True)
+    assert_frame_equal(out, expected)
 
 
 @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)

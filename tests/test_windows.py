@@ -153,10 +153,14 @@ def watermarked(df: pl.DataFrame, batch_size: int = strategies.WHOLE) -> vs.Stre
     return vs.from_polars(df, batch_size=batch_size).with_watermark("ts", BOUND, time_unit=unit)
 
 
-def run(stream: vs.Stream) -> pl.DataFrame:
-    out, m = stream.collect(return_metrics=True)
+def no_late_events(m: vs.Metrics) -> None:
     assert m.late_events == 0
     assert m.behind_watermark == 0
+
+
+def run(stream: vs.Stream) -> pl.DataFrame:
+    out, m = stream.collect(return_metrics=True)
+    no_late_events(m)
     return out
 
 
@@ -311,9 +315,14 @@ def test_tumbling_first_and_last_follow_arrival_order(
 
 
 @pytest.mark.parametrize("by", KEYS.values(), ids=KEYS.keys())
-def test_tumbling_keys(same_rows: SameRows, by: Any) -> None:
-    out = windowed(DATA, vs.tumbling("1s"), by=by, aggs=ORDERED, batch_size=97)
-    same_rows(out, ref.tumbling(DATA, 1_000, by=by, aggs=ORDERED), **FLOAT)
+def test_tumbling_keys(same_rows: SameRows, run_everywhere: Any, by: Any) -> None:
+    df = DATA.head(2 * ONE_ROW_CAP)  # under every executor: 2.4 s of events, 3+ windows
+
+    def build(s: vs.Stream) -> vs.Stream:
+        return s.with_watermark("ts", BOUND, time_unit="ms").window(vs.tumbling("1s"), by=by)
+
+    out = run_everywhere(lambda s: build(s).agg(*ORDERED), df, metrics=no_late_events)
+    same_rows(out, ref.tumbling(df, 1_000, by=by, aggs=ORDERED), **FLOAT)
 
 
 @pytest.mark.parametrize("aggs", AGGREGATES.values(), ids=AGGREGATES.keys())
@@ -369,10 +378,17 @@ def test_empty_input_gives_an_empty_frame_with_the_schema(kind: str, args: tuple
     assert out.schema == expected.schema
 
 
-def test_window_bounds_are_half_open() -> None:
+def test_window_bounds_are_half_open(run_everywhere: Any) -> None:
     df = pl.DataFrame({"ts": [0, 999, 1_000, 1_999, 2_000], "x": [1, 2, 3, 4, 5]})
-    stream = vs.from_polars(df).with_watermark("ts", 0, time_unit="ms")
-    out = run(stream.window(vs.tumbling("1s")).agg(pl.len(), pl.col("x").sum()))
+    out = run_everywhere(
+        lambda s: (
+            s.with_watermark("ts", 0, time_unit="ms")
+            .window(vs.tumbling("1s"))
+            .agg(pl.len(), pl.col("x").sum())
+        ),
+        df,
+        metrics=no_late_events,
+    )
     assert sorted(out.rows()) == [(0, 1_000, 2, 3), (1_000, 2_000, 2, 7), (2_000, 3_000, 1, 5)]
 
 
@@ -410,10 +426,15 @@ def test_hopping_matches_explicit_assignment(
     same_rows(out, expected, **FLOAT)
 
 
-def test_hopping_includes_windows_that_start_before_the_first_event() -> None:
+def test_hopping_includes_windows_that_start_before_the_first_event(run_everywhere: Any) -> None:
     df = pl.DataFrame({"ts": [0, 7], "x": [1, 2]})
-    stream = vs.from_polars(df).with_watermark("ts", 0)
-    out = run(stream.window(vs.hopping(5, 2)).agg(pl.len(), pl.col("x").sum()))
+    out = run_everywhere(
+        lambda s: (
+            s.with_watermark("ts", 0).window(vs.hopping(5, 2)).agg(pl.len(), pl.col("x").sum())
+        ),
+        df,
+        metrics=no_late_events,
+    )
     assert sorted(out.rows()) == [
         (-4, 1, 1, 1),
         (-2, 3, 1, 1),
@@ -455,10 +476,11 @@ def test_session_matches_the_reference(
     same_rows(out, ref.session(df, ms(gap), by=by, aggs=aggs), **FLOAT)
 
 
-def test_sessions_that_touch_merge() -> None:
+def test_sessions_that_touch_merge(run_everywhere: Any) -> None:
     """``next - prev == gap`` stays in the session (windows ``[t, t + gap)`` that touch
-    merge, as in Flink, Spark and Bytewax); ``gap + 1`` starts a new one."""
-    rows = [  # arrival order, out of order within the bound of 20
+    merge, as in Flink, Spark and Bytewax); ``gap + 1`` starts a new one. Under every
+    executor: sessions that touch across micro-batches merge too."""
+    rows = [  # arrival order, out of order by 25 at most (40, then 15): within the bound
         ("a", 10, 1.0),
         ("a", 0, 2.0),
         ("b", 5, 3.0),
@@ -468,15 +490,18 @@ def test_sessions_that_touch_merge() -> None:
         ("a", 29, 7.0),
     ]
     df = pl.DataFrame(rows, schema={"k": pl.String, "ts": pl.Int64, "v": pl.Float64}, orient="row")
-    stream = vs.from_polars(df, batch_size=2).with_watermark("ts", 20)
     aggs = [pl.len(), pl.col("v").first(), pl.col("v").sum().alias("v_sum")]
-    out = run(stream.window(vs.session(10), by="k").agg(*aggs))
+    out = run_everywhere(
+        lambda s: s.with_watermark("ts", 30).window(vs.session(10), by="k").agg(*aggs),
+        df,
+        metrics=no_late_events,
+    )
     assert out.columns == ["k", "window_start", "window_end", "len", "v", "v_sum"]
     assert sorted(out.rows()) == [
-        # 10 - 0 == gap, 19 - 10 < gap, and 29 (last batch) touches [0, 29)
+        # 10 - 0 == gap, 19 - 10 < gap, and 29 (last row) touches [0, 29)
         ("a", 0, 39, 4, 1.0, 14.0),
         ("a", 40, 50, 1, 5.0, 5.0),  # 40 - 29 > gap
-        ("b", 5, 25, 2, 3.0, 9.0),  # 15 - 5 == gap, in the next batch
+        ("b", 5, 25, 2, 3.0, 9.0),  # 15 - 5 == gap
     ]
     assert sorted(out.rows()) == sorted(ref.session(df, 10, by="k", aggs=aggs).rows())
 

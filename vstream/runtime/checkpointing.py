@@ -5,8 +5,10 @@ epoch ``e`` is the executor's :class:`~vstream.runtime.run_state.RunState`
 (:meth:`Executor.snapshot`) written as a manifest and Arrow files: per step id, its
 watermarks, fingerprint and state tables; per source step id and split name, the
 position of the last batch the operators consumed; per sink what it staged during epoch
-``e``. Once it is on disk the sinks commit (two-phase, see :class:`vstream.io.sinks.Sink`),
-then every source hears of it (:meth:`vstream.io.base.Source.on_checkpoint_complete`).
+``e``; the number of key groups keyed state is organised in (a checkpoint of another
+number is refused: state cannot be re-grouped yet). Once it is on disk the sinks commit
+(two-phase, see :class:`vstream.io.sinks.Sink`), then every source hears of it
+(:meth:`vstream.io.base.Source.on_checkpoint_complete`).
 
 Resuming reads the newest good checkpoint back into a RunState, judges the plan step by
 step (a stateful step must find its id and fingerprint; stateless steps may change or
@@ -36,7 +38,7 @@ from vstream.errors import (
     VStreamError,
 )
 from vstream.plan.fingerprint import StepIdentity, step_difference
-from vstream.runtime.run_state import RunState, StepState
+from vstream.runtime.run_state import RunState, StepState, check_key_groups
 from vstream.state.checkpoint import RUN_MANIFEST, CheckpointStore, LoadedCheckpoint
 
 if TYPE_CHECKING:
@@ -175,6 +177,9 @@ class Checkpointing:
         loaded = self.store.latest(self.notes)
         if loaded is None:
             return None
+        # before anything acts on it (sinks recover in restore())
+        where = f"the checkpoint in {str(self.config.dir)!r} (epoch {loaded.epoch})"
+        check_key_groups(loaded.manifest["key_groups"], self.ex.key_groups, where)
         problems = judge(loaded.manifest, self.ex.step_ids)
         if problems:
             m = loaded.manifest
@@ -330,6 +335,7 @@ def manifest_of(state: RunState) -> tuple[dict[str, Any], dict[str, pa.Table]]:
         "finished": False,
         "created": "",
         "polars": state.polars,
+        "key_groups": state.key_groups,
         "steps": steps,
         "sources": sources,
         "sinks": state.sinks,
@@ -342,7 +348,11 @@ def run_state_of(loaded: LoadedCheckpoint) -> RunState:
     """The RunState a checkpoint holds (its manifest passed :data:`RUN_MANIFEST`)."""
     m = loaded.manifest
     state = RunState(
-        sinks=list(m["sinks"]), epoch=loaded.epoch, events_in=m["events_in"], polars=m["polars"]
+        sinks=list(m["sinks"]),
+        epoch=loaded.epoch,
+        events_in=m["events_in"],
+        polars=m["polars"],
+        key_groups=m["key_groups"],
     )
     for info in m["steps"]:
         sid = info["id"]

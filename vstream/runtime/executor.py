@@ -15,9 +15,10 @@ from dataclasses import dataclass
 import polars as pl
 import pyarrow as pa
 
-from vstream.errors import CheckpointError
+from vstream.errors import CheckpointError, PipelineError
 from vstream.io.base import Data, Reader, SplitEnd, SplitPosition
 from vstream.io.sinks import Sink
+from vstream.kernels.keyhash import DEFAULT_KEY_GROUPS
 from vstream.ops.base import MAX_WM, MIN_WM, Chunk, Operator
 from vstream.plan.ids import StepIdentity, step_identities
 from vstream.plan.nodes import Node
@@ -25,7 +26,7 @@ from vstream.runtime.checkpointing import CheckpointConfig, Checkpointing
 from vstream.runtime.lower import lower
 from vstream.runtime.metrics import Metrics, StepMetrics
 from vstream.runtime.progress import Progress
-from vstream.runtime.run_state import RunState, StepState
+from vstream.runtime.run_state import RunState, StepState, check_key_groups
 
 __all__ = ["Executor", "Target"]
 
@@ -56,7 +57,18 @@ class Executor:
         targets: list[Target],
         checkpoint: CheckpointConfig | None = None,
         progress: Progress | None = None,
+        *,
+        key_groups: int = DEFAULT_KEY_GROUPS,
     ) -> None:
+        if isinstance(key_groups, bool) or not isinstance(key_groups, int):
+            msg = f"Executor: key_groups must be an int, got {type(key_groups).__name__}"
+            raise PipelineError(msg)
+        if not 1 <= key_groups <= 2**31 - 1:
+            msg = f"Executor: key_groups must be in [1, 2**31 - 1], got {key_groups}"
+            raise PipelineError(msg)
+        #: the number G of key groups keyed state is organised in (the unit of
+        #: rescaling); recorded in every RunState, and a state of another G is refused
+        self.key_groups = key_groups
         self.targets = targets
         #: a bar updated on the metrics tick (bounded foreground runs), closed by run()
         self.progress = progress
@@ -234,7 +246,9 @@ class Executor:
     def snapshot(self) -> RunState:
         """The run as it stands between two micro-batches, as plain data (sinks' staged
         files are the checkpoint's to add: staging is an action of the sinks)."""
-        state = RunState(events_in=self.metrics.events_in, polars=pl.__version__)
+        state = RunState(
+            events_in=self.metrics.events_in, polars=pl.__version__, key_groups=self.key_groups
+        )
         for i, (ident, op) in enumerate(zip(self.step_ids, self.ops, strict=True)):
             state.steps[ident.id] = StepState(
                 label=ident.label,
@@ -268,7 +282,9 @@ class Executor:
         that judges a changed plan says why before); a stateless step it lacks (added
         since) starts from its inputs' watermarks. A split it lacks (a file added to the
         source's directory) is read from its start; one it has that is gone is noted.
+        A state of another number of key groups than the run's is refused.
         """
+        check_key_groups(state.key_groups, self.key_groups, where)
         notes: list[str] = []
         for i, (ident, op) in enumerate(zip(self.step_ids, self.ops, strict=True)):
             saved = state.steps.get(ident.id)

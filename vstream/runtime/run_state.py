@@ -17,6 +17,8 @@ Examples
 ...     positions={"source-1": {"a.parquet": 200}},
 ...     ended={"source-1": ["a.parquet"]},
 ... )
+>>> st.key_groups
+128
 >>> st.steps["head-1"].tables["count"].num_rows, st.positions["source-1"]["a.parquet"]
 (1, 200)
 """
@@ -28,7 +30,10 @@ from typing import Any
 
 import pyarrow as pa
 
-__all__ = ["RunState", "StepState"]
+from vstream.errors import CheckpointError
+from vstream.kernels.keyhash import DEFAULT_KEY_GROUPS
+
+__all__ = ["RunState", "StepState", "check_key_groups"]
 
 
 @dataclass
@@ -77,3 +82,27 @@ class RunState:
     events_in: int = 0
     #: the Polars version that ran (informational: expression display text may change)
     polars: str = ""
+    #: the number G of key groups keyed state is organised in (the unit of rescaling,
+    #: :mod:`vstream.kernels.keyhash`): fixed for the life of a checkpointed run
+    key_groups: int = DEFAULT_KEY_GROUPS
+
+
+def check_key_groups(saved: int, now: int, where: str) -> None:
+    """Refuse a state of ``saved`` key groups for a run of ``now``: state cannot be
+    re-grouped (yet), and a key's group decides where its state lives.
+
+    Examples
+    --------
+    >>> check_key_groups(128, 128, "the run state")
+    >>> check_key_groups(64, 128, "the run state")
+    Traceback (most recent call last):
+    ...
+    vstream.errors.CheckpointError: the run state holds keyed state in 64 key groups, ...
+    """
+    if saved != now:
+        msg = (
+            f"{where} holds keyed state in {saved} key groups, this run uses {now}; "
+            f"state cannot be re-grouped yet: run it with {saved} key groups, or start "
+            "with a new checkpoint_dir (and a new output directory)"
+        )
+        raise CheckpointError(msg)

@@ -4,7 +4,8 @@ Layout of a checkpoint directory (``checkpoint_dir`` of a sink or a background r
 
     ckpt/
       chk-00000007/               one complete checkpoint (epoch 7)
-        manifest.json             format, version, checksum, steps, positions, sinks
+        manifest.json             format, version, checksum, key groups, steps,
+                                  positions, sinks
         op-window-3f0c9a1b2d4e.state.arrow      table "state" of that step (Arrow IPC)
         op-window-3f0c9a1b2d4e.keys.keys.arrow  table "keys.keys" of the same step
         ...
@@ -74,7 +75,8 @@ FORMAT = "vstream-checkpoint"
 #: staged part files are plain names in its own directory.
 #: 4: steps are keyed by stable step ids with per-step fingerprints (no whole-plan
 #: fingerprint), source splits by name (:class:`vstream.runtime.run_state.RunState`),
-#: the Polars version is recorded; watermark splits carry their names.
+#: the Polars version is recorded; watermark splits carry their names; the manifest
+#: records the number of key groups (``key_groups``) keyed state is organised in.
 VERSION = 4
 MANIFEST = "manifest.json"
 _DIR = re.compile(r"^chk-(\d{8,})$")
@@ -313,6 +315,9 @@ RUN_MANIFEST = ManifestSchema(
         "created": _Str(),
         # informational: the Polars version that wrote it (expression display text)
         "polars": _Str(),
+        # the number G of key groups keyed state is in (vstream.kernels.keyhash): the
+        # unit of rescaling, fixed for the life of a checkpointed run
+        "key_groups": _Int(1),
         "steps": _List(
             _Obj(
                 {

@@ -30,6 +30,7 @@ import pyarrow as pa
 
 from vstream.errors import VStreamError
 from vstream.kernels.join import sort_by_key_time
+from vstream.kernels.keyhash import DEFAULT_KEY_GROUPS, group_range
 from vstream.state.key_index import KeyIndex
 from vstream.state.slots import StateTable, grown
 
@@ -529,6 +530,31 @@ class JoinState:
             }
             out.append(self.replaced(keys, rows))
         return out
+
+    def split_by_groups(self, n_parts: int, n_groups: int = DEFAULT_KEY_GROUPS) -> list[Self]:
+        """The state cut into ``n_parts`` as partitions own it: part ``p`` holds the rows
+        of the keys in the key groups :func:`~vstream.kernels.keyhash.group_range` gives
+        partition ``p`` of ``n_parts``, each key's group from the stable hash of its
+        values (:meth:`KeyIndex.key_groups`). Without keys, every row is in part 0.
+
+        Examples
+        --------
+        >>> import polars as pl
+        >>> state = LookupJoinState(
+        ...     KeyIndex(pl.Schema({"k": pl.Int64})), pl.Schema({"v": pl.Int64})
+        ... )
+        >>> ids = state.keys.ids(pl.DataFrame({"k": range(100)}))
+        >>> _ = state.table.put(ids, pl.DataFrame({"v": range(100)}), state.n_keys)
+        >>> parts = state.split_by_groups(2)
+        >>> [p.table.rows() for p in parts], JoinState.merge(parts).table.rows()
+        ([47, 53], 100)
+        """
+        if self.keys is not None:
+            groups = self.keys.key_groups(n_groups)
+        else:
+            groups = np.zeros(self.n_keys, np.int32)
+        ranges = [group_range(p, n_parts, n_groups) for p in range(n_parts)]
+        return self.split(groups, ranges)
 
     @staticmethod
     def merge(parts: Sequence[JoinState]) -> JoinState:

@@ -23,6 +23,7 @@ import polars as pl
 import pyarrow as pa
 
 from vstream.errors import VStreamError
+from vstream.kernels.keyhash import DEFAULT_KEY_GROUPS, group_range
 from vstream.kernels.window import session_order
 from vstream.state.key_index import KeyIndex
 from vstream.state.slots import SlotStore, StateTable, grown
@@ -186,6 +187,29 @@ class _WindowState:
             part.restore(self._part_tables(tables, keep, remap))
             parts.append(part)
         return parts
+
+    def split_by_groups(self: _S, n_parts: int, n_groups: int = DEFAULT_KEY_GROUPS) -> list[_S]:
+        """The state cut into ``n_parts`` as partitions own it: part ``p`` holds the keys
+        of the key groups :func:`~vstream.kernels.keyhash.group_range` gives partition
+        ``p`` of ``n_parts``, each key's group from the stable hash of its values
+        (:meth:`KeyIndex.key_groups`). Without keys, the one key is in group 0.
+
+        Examples
+        --------
+        >>> import numpy as np, polars as pl
+        >>> fields = WindowFields((), ("n.len.rows",), np.zeros(0), np.zeros(1, np.int64))
+        >>> config = WindowStateConfig(
+        ...     "window 'w'", pl.Schema({"k": pl.Int64}), fields, (0, 10**6), pane=10
+        ... )
+        >>> state = PaneState(config)
+        >>> _ = state.keys.ids(pl.DataFrame({"k": range(100)}))
+        >>> parts = state.split_by_groups(3)
+        >>> [len(p.keys) for p in parts], len(PaneState.merge(parts).keys)
+        ([26, 39, 35], 100)
+        """
+        groups = self.keys.key_groups(n_groups) if self.keys is not None else np.zeros(1, np.int32)
+        ranges = [group_range(p, n_parts, n_groups) for p in range(n_parts)]
+        return self.split(groups, ranges)
 
     def _part_tables(
         self, tables: dict[str, pa.Table], keep: np.ndarray, remap: np.ndarray
