@@ -87,6 +87,8 @@ def _suite_run(tree: Path, args: list[str], scale: str) -> dict[str, float]:
                 "-p",
                 "no:cacheprovider",
                 f"--benchmark-json={report}",
+                "--benchmark-max-time=0.2",  # pytest-benchmark's rounds: a few suffice here
+                "--benchmark-min-rounds=3",
             ],
             cwd=tree,
             env=_env(tree, scale),
