@@ -9,7 +9,7 @@ import queue
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +34,7 @@ __all__ = [
     "row_position",
     "sample_live",
     "split_root",
+    "unique_split_names",
     "DEAD_LETTER_SCHEMA",
 ]
 
@@ -242,14 +243,16 @@ class Source(ABC):
       added to a source directory is a new split, not a shifted one.
     - **Positions are JSON values** (an int, a list of ints: the source's own format),
       carried by every :class:`Data` event: where its split stands right after it.
-    - **open(resume, columns)** starts a run and returns one :class:`Reader` over the
-      splits. ``resume`` maps a split's index to the :class:`SplitPosition` a checkpoint
-      held for it (see :meth:`resume_points`); ``columns`` are the columns the run
-      reads (None: all): a source may read only those (Parquet does) and check only
-      those (UTF-8), and must still hand out batches of its schema's other columns or
-      of these alone, cut at the same rows at the same positions. A replayable source
-      object may be opened again for another run; each ``open`` takes its own
-      ``columns``, so two runs of one source do not see each other's.
+    - **open(resume, columns, splits)** starts a run and returns one :class:`Reader`
+      over the splits (``splits``: only those split indexes). ``resume`` maps a split's
+      index to the :class:`SplitPosition` a checkpoint held for it (see
+      :meth:`resume_points`); ``columns`` are the columns the run reads (None: all): a
+      source may read only those (Parquet does) and check only those (UTF-8), and must
+      still hand out batches of its schema's other columns or of these alone, cut at the
+      same rows at the same positions. A replayable source object may be opened again
+      for another run; each ``open`` takes its own ``columns``, so two runs of one
+      source do not see each other's. :meth:`open_split` opens one split by name, from
+      a position: what a partition that owns some of a source's splits calls.
     - **Hooks.** :meth:`on_checkpoint_complete` is called once a checkpoint is durable
       (a broker source commits its offsets there); :meth:`discover_splits` is the room
       for splits that appear while running (not called by the runtime yet).
@@ -271,9 +274,9 @@ class Source(ABC):
     ...     def schema(self):
     ...         return pa.schema([("letter", pa.string())])
     ...
-    ...     def open(self, resume=None, *, columns=None):
+    ...     def open(self, resume=None, *, columns=None, splits=None):
     ...         def events():
-    ...             for i, after in self.resume_points(resume).items():
+    ...             for i, after in self.resume_points(resume, splits).items():
     ...                 letters = self.data[self.splits()[i]]
     ...                 for k in range(after or 0, len(letters)):
     ...                     batch = pa.record_batch({"letter": [letters[k]]})
@@ -290,6 +293,9 @@ class Source(ABC):
     1 d
     1 e
     1 end
+    >>> reader = src.open_split("cde", SplitPosition(2))  # one split, after its 2nd letter
+    >>> [e for e in iter(lambda: reader.poll(1.0), None)]
+    [Data(split=1, batch=..., position=3, dead=None), SplitEnd(split=1)]
     >>> src.discover_splits(), src.on_checkpoint_complete(1, {"ab": 2, "cde": 3})
     ([], None)
     """
@@ -359,6 +365,7 @@ class Source(ABC):
         resume: Mapping[int, SplitPosition] | None = None,
         *,
         columns: frozenset[str] | None = None,
+        splits: Collection[int] | None = None,
     ) -> Reader:
         """Start reading; with ``resume`` (split index to :class:`SplitPosition`), go on
         where a checkpoint stood.
@@ -367,6 +374,13 @@ class Source(ABC):
         right after it, and the others at their beginning. A source that is not
         ``replayable`` refuses any ``resume`` with a :class:`~vstream.errors.SourceError`.
 
+        ``splits`` (split indexes; None: all) are the only splits read, in split order:
+        their events carry the split indexes, positions, batches, dead letters and split
+        ends a read of all splits gives for them, so the readers of disjoint sets of
+        splits (one per partition) together give the events of one read. ``resume`` keys
+        must be among them. :meth:`resume_points` checks both and gives the splits to
+        read, so a source need not handle ``splits`` otherwise.
+
         ``columns`` are the columns this run reads (None: all), as the runtime's
         projection pushdown found them: the others never reach Polars, so a source may
         leave them out of its batches and of its checks (a Parquet source reads only
@@ -374,6 +388,49 @@ class Source(ABC):
         these: Nexmark Q1 reads no string column, and checking two cost it ~150 ms of
         270). Batches, rows, positions and split ends are those of a read of all columns.
         """
+
+    def open_split(
+        self,
+        name: str,
+        position: SplitPosition | None = None,
+        *,
+        columns: frozenset[str] | None = None,
+    ) -> Reader:
+        """A reader of the split named ``name`` alone (a name of :meth:`split_names`; a
+        name listed twice is ``name#2`` the second time, as a checkpoint names it), from
+        ``position`` (None: its beginning): the events a read of all splits gives for
+        this one after that point, split index included. ``columns`` as in :meth:`open`.
+
+        Examples
+        --------
+        >>> import pyarrow as pa
+        >>> from vstream.io.base import SplitPosition
+        >>> from vstream.io.memory import ArrowSource
+        >>> src = ArrowSource(pa.table({"a": [1, 2, 3]}), batch_size=2, bounded=None)
+        >>> reader = src.open_split("arrow", SplitPosition(2))
+        >>> event = reader.poll(1.0)
+        >>> event.split, event.batch["a"].to_pylist(), event.position
+        (0, [3], 3)
+        >>> src.open_split("nope")
+        Traceback (most recent call last):
+        ...
+        vstream.errors.SourceError: ...: no split named 'nope' to open; its split is 'arrow'
+        """
+        names = unique_split_names(self.split_names())
+        try:
+            index = names.index(name)
+        except ValueError:
+            shown = ", ".join(repr(n) for n in names[:5])
+            more = f" and {len(names) - 5} more" if len(names) > 5 else ""
+            its = (
+                f"its split{'s are' if len(names) != 1 else ' is'} {shown}{more}"
+                if names
+                else "it has no split"
+            )
+            msg = f"{self.label}: no split named {name!r} to open; {its}"
+            raise SourceError(msg) from None
+        resume = None if position is None else {index: position}
+        return self.open(resume, columns=columns, splits=(index,))
 
     def on_checkpoint_complete(self, epoch: int, positions: Mapping[str, object]) -> None:  # noqa: B027 - optional hook
         """Called once the checkpoint of ``epoch`` is durable (its manifest on disk, the
@@ -400,13 +457,18 @@ class Source(ABC):
         return []
 
     def resume_points(
-        self, resume: Mapping[int, SplitPosition] | None
+        self,
+        resume: Mapping[int, SplitPosition] | None,
+        splits: Collection[int] | None = None,
     ) -> dict[int, object | None]:
         """Per split still to read, in split order, the position to start after (None:
-        its beginning); splits that had ended are left out."""
+        its beginning); splits that had ended are left out, and with ``splits`` (split
+        indexes) those not among them. Refuses (:class:`~vstream.errors.SourceError`)
+        an index out of range and a ``resume`` key not among ``splits``."""
         n = len(self.splits())
+        chosen = range(n) if splits is None else self._chosen_splits(splits, n)
         if resume is None:
-            return dict.fromkeys(range(n))
+            return dict.fromkeys(chosen)
         if not self.replayable:
             msg = (
                 f"{self.label} cannot be replayed from a checkpointed position: it reads "
@@ -417,14 +479,43 @@ class Source(ABC):
         if bad:
             msg = f"{self.label}: cannot resume splits {bad}; it has {n} split(s)"
             raise SourceError(msg)
+        if splits is not None:
+            outside = sorted(k for k in resume if k not in chosen)
+            if outside:
+                msg = (
+                    f"{self.label}: cannot resume split(s) {outside}: this reader opens "
+                    f"only split(s) {list(chosen)}; pass their positions to the reader "
+                    "that opens them, or add them to splits="
+                )
+                raise SourceError(msg)
         out: dict[int, object | None] = {}
-        for i in range(n):
+        for i in chosen:
             sp = resume.get(i)
             if sp is None:
                 out[i] = None
             elif not sp.ended:
                 out[i] = sp.position
         return out
+
+    def _chosen_splits(self, splits: Collection[int], n: int) -> list[int]:
+        """``splits`` checked against the source's ``n`` splits, in split order."""
+        if isinstance(splits, str | bytes) or not isinstance(splits, Collection):
+            msg = (
+                f"{self.label}: splits= takes a collection of split indexes, got "
+                f"{type(splits).__name__}; open a split by name with open_split()"
+            )
+            raise SourceError(msg)
+        bad = [
+            k for k in splits if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k < n
+        ]
+        if bad:
+            has = f"indexes 0 to {n - 1}" if n > 1 else "index 0" if n else "none"
+            msg = (
+                f"{self.label}: cannot open split(s) {', '.join(repr(k) for k in bad)}: "
+                f"it has {n} split(s), {has} (their names: split_names())"
+            )
+            raise SourceError(msg)
+        return sorted(set(splits))
 
     def total_rows(self) -> int | None:
         """The number of rows, where known without reading (for progress reporting)."""
@@ -436,6 +527,24 @@ class Source(ABC):
         one), or None when the source knows none. Event-time assignment holds a split's
         watermark there until the split starts."""
         return None
+
+
+def unique_split_names(names: list[str]) -> list[str]:
+    """Split names made unique, as a checkpoint records them: a name listed again (a
+    file given twice) is ``name#2``, ``name#3``...
+
+    Examples
+    --------
+    >>> unique_split_names(["a.parquet", "b.parquet", "a.parquet"])
+    ['a.parquet', 'b.parquet', 'a.parquet#2']
+    """
+    seen: dict[str, int] = {}
+    out = []
+    for name in names:
+        k = seen.get(name, 0) + 1
+        seen[name] = k
+        out.append(name if k == 1 else f"{name}#{k}")
+    return out
 
 
 def split_root(

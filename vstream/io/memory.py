@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from numbers import Real
 from typing import TYPE_CHECKING, TypeAlias
 
@@ -108,8 +108,9 @@ class PolarsSource(Source):
         resume: Mapping[int, SplitPosition] | None = None,
         *,
         columns: frozenset[str] | None = None,
+        splits: Collection[int] | None = None,
     ) -> Reader:
-        points = self.resume_points(resume)
+        points = self.resume_points(resume, splits)
         if not points:
             return SyncReader(iter(()))
         after = 0 if points[0] is None else row_position(points[0], self.label)
@@ -296,8 +297,9 @@ class ArrowSource(Source):
         resume: Mapping[int, SplitPosition] | None = None,
         *,
         columns: frozenset[str] | None = None,
+        splits: Collection[int] | None = None,
     ) -> Reader:
-        points = self.resume_points(resume)
+        points = self.resume_points(resume, splits)
         if not points:
             return SyncReader(iter(()))
         after = 0 if points[0] is None else row_position(points[0], self.label)

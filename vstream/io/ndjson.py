@@ -6,7 +6,7 @@ import io
 import itertools
 import os
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Sized
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence, Sized
 from typing import IO, Any, cast
 
 import numpy as np
@@ -524,8 +524,9 @@ class NdjsonSource(Source):
         resume: Mapping[int, SplitPosition] | None = None,
         *,
         columns: frozenset[str] | None = None,
+        splits: Collection[int] | None = None,
     ) -> Reader:
-        points = self.resume_points(resume)
+        points = self.resume_points(resume, splits)
         if not points:
             return SyncReader(iter(()))
         block = max(1 << 16, min(_BLOCK, self._batch_size * 128))

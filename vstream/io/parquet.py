@@ -6,7 +6,7 @@ import bisect
 import glob
 import itertools
 import os
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -217,11 +217,12 @@ class ParquetSource(Source):
         resume: Mapping[int, SplitPosition] | None = None,
         *,
         columns: frozenset[str] | None = None,
+        splits: Collection[int] | None = None,
     ) -> Reader:
         files, bs = self._files, self._batch_size
         starts = {
             i: 0 if p is None else row_position(p, self.label)
-            for i, p in self.resume_points(resume).items()
+            for i, p in self.resume_points(resume, splits).items()
         }
 
         strings = self._strings and reads_strings(self.schema(), columns)

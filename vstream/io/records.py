@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Sized
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence, Sized
 from typing import Any
 
 import numpy as np
@@ -327,8 +327,9 @@ class RecordsSource(Source):
         resume: Mapping[int, SplitPosition] | None = None,
         *,
         columns: frozenset[str] | None = None,
+        splits: Collection[int] | None = None,
     ) -> Reader:
-        points = self.resume_points(resume)
+        points = self.resume_points(resume, splits)
         if not points:
             return SyncReader(iter(()))
         skip = 0 if points[0] is None else row_position(points[0], self.label)
