@@ -5,7 +5,7 @@ checkpoint, and ``discover_splits`` is there for sources whose splits appear lat
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -64,9 +64,10 @@ class OpenSpy(ArrowSource):
         resume: Mapping[int, SplitPosition] | None = None,
         *,
         columns: frozenset[str] | None = None,
+        splits: Collection[int] | None = None,
     ) -> Reader:
         self.opened.append(columns)
-        return super().open(resume, columns=columns)
+        return super().open(resume, columns=columns, splits=splits)
 
 
 def test_the_runtime_opens_a_source_with_the_columns_the_run_reads() -> None:

@@ -16,7 +16,7 @@ import polars as pl
 import pyarrow as pa
 
 from vstream.errors import CheckpointError, PipelineError
-from vstream.io.base import Data, Reader, SplitEnd, SplitPosition
+from vstream.io.base import Data, Reader, SplitEnd, SplitPosition, unique_split_names
 from vstream.io.sinks import Sink
 from vstream.kernels.keyhash import DEFAULT_KEY_GROUPS
 from vstream.ops.base import MAX_WM, MIN_WM, Chunk, Operator
@@ -145,7 +145,7 @@ class Executor:
         self.split_names: dict[int, list[str]] = {}
         next_id = 0
         for s in self.sources:
-            names = _unique(graph.source_of[s].split_names())
+            names = unique_split_names(graph.source_of[s].split_names())
             k = len(names)
             self.split_ids[s] = list(range(next_id, next_id + k))
             self.split_names[s] = names
@@ -657,17 +657,6 @@ class Executor:
         m.steps = self._steps_view
         if self.progress is not None:
             self.progress.update(m.events_in, m.elapsed_s)
-
-
-def _unique(names: list[str]) -> list[str]:
-    """Split names made unique (a file listed twice: ``name#2``)."""
-    seen: dict[str, int] = {}
-    out = []
-    for name in names:
-        k = seen.get(name, 0) + 1
-        seen[name] = k
-        out.append(name if k == 1 else f"{name}#{k}")
-    return out
 
 
 def _names(names: list[str], limit: int = 5) -> str:
