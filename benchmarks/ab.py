@@ -110,6 +110,13 @@ def main() -> None:
     args = parser.parse_args()
     chosen = args.only or ["window_runs", *SUITES]
     trees = {"old": args.old.resolve(), "new": args.new.resolve()}
+    for side, tree in trees.items():
+        # a checkout whose harness ignores VSTREAM_BENCH_SCALE would run its suites at full
+        # size against the other's fraction: give it _bench.py's two lines for it
+        harness = (tree / "benchmarks" / "_bench.py").read_text()
+        if any(s in SUITES for s in chosen) and "VSTREAM_BENCH_SCALE" not in harness:
+            msg = f"{side} checkout {tree}: benchmarks/_bench.py does not read VSTREAM_BENCH_SCALE"
+            raise SystemExit(msg)
     times: dict[str, dict[str, list[float]]] = {"old": {}, "new": {}}
 
     def one(side: str) -> dict[str, float]:
