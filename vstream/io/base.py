@@ -10,7 +10,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -23,9 +23,12 @@ if TYPE_CHECKING:
 __all__ = [
     "Data",
     "Reader",
+    "ReaderStatus",
     "Source",
     "SourceEvent",
+    "SplitAdded",
     "SplitEnd",
+    "SplitStatus",
     "SplitPosition",
     "SyncReader",
     "ThreadedReader",
@@ -77,7 +80,53 @@ class SplitEnd:
     split: int
 
 
-SourceEvent = Data | SplitEnd
+@dataclass(frozen=True, slots=True)
+class SplitAdded:
+    """A split that appeared while the source runs (a file written into a watched
+    directory, a partition added to a Kafka topic), named ``name``.
+
+    ``split`` is its index: the next free one, i.e. the number of splits the reader was
+    opened with plus the number of ``SplitAdded`` events before this one. The reader
+    hands it out before any :class:`Data` of that split; a checkpoint then keeps the
+    split's position by ``name``, and on restart :meth:`Source.split_names` lists it
+    among the splits present from the start.
+    """
+
+    split: int
+    name: str
+
+
+SourceEvent = Data | SplitEnd | SplitAdded
+
+
+@dataclass(frozen=True, slots=True)
+class SplitStatus:
+    """What a reader knows of one split beyond its events.
+
+    ``connected``: its broker or file system answers. ``caught_up``: nothing is known to
+    be waiting (a Kafka partition at its high watermark, no unread file). A split that is
+    lagging or disconnected is never idle: it holds the source's watermark however long
+    it has had no data (DESIGN.md, "Watermark"). ``lag``: how far behind its end it is
+    (Kafka: the high watermark minus the position), None when unknown.
+    """
+
+    connected: bool = True
+    caught_up: bool = True
+    lag: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReaderStatus:
+    """What a running reader reports on the metrics tick (:meth:`Reader.status`).
+
+    ``connected``: the reader reaches its broker; ``errors``: transient errors it has
+    seen and retried since it opened (broker outages, timeouts); ``splits``: per split
+    index, its :class:`SplitStatus` (a split missing here is connected and caught up).
+    """
+
+    connected: bool = True
+    errors: int = 0
+    splits: Mapping[int, SplitStatus] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +171,13 @@ class Reader(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release threads and files; pending events are dropped."""
+
+    def status(self) -> ReaderStatus | None:
+        """Connection, transient errors and per-split lag, or None: nothing to report
+        (every split connected and caught up once its events are handed out). Called in
+        the run's thread on the metrics tick; must be cheap and must not block.
+        """
+        return None
 
 
 class SyncReader(Reader):
