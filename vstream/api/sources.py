@@ -12,11 +12,11 @@ import pyarrow as pa
 from vstream._duration import Duration, wall_seconds
 from vstream.api.base import named, set_name
 from vstream.api.stream import Stream
+from vstream.io._kafka_decode import KafkaFormat
 from vstream.io._schema import SchemaLike
 from vstream.io.base import Source
-from vstream.io.kafka import KafkaSource, OnDataLoss, Offsets
+from vstream.io.kafka import KafkaSource, Offsets, OnDataLoss
 from vstream.io.memory import ArrowSource, PolarsSource
-from vstream.io._kafka_decode import KafkaFormat
 from vstream.io.ndjson import NdjsonSource
 from vstream.io.parquet import ParquetSource
 from vstream.io.records import RecordsSource, max_delay_seconds
@@ -286,7 +286,7 @@ def from_kafka(
     *,
     bootstrap_servers: str,
     group_id: str | None = None,
-    format: KafkaFormat = "json",  # noqa: A002 - the issue's name for it
+    format: KafkaFormat = "json",
     schema: SchemaLike | None = None,
     start: Offsets = "earliest",
     stop: Offsets | None = None,

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import polars as pl
@@ -332,8 +332,9 @@ class Decoder:
             elif name == "key":
                 out.append(pa.array(list(_calls(picked, "key")), t))
             elif name == "timestamp":
-                stamps = [ts for _, ts in _calls(picked, "timestamp")]
-                out.append(pa.array(np.array(stamps, np.int64), pa.int64()).cast(t))
+                pairs = np.array(list(_calls(picked, "timestamp")), np.int64).reshape(-1, 2)
+                # kind 0: the message has no timestamp
+                out.append(pa.array(pairs[:, 1], mask=pairs[:, 0] == 0).cast(t))
             else:
                 out.append(pa.array([_headers(h) for h in _calls(picked, "headers")], t))
         return out
@@ -356,19 +357,19 @@ class Decoder:
         return dead_letter_batch(records, reasons, _STEP)
 
 
-def _calls(msgs: Sequence[object], method: str) -> map[object]:
+def _calls(msgs: Sequence[object], method: str) -> Iterator[Any]:
     """``m.method()`` of every message, through the unbound method (no per-row bytecode)."""
     if not msgs:
-        return map(lambda m: m, ())
-    fn: Callable[[object], object] = getattr(type(msgs[0]), method)
+        return iter(())
+    fn: Callable[[object], Any] = getattr(type(msgs[0]), method)
     return map(fn, msgs)
 
 
-def _headers(h: object) -> list[dict[str, object]] | None:
+def _headers(h: Any) -> list[dict[str, Any]]:
     if h is None:
         return []
     out = []
-    for k, v in h:  # type: ignore[attr-defined]
+    for k, v in h:
         key = k.decode("utf-8", "replace") if isinstance(k, bytes) else str(k)
         out.append(
             {"key": key, "value": v if v is None or isinstance(v, bytes) else str(v).encode()}

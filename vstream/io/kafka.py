@@ -13,6 +13,7 @@ confluent-kafka is imported when a source is built, so ``import vstream`` works 
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import re
 import threading
 import time
@@ -63,6 +64,11 @@ def _kafka() -> Any:
     return confluent_kafka
 
 
+def _code(name: str) -> int:
+    """A librdkafka error code by its name (the internal ones start with ``_``)."""
+    return int(getattr(_kafka().KafkaError, name))
+
+
 def _millis(t: int | dt.datetime, what: str) -> int:
     if isinstance(t, dt.datetime):
         if t.tzinfo is None:
@@ -90,7 +96,7 @@ class KafkaSource(Source):
         *,
         bootstrap_servers: str,
         group_id: str | None = None,
-        format: KafkaFormat = "json",  # noqa: A002 - the issue's name for it
+        format: KafkaFormat = "json",
         schema: SchemaLike | None = None,
         start: Offsets = "earliest",
         stop: Offsets | None = None,
@@ -154,7 +160,7 @@ class KafkaSource(Source):
         ck = _kafka()
         probe = ck.Consumer(self._conf)
         try:
-            self._parts = self._list_partitions(probe, initial=True)
+            self.parts = self.list_partitions(probe, initial=True)
             payload = self._payload_schema(schema, probe)
         finally:
             probe.close()
@@ -167,8 +173,8 @@ class KafkaSource(Source):
             raise SchemaError(msg)
         self.decoder = Decoder(format, payload, extra, max_message_bytes)
         shown = self._topics[0] if len(self._topics) == 1 else self._topics
-        self.label = f"from_kafka({shown!r}, {len(self._parts)} partition(s))"
-        self._discovered: list[str] = []
+        self.label = f"from_kafka({shown!r}, {len(self.parts)} partition(s))"
+        self.discovered: list[str] = []
         self._told = 0
         self._readers: weakref.WeakSet[KafkaReader] = weakref.WeakSet()
 
@@ -210,7 +216,11 @@ class KafkaSource(Source):
         if isinstance(value, str):
             allowed = ("earliest", "latest") if what == "start" else ("latest",)
             if value not in allowed:
-                msg = f"{_STEP}: {what}={value!r}; give {' or '.join(map(repr, allowed))}, a mapping {{partition: offset}} or a timestamp"
+                named = " or ".join(map(repr, allowed))
+                msg = (
+                    f"{_STEP}: {what}={value!r}; give {named}, a mapping "
+                    "{partition: offset} or a timestamp"
+                )
                 raise PipelineError(msg)
             return value
         if isinstance(value, Mapping):
@@ -239,7 +249,7 @@ class KafkaSource(Source):
             return not topic.startswith("__") and self._pattern.search(topic) is not None
         return topic in self._topics
 
-    def _list_partitions(self, consumer: Consumer, *, initial: bool) -> list[tuple[str, int]]:
+    def list_partitions(self, consumer: Consumer, *, initial: bool) -> list[tuple[str, int]]:
         """(topic, partition) of every partition the source reads, sorted."""
         ck = _kafka()
         try:
@@ -288,7 +298,7 @@ class KafkaSource(Source):
 
     def _first_arrow_schema(self, probe: Consumer) -> pa.Schema:
         ck = _kafka()
-        probe.assign([ck.TopicPartition(t, p, ck.OFFSET_BEGINNING) for t, p in self._parts])
+        probe.assign([ck.TopicPartition(t, p, ck.OFFSET_BEGINNING) for t, p in self.parts])
         deadline = time.monotonic() + _META_TIMEOUT
         while time.monotonic() < deadline:
             for m in probe.consume(num_messages=16, timeout=0.5):
@@ -306,14 +316,14 @@ class KafkaSource(Source):
 
     # ------------------------------------------------------------------ Source
     def splits(self) -> list[str]:
-        return [f"{t}/{p}" for t, p in self._parts]
+        return [f"{t}/{p}" for t, p in self.parts]
 
     def schema(self) -> pa.Schema:
         return self.decoder.schema
 
     def discover_splits(self) -> list[str]:
-        new = self._discovered[self._told :]
-        self._told = len(self._discovered)
+        new = self.discovered[self._told :]
+        self._told = len(self.discovered)
         return new
 
     def open(
@@ -357,7 +367,7 @@ class KafkaSource(Source):
         stops: dict[int, int] = {}
         marks: dict[int, tuple[int, int]] = {}
         for i in points:
-            t, p = self._parts[i]
+            t, p = self.parts[i]
             try:
                 marks[i] = consumer.get_watermark_offsets(
                     ck.TopicPartition(t, p), timeout=_META_TIMEOUT
@@ -368,7 +378,7 @@ class KafkaSource(Source):
         by_time = {i for i, pos in points.items() if pos is None and isinstance(self._start, int)}
         times = self._times(consumer, by_time, self._start)
         for i, pos in points.items():
-            t, p = self._parts[i]
+            t, p = self.parts[i]
             low, high = marks[i]
             if pos is not None:
                 starts[i] = self._resumed(pos, t, p, low, high)
@@ -384,7 +394,7 @@ class KafkaSource(Source):
             later = {i for i in points if isinstance(self._stop, int)}
             stop_times = self._times(consumer, later, self._stop)
             for i in points:
-                t, p = self._parts[i]
+                t, p = self.parts[i]
                 high = marks[i][1]
                 if self._stop == "latest":
                     stops[i] = high
@@ -399,7 +409,7 @@ class KafkaSource(Source):
             return {}
         ck = _kafka()
         order = sorted(splits)
-        asked = [ck.TopicPartition(*self._parts[i], at) for i in order]
+        asked = [ck.TopicPartition(*self.parts[i], at) for i in order]
         try:
             got = consumer.offsets_for_times(asked, timeout=_META_TIMEOUT)
         except ck.KafkaException as exc:
@@ -409,7 +419,10 @@ class KafkaSource(Source):
 
     def _resumed(self, pos: object, topic: str, part: int, low: int, high: int) -> int:
         if isinstance(pos, bool) or not isinstance(pos, int) or pos < 0:
-            msg = f"{self.label}: cannot resume {topic}/{part} from position {pos!r}; expected an offset"
+            msg = (
+                f"{self.label}: cannot resume {topic}/{part} from position {pos!r}; "
+                "expected an offset"
+            )
             raise CheckpointError(msg)
         if low <= pos <= high:
             return pos
@@ -418,7 +431,7 @@ class KafkaSource(Source):
         gone = (
             f"offsets {pos} to {low - 1} were deleted (retention) before they were read"
             if pos < low
-            else f"its end is offset {high}, before the checkpoint's {pos} (was the topic recreated?)"
+            else f"its end is offset {high}, before the checkpoint's {pos} (a recreated topic?)"
         )
         msg = (
             f"{self.label}: cannot resume {topic}/{part} at offset {pos}: {gone}; the "
@@ -467,9 +480,8 @@ class _Health:
         self.fatal: SourceError | None = None
 
     def on_error(self, err: Any) -> None:
-        ck = _kafka()
         self.errors += 1
-        if err.code() in (ck.KafkaError._ALL_BROKERS_DOWN, ck.KafkaError._TRANSPORT):
+        if err.code() in (_code("_ALL_BROKERS_DOWN"), _code("_TRANSPORT")):
             self.connected = False
         if err.fatal():
             self.fatal = SourceError(f"{self.label}: fatal Kafka error: {err.str()}")
@@ -502,7 +514,7 @@ class KafkaReader(ThreadedReader):
         self._closed = False
         self._wanted = wanted
         self._discover = discover
-        self._parts = list(source._parts)  # grows with discovered partitions
+        self._parts = list(source.parts)  # grows with discovered partitions
         self._index = {tp: i for i, tp in enumerate(self._parts)}
         self._single = len({t for t, _ in self._parts}) == 1 and not discover
         self._stops = stops
@@ -575,7 +587,7 @@ class KafkaReader(ThreadedReader):
 
     def _take(self, msgs: list[Any]) -> None:
         """Cut a consumed chunk into runs of one partition and buffer them per split."""
-        Message = self._ck.Message  # noqa: N806 - the class's name
+        Message = self._ck.Message
         if any(map(Message.error, msgs)):
             msgs = self._errors_out(msgs)
             if not msgs:
@@ -591,7 +603,7 @@ class KafkaReader(ThreadedReader):
             names = np.array(topics)
             change |= names[1:] != names[:-1]
         bounds = [0, *(np.flatnonzero(change) + 1).tolist(), len(msgs)]
-        for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+        for a, b in itertools.pairwise(bounds):
             key = (topic if topics is None else topics[a], int(parts[a]))
             i = self._index.get(key)
             if i is None or i not in self._active:
@@ -617,10 +629,10 @@ class KafkaReader(ThreadedReader):
             if err is None:
                 keep.append(m)
                 continue
-            if err.code() == ck.KafkaError._PARTITION_EOF:
+            if err.code() == _code("_PARTITION_EOF"):
                 continue
             if err.fatal() or err.code() in (
-                ck.KafkaError._AUTO_OFFSET_RESET,
+                _code("_AUTO_OFFSET_RESET"),
                 ck.KafkaError.OFFSET_OUT_OF_RANGE,
             ):
                 where = f"{m.topic()}/{m.partition()}" if m.topic() else "the cluster"
@@ -686,7 +698,7 @@ class KafkaReader(ThreadedReader):
         from their earliest offset."""
         ck = self._ck
         try:
-            found = self._src._list_partitions(self._consumer, initial=False)
+            found = self._src.list_partitions(self._consumer, initial=False)
         except SourceError:
             self._health.errors += 1
             return True
@@ -702,7 +714,7 @@ class KafkaReader(ThreadedReader):
             self._active.add(i)
             self._pos[i] = 0
             name = f"{tp[0]}/{tp[1]}"
-            self._src._discovered.append(name)
+            self._src.discovered.append(name)
             if not put(SplitAdded(i, name)):
                 return False
             assign.append(ck.TopicPartition(tp[0], tp[1], ck.OFFSET_BEGINNING))
