@@ -249,15 +249,17 @@ class KafkaSource(Source):
             return not topic.startswith("__") and self._pattern.search(topic) is not None
         return topic in self._topics
 
-    def list_partitions(self, consumer: Consumer, *, initial: bool) -> list[tuple[str, int]]:
+    def list_partitions(
+        self, consumer: Consumer, *, initial: bool, timeout: float = _META_TIMEOUT
+    ) -> list[tuple[str, int]]:
         """(topic, partition) of every partition the source reads, sorted."""
         ck = _kafka()
         try:
-            meta = consumer.list_topics(timeout=_META_TIMEOUT)
+            meta = consumer.list_topics(timeout=timeout)
         except ck.KafkaException as exc:
             msg = (
                 f"{_STEP}: no metadata from {self._conf['bootstrap.servers']!r} within "
-                f"{_META_TIMEOUT:.0f} s ({exc}); check bootstrap_servers and that the "
+                f"{timeout:.0f} s ({exc}); check bootstrap_servers and that the "
                 "cluster is up"
             )
             raise SourceError(msg) from None
@@ -341,7 +343,7 @@ class KafkaSource(Source):
         # a cluster outage is reported through error_cb, in the thread that consumes
         consumer = ck.Consumer({**self._conf, "error_cb": health.on_error})
         try:
-            starts, stops = self._offsets(consumer, points)
+            starts, stops, highs = self._offsets(consumer, points)
         except BaseException:
             consumer.close()
             raise
@@ -352,6 +354,7 @@ class KafkaSource(Source):
             health,
             starts,
             stops,
+            highs,
             wanted,
             discover=splits is None and not self.bounded and self.discover_interval is not None,
         )
@@ -360,8 +363,9 @@ class KafkaSource(Source):
 
     def _offsets(
         self, consumer: Consumer, points: Mapping[int, object | None]
-    ) -> tuple[dict[int, int], dict[int, int]]:
-        """Per split to read, the offset to start at and (bounded) the one to stop at."""
+    ) -> tuple[dict[int, int], dict[int, int], dict[int, int]]:
+        """Per split to read, the offset to start at, (bounded) the one to stop at, and
+        its high watermark now."""
         ck = _kafka()
         starts: dict[int, int] = {}
         stops: dict[int, int] = {}
@@ -402,7 +406,7 @@ class KafkaSource(Source):
                     stops[i] = _pick(self._stop, t, p, high)
                 else:
                     stops[i] = high if stop_times[i] < 0 else stop_times[i]
-        return starts, stops
+        return starts, stops, {i: m[1] for i, m in marks.items()}
 
     def _times(self, consumer: Consumer, splits: set[int], at: object) -> dict[int, int]:
         if not splits:
@@ -502,6 +506,7 @@ class KafkaReader(ThreadedReader):
         health: _Health,
         starts: dict[int, int],
         stops: dict[int, int],
+        highs: dict[int, int],
         wanted: frozenset[str] | None,
         *,
         discover: bool,
@@ -521,6 +526,8 @@ class KafkaReader(ThreadedReader):
         self._pos = dict(starts)  # next offset per split still read
         self._active = set(starts)
         self._vals: dict[int, list[bytes | None]] = {}
+        self._since: dict[int, float] = {}  # when a split's buffer got its first message
+        self._highs = dict(highs)  # high watermark per split, as last noted
         self._msgs: dict[int, list[Any]] = {}
         self._health = health
         self._last_probe = 0.0
@@ -564,19 +571,28 @@ class KafkaReader(ThreadedReader):
         while self._active or self._discover:
             if self._stop.is_set():
                 return
-            msgs = self._consumer.consume(num_messages=size, timeout=wait)
+            # what the client holds now; else wait for the first message only (consume()
+            # with a timeout would wait for all `size` of them, the whole timeout long)
+            msgs = self._consumer.consume(num_messages=size, timeout=0)
+            if not msgs:
+                first = self._consumer.poll(wait)
+                if first is not None:
+                    msgs = [first, *self._consumer.consume(num_messages=size - 1, timeout=0)]
             if self._health.fatal is not None:
                 raise self._health.fatal
             if msgs:
                 self._health.connected = True
                 self._take(msgs)
             caught_up = len(msgs) < size
+            now = time.monotonic()
+            self._note_highs()
             for i in list(self._vals):
-                if (caught_up or len(self._vals[i]) >= src.batch_size) and not self._flush(i, put):
+                if (
+                    len(self._vals[i]) >= src.batch_size or (caught_up and self._due(i, now))
+                ) and not self._flush(i, put):
                     return
             if caught_up and not self._end_splits(put):
                 return
-            now = time.monotonic()
             if not msgs and not self._health.connected and now - self._last_probe >= _PROBE:
                 self._probe(now)
             if self._discover and now >= next_discovery:
@@ -617,7 +633,10 @@ class KafkaReader(ThreadedReader):
                 if not run_msgs:
                     continue
             self._msgs.setdefault(i, []).extend(run_msgs)
-            self._vals.setdefault(i, []).extend(run_vals)
+            if i not in self._vals:
+                self._vals[i] = []
+                self._since[i] = time.monotonic()
+            self._vals[i].extend(run_vals)
 
     def _errors_out(self, msgs: list[Any]) -> list[Any]:
         """The chunk without its error events; data loss fails the read, other errors
@@ -644,6 +663,28 @@ class KafkaReader(ThreadedReader):
                 raise SourceError(msg)
             self._health.errors += 1
         return keep
+
+    def _note_highs(self) -> None:
+        """The high watermark of each split read, as the client's last fetch left it."""
+        ck = self._ck
+        for i in list(self._active):
+            try:
+                _, high = self._consumer.get_watermark_offsets(
+                    ck.TopicPartition(*self._parts[i]), cached=True
+                )
+            except ck.KafkaException:
+                continue
+            if high is not None and high >= 0:
+                self._highs[i] = high
+
+    def _due(self, i: int, now: float) -> bool:
+        """Whether a split's partial batch goes out now: the client holds nothing more of
+        it (its buffer reaches the high watermark of the last fetch), or its first
+        message has waited ``max_delay``. A backlog thus gives whole batches."""
+        if now - self._since[i] >= self._src.max_delay:
+            return True
+        high = self._highs.get(i, -1)
+        return bool(high < 0 or self._msgs[i][-1].offset() + 1 >= high)
 
     def _flush(self, i: int, put: Callable[[SourceEvent], bool]) -> bool:
         vals = self._vals.pop(i)
@@ -698,7 +739,7 @@ class KafkaReader(ThreadedReader):
         from their earliest offset."""
         ck = self._ck
         try:
-            found = self._src.list_partitions(self._consumer, initial=False)
+            found = self._src.list_partitions(self._consumer, initial=False, timeout=_PROBE)
         except SourceError:
             self._health.errors += 1
             return True
@@ -724,22 +765,18 @@ class KafkaReader(ThreadedReader):
     # ------------------------------------------------------------------ Reader
     def status(self) -> ReaderStatus:
         """Connection, retried errors, and per split still read its lag: the high
-        watermark (as the last fetch response cached it) minus the position handed out."""
+        watermark (as the last fetch response cached it) minus the position handed out.
+        Reads what the reader thread noted: never a call into the client, which can wait
+        on the thread's own calls (a metadata request)."""
         splits: dict[int, SplitStatus] = {}
         health = self._health
-        with self._lock:
-            if self._closed:
-                return ReaderStatus(health.connected, health.errors, {})
-            quiet = self.queue_empty()
-            for i in sorted(self._active):
-                tp = self._ck.TopicPartition(*self._parts[i])
-                try:
-                    _, high = self._consumer.get_watermark_offsets(tp, cached=True)
-                except self._ck.KafkaException:
-                    high = -1
-                lag = None if high is None or high < 0 else max(high - self._pos[i], 0)
-                caught_up = lag == 0 and quiet and i not in self._vals
-                splits[i] = SplitStatus(health.connected, caught_up, lag)
+        quiet = self.queue_empty()
+        highs = self._highs
+        for i in sorted(self._active):
+            high = highs.get(i, -1)
+            lag = None if high < 0 else max(high - self._pos[i], 0)
+            caught_up = health.connected and lag == 0 and quiet and i not in self._vals
+            splits[i] = SplitStatus(health.connected, caught_up, lag)
         return ReaderStatus(health.connected, health.errors, splits)
 
     def close(self) -> None:
