@@ -348,6 +348,8 @@ class KafkaSource(Source):
             consumer.close()
             raise
         wanted = None if columns is None else frozenset(columns) & set(KAFKA_COLUMNS)
+        # "earliest" means the same after a restart; any other start is pinned
+        pins = set() if self._start == "earliest" else {i for i, p in points.items() if p is None}
         reader = KafkaReader(
             self,
             consumer,
@@ -355,6 +357,7 @@ class KafkaSource(Source):
             starts,
             stops,
             highs,
+            pins,
             wanted,
             discover=splits is None and not self.bounded and self.discover_interval is not None,
         )
@@ -507,6 +510,7 @@ class KafkaReader(ThreadedReader):
         starts: dict[int, int],
         stops: dict[int, int],
         highs: dict[int, int],
+        pins: set[int],
         wanted: frozenset[str] | None,
         *,
         discover: bool,
@@ -533,7 +537,10 @@ class KafkaReader(ThreadedReader):
         self._last_probe = 0.0
         self._events: list[SourceEvent] = []
         for i in sorted(starts):
-            self._events.append(Data(i, None, starts[i]))  # pins the start in a checkpoint
+            if i in pins:
+                # the start resolved now (latest, a timestamp), kept by the next
+                # checkpoint: a restart before any message must not resolve it again
+                self._events.append(Data(i, None, starts[i]))
             if i in stops and starts[i] >= stops[i]:
                 self._events.append(SplitEnd(i))
                 self._active.discard(i)
