@@ -381,17 +381,44 @@ def from_kafka(
 
     Examples
     --------
+    librdkafka's mock cluster stands in for a cluster here (a real one is its
+    ``"host:port"`` list):
+
+    >>> import json
     >>> import polars as pl
     >>> import vstream as vs
-    >>> events = vs.from_kafka(  # doctest: +SKIP
+    >>> from confluent_kafka import Producer
+    >>> mock = Producer({"test.mock.num.brokers": 1, "log_level": 3})
+    >>> servers = ",".join(f"{b.host}:{b.port}" for b in mock.list_topics().brokers.values())
+    >>> p = Producer({"bootstrap.servers": servers})
+    >>> for i in range(4):
+    ...     p.produce("telemetry", json.dumps({"ts": i, "host": "a", "cpu": i / 2}), partition=0)
+    >>> p.produce("telemetry", b"not json", partition=0)
+    >>> p.flush(10)
+    0
+    >>> events = vs.from_kafka(
     ...     "telemetry",
-    ...     bootstrap_servers="127.0.0.1:9092",
+    ...     bootstrap_servers=servers,
     ...     schema={"ts": pl.Int64, "host": pl.String, "cpu": pl.Float64},
-    ...     stop="latest",
+    ...     stop="latest",  # bounded: the end offsets when the run starts
     ...     columns_from_kafka=["partition", "offset"],
+    ...     log_level=3,
     ... )
-    >>> events.collect().columns  # doctest: +SKIP
-    ['ts', 'host', 'cpu', 'partition', 'offset']
+    >>> rows, dead = vs.collect_all([events, events.dead_letters()])
+    >>> rows
+    shape: (4, 5)
+    ┌─────┬──────┬─────┬───────────┬────────┐
+    │ ts  ┆ host ┆ cpu ┆ partition ┆ offset │
+    │ --- ┆ ---  ┆ --- ┆ ---       ┆ ---    │
+    │ i64 ┆ str  ┆ f64 ┆ i32       ┆ i64    │
+    ╞═════╪══════╪═════╪═══════════╪════════╡
+    │ 0   ┆ a    ┆ 0.0 ┆ 0         ┆ 0      │
+    │ 1   ┆ a    ┆ 0.5 ┆ 0         ┆ 1      │
+    │ 2   ┆ a    ┆ 1.0 ┆ 0         ┆ 2      │
+    │ 3   ┆ a    ┆ 1.5 ┆ 0         ┆ 3      │
+    └─────┴──────┴─────┴───────────┴────────┘
+    >>> dead["reason"][0]
+    "topic 'telemetry' partition 0 offset 4: invalid JSON: Expecting value: line 1 ..."
     """
     source = KafkaSource(
         topics,
