@@ -288,15 +288,25 @@ def test_a_payload_with_line_breaks_is_one_record(cluster: MockCluster, topic: s
 def test_arrow_and_raw_dead_letters(cluster: MockCluster, topic: str) -> None:
     t = pl.DataFrame(rows(3), schema=SCHEMA).to_arrow()
     other = pa.table({"ts": ["a"], "host": ["b"], "cpu": [1.0]})
-    cluster.produce(topic, [ipc(t), b"not arrow", ipc(other), ipc(t.drop(["cpu"]))], partitions=1)
+    # a string column whose bytes are not UTF-8: the IPC writer does not check, we must
+    not_utf8 = t.slice(0, 1).set_column(
+        1, "host", pa.array([b"\xff\xfe"], pa.binary()).view(pa.string())
+    )
+    cluster.produce(
+        topic,
+        [ipc(t), b"not arrow", ipc(other), ipc(t.drop(["cpu"])), ipc(not_utf8)],
+        partitions=1,
+    )
     s = kafka(cluster, topic, format="arrow", schema=SCHEMA)
     main, dead = vs.collect_all([s, s.dead_letters()])
     assert main.height == 3
     reasons = sorted(dead["reason"].to_list())
-    assert len(reasons) == 3
+    assert len(reasons) == 4
     assert "offset 1: not a valid Arrow IPC stream" in reasons[0]
     assert "offset 2: wrong schema: column 'ts' is string" in reasons[1]
     assert "offset 3: wrong schema: column 'cpu' is missing" in reasons[2]
+    assert "offset 4: column 'host' holds invalid Arrow data" in reasons[3]
+    assert "UTF8" in reasons[3]
 
     raw_topic = topic + "-raw"
     p = cluster.producer()

@@ -19,6 +19,7 @@ from typing import Any, Literal
 import numpy as np
 import polars as pl
 import pyarrow as pa
+from polars.exceptions import PanicException
 
 from vstream.io._utf8 import invalid_segments, utf8_culprit
 from vstream.io.base import dead_letter_batch
@@ -203,7 +204,7 @@ class Decoder:
     def _read_json(self, data: bytes) -> pa.Table | None:
         try:
             df = pl.read_ndjson(io.BytesIO(data), schema=self._polars)
-        except Exception:  # a bad line: Polars says ComputeError, or another error kind
+        except (Exception, PanicException):  # a bad line: a ComputeError, or worse
             return None
         return df.to_arrow(compat_level=_OLDEST).cast(self.payload)
 
@@ -220,7 +221,7 @@ class Decoder:
                 continue
             try:
                 pl.read_ndjson(io.BytesIO(line), schema={name: dtype})
-            except Exception as exc:
+            except (Exception, PanicException) as exc:
                 shown = json.dumps(value[name])[:80]
                 return f"column {name!r}: {shown} does not fit {dtype} ({exc})"
         return "a JSON object the schema's types do not fit"
@@ -241,11 +242,12 @@ class Decoder:
                 continue
             try:
                 table = pa.ipc.open_stream(v).read_all()
-                for column in table.columns:  # untrusted: offsets, UTF-8, before Polars sees it
-                    for chunk in column.chunks:
-                        chunk.validate(full=True)
             except (pa.ArrowException, ValueError, OSError) as exc:
                 bad[i] = f"not a valid Arrow IPC stream: {exc}"
+                continue
+            culprit = _invalid_column(table)  # untrusted: offsets, UTF-8, before Polars
+            if culprit:
+                bad[i] = culprit
                 continue
             if not table.schema.equals(self.payload, check_metadata=False):
                 table = self._fit(table, bad, i)
@@ -355,6 +357,18 @@ class Decoder:
             records.append(_shown(v))
             reasons.append(f"topic {topic!r} partition {partition} offset {offset}: {bad[i]}")
         return dead_letter_batch(records, reasons, _STEP)
+
+
+def _invalid_column(table: pa.Table) -> str:
+    """Why a decoded IPC table cannot be handed on (bad offsets, strings not UTF-8),
+    naming the column; "" when every column is valid."""
+    for name, column in zip(table.column_names, table.columns, strict=True):
+        for chunk in column.chunks:
+            try:
+                chunk.validate(full=True)
+            except (pa.ArrowException, ValueError) as exc:
+                return f"column {name!r} holds invalid Arrow data ({exc})"
+    return ""
 
 
 def _calls(msgs: Sequence[object], method: str) -> Iterator[Any]:

@@ -24,7 +24,7 @@ import pyarrow as pa
 from vstream.errors import CheckpointError, PipelineError, SchemaError, SourceError
 from vstream.io._kafka_decode import KAFKA_COLUMNS, Decoder, KafkaFormat
 from vstream.io._kafka_reader import Health, KafkaReader, kafka_client
-from vstream.io._schema import SchemaLike, to_arrow_schema
+from vstream.io._schema import SchemaLike, check_names, to_arrow_schema
 from vstream.io.base import (
     Reader,
     Source,
@@ -284,9 +284,11 @@ class KafkaSource(Source):
                 if m.error() is not None or m.value() is None:
                     continue
                 try:
-                    return pa.ipc.open_stream(m.value()).schema
+                    schema: pa.Schema = pa.ipc.open_stream(m.value()).schema
                 except (pa.ArrowException, ValueError, OSError):
                     continue
+                check_names(schema.names, f"{_STEP}: the first message's schema")
+                return schema
         msg = (
             f"{_STEP}: no Arrow IPC message to learn the schema from within "
             f"{_META_TIMEOUT:.0f} s; pass schema="
