@@ -168,9 +168,13 @@ class KafkaReader(ThreadedReader):
             caught_up = len(msgs) < size
             now = time.monotonic()
             self._note_highs()
+            # many partitions each short of a batch: memory stays within two batches
+            crowded = sum(map(len, self._vals.values())) >= 2 * src.batch_size
             for i in list(self._vals):
                 if (
-                    len(self._vals[i]) >= src.batch_size or (caught_up and self._due(i, now))
+                    crowded
+                    or len(self._vals[i]) >= src.batch_size
+                    or (caught_up and self._due(i, now))
                 ) and not self._flush(i, put):
                     return
             if caught_up and not self._end_splits(put):
