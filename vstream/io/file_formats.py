@@ -257,6 +257,10 @@ def check_partition_columns(
         if c not in schema:
             msg = f"{where}: partition_by column {c!r} is not in the stream ({list(schema)})"
             raise PipelineError(msg)
+    if len(cols) == len(schema):
+        msg = f"{where}: partition_by takes every column {list(cols)}; no value would be left"
+        raise PipelineError(msg)
+    for c in cols:
         dtype = schema[c]
         if isinstance(dtype, _NOT_A_KEY) or dtype in (pl.Binary, pl.Null):
             msg = (
@@ -265,9 +269,6 @@ def check_partition_columns(
                 "(e.g. .with_columns(day=pl.col('ts').dt.date()))"
             )
             raise PipelineError(msg)
-    if len(cols) == len(schema):
-        msg = f"{where}: partition_by takes every column {list(cols)}; no value would be left"
-        raise PipelineError(msg)
     return cols
 
 
