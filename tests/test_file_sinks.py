@@ -212,6 +212,18 @@ def test_too_long_a_partition_value_is_refused(tmp_path: Path) -> None:
         vs.from_polars(df).sink_parquet(tmp_path / "out", partition_by="k")
 
 
+def test_a_partition_directory_that_is_a_symlink_is_refused(tmp_path: Path) -> None:
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "k=a").symlink_to(victim)
+    s = vs.from_polars(pl.DataFrame({"k": ["a"], "v": [1]}))
+    with pytest.raises(SinkError, match=r"partition directory .*k=a.* symbolic link"):
+        s.sink_csv(out, partition_by="k", mode="append")
+    assert list(victim.iterdir()) == []
+
+
 @pytest.mark.parametrize(
     ("partition_by", "match"),
     [
