@@ -74,10 +74,16 @@ _OWN = frozenset(
 _KEY_KINDS = (pl.String, pl.Binary, pl.Categorical, pl.Enum, pl.Boolean, pl.Date)
 
 
+#: configuration names with an underscore of their own (librdkafka's, confluent-kafka's)
+_UNDERSCORED = frozenset(
+    {"log_level", "error_cb", "throttle_cb", "stats_cb", "oauth_cb", "on_delivery", "logger"}
+)
+
+
 def _librdkafka_name(name: str) -> str:
     """``linger_ms`` -> ``linger.ms`` (Python keywords cannot hold dots); names with a
-    dot are librdkafka's already."""
-    return name if "." in name else name.replace("_", ".")
+    dot, and the few with an underscore of their own, are kept."""
+    return name if "." in name or name in _UNDERSCORED else name.replace("_", ".")
 
 
 def _crc_of(path: Path) -> int:
