@@ -565,7 +565,8 @@ class KafkaSink(Sink):
         producer, self._producer = self._producer, None
         if producer is None:
             return
-        left = producer.flush(self.flush_timeout)
+        # a failed run hands over what is queued, briefly (its epochs stay staged)
+        left = producer.flush(min(self.flush_timeout, 5.0) if failed else self.flush_timeout)
         if failed:
             return
         self._producer = producer
