@@ -208,7 +208,6 @@ class MqttReader(Reader):
         self._buf: list[MQTTMessage] = []
         self._first_at = 0.0
         self._seq = after
-        self._trim_to = 0
         source.current_reader = self
         if ended:
             self._stop.set()
@@ -241,8 +240,9 @@ class MqttReader(Reader):
         return ReaderStatus(connected=connected, errors=self.errors, splits={0: split})
 
     def trim(self, upto: int) -> None:
-        """A checkpoint consumed the log up to entry ``upto``: trim it (in the thread)."""
-        self._trim_to = max(self._trim_to, upto)
+        """A checkpoint consumed the log up to entry ``upto``: trim it."""
+        if self.wal is not None:
+            self.wal.trim(upto)
 
     # ------------------------------------------------------------------ thread
     def _produce(self, put: Callable[[SourceEvent], bool]) -> None:
@@ -345,8 +345,6 @@ class MqttReader(Reader):
     def _step(self, client: Client, put: Callable[[SourceEvent], bool]) -> bool | None:
         """One round of the network loop, then a flush when due. None: stopped; False:
         the connection was lost; True: it goes on."""
-        if self._trim_to and self.wal is not None:
-            self.wal.trim(self._trim_to)
         before = len(self._buf)
         if self._buf:
             wait = 0.0 if self._manual else self._first_at + self.src.max_delay - time.monotonic()

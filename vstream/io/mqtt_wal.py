@@ -17,6 +17,7 @@ import hashlib
 import os
 import re
 import struct
+import threading
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -91,6 +92,8 @@ class WriteAheadLog:
         self.label = label
         self._fd: int | None = None
         self._size = 0
+        # appends come from the reader's thread, trims from the run's
+        self._lock = threading.Lock()
         try:
             if directory.is_symlink():
                 msg = f"{label}: its log directory {str(directory)!r} is a symlink; refusing it"
@@ -194,6 +197,10 @@ class WriteAheadLog:
     # ------------------------------------------------------------------ writing
     def append(self, raw: pa.Table) -> int:
         """Append ``raw`` (of :data:`WAL_SCHEMA`) durably (fsynced); its sequence number."""
+        with self._lock:
+            return self._append(raw)
+
+    def _append(self, raw: pa.Table) -> int:
         seq = self.next_seq
         sink = pa.BufferOutputStream()
         with pa.ipc.new_stream(sink, WAL_SCHEMA) as writer:
@@ -218,7 +225,7 @@ class WriteAheadLog:
     def _roll(self, seq: int) -> None:
         """Start a new segment at ``seq`` (never append to a segment of an earlier run:
         its tail may have been torn)."""
-        self.close()
+        self._close()
         path = self.directory / f"wal-{seq:016d}.log"
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
         self._size = 0
@@ -228,6 +235,10 @@ class WriteAheadLog:
     def trim(self, upto: int) -> None:
         """Drop the segments whose entries all have sequence numbers <= ``upto`` (a
         durable checkpoint consumed them)."""
+        with self._lock:
+            self._trim(upto)
+
+    def _trim(self, upto: int) -> None:
         if upto <= self.trimmed:
             return
         keep = []
@@ -239,7 +250,7 @@ class WriteAheadLog:
                 removed = True
             elif last is not None and last <= upto:
                 # the segment being appended to: start a new one so it can go next time
-                self.close()
+                self._close()
                 path.unlink(missing_ok=True)
                 removed = True
             else:
@@ -258,6 +269,10 @@ class WriteAheadLog:
         return sum(p.stat().st_size for _, p, _ in self._segments if p.exists())
 
     def close(self) -> None:
+        with self._lock:
+            self._close()
+
+    def _close(self) -> None:
         fd, self._fd = self._fd, None
         if fd is not None:
             os.close(fd)
