@@ -80,9 +80,10 @@ class MqttSink(Sink):
             client_id=self.client_id or f"vstream-sink-{uuid.uuid4().hex[:12]}",
             protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
         )
-        # our own bound keeps the packet ids unique; paho's default (20 in flight, the
-        # rest queued) would serialise the stream on round trips
-        client.max_inflight_messages_set(self.max_inflight)
+        # our own bound keeps the packet ids unique; paho's (20 in flight, the rest
+        # queued) scans every queued message on each acknowledgement: 70,000 messages
+        # took 78 s through it, against a few seconds with paho's limit off
+        client.max_inflight_messages_set(0)
         client.reconnect_delay_set(1, 10)
         if self.username is not None:
             client.username_pw_set(self.username, self.password)
