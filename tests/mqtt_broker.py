@@ -82,7 +82,8 @@ class Broker:
     def _config(self) -> Path:
         lines = [f"listener {self.port} 127.0.0.1", "allow_anonymous true", "log_dest none"]
         if self.variant in ("lossless", "persistent"):
-            lines.append("max_queued_messages 0")
+            # no limit; QoS 0 messages are queued for offline persistent sessions too
+            lines += ["max_queued_messages 0", "queue_qos0_messages true"]
         if self.variant == "persistent":
             lines += ["persistence true", f"persistence_location {self.dir}/"]
         path = self.dir / "mosquitto.conf"

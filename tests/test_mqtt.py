@@ -23,7 +23,7 @@ from vstream.errors import SourceError
 from vstream.io.mqtt_wal import WAL_SCHEMA, WriteAheadLog
 
 sys.path.insert(0, str(Path(__file__).parent))
-from mqtt_broker import Broker  # noqa: E402
+from mqtt_broker import Broker
 
 SCHEMA = {"id": pl.Int64, "host": pl.String, "cpu": pl.Float64}
 
@@ -153,14 +153,16 @@ def test_json_with_bad_messages_to_dead_letters(broker: Broker) -> None:
     out = got.rows().sort("id")
     assert out["id"].to_list() == list(range(50))
     assert out.schema["timestamp"] == pl.Datetime("ms", "UTC")
-    assert set(out["topic"]) == {"tele/a"} and set(out["qos"]) == {1}
+    assert set(out["topic"]) == {"tele/a"}
+    assert set(out["qos"]) == {1}
     assert not out["retain"].any()
     assert out["timestamp"].dt.epoch("ms").min() >= int(t0 * 1000) - 1000
     dead = got.dead_letters()
     reasons = dict(zip([r.split("'")[1] for r in dead["reason"]], dead["reason"], strict=True))
     assert set(reasons) == set(bad)
     assert "column 'id'" in reasons["tele/bad/type"]
-    assert "column 'host'" in reasons["tele/bad/utf8"] and "UTF-8" in reasons["tele/bad/utf8"]
+    assert "column 'host'" in reasons["tele/bad/utf8"]
+    assert "UTF-8" in reasons["tele/bad/utf8"]
     assert "empty payload" in reasons["tele/bad/empty"]
     assert "max_message_bytes=200" in reasons["tele/bad/big"]
     assert "not a JSON object" in reasons["tele/bad/array"]
@@ -170,7 +172,9 @@ def test_json_with_bad_messages_to_dead_letters(broker: Broker) -> None:
 
 def test_arrow_and_raw_formats(broker: Broker) -> None:
     arrow = vs.from_mqtt("tele/arrow", port=broker.port, format="arrow", schema=SCHEMA)
-    raw = vs.from_mqtt("tele/raw", port=broker.port, qos=0, format="raw", columns_from_mqtt=["qos"])
+    raw = vs.from_mqtt(
+        "tele/raw", port=broker.port, qos=0, format="raw", columns_from_mqtt=["qos"]
+    )
     a, r = Collected(arrow), Collected(raw)
     connected(a.job)
     connected(r.job)
@@ -185,7 +189,11 @@ def test_arrow_and_raw_formats(broker: Broker) -> None:
 
     frame = pl.DataFrame({"id": range(100), "host": ["h"] * 100, "cpu": [0.5] * 100})
     # a message holds any number of rows; int32 ids are cast to the schema's Int64
-    publish(pub, [ipc(frame[:60]), b"not arrow", ipc(frame[60:].with_columns(pl.col("id").cast(pl.Int32)))], "tele/arrow")
+    publish(
+        pub,
+        [ipc(frame[:60]), b"not arrow", ipc(frame[60:].with_columns(pl.col("id").cast(pl.Int32)))],
+        "tele/arrow",
+    )
     publish(pub, [ipc(frame.drop("host"))], "tele/arrow")
     publish(pub, [b"\x00\xffbytes", b""], "tele/raw", qos=0)
     wait_for(lambda: a.height() == 100 and a.dead_letters().height == 2, what="arrow rows")
@@ -233,7 +241,9 @@ def test_status_reports_connection_and_outage(tmp_path: Path) -> None:
         connected(got.job)
         reader = next(iter(got.job._executor._readers.values()))
         st = reader.status()
-        assert st.connected and st.errors == 0 and st.splits[0].connected
+        assert st.connected
+        assert st.errors == 0
+        assert st.splits[0].connected
         b.stop()
         wait_for(lambda: not reader.status().connected, what="the outage to show")
         assert not reader.status().splits[0].caught_up  # a disconnected split is never idle
@@ -295,7 +305,8 @@ def test_log_trimmed_after_checkpoints(broker: Broker, tmp_path: Path) -> None:
     manifest = max(ckpt.glob("chk-*/manifest.json"))
     position = json.loads(manifest.read_text())["sources"][0]["splits"][0]["position"]
     assert position >= 5  # at least one entry per round
-    assert log.trimmed == position and entries == []
+    assert log.trimmed == position
+    assert entries == []
     assert not list(log.directory.glob("wal-*.log")) or log.size_bytes() == 0
 
 
@@ -319,7 +330,8 @@ def test_damaged_log_refused_torn_tail_cut(tmp_path: Path) -> None:
     data = seg.read_bytes()
     seg.write_bytes(data[:-5])  # a crash while appending the third entry
     again = WriteAheadLog(tmp_path / "wal", "from_mqtt")
-    assert [s for s, _ in again.entries(0)] == [1, 2] and again.next_seq == 3
+    assert [s for s, _ in again.entries(0)] == [1, 2]
+    assert again.next_seq == 3
     again.close()
     flipped = bytearray(seg.read_bytes())
     flipped[40] ^= 0xFF
@@ -350,7 +362,8 @@ def test_kill_and_restart_processes_logged_messages_once(tmp_path: Path) -> None
     def start(port: int) -> subprocess.Popen[str]:
         args = [sys.executable, "-c", textwrap.dedent(_JOB), str(port), str(out), str(ckpt)]
         p = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, text=True)
-        assert p.stdout is not None and p.stdout.readline().strip() == "started"
+        assert p.stdout is not None
+        assert p.stdout.readline().strip() == "started"
         return p
 
     def ids() -> list[int]:
@@ -413,7 +426,9 @@ def _count_subscriber(b: Broker, topic: str) -> tuple[mqtt.Client, list[bytes]]:
     return c, seen
 
 
-@pytest.mark.parametrize(("n", "bound"), [(5_000, 50), pytest.param(70_000, 10_000, marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    ("n", "bound"), [(5_000, 50), pytest.param(70_000, 10_000, marks=pytest.mark.slow)]
+)
 def test_sink_round_trip_bounds_inflight(broker: Broker, n: int, bound: int) -> None:
     sub, seen = _count_subscriber(broker, "alerts/cpu")
     df = pl.DataFrame({"id": range(n), "cpu": [0.5] * n})
@@ -452,7 +467,11 @@ def test_outage_gives_no_late_events_and_same_windows(tmp_path: Path) -> None:
     with Broker(tmp_path, "persistent") as b:
         subscribed(b, "outage")
         src = vs.from_mqtt(
-            "tele/#", port=b.port, qos=1, schema=SCHEMA, client_id="outage",
+            "tele/#",
+            port=b.port,
+            qos=1,
+            schema=SCHEMA,
+            client_id="outage",
             reconnect_delay=(0.1, 0.3),
         )
         windowed = (
@@ -475,7 +494,10 @@ def test_outage_gives_no_late_events_and_same_windows(tmp_path: Path) -> None:
         b.restart(down=2 * idle)
         wait_for(pub.is_connected, what="the publisher to reconnect")
         publish(pub, rows(range(100, 200)))
-        wait_for(lambda: sum(f["len"].sum() for f in out) + sum(f.height for f in late) >= 190, what="windows")
+        wait_for(
+            lambda: sum(f["len"].sum() for f in out) + sum(f.height for f in late) >= 190,
+            what="windows",
+        )
         job.stop(drain=True)
     assert sum(f.height for f in late) == 0
     windows = pl.concat(out).sort("window_start")

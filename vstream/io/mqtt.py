@@ -139,8 +139,10 @@ class MqttSource(Source):
                 "write-ahead log: resume through the run's checkpoint_dir"
             )
             raise SourceError(msg)
-        if isinstance(after, bool) or not (after is None or isinstance(after, int)) or (
-            isinstance(after, int) and after < 0
+        if (
+            isinstance(after, bool)
+            or not (after is None or isinstance(after, int))
+            or (isinstance(after, int) and after < 0)
         ):
             msg = f"{self.label}: cannot resume from position {after!r}; expected a log entry"
             raise SourceError(msg)
@@ -184,7 +186,7 @@ class MqttSource(Source):
             client.username_pw_set(self.username, self.password)
         if self.tls is not None:
             client.tls_set_context(self.tls)
-        return client
+        return client  # type: ignore[no-any-return]
 
 
 class MqttReader(Reader):
@@ -204,7 +206,7 @@ class MqttReader(Reader):
         self._pending = 0  # messages received and not yet handed to the queue
         self._fatal: BaseException | None = None
         #: packet id -> (topic, payload) of logged QoS 1 messages, to spot redeliveries
-        self._logged: dict[int, tuple[str, bytes]] = {}
+        self._logged: dict[int, tuple[str, bytes | bytearray]] = {}
         self._buf: list[MQTTMessage] = []
         self._first_at = 0.0
         self._seq = after
@@ -273,7 +275,9 @@ class MqttReader(Reader):
         if not any(qos):
             return
         mids = raw.column("mid").to_pylist()
-        pairs = zip(raw.column("topic").to_pylist(), raw.column("payload").to_pylist(), strict=True)
+        pairs = zip(
+            raw.column("topic").to_pylist(), raw.column("payload").to_pylist(), strict=True
+        )
         self._logged.update((m, p) for m, p, q in zip(mids, pairs, qos, strict=True) if q)
 
     def _live(self, put: Callable[[SourceEvent], bool]) -> None:
@@ -331,7 +335,7 @@ class MqttReader(Reader):
                     from paho.mqtt.packettypes import PacketTypes
                     from paho.mqtt.properties import Properties
 
-                    props = Properties(PacketTypes.CONNECT)
+                    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
                     if src.persistent:
                         props.SessionExpiryInterval = int(src.session_expiry)
                     kw = {"clean_start": not src.persistent, "properties": props}
@@ -354,14 +358,14 @@ class MqttReader(Reader):
         got = len(self._buf) > before
         if not got and not self._buf:
             self.quiet = True
-        if self._buf and (
+        due = self._buf and (
             len(self._buf) >= self.src.batch_size
             or (self._manual and not got)  # the broker may wait for our acks
             or time.monotonic() - self._first_at >= self.src.max_delay
             or rc != 0
-        ):
-            if not self._flush(put):
-                return None
+        )
+        if due and not self._flush(put):
+            return None
         if rc != 0:
             if self.connected and not self._stop.is_set():
                 self.errors += 1
@@ -439,7 +443,9 @@ class MqttReader(Reader):
         self, client: Client, userdata: object, mid: int, reasons: list[Any], properties: object
     ) -> None:
         bad = [
-            t for t, r in zip(self.src.topics, reasons, strict=False) if getattr(r, "is_failure", False)
+            t
+            for t, r in zip(self.src.topics, reasons, strict=False)
+            if getattr(r, "is_failure", False)
         ]
         if bad:
             self._fatal = SourceError(
@@ -486,7 +492,9 @@ def check_topics(topic: str | list[str], where: str) -> list[str]:
     return topics
 
 
-def extra_columns(columns: list[str] | None, schema: pl.Schema | None, where: str) -> tuple[str, ...]:
+def extra_columns(
+    columns: list[str] | None, schema: pl.Schema | None, where: str
+) -> tuple[str, ...]:
     """The message attributes asked for as columns, checked."""
     if not columns:
         return ()

@@ -247,4 +247,3 @@ def check_sink_options(
             f"16-bit), got {max_inflight!r}"
         )
         raise PipelineError(msg)
-

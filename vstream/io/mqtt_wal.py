@@ -214,7 +214,9 @@ class WriteAheadLog:
             os.write(self._fd, frame)
             os.fdatasync(self._fd)
         except OSError as exc:
-            msg = os_problem(exc, f"{self.label}: cannot append to its write-ahead log", self.directory)
+            msg = os_problem(
+                exc, f"{self.label}: cannot append to its write-ahead log", self.directory
+            )
             raise SourceError(msg) from exc
         self._size += len(frame)
         first, path, _ = self._segments[-1]
