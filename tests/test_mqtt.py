@@ -217,8 +217,6 @@ def test_qos_levels_without_checkpoint(broker: Broker, qos: int) -> None:
     wait_for(lambda: got.height() == 2_000, what="2,000 rows")
     got.job.stop()
     assert sorted(got.rows()["id"]) == list(range(2_000))
-    status = got.job._executor._readers  # closed readers are dropped from the loop
-    assert status is not None
 
 
 def test_options_refused() -> None:
@@ -493,6 +491,7 @@ def test_outage_gives_no_late_events_and_same_windows(tmp_path: Path) -> None:
         time.sleep(0.3)
         b.restart(down=2 * idle)
         wait_for(pub.is_connected, what="the publisher to reconnect")
+        connected(job)  # amqtt keeps no session across a restart: publish once both are back
         publish(pub, rows(range(100, 200)))
         wait_for(
             lambda: sum(f["len"].sum() for f in out) + sum(f.height for f in late) >= 190,
