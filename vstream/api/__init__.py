@@ -19,7 +19,14 @@ from vstream.api.functions import collect_all, concat, start_all
 from vstream.api.job import Job
 from vstream.api.join import JoinedStream, TableStream, table
 from vstream.api.sinks import LazySink
-from vstream.api.sources import from_arrow, from_ndjson, from_parquet, from_polars, from_records
+from vstream.api.sources import (
+    from_arrow,
+    from_mqtt,
+    from_ndjson,
+    from_parquet,
+    from_polars,
+    from_records,
+)
 from vstream.api.stream import Stream
 from vstream.api.window import WindowBuilder, WindowedStream
 
@@ -34,6 +41,7 @@ __all__ = [
     "collect_all",
     "concat",
     "from_arrow",
+    "from_mqtt",
     "from_ndjson",
     "from_parquet",
     "from_polars",

@@ -14,6 +14,7 @@ import polars as pl
 
 from vstream._duration import Duration, wall_seconds
 from vstream.api.base import StreamBase
+from vstream.api.mqtt_sink import MqttTerminals
 from vstream.api.options import SinkMode
 from vstream.errors import PipelineError, UnboundedError
 from vstream.io.file_formats import (
@@ -47,7 +48,7 @@ if TYPE_CHECKING:
 __all__ = ["LazySink", "Terminals", "job_checkpoint", "run_items", "to_targets"]
 
 
-class Terminals(StreamBase):
+class Terminals(MqttTerminals):
     """The calls that run a :class:`~vstream.Stream`; nothing runs before one of them."""
 
     def collect(

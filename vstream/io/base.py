@@ -11,6 +11,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -487,6 +488,12 @@ class Source(ABC):
             raise SourceError(msg) from None
         resume = None if position is None else {index: position}
         return self.open(resume, columns=columns, splits=(index,))
+
+    def use_checkpoints(self, directory: Path, step: str) -> None:  # noqa: B027 - optional hook
+        """Called before :meth:`open` when the run checkpoints into ``directory``, with
+        the id of the source step reading this source. A no-op here; a source that is
+        not replayable by itself keeps its write-ahead log there (MQTT, under
+        ``directory / "sources"``)."""
 
     def on_checkpoint_complete(self, epoch: int, positions: Mapping[str, object]) -> None:  # noqa: B027 - optional hook
         """Called once the checkpoint of ``epoch`` is durable (its manifest on disk, the
