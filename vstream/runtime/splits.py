@@ -84,7 +84,7 @@ class SourceSplits:
         ids); those still to end wait in :attr:`retiring`. Returns the global ids
         forgotten."""
         gone = []
-        for k in indexes:
+        for k in list(indexes):
             g = self.ids.get(k)
             if g is None:
                 continue
