@@ -179,7 +179,6 @@ def test_a_split_added_while_running_is_read_checkpointed_by_name_and_resumed(
     job2 = stream(src2).start(checkpoint_dir=ckpt, checkpoint_interval=1)
     broker2.put(Data(1, batch([5]), 2))
     wait_until(lambda: job2.results.height == 1)
-    broker2.end()
     job2.stop()
     assert src2.resumed == {
         0: SplitPosition(2),
@@ -235,7 +234,8 @@ def test_a_new_split_starts_at_the_current_watermark_and_holds_it(
     assert job.metrics.watermark == 9_900  # held where p1 started, not dragged to -inf
     broker.put(Data(1, batch([15_000]), 1))
     wait_until(lambda: job.metrics.watermark == 14_900)
-    assert job.metrics.late_events == 0 and job.error is None
+    assert job.metrics.late_events == 0
+    assert job.error is None
 
 
 # ---------------------------------------------------------------------- idleness
@@ -298,7 +298,8 @@ def test_a_disconnected_split_is_never_idle_so_an_outage_makes_nothing_late(cloc
     expected, m0 = outage_run(clock, outage=False, reported=False)
     got, m1 = outage_run(clock, outage=True, reported=True)
     assert m0.late_events == 0
-    assert m1.late_events == 0 and m1.behind_watermark == 0
+    assert m1.late_events == 0
+    assert m1.behind_watermark == 0
     assert_frame_equal(got, expected)
     assert expected["len"].to_list() == [40, 40, 40, 40, 40, 3]
 
@@ -372,9 +373,11 @@ def test_retired_splits_leave_the_checkpoint(tmp_path: Path) -> None:
 def test_a_split_retired_before_its_end_is_seen_goes_once_it_ends() -> None:
     sp = SourceSplits("live", ["a", "b"], first_id=5)
     assert sp.retire([0, 1], ended={5}) == [5]
-    assert sp.names == {1: "b"} and sp.retiring == {1}
+    assert sp.names == {1: "b"}
+    assert sp.retiring == {1}
     assert sp.retire(sp.retiring, ended={6}) == [6]
-    assert sp.names == {} and sp.retiring == set()
+    assert sp.names == {}
+    assert sp.retiring == set()
 
 
 # ---------------------------------------------------------------------- metrics
@@ -401,4 +404,5 @@ def test_metrics_show_source_errors_connection_and_lag(
     assert "split lag      42 (t/0 40, t/1 2)" in text
     assert "a source is disconnected, source errors 3, lag 42" in m.summary()
     html = dashboard_html(m, pl.DataFrame({"x": [1]}))
-    assert "split lag" in html and "t/0 40" in html
+    assert "split lag" in html
+    assert "t/0 40" in html

@@ -180,7 +180,7 @@ class Executor:
         at the source's current one (it holds the watermark there until its data comes,
         and never drags it back: what was emitted stays on time)."""
         sp = self.splits[s]
-        k, name = sp.add(ev.split, ev.name, next_id=self._next_split)
+        _, name = sp.add(ev.split, ev.name, next_id=self._next_split)
         sid = self._next_split
         self._next_split += 1
         src = self.graph.source_of[s]
@@ -722,7 +722,6 @@ class Executor:
         self._source_metrics(m)
         if self.progress is not None:
             self.progress.update(m.events_in, m.elapsed_s)
-
 
     def _source_metrics(self, m: Metrics) -> None:
         """Transient source errors, connection and per-split lag, from the statuses the
