@@ -346,6 +346,7 @@ class _WatchReader(ThreadedReader):
                     waiting = True
             present = {f.name for f in files}
             looks = {n: v for n, v in looks.items() if n in present}
+            self._retire(present, now_wall)  # before the new files: a test can wait on them
             take = ready[: opts.max_files_per_batch]
             indexes = list(range(self._next, self._next + len(take)))
             with self._lock:
@@ -360,7 +361,6 @@ class _WatchReader(ThreadedReader):
             for k, f in zip(indexes, take, strict=True):
                 if not self._read(put, k, f, None):
                     return
-            self._retire(present, now_wall)
             if not take:
                 self._closed.wait(opts.poll_interval)
 

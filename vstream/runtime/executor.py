@@ -550,6 +550,8 @@ class Executor:
                 if self._may_end_early and self._targets_done():
                     break
             if cp is not None and not cp.finished:
+                for s, reader in readers.items():
+                    self._poll_status(s, reader)  # splits retired since the last tick
                 cp.checkpoint(finished=ended == "input")
         finally:
             for r in readers.values():
