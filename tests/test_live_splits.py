@@ -406,3 +406,4 @@ def test_metrics_show_source_errors_connection_and_lag(
     html = dashboard_html(m, pl.DataFrame({"x": [1]}))
     assert "split lag" in html
     assert "t/0 40" in html
+    assert "color: #c00" in html  # disconnected, in red

@@ -121,10 +121,12 @@ def metrics_html(m: Metrics) -> str:
     >>> "events/s" in out, "1,234,567" in out, "12.3 M/s" in out
     (True, True, True)
     """
+    alarm = {("connected", "no")}  # shown in red: a source cannot reach its broker
     cells = "".join(
         f'<div style="display: inline-block; margin: 2px 14px 2px 0">'
         f'<div style="color: #777; font-size: 10px">{html.escape(label)}</div>'
-        f'<div style="font-size: 14px">{html.escape(value)}</div></div>'
+        f'<div style="font-size: 14px{"; color: #c00" * ((label, value) in alarm)}">'
+        f"{html.escape(value)}</div></div>"
         for label, value in _gauges(m)
     )
     return f'<div class="vstream-metrics" style="{BOX_STYLE}">{cells}</div>'
