@@ -253,7 +253,6 @@ def test_sources_with_fixed_splits_report_no_status(tmp_path: Path) -> None:
         RecordsSource([{"a": 1}], None, 10, 0.05, None),
     ]
     for src in sources:
-        assert not hasattr(src, "discover_splits")
         reader = src.open()
         try:
             assert reader.status() is None

@@ -185,14 +185,14 @@ def test_a_file_written_slowly_is_read_only_once_complete(
     df.write_parquet(whole) if fmt == "parquet" else df.write_ndjson(whole)
     data = whole.read_bytes()
     read = vs.from_parquet if fmt == "parquet" else vs.from_ndjson
-    s = read(tmp_path, watch=True, schema=SCHEMA, poll_interval="20ms", settle="1s")  # type: ignore[operator]
+    s = read(tmp_path, watch=True, schema=SCHEMA, poll_interval="20ms", settle="2s")  # type: ignore[operator]
     job = vs.start_all([s, s.dead_letters()])
     jobs.append(job)
     with open(tmp_path / f"slow.{fmt}", "wb") as f:
         for k in range(0, len(data), len(data) // 7 + 1):
             f.write(data[k : k + len(data) // 7 + 1])
             f.flush()
-            time.sleep(0.05)  # the writer's pace, well within settle
+            time.sleep(0.05)  # the writer's pace, far within settle
     wait_until(lambda: job.results_of(0).height == 3_000)
     job.stop()
     assert job.results_of(1).height == 0
