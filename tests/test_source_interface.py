@@ -1,6 +1,7 @@
 """The source interface: the columns a run reads are an argument of ``Source.open``
 (never state of the source object), ``on_checkpoint_complete`` hears of every durable
-checkpoint, and ``discover_splits`` is there for sources whose splits appear later."""
+checkpoint, and a reader of fixed splits has no status to report and no split to retire
+(splits that appear while running are ``SplitAdded`` events: tests/test_live_splits.py)."""
 
 from __future__ import annotations
 
@@ -239,10 +240,10 @@ def test_a_failing_hook_fails_the_run_after_a_durable_checkpoint(tmp_path: Path)
     assert pl.read_parquet(out).sort("ts")["ts"].to_list() == list(range(30))
 
 
-# ---------------------------------------------------------------------- discover_splits
+# ---------------------------------------------------------------------- reader status
 
 
-def test_sources_with_fixed_splits_discover_none(tmp_path: Path) -> None:
+def test_sources_with_fixed_splits_report_no_status(tmp_path: Path) -> None:
     pq.write_table(_table(3), tmp_path / "a.parquet")
     sources: list[Source] = [
         PolarsSource(pl.DataFrame({"a": [1]}), 10),
@@ -252,5 +253,10 @@ def test_sources_with_fixed_splits_discover_none(tmp_path: Path) -> None:
         RecordsSource([{"a": 1}], None, 10, 0.05, None),
     ]
     for src in sources:
-        assert src.discover_splits() == []
+        reader = src.open()
+        try:
+            assert reader.status() is None
+            assert reader.retired_splits() == []
+        finally:
+            reader.close()
         assert src.on_checkpoint_complete(1, dict.fromkeys(src.split_names(), 0)) is None

@@ -21,6 +21,14 @@ from vstream.io.mqtt import MqttSource, check_topics, decoder_for
 from vstream.io.ndjson import NdjsonSource
 from vstream.io.parquet import ParquetSource
 from vstream.io.records import RecordsSource, max_delay_seconds
+from vstream.io.watch import (
+    FileFormat,
+    FileOrder,
+    NdjsonFiles,
+    ParquetFiles,
+    WatchOptions,
+    WatchSource,
+)
 from vstream.plan.nodes import SourceNode
 
 __all__ = [
@@ -170,9 +178,21 @@ def from_arrow(
 
 
 def from_parquet(
-    path: PathLike | list[PathLike], *, batch_size: int = 65_536, name: str | None = None
+    path: PathLike | list[PathLike],
+    *,
+    batch_size: int = 65_536,
+    name: str | None = None,
+    watch: bool = False,
+    schema: SchemaLike | None = None,
+    order: FileOrder = "name",
+    max_files_per_batch: int = 100,
+    max_file_age: Duration | float | None = "7d",
+    poll_interval: Duration | float = "1s",
+    settle: Duration | float = "1s",
 ) -> Stream:
-    """A bounded stream over Parquet files: a path, a glob, a directory or a list.
+    """A bounded stream over Parquet files: a path, a glob, a directory or a list; with
+    ``watch=True``, an unbounded stream over a directory's files, those there at the
+    start and every file that appears while it runs.
 
     Files are read one after another, each a split with its own watermark; a file not yet
     started holds the watermark back (at the minimum of its event-time statistics when
@@ -181,13 +201,40 @@ def from_parquet(
     Parameters
     ----------
     path
-        A file, a glob, a directory (its ``.parquet`` files, recursively) or a list.
+        A file, a glob, a directory (its ``.parquet`` files, recursively) or a list; with
+        ``watch=True``, a directory.
     batch_size
         Rows per micro-batch.
     name
         A stable name for the source's state in checkpoints (its splits' positions); set
         it to keep the state when the pipeline around it changes. Letters, digits, ``_``
         and ``-`` (at most 64), unique in a run.
+    watch
+        Watch the directory: every new file is a new split, read once (see the README's
+        "Watched directories" for what is guaranteed). The stream is
+        unbounded: run it with ``start()`` (or a sink's ``lazy=True`` and ``.start()``)
+        and end it with ``Job.stop()``. The options below apply to ``watch=True`` only.
+    schema
+        The columns and types (Polars or Arrow types); by default those of the first
+        file. Needed when the directory is empty at the start. A file of another schema,
+        or one that cannot be read, goes to :meth:`Stream.dead_letters` (the record is
+        its name, the reason says what is wrong) and the stream goes on.
+    order
+        ``"name"``: new files are read in the order of their names (relative to the
+        directory); ``"mtime"``: of their modification times.
+    max_files_per_batch
+        New files picked up per look at the directory, at most.
+    max_file_age
+        Files modified longer ago than this are not read, and a file read leaves the
+        checkpoint once it is that old, so the checkpoint stays bounded (a restart does
+        not read it again: it is too old). None: every file is read and kept.
+    poll_interval
+        How often the directory is listed.
+    settle
+        A file is read once its size and modification time have not changed for this
+        long. Write files elsewhere (or under a name starting with ``.`` or ``_``,
+        which the watch skips) and rename them into place; with renames only, ``0``
+        reads files at once.
 
     Examples
     --------
@@ -198,7 +245,42 @@ def from_parquet(
     >>> pl.DataFrame({"a": [1, 2]}).write_parquet(os.path.join(d, "x.parquet"))
     >>> vs.from_parquet(d).collect()["a"].to_list()
     [1, 2]
+
+    Watching the directory: a file written while the job runs is read once it is
+    complete (here written elsewhere and renamed into place):
+
+    >>> import time
+    >>> job = vs.from_parquet(d, watch=True, poll_interval="20ms", settle=0).start()
+    >>> tmp = os.path.join(d, ".y.parquet.tmp")
+    >>> pl.DataFrame({"a": [3]}).write_parquet(tmp)
+    >>> os.rename(tmp, os.path.join(d, "y.parquet"))
+    >>> end = time.monotonic() + 30
+    >>> while job.results.height < 3 and time.monotonic() < end:
+    ...     time.sleep(0.02)
+    >>> job.stop()
+    >>> sorted(job.results["a"].to_list())
+    [1, 2, 3]
     """
+    if watch:
+        options = WatchOptions.parse(
+            order=order,
+            max_files_per_batch=max_files_per_batch,
+            max_file_age=max_file_age,
+            poll_interval=poll_interval,
+            settle=settle,
+        )
+        return _watched(
+            path, ParquetFiles(check_batch_size(batch_size, "from_parquet")), options, schema, name
+        )
+    _no_watch_options(
+        "from_parquet",
+        schema=schema,
+        order=order,
+        max_files_per_batch=max_files_per_batch,
+        max_file_age=max_file_age,
+        poll_interval=poll_interval,
+        settle=settle,
+    )
     return _stream(ParquetSource(path, batch_size), name)
 
 
@@ -251,6 +333,12 @@ def from_ndjson(
     max_delay: Duration | float = "50ms",
     bounded: bool | None = None,
     name: str | None = None,
+    watch: bool = False,
+    order: FileOrder = "name",
+    max_files_per_batch: int = 100,
+    max_file_age: Duration | float | None = "7d",
+    poll_interval: Duration | float = "1s",
+    settle: Duration | float = "1s",
 ) -> Stream:
     """A stream of newline-delimited JSON: files (each a split), a file object, or an
     iterable of lines.
@@ -272,6 +360,11 @@ def from_ndjson(
         it to keep the state when the pipeline around it changes. Letters, digits, ``_``
         and ``-`` (at most 64), unique in a run. (The other parameters: as described
         above.)
+    watch, order, max_files_per_batch, max_file_age, poll_interval, settle
+        ``watch=True`` watches a directory: its ``.ndjson`` files there at the start,
+        then every file that appears, each read once, as :func:`from_parquet` does with
+        ``watch=True`` (the options as described there). Without ``schema`` the types are
+        inferred from the first file; bad lines go to :meth:`Stream.dead_letters`.
 
     Examples
     --------
@@ -279,6 +372,30 @@ def from_ndjson(
     >>> vs.from_ndjson([b'{"a": 1}', b'{"a": 2}']).collect()["a"].to_list()
     [1, 2]
     """
+    if watch:
+        options = WatchOptions.parse(
+            order=order,
+            max_files_per_batch=max_files_per_batch,
+            max_file_age=max_file_age,
+            poll_interval=poll_interval,
+            settle=settle,
+        )
+        if not isinstance(source, str | os.PathLike):
+            msg = (
+                "from_ndjson(..., watch=True) watches a directory; pass its path, got "
+                f"{type(source).__name__}"
+            )
+            raise PipelineError(msg)
+        fmt = NdjsonFiles(check_batch_size(batch_size, "from_ndjson"))
+        return _watched(source, fmt, options, schema, name)
+    _no_watch_options(
+        "from_ndjson",
+        order=order,
+        max_files_per_batch=max_files_per_batch,
+        max_file_age=max_file_age,
+        poll_interval=poll_interval,
+        settle=settle,
+    )
     return _stream(NdjsonSource(source, schema, batch_size, max_delay, bounded), name)
 
 
@@ -447,6 +564,42 @@ def _delays(value: object, where: str) -> tuple[float, float]:
         msg = f"{where}: reconnect_delay must be (first, longest) seconds, 0 < first <= longest"
         raise PipelineError(msg)
     return float(value[0]), float(value[1])  # type: ignore[index]
+
+
+def _watched(
+    path: PathLike | list[PathLike],
+    fmt: FileFormat,
+    options: WatchOptions,
+    schema: SchemaLike | None,
+    name: str | None,
+) -> Stream:
+    if not isinstance(path, str | os.PathLike):
+        msg = f"{fmt.step}(..., watch=True) watches one directory; pass its path, not a list"
+        raise PipelineError(msg)
+    given = None if schema is None else to_arrow_schema(schema)
+    return _stream(WatchSource(path, fmt, options, given), name)
+
+
+#: the watch options' defaults: given otherwise without watch=True, they are refused
+_WATCH_DEFAULTS: dict[str, object] = {
+    "schema": None,
+    "order": "name",
+    "max_files_per_batch": 100,
+    "max_file_age": "7d",
+    "poll_interval": "1s",
+    "settle": "1s",
+}
+
+
+def _no_watch_options(step: str, **given: object) -> None:
+    odd = [k for k, v in given.items() if v != _WATCH_DEFAULTS[k]]
+    if odd:
+        msg = (
+            f"{step}: {', '.join(f'{k}=' for k in odd)} "
+            f"{'applies' if len(odd) == 1 else 'apply'} to a watched directory only; "
+            "add watch=True, or leave it out"
+        )
+        raise PipelineError(msg)
 
 
 def _stream(source: Source, name: str | None) -> Stream:
