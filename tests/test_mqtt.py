@@ -383,6 +383,7 @@ def test_kill_and_restart_processes_logged_messages_once(tmp_path: Path) -> None
         feeder = threading.Thread(target=feed, daemon=True)
         feeder.start()
         backlog = []
+        in_log: set[int] = set()  # ids the killed processes had logged (and acknowledged)
         for k in range(2):  # two kills, while messages flow
             proc = start(b.port)
             seen = len(ids())
@@ -391,8 +392,12 @@ def test_kill_and_restart_processes_logged_messages_once(tmp_path: Path) -> None
             proc.send_signal(signal.SIGKILL)
             proc.wait()
             log = _log(ckpt)
-            logged = [seq for seq, _ in log.entries(0)]
+            entries = list(log.entries(0))
             log.close()
+            logged = [seq for seq, _ in entries]
+            in_log.update(
+                json.loads(p)["id"] for _, t in entries for p in t.column("payload").to_pylist()
+            )
             manifest = max(ckpt.glob("chk-*/manifest.json"))
             at = json.loads(manifest.read_text())["sources"][0]["splits"][0]["position"] or 0
             backlog.append(sum(seq > at for seq in logged))
@@ -403,11 +408,17 @@ def test_kill_and_restart_processes_logged_messages_once(tmp_path: Path) -> None
         stop.set()
         feeder.join()
         total = sent[0]
-        wait_for(lambda: len(ids()) >= total, timeout=60, what="every row")
+        if b.kind == "mosquitto":
+            wait_for(lambda: len(ids()) >= total, timeout=60, what="every row")
+        else:  # amqtt keeps nothing for a session while its client is away
+            wait_for(lambda: in_log <= set(ids()), timeout=60, what="the logged rows")
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     got = sorted(ids())
-    assert got == list(range(total))  # every message once: none lost, none twice
+    assert len(got) == len(set(got)), "a row processed twice"
+    assert in_log <= set(got), "a logged row lost"  # exactly-once from the log on
+    if b.kind == "mosquitto":  # a persistent session: at-least-once end to end
+        assert got == list(range(total))
 
 
 # ---------------------------------------------------------------------- the sink
@@ -461,7 +472,10 @@ def test_outage_gives_no_late_events_and_same_windows(tmp_path: Path) -> None:
     """A broker outage of twice idle_timeout in the middle of a stream: the source is
     disconnected, hence never idle, so the watermark waits for the backlog. (Needs the
     runtime to honour Reader.status().)"""
-    idle = 0.5
+    # generous: after the outage the source must reconnect and the publisher send again
+    # within idle_timeout, or the source is rightly idle (a quiet caught-up source moves
+    # with the wall clock) and the rest late; 2 s holds on a loaded machine
+    idle = 2.0
     with Broker(tmp_path, "persistent") as b:
         subscribed(b, "outage")
         src = vs.from_mqtt(
@@ -488,10 +502,14 @@ def test_outage_gives_no_late_events_and_same_windows(tmp_path: Path) -> None:
         connected(job)
         pub = publisher(b, "outage-pub")
         publish(pub, rows(range(100)))
-        time.sleep(0.3)
+        # all of the first half in the job before the broker goes (amqtt keeps no session
+        # across a restart, so what it had not delivered would be lost)
+        wait_for(lambda: job.metrics.events_in >= 100, what="the first half")
+        pub.disconnect()
+        pub.loop_stop()
         b.restart(down=2 * idle)
-        wait_for(pub.is_connected, what="the publisher to reconnect")
-        connected(job)  # amqtt keeps no session across a restart: publish once both are back
+        connected(job)  # publish once the source is back: no session keeps it across amqtt
+        pub = publisher(b, "outage-pub-2")
         publish(pub, rows(range(100, 200)))
         wait_for(
             lambda: sum(f["len"].sum() for f in out) + sum(f.height for f in late) >= 190,
