@@ -1,4 +1,4 @@
-"""The pipeline of the file sinks' crash test (tests/test_file_sinks.py), run as a
+"""The pipeline of the file sinks' crash test (tests/io/test_file_sinks.py), run as a
 process to be killed.
 
     python tests/file_sink_pipeline.py FORMAT DATA_DIR OUT_DIR CKPT_DIR [--throttle SECONDS]

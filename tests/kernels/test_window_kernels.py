@@ -15,8 +15,6 @@ from __future__ import annotations
 import inspect
 import itertools
 import math
-import sys
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,6 +24,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
+import strategies
 from vstream.kernels.aggregate import (
     apply_rows,
     combine_slot,
@@ -53,9 +52,6 @@ from vstream.ops.window.finalize import _final_leaves, _finalize, _fused_finaliz
 from vstream.ops.window.inputs import _init_values, _Inputs
 from vstream.plan import aggregates as A
 from vstream.plan.aggregates import NULLS, AggPlan, plan_aggregations
-
-sys.path.insert(0, str(Path(__file__).parent))
-import strategies
 
 MIN = -(2**63)
 MAX = 2**63 - 1

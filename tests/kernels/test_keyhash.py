@@ -121,10 +121,10 @@ def test_another_process_gives_the_same_hashes(env: dict[str, str]) -> None:
     """Another interpreter, another hash seed (and plain Python instead of compiled
     kernels): the same values."""
     code = (
-        "import json, sys; sys.path.insert(0, 'tests'); import test_keyhash as t; "
+        "import json, sys; sys.path.insert(0, 'tests/kernels'); import test_keyhash as t; "
         "print(json.dumps(t._golden()))"
     )
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     done = subprocess.run(
         [sys.executable, "-c", code],
         env={**os.environ, **env},

@@ -7,18 +7,13 @@ sources is compared as a multiset of rows.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import polars as pl
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
-import vstream as vs
-
-sys.path.insert(0, str(Path(__file__).parent))
 import strategies
+import vstream as vs
 
 BOUND_MS = 3_000  # above every disorder strategies.disorders() draws
 ONE_ROW_CAP = 300  # batch size 1 costs ~0.5 ms a row; hypothesis runs it on a prefix

@@ -4,22 +4,18 @@ endless update stream, and the state size the metrics report."""
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
 
+import join_reference as ref
 import vstream as vs
 from vstream.ops.base import MIN_WM, Chunk
 from vstream.runtime.lower import build_op
-
-sys.path.insert(0, str(Path(__file__).parent))
-import join_reference as ref
 
 SameRows = Callable[..., None]
 

@@ -16,12 +16,10 @@ watermark, which go to ``late_events(side)``.
 from __future__ import annotations
 
 import re
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,11 +29,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import vstream as vs
-
-sys.path.insert(0, str(Path(__file__).parent))
 import join_reference as ref
 import strategies
+import vstream as vs
 
 SameRows = Callable[..., None]
 

@@ -186,7 +186,7 @@ def test_the_executor_asks_capabilities_not_types() -> None:
     """executor.py has no isinstance on a node or operator class and discovers no
     feature with getattr: what it needs is in the physical graph or declared by the
     operators (vstream.ops.base.Operator)."""
-    path = Path(__file__).parents[1] / "vstream" / "runtime" / "executor.py"
+    path = Path(__file__).parents[2] / "vstream" / "runtime" / "executor.py"
     tree = ast.parse(path.read_text())
     plan_or_ops: set[str] = set()
     for node in ast.walk(tree):

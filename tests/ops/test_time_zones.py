@@ -8,9 +8,7 @@ UTC-aligned), Asia/Kathmandu (+5:45) and Australia/Lord_Howe (30-minute DST).
 
 from __future__ import annotations
 
-import sys
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,11 +19,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import vstream as vs
+import window_reference as ref
 from vstream.errors import DurationError
 from vstream.ops.window import to_local, zone_table
-
-sys.path.insert(0, str(Path(__file__).parent))
-import window_reference as ref
 
 SameRows = Any
 YEAR = (datetime(2024, 1, 1), datetime(2025, 1, 1))

@@ -19,13 +19,11 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
+import file_sink_pipeline
 import vstream as vs
 from vstream.io.file_formats import HIVE_NULL
 from vstream.io.sinks import SinkError
 from vstream.state.checkpoint import PART
-
-sys.path.insert(0, str(Path(__file__).parent))
-import file_sink_pipeline
 
 FORMATS = file_sink_pipeline.FORMATS
 EXT = {"parquet": ".parquet", "ndjson": ".ndjson", "csv": ".csv", "ipc": ".arrow"}

@@ -9,8 +9,6 @@ size the tests run with is patched to choose one.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -20,11 +18,9 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
+import strategies
 import vstream as vs
 from vstream.ops.stateless import filter_frame, select_step, with_columns_step
-
-sys.path.insert(0, str(Path(__file__).parent))
-import strategies
 
 #: row-wise expressions over the columns of ``frames()``; together they replace columns
 #: while others read their old values, broadcast literals, and expand to several outputs

@@ -4,7 +4,7 @@ the other rows go on; and whatever bytes or dicts a source is fed, the process s
 and every input row is either in the output or in the dead letters.
 
 The fuzz tests run in a child process (this file run as a script:
-``python tests/test_untrusted_input.py fuzz_ndjson``), so an input that crashes the
+``python tests/io/test_untrusted_input.py fuzz_ndjson``), so an input that crashes the
 interpreter fails the test instead of killing pytest.
 """
 

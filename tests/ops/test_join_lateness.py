@@ -21,11 +21,9 @@ already given when it comes out.
 from __future__ import annotations
 
 import itertools
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -34,12 +32,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import join_reference as ref
 import vstream as vs
 from vstream.ops.base import MAX_WM, MIN_WM, Chunk, Operator
 from vstream.runtime.lower import build_op
-
-sys.path.insert(0, str(Path(__file__).parent))
-import join_reference as ref
 
 SameRows = Callable[..., None]
 FIXTURE_OK = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow]

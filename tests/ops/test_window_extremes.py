@@ -10,8 +10,6 @@ of the end of the input, so an event there is bad input too.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,12 +20,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import vstream as vs
+import window_reference as ref
 from vstream.errors import DurationError
 from vstream.kernels.window import time_bounds
 from vstream.ops.watermark import datetime_range
-
-sys.path.insert(0, str(Path(__file__).parent))
-import window_reference as ref
 
 SameRows = Any
 MIN = -(2**63)

@@ -11,10 +11,8 @@ relative. Late data is in ``test_window_late.py``.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -23,10 +21,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import vstream as vs
-
-sys.path.insert(0, str(Path(__file__).parent))
 import strategies
+import vstream as vs
 import window_reference as ref
 
 SameRows = Callable[..., None]

@@ -30,14 +30,13 @@ import pytest
 from polars.testing import assert_frame_equal
 
 import vstream as vs
-
-sys.path.insert(0, str(Path(__file__).parent))
 from kafka_mock import MockCluster
-
 from vstream.io.kafka_sink import KafkaSink
 
 #: the checkout whose vstream the child processes import (the one under test)
 PACKAGE_ROOT = Path(vs.__file__).resolve().parent.parent
+#: the tests root, whose helper modules (kafka_mock) the child processes import
+TESTS_ROOT = Path(__file__).resolve().parents[1]
 #: patience for anything that should take seconds
 PATIENCE_S = 60.0
 
@@ -408,7 +407,7 @@ def _child(argv: list[str]) -> None:
 
 
 def _spawn(cluster: MockCluster, data: Path, ckpt: Path, topic: str, kill: str, throttle: float):
-    env = {**os.environ, "PYTHONPATH": str(PACKAGE_ROOT)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PACKAGE_ROOT), str(TESTS_ROOT)])}
     env.setdefault("NUMBA_CACHE_DIR", str(PACKAGE_ROOT / ".numba-cache"))
     args = [cluster.bootstrap, str(data), str(ckpt), topic, kill, str(throttle)]
     return subprocess.Popen(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import re
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,13 +13,11 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+import strategies
 import vstream as vs
 from vstream.plan.ids import describe
 from vstream.plan.nodes import Node, StepNode, ancestors
 from vstream.plan.serialize import PlanError, checksum, plan_from_bytes, plan_to_bytes
-
-sys.path.insert(0, str(Path(__file__).parent))
-import strategies
 
 SameRows = Callable[[pl.DataFrame, pl.DataFrame], None]
 

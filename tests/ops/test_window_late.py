@@ -11,11 +11,9 @@ events are late.
 from __future__ import annotations
 
 import itertools
-import sys
 import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -24,10 +22,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import vstream as vs
-
-sys.path.insert(0, str(Path(__file__).parent))
 import strategies
+import vstream as vs
 import window_reference as ref
 
 SameRows = Callable[..., None]

@@ -13,9 +13,7 @@ kernels.
 
 from __future__ import annotations
 
-import sys
 import warnings
-from pathlib import Path
 from random import Random
 
 import numpy as np
@@ -26,6 +24,7 @@ from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
 import vstream as vs
+import window_reference as ref
 from vstream.kernels import window as kernels
 from vstream.kernels.window.slots import _slot_hash
 from vstream.ops import window as op_window
@@ -35,9 +34,6 @@ from vstream.ops.base import Chunk
 from vstream.ops.window import finalize, operator, panes, sessions, zones
 from vstream.runtime.lower import build_op
 from vstream.state.window import SessionState
-
-sys.path.insert(0, str(Path(__file__).parent))
-import window_reference as ref
 
 AGGS = [pl.len().alias("n"), pl.col("x").sum().alias("sx"), pl.col("x").max().alias("mx")]
 

@@ -39,10 +39,8 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-import vstream as vs
-
-sys.path.insert(0, str(Path(__file__).parent))
 import crash_pipeline
+import vstream as vs
 
 SCRIPT = Path(crash_pipeline.__file__).resolve()
 #: the checkout whose vstream the killed processes import (the one under test)

@@ -11,7 +11,6 @@ from before its micro-batch.
 from __future__ import annotations
 
 import queue
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -27,10 +26,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
-import vstream as vs
-
-sys.path.insert(0, str(Path(__file__).parent))
 import strategies
+import vstream as vs
 
 DISORDER_MS = 1_500
 

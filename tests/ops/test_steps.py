@@ -10,10 +10,8 @@ what it returns.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -23,10 +21,8 @@ import pytest
 from hypothesis import given, settings
 from polars.testing import assert_frame_equal
 
-import vstream as vs
-
-sys.path.insert(0, str(Path(__file__).parent))
 import strategies
+import vstream as vs
 
 HOST = "host-00001"
 

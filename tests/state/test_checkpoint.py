@@ -2,7 +2,7 @@
 checkpoints are skipped or refused; a changed pipeline is refused.
 
 A failure is simulated in-process by a ``map_batches`` step that raises after a given
-number of batches (the SIGKILL test is tests/test_crash.py): the run stops between two
+number of batches (the SIGKILL test is tests/state/test_crash.py): the run stops between two
 checkpoints, and the next run resumes from the last one.
 """
 
