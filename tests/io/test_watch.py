@@ -25,12 +25,10 @@ import pytest
 from polars.testing import assert_frame_equal
 
 import vstream as vs
+import watch_pipeline
 from vstream.errors import PipelineError, SourceError
 from vstream.io.watch import NdjsonFiles, WatchOptions, WatchSource
 from vstream.state.checkpoint import MANIFEST, CheckpointStore
-
-sys.path.insert(0, str(Path(__file__).parent))
-import watch_pipeline
 
 SCHEMA = {"ts": pl.Int64, "host": pl.String, "v": pl.Int64}
 FAST = {"poll_interval": "20ms", "settle": 0}

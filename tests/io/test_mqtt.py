@@ -19,11 +19,9 @@ import pyarrow as pa
 import pytest
 
 import vstream as vs
+from mqtt_broker import Broker
 from vstream.errors import SourceError
 from vstream.io.mqtt_wal import WAL_SCHEMA, WriteAheadLog
-
-sys.path.insert(0, str(Path(__file__).parent))
-from mqtt_broker import Broker
 
 SCHEMA = {"id": pl.Int64, "host": pl.String, "cpu": pl.Float64}
 
