@@ -1,4 +1,4 @@
-"""The pipeline of the crash test (tests/test_crash.py), run as a process to be killed.
+"""The pipeline of the crash test (tests/state/test_crash.py), run as a process to be killed.
 
     python tests/crash_pipeline.py DATA_DIR OUT_DIR CKPT_DIR [--throttle SECONDS]
 

@@ -22,7 +22,8 @@ time column takes them as that many units of its own time unit.
 Polars does not match null keys (``nulls_equal=False``), in ``join`` as in the ``by``
 columns of ``join_asof``; the references inherit that.
 
-Test modules import this file by name after putting ``tests/`` on ``sys.path``.
+Test modules import this file by name (pyproject's ``pythonpath = ["tests"]`` puts the
+tests root on ``sys.path``).
 
 Examples
 --------

@@ -1,4 +1,4 @@
-"""The pipeline of the Kafka crash test (tests/test_kafka_crash.py), run as a process to
+"""The pipeline of the Kafka crash test (tests/io/test_kafka_crash.py), run as a process to
 be killed.
 
     python tests/kafka_crash_pipeline.py BOOTSTRAP TOPIC OUT_DIR CKPT_DIR [--throttle S]

@@ -1,9 +1,9 @@
 """Hypothesis strategies and small helpers shared by the test suite.
 
-Test modules import this file by name after putting ``tests/`` on ``sys.path`` (pytest
-runs with ``--import-mode=importlib``, so ``tests`` is not a package)::
+Test modules import this file by name, from whichever folder under ``tests/`` they are in
+(pytest runs with ``--import-mode=importlib``, so ``tests`` is not a package; pyproject's
+``pythonpath = ["tests"]`` puts the tests root on ``sys.path``)::
 
-    sys.path.insert(0, str(Path(__file__).parent))
     import strategies
 
 Examples

@@ -13,7 +13,8 @@ durations as integers in that column's unit. Output columns follow the window co
 - :func:`watermarks_before` and :func:`late_mask` model the watermark of one source split
   read in micro-batches, to predict which events are late.
 
-Test modules import this file by name after putting ``tests/`` on ``sys.path``.
+Test modules import this file by name (pyproject's ``pythonpath = ["tests"]`` puts the
+tests root on ``sys.path``).
 
 Examples
 --------

@@ -22,6 +22,7 @@ from vstream.api.sinks import LazySink
 from vstream.api.sources import (
     from_arrow,
     from_kafka,
+    from_mqtt,
     from_ndjson,
     from_parquet,
     from_polars,
@@ -42,6 +43,7 @@ __all__ = [
     "concat",
     "from_arrow",
     "from_kafka",
+    "from_mqtt",
     "from_ndjson",
     "from_parquet",
     "from_polars",

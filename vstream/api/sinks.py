@@ -1,5 +1,6 @@
 """Running a stream: the terminal calls of a Stream (``collect``, ``iter_batches``,
-``sink_parquet``, ``sink_callback``, ``start``), lazy sinks, and the one function that
+``sink_parquet``, ``sink_ndjson``, ``sink_csv``, ``sink_ipc``, ``sink_callback``,
+``start``), lazy sinks, and the one function that
 runs a set of branches as one job."""
 
 from __future__ import annotations
@@ -13,11 +14,23 @@ import polars as pl
 
 from vstream._duration import Duration, wall_seconds
 from vstream.api.base import StreamBase
+from vstream.api.mqtt_sink import MqttTerminals
 from vstream.api.options import SinkMode
 from vstream.errors import PipelineError, UnboundedError
+from vstream.io.file_formats import (
+    CsvFormat,
+    FileFormat,
+    IpcCompression,
+    IpcFormat,
+    NdjsonFormat,
+    TextCompression,
+    check_partition_columns,
+)
+from vstream.io.kafka_sink import KafkaSink, KafkaSinkFormat
 from vstream.io.sinks import (
     CallbackSink,
     CollectSink,
+    FileSink,
     ParquetSink,
     ResultsSink,
     Sink,
@@ -35,7 +48,7 @@ if TYPE_CHECKING:
 __all__ = ["LazySink", "Terminals", "job_checkpoint", "run_items", "to_targets"]
 
 
-class Terminals(StreamBase):
+class Terminals(MqttTerminals):
     """The calls that run a :class:`~vstream.Stream`; nothing runs before one of them."""
 
     def collect(
@@ -87,6 +100,8 @@ class Terminals(StreamBase):
         self,
         path: str | os.PathLike[str],
         *,
+        partition_by: str | Sequence[str] | None = None,
+        max_rows_per_file: int | None = None,
         rows_per_file: int = 1_000_000,
         flush_interval: Duration | float | None = "10s",
         compression: str = "zstd",
@@ -129,6 +144,12 @@ class Terminals(StreamBase):
         pauses the run at a checkpoint instead of ending its input. The last
         ``keep_checkpoints`` checkpoints are kept.
 
+        ``partition_by`` (a column name or a list of them) writes Hive-style
+        ``col=value/`` directories, read back by ``pl.scan_parquet(path,
+        hive_partitioning=True)`` (see :meth:`sink_ndjson`). ``max_rows_per_file`` rolls
+        to a new file after that many rows (per partition); ``rows_per_file`` is its
+        older name.
+
         ``progress`` shows a bar of the rows read (of the sources' total, where they know
         it) once the run has lasted half a second: None shows it when stderr is a terminal
         or in Jupyter, True always, False never.
@@ -148,13 +169,15 @@ class Terminals(StreamBase):
         >>> pl.read_parquet(os.path.join(d, "first.parquet")).height
         3
         """
-        where = "sink_parquet"
-        interval = (
-            None if flush_interval is None else wall_seconds(flush_interval, "flush_interval")
-        )
-        config = CheckpointConfig.parse(
-            checkpoint_dir, checkpoint_interval, keep_checkpoints, where
-        )
+        if max_rows_per_file is not None:
+            if rows_per_file != 1_000_000:
+                msg = (
+                    "sink_parquet: pass max_rows_per_file or rows_per_file (its older "
+                    "name), not both"
+                )
+                raise PipelineError(msg)
+            rows_per_file = max_rows_per_file
+        interval = _flush_seconds(flush_interval)
         sink = LazySink(
             self,
             lambda: ParquetSink(
@@ -163,26 +186,301 @@ class Terminals(StreamBase):
                 flush_interval=interval,
                 compression=compression,
                 mode=mode,
+                partition_by=partition_by,
             ),
-            checkpoint=config,
+            checkpoint=CheckpointConfig.parse(
+                checkpoint_dir, checkpoint_interval, keep_checkpoints, "sink_parquet"
+            ),
         )
-        probe = sink.make_sink()  # validate the arguments now, not at run time
-        assert isinstance(probe, ParquetSink)
-        if probe.single and config is not None:
-            msg = (
-                f"{where}: a single Parquet file ({str(path)!r}) cannot be written "
-                "exactly-once with checkpoint_dir; pass a directory (a path not ending in "
-                ".parquet)"
-            )
-            raise PipelineError(msg)
-        if probe.single and not self.is_bounded:
-            msg = (
-                f"{where}: {str(path)!r} is one Parquet file, written at the end of the "
-                "input, and this stream is unbounded; write to a directory of part files "
-                "(a path not ending in .parquet), or bound the stream with .head(n)"
-            )
-            raise PipelineError(msg)
+        _check_file_sink(self, sink)
         return sink if lazy else sink.run(timeout=timeout, stacklevel=3, progress=progress)
+
+    # ---------------------------------------------------------------- file sinks (issue 18)
+    def sink_ndjson(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        partition_by: str | Sequence[str] | None = None,
+        max_rows_per_file: int = 1_000_000,
+        flush_interval: Duration | float | None = "10s",
+        compression: TextCompression = "uncompressed",
+        mode: SinkMode = "error",
+        lazy: bool = False,
+        timeout: Duration | float | None = None,
+        checkpoint_dir: str | os.PathLike[str] | None = None,
+        checkpoint_interval: Duration | int = "10s",
+        keep_checkpoints: int = 3,
+        progress: bool | None = None,
+    ) -> Any:
+        """Write the stream as newline-delimited JSON: part files in a directory, or
+        one file.
+
+        The same sink as :meth:`sink_parquet` in another format: the same ``mode``, the
+        same output directory that holds committed files only, the same exactly-once
+        two-phase commit with ``checkpoint_dir``. A path ending in ``.ndjson`` or
+        ``.jsonl`` (``.gz`` / ``.zst`` added when compressed) is one file, written at
+        the end of a bounded run.
+
+        Parameters
+        ----------
+        path
+            The output directory, or one file.
+        partition_by
+            A column name or a list of them: rows go to Hive-style directories
+            ``col=value/`` (``a=1/b=x/part-...``). Names and values are percent-encoded
+            (a value such as ``../x`` or ``a/b`` stays one directory inside the output);
+            a null is ``__HIVE_DEFAULT_PARTITION__``. The partition columns stay in the
+            files too (as Polars writes them), so each file holds whole rows.
+        max_rows_per_file
+            A file holds at most this many rows (per partition); then a new file starts.
+        flush_interval
+            A file is also written once its first row has waited this long (None: only
+            when full, at a checkpoint and at the end).
+        compression
+            ``"uncompressed"``, ``"gzip"`` or ``"zstd"`` (the whole file).
+        mode
+            What to do with an output that has content and is not this sink's own
+            checkpointed output: ``"error"``, ``"overwrite"`` or ``"append"``.
+        lazy
+            Return a :class:`LazySink` for :func:`vstream.collect_all` instead of running.
+        timeout, checkpoint_dir, checkpoint_interval, keep_checkpoints, progress
+            As in :meth:`sink_parquet`.
+
+        Returns
+        -------
+        Metrics or LazySink
+            The run's metrics, or the lazy sink with ``lazy=True``.
+
+        Examples
+        --------
+        >>> import tempfile, os
+        >>> import polars as pl
+        >>> import vstream as vs
+        >>> d = tempfile.mkdtemp()
+        >>> s = vs.from_polars(pl.DataFrame({"day": ["mon", "mon", "tue"], "x": [1, 2, 3]}))
+        >>> _ = s.sink_ndjson(os.path.join(d, "out"), partition_by="day")
+        >>> sorted(os.listdir(os.path.join(d, "out")))
+        ['day=mon', 'day=tue']
+        >>> pl.read_ndjson(os.path.join(d, "out", "day=tue", "part-000000.ndjson"))
+        shape: (1, 2)
+        ┌─────┬─────┐
+        │ day ┆ x   │
+        │ --- ┆ --- │
+        │ str ┆ i64 │
+        ╞═════╪═════╡
+        │ tue ┆ 3   │
+        └─────┴─────┘
+        """
+        fmt = NdjsonFormat(compression)
+        return self._sink_file(
+            fmt,
+            path,
+            partition_by=partition_by,
+            max_rows_per_file=max_rows_per_file,
+            flush_interval=flush_interval,
+            mode=mode,
+            lazy=lazy,
+            timeout=timeout,
+            checkpoint_dir=checkpoint_dir,
+            checkpoint_interval=checkpoint_interval,
+            keep_checkpoints=keep_checkpoints,
+            progress=progress,
+        )
+
+    def sink_csv(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        separator: str = ",",
+        include_header: bool = True,
+        quote_char: str = '"',
+        null_value: str | None = None,
+        line_terminator: str = "\n",
+        partition_by: str | Sequence[str] | None = None,
+        max_rows_per_file: int = 1_000_000,
+        flush_interval: Duration | float | None = "10s",
+        compression: TextCompression = "uncompressed",
+        mode: SinkMode = "error",
+        lazy: bool = False,
+        timeout: Duration | float | None = None,
+        checkpoint_dir: str | os.PathLike[str] | None = None,
+        checkpoint_interval: Duration | int = "10s",
+        keep_checkpoints: int = 3,
+        progress: bool | None = None,
+    ) -> Any:
+        """Write the stream as CSV: part files in a directory, or one file.
+
+        As :meth:`sink_ndjson` (modes, partitions, rolling, exactly-once with
+        ``checkpoint_dir``), with Polars' ``write_csv`` options. Every file starts with
+        its own header line when ``include_header``. A path ending in ``.csv`` (``.gz``
+        / ``.zst`` added when compressed) is one file. Nested columns (lists, structs)
+        and binary columns have no CSV form and are refused when the sink is built.
+
+        Parameters
+        ----------
+        path
+            The output directory, or one file.
+        separator
+            The field separator, one single-byte character.
+        include_header
+            Whether each file starts with the column names.
+        quote_char
+            The quoting character, one single-byte character.
+        null_value
+            How a null is written (Polars' default: an empty field).
+        line_terminator
+            What ends a line.
+        partition_by, max_rows_per_file, flush_interval, compression, mode, lazy
+            As in :meth:`sink_ndjson`.
+        timeout, checkpoint_dir, checkpoint_interval, keep_checkpoints, progress
+            As in :meth:`sink_parquet`.
+
+        Returns
+        -------
+        Metrics or LazySink
+            The run's metrics, or the lazy sink with ``lazy=True``.
+
+        Examples
+        --------
+        >>> import tempfile, os
+        >>> import polars as pl
+        >>> import vstream as vs
+        >>> path = os.path.join(tempfile.mkdtemp(), "rows.csv")
+        >>> s = vs.from_polars(pl.DataFrame({"x": [1, 2], "y": ["a", None]}))
+        >>> _ = s.sink_csv(path, separator=";", null_value="NA")
+        >>> print(open(path).read(), end="")
+        x;y
+        1;a
+        2;NA
+        """
+        fmt = CsvFormat(
+            separator=separator,
+            include_header=include_header,
+            quote_char=quote_char,
+            null_value=null_value,
+            line_terminator=line_terminator,
+            compression=compression,
+        )
+        return self._sink_file(
+            fmt,
+            path,
+            partition_by=partition_by,
+            max_rows_per_file=max_rows_per_file,
+            flush_interval=flush_interval,
+            mode=mode,
+            lazy=lazy,
+            timeout=timeout,
+            checkpoint_dir=checkpoint_dir,
+            checkpoint_interval=checkpoint_interval,
+            keep_checkpoints=keep_checkpoints,
+            progress=progress,
+        )
+
+    def sink_ipc(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        compression: IpcCompression = "uncompressed",
+        partition_by: str | Sequence[str] | None = None,
+        max_rows_per_file: int = 1_000_000,
+        flush_interval: Duration | float | None = "10s",
+        mode: SinkMode = "error",
+        lazy: bool = False,
+        timeout: Duration | float | None = None,
+        checkpoint_dir: str | os.PathLike[str] | None = None,
+        checkpoint_interval: Duration | int = "10s",
+        keep_checkpoints: int = 3,
+        progress: bool | None = None,
+    ) -> Any:
+        """Write the stream as Arrow IPC files (Feather v2, ``.arrow``): part files in a
+        directory, or one file.
+
+        As :meth:`sink_ndjson` (modes, partitions, rolling, exactly-once with
+        ``checkpoint_dir``); the files keep every dtype exactly. A path ending in
+        ``.arrow``, ``.ipc`` or ``.feather`` is one file.
+
+        Parameters
+        ----------
+        path
+            The output directory, or one file.
+        compression
+            Buffer compression: ``"uncompressed"``, ``"lz4"`` or ``"zstd"``.
+        partition_by, max_rows_per_file, flush_interval, mode, lazy
+            As in :meth:`sink_ndjson`.
+        timeout, checkpoint_dir, checkpoint_interval, keep_checkpoints, progress
+            As in :meth:`sink_parquet`.
+
+        Returns
+        -------
+        Metrics or LazySink
+            The run's metrics, or the lazy sink with ``lazy=True``.
+
+        Examples
+        --------
+        >>> import tempfile, os
+        >>> import polars as pl
+        >>> import vstream as vs
+        >>> d = tempfile.mkdtemp()
+        >>> out, ckpt = os.path.join(d, "out"), os.path.join(d, "ckpt")
+        >>> s = vs.from_polars(pl.DataFrame({"x": range(10)}), batch_size=4)
+        >>> _ = s.sink_ipc(out, compression="zstd", max_rows_per_file=4,
+        ...                checkpoint_dir=ckpt, checkpoint_interval=1)
+        >>> sorted(os.listdir(out))
+        ['part-00000001-0000.arrow', 'part-00000002-0000.arrow', 'part-00000003-0000.arrow']
+        >>> pl.read_ipc(os.path.join(out, "part-00000003-0000.arrow"))["x"].to_list()
+        [8, 9]
+        """
+        fmt = IpcFormat(compression)
+        return self._sink_file(
+            fmt,
+            path,
+            partition_by=partition_by,
+            max_rows_per_file=max_rows_per_file,
+            flush_interval=flush_interval,
+            mode=mode,
+            lazy=lazy,
+            timeout=timeout,
+            checkpoint_dir=checkpoint_dir,
+            checkpoint_interval=checkpoint_interval,
+            keep_checkpoints=keep_checkpoints,
+            progress=progress,
+        )
+
+    def _sink_file(
+        self,
+        fmt: FileFormat,
+        path: str | os.PathLike[str],
+        *,
+        partition_by: str | Sequence[str] | None,
+        max_rows_per_file: int,
+        flush_interval: Duration | float | None,
+        mode: SinkMode,
+        lazy: bool,
+        timeout: Duration | float | None,
+        checkpoint_dir: str | os.PathLike[str] | None,
+        checkpoint_interval: Duration | int,
+        keep_checkpoints: int,
+        progress: bool | None,
+    ) -> Any:
+        """The body of ``sink_ndjson``, ``sink_csv`` and ``sink_ipc``."""
+        where = f"sink_{fmt.name}"
+        interval = _flush_seconds(flush_interval)
+        sink = LazySink(
+            self,
+            lambda: FileSink(
+                path,
+                fmt,
+                max_rows_per_file=max_rows_per_file,
+                flush_interval=interval,
+                mode=mode,
+                partition_by=partition_by,
+            ),
+            checkpoint=CheckpointConfig.parse(
+                checkpoint_dir, checkpoint_interval, keep_checkpoints, where
+            ),
+        )
+        _check_file_sink(self, sink)
+        return sink if lazy else sink.run(timeout=timeout, stacklevel=4, progress=progress)
 
     def sink_callback(
         self,
@@ -228,6 +526,80 @@ class Terminals(StreamBase):
             raise PipelineError(msg)
         CallbackSink(fn)
         sink = LazySink(self, lambda: CallbackSink(fn, with_epoch=with_epoch), checkpoint=config)
+        return sink if lazy else sink.run(timeout=timeout, stacklevel=3, progress=progress)
+
+    def sink_kafka(
+        self,
+        topic: str,
+        *,
+        bootstrap_servers: str,
+        format: KafkaSinkFormat = "json",
+        key: str | None = None,
+        value: str | None = None,
+        rows_per_message: int = 10_000,
+        flush_timeout: Duration | float = "60s",
+        lazy: bool = False,
+        timeout: Duration | float | None = None,
+        checkpoint_dir: str | os.PathLike[str] | None = None,
+        checkpoint_interval: Duration | int = "10s",
+        keep_checkpoints: int = 3,
+        progress: bool | None = None,
+        **config: Any,
+    ) -> Any:
+        """Write the stream to the Kafka topic ``topic`` through an idempotent producer.
+
+        ``format``: ``"json"`` one JSON object per row (Polars' JSON encoding; NaN and
+        infinity become null), ``"raw"`` the bytes of one Binary or String column per row
+        (``value=``, by default the only column or the column ``value``), ``"arrow"`` an
+        Arrow IPC stream of up to ``rows_per_message`` rows per message. ``key`` names the
+        column whose value (as text; Binary as it is) is each message's key, so rows of one
+        key go to one partition. ``config`` is librdkafka's producer configuration
+        (``linger_ms=20`` stands for ``linger.ms``; or ``**{"compression.type": "zstd"}``).
+
+        Guarantee: at-least-once, nothing lost; not exactly-once. Without
+        ``checkpoint_dir`` rows are produced as they come and the producer is flushed at
+        the end (``flush_timeout``). With ``checkpoint_dir`` each epoch's messages are
+        staged in the checkpoint directory and produced once its checkpoint is durable; a
+        restart produces again every staged epoch not yet acknowledged. Every message
+        carries the headers ``vstream-epoch`` and ``vstream-seq`` (decimal text): a
+        consumer that drops a repeated (epoch, seq) pair sees every row once. Other
+        arguments as in :meth:`sink_parquet`.
+
+        Examples
+        --------
+        >>> import polars as pl
+        >>> import vstream as vs
+        >>> s = vs.from_polars(pl.DataFrame({"host": ["a", "b"], "cpu": [0.5, 0.9]}))
+        >>> job = s.sink_kafka("alerts", bootstrap_servers="127.0.0.1:9092", key="host",
+        ...                    lazy=True)
+        >>> metrics = job.run()  # doctest: +SKIP
+        >>> s.sink_kafka("alerts", bootstrap_servers="127.0.0.1:9092", key="hots")
+        Traceback (most recent call last):
+        ...
+        vstream.errors.ColumnNotFoundError: sink_kafka('alerts'): key='hots' is not a column; ...
+        """
+        where = f"sink_kafka({topic!r})"
+        config_ = CheckpointConfig.parse(
+            checkpoint_dir, checkpoint_interval, keep_checkpoints, where
+        )
+        flush_s = wall_seconds(flush_timeout, "flush_timeout")
+        sink = LazySink(
+            self,
+            lambda: KafkaSink(
+                topic,
+                bootstrap_servers=bootstrap_servers,
+                format=format,
+                key=key,
+                value=value,
+                rows_per_message=rows_per_message,
+                flush_timeout=flush_s,
+                config=config,
+            ),
+            checkpoint=config_,
+        )
+        probe = sink.make_sink()  # validate the arguments and the schema now
+        assert isinstance(probe, KafkaSink)
+        probe.check_schema(self.schema)
         return sink if lazy else sink.run(timeout=timeout, stacklevel=3, progress=progress)
 
     def start(
@@ -292,6 +664,33 @@ class LazySink:
 
     def __repr__(self) -> str:
         return f"<vstream.LazySink of {self.stream.node.label!r}>"
+
+
+def _flush_seconds(flush_interval: Duration | float | None) -> float | None:
+    return None if flush_interval is None else wall_seconds(flush_interval, "flush_interval")
+
+
+def _check_file_sink(stream: StreamBase, sink: LazySink) -> None:
+    """Refuse a file sink that cannot run, when it is built (not at run time)."""
+    probe = sink.make_sink()  # validates the arguments
+    assert isinstance(probe, FileSink)
+    where, fmt, path = f"sink_{probe.fmt.name}", probe.fmt, str(probe.dir)
+    probe.fmt.check_schema(stream.schema, where)
+    check_partition_columns(probe.partition_by or None, stream.schema, where)
+    if probe.single and sink.checkpoint is not None:
+        msg = (
+            f"{where}: a single {fmt.title} file ({path!r}) cannot be written "
+            "exactly-once with checkpoint_dir; pass a directory (a path not ending in "
+            f"{fmt.ext})"
+        )
+        raise PipelineError(msg)
+    if probe.single and not stream.is_bounded:
+        msg = (
+            f"{where}: {path!r} is one {fmt.title} file, written at the end of the "
+            "input, and this stream is unbounded; write to a directory of part files "
+            f"(a path not ending in {fmt.ext}), or bound the stream with .head(n)"
+        )
+        raise PipelineError(msg)
 
 
 def to_targets(items: Sequence[StreamBase | LazySink], keep: int | None = None) -> list[Target]:

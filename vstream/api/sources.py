@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+import ssl
 from collections.abc import Callable, Iterable
-from typing import IO, Any
+from typing import IO, Any, Literal
 
 import polars as pl
 import pyarrow as pa
@@ -12,19 +13,30 @@ import pyarrow as pa
 from vstream._duration import Duration, wall_seconds
 from vstream.api.base import named, set_name
 from vstream.api.stream import Stream
+from vstream.errors import PipelineError
 from vstream.io._kafka_decode import KafkaFormat
-from vstream.io._schema import SchemaLike
+from vstream.io._schema import SchemaLike, polars_schema, to_arrow_schema
 from vstream.io.base import Source
 from vstream.io.kafka import KafkaSource, Offsets, OnDataLoss
-from vstream.io.memory import ArrowSource, PolarsSource
+from vstream.io.memory import ArrowSource, PolarsSource, check_batch_size
+from vstream.io.mqtt import MqttSource, check_topics, decoder_for
 from vstream.io.ndjson import NdjsonSource
 from vstream.io.parquet import ParquetSource
 from vstream.io.records import RecordsSource, max_delay_seconds
+from vstream.io.watch import (
+    FileFormat,
+    FileOrder,
+    NdjsonFiles,
+    ParquetFiles,
+    WatchOptions,
+    WatchSource,
+)
 from vstream.plan.nodes import SourceNode
 
 __all__ = [
     "from_arrow",
     "from_kafka",
+    "from_mqtt",
     "from_ndjson",
     "from_parquet",
     "from_polars",
@@ -169,9 +181,21 @@ def from_arrow(
 
 
 def from_parquet(
-    path: PathLike | list[PathLike], *, batch_size: int = 65_536, name: str | None = None
+    path: PathLike | list[PathLike],
+    *,
+    batch_size: int = 65_536,
+    name: str | None = None,
+    watch: bool = False,
+    schema: SchemaLike | None = None,
+    order: FileOrder = "name",
+    max_files_per_batch: int = 100,
+    max_file_age: Duration | float | None = "7d",
+    poll_interval: Duration | float = "1s",
+    settle: Duration | float = "1s",
 ) -> Stream:
-    """A bounded stream over Parquet files: a path, a glob, a directory or a list.
+    """A bounded stream over Parquet files: a path, a glob, a directory or a list; with
+    ``watch=True``, an unbounded stream over a directory's files, those there at the
+    start and every file that appears while it runs.
 
     Files are read one after another, each a split with its own watermark; a file not yet
     started holds the watermark back (at the minimum of its event-time statistics when
@@ -180,13 +204,40 @@ def from_parquet(
     Parameters
     ----------
     path
-        A file, a glob, a directory (its ``.parquet`` files, recursively) or a list.
+        A file, a glob, a directory (its ``.parquet`` files, recursively) or a list; with
+        ``watch=True``, a directory.
     batch_size
         Rows per micro-batch.
     name
         A stable name for the source's state in checkpoints (its splits' positions); set
         it to keep the state when the pipeline around it changes. Letters, digits, ``_``
         and ``-`` (at most 64), unique in a run.
+    watch
+        Watch the directory: every new file is a new split, read once (see the README's
+        "Watched directories" for what is guaranteed). The stream is
+        unbounded: run it with ``start()`` (or a sink's ``lazy=True`` and ``.start()``)
+        and end it with ``Job.stop()``. The options below apply to ``watch=True`` only.
+    schema
+        The columns and types (Polars or Arrow types); by default those of the first
+        file. Needed when the directory is empty at the start. A file of another schema,
+        or one that cannot be read, goes to :meth:`Stream.dead_letters` (the record is
+        its name, the reason says what is wrong) and the stream goes on.
+    order
+        ``"name"``: new files are read in the order of their names (relative to the
+        directory); ``"mtime"``: of their modification times.
+    max_files_per_batch
+        New files picked up per look at the directory, at most.
+    max_file_age
+        Files modified longer ago than this are not read, and a file read leaves the
+        checkpoint once it is that old, so the checkpoint stays bounded (a restart does
+        not read it again: it is too old). None: every file is read and kept.
+    poll_interval
+        How often the directory is listed.
+    settle
+        A file is read once its size and modification time have not changed for this
+        long. Write files elsewhere (or under a name starting with ``.`` or ``_``,
+        which the watch skips) and rename them into place; with renames only, ``0``
+        reads files at once.
 
     Examples
     --------
@@ -197,7 +248,42 @@ def from_parquet(
     >>> pl.DataFrame({"a": [1, 2]}).write_parquet(os.path.join(d, "x.parquet"))
     >>> vs.from_parquet(d).collect()["a"].to_list()
     [1, 2]
+
+    Watching the directory: a file written while the job runs is read once it is
+    complete (here written elsewhere and renamed into place):
+
+    >>> import time
+    >>> job = vs.from_parquet(d, watch=True, poll_interval="20ms", settle=0).start()
+    >>> tmp = os.path.join(d, ".y.parquet.tmp")
+    >>> pl.DataFrame({"a": [3]}).write_parquet(tmp)
+    >>> os.rename(tmp, os.path.join(d, "y.parquet"))
+    >>> end = time.monotonic() + 30
+    >>> while job.results.height < 3 and time.monotonic() < end:
+    ...     time.sleep(0.02)
+    >>> job.stop()
+    >>> sorted(job.results["a"].to_list())
+    [1, 2, 3]
     """
+    if watch:
+        options = WatchOptions.parse(
+            order=order,
+            max_files_per_batch=max_files_per_batch,
+            max_file_age=max_file_age,
+            poll_interval=poll_interval,
+            settle=settle,
+        )
+        return _watched(
+            path, ParquetFiles(check_batch_size(batch_size, "from_parquet")), options, schema, name
+        )
+    _no_watch_options(
+        "from_parquet",
+        schema=schema,
+        order=order,
+        max_files_per_batch=max_files_per_batch,
+        max_file_age=max_file_age,
+        poll_interval=poll_interval,
+        settle=settle,
+    )
     return _stream(ParquetSource(path, batch_size), name)
 
 
@@ -250,6 +336,12 @@ def from_ndjson(
     max_delay: Duration | float = "50ms",
     bounded: bool | None = None,
     name: str | None = None,
+    watch: bool = False,
+    order: FileOrder = "name",
+    max_files_per_batch: int = 100,
+    max_file_age: Duration | float | None = "7d",
+    poll_interval: Duration | float = "1s",
+    settle: Duration | float = "1s",
 ) -> Stream:
     """A stream of newline-delimited JSON: files (each a split), a file object, or an
     iterable of lines.
@@ -271,6 +363,11 @@ def from_ndjson(
         it to keep the state when the pipeline around it changes. Letters, digits, ``_``
         and ``-`` (at most 64), unique in a run. (The other parameters: as described
         above.)
+    watch, order, max_files_per_batch, max_file_age, poll_interval, settle
+        ``watch=True`` watches a directory: its ``.ndjson`` files there at the start,
+        then every file that appears, each read once, as :func:`from_parquet` does with
+        ``watch=True`` (the options as described there). Without ``schema`` the types are
+        inferred from the first file; bad lines go to :meth:`Stream.dead_letters`.
 
     Examples
     --------
@@ -278,7 +375,185 @@ def from_ndjson(
     >>> vs.from_ndjson([b'{"a": 1}', b'{"a": 2}']).collect()["a"].to_list()
     [1, 2]
     """
+    if watch:
+        options = WatchOptions.parse(
+            order=order,
+            max_files_per_batch=max_files_per_batch,
+            max_file_age=max_file_age,
+            poll_interval=poll_interval,
+            settle=settle,
+        )
+        if not isinstance(source, str | os.PathLike):
+            msg = (
+                "from_ndjson(..., watch=True) watches a directory; pass its path, got "
+                f"{type(source).__name__}"
+            )
+            raise PipelineError(msg)
+        fmt = NdjsonFiles(check_batch_size(batch_size, "from_ndjson"))
+        return _watched(source, fmt, options, schema, name)
+    _no_watch_options(
+        "from_ndjson",
+        order=order,
+        max_files_per_batch=max_files_per_batch,
+        max_file_age=max_file_age,
+        poll_interval=poll_interval,
+        settle=settle,
+    )
     return _stream(NdjsonSource(source, schema, batch_size, max_delay, bounded), name)
+
+
+def from_mqtt(
+    topic: str | list[str],
+    *,
+    host: str = "127.0.0.1",
+    port: int = 1883,
+    qos: int = 1,
+    format: Literal["json", "arrow", "raw"] = "json",
+    schema: SchemaLike | None = None,
+    columns_from_mqtt: list[str] | None = None,
+    client_id: str | None = None,
+    clean_session: bool | None = None,
+    protocol: Literal["3.1.1", "5"] = "3.1.1",
+    session_expiry: Duration | float = "1d",
+    username: str | None = None,
+    password: str | None = None,
+    tls: ssl.SSLContext | None = None,
+    keepalive: int = 60,
+    batch_size: int = 10_000,
+    max_delay: Duration | float = "50ms",
+    max_message_bytes: int = 1 << 20,
+    reconnect_delay: tuple[float, float] = (0.1, 10.0),
+    name: str | None = None,
+) -> Stream:
+    """An unbounded stream of the messages of MQTT topic filters (paho-mqtt 2.x).
+
+    The client runs in the source's reader thread. Messages are buffered into
+    micro-batches of at most ``batch_size``, handed out ``max_delay`` after the first one
+    at the latest, and decoded a batch at once: ``format="json"`` (one JSON object per
+    message, all parsed by one ``polars.read_ndjson`` call), ``"arrow"`` (an Arrow IPC
+    stream per message, any number of rows) or ``"raw"`` (a ``payload`` column of bytes).
+    Bad messages (an empty payload, invalid UTF-8 or JSON, a value of the wrong type,
+    an Arrow payload of another schema, a payload over ``max_message_bytes``) go to
+    :meth:`Stream.dead_letters` with their topic, log entry and packet id, and the
+    stream goes on.
+
+    **Guarantees.** With a checkpoint (``checkpoint_dir`` on the terminal call), each
+    received micro-batch is appended to a write-ahead log in the checkpoint directory
+    (Arrow IPC, fsynced) before it is acknowledged; the log is the source's replayable
+    split and is trimmed once a checkpoint covers it. From the log on, processing is
+    exactly-once (a restart replays the entries after the checkpoint). End to end it is
+    at-least-once at ``qos=1`` with a persistent session: give a stable ``client_id``
+    (``clean_session`` then defaults to False; with ``protocol="5"``: clean start off,
+    session expiry ``session_expiry``), so the broker keeps what arrives while the job is
+    down and re-sends what was not acknowledged (a re-sent message that is in the log
+    already is dropped). At ``qos=0`` it is at-most-once. Without a checkpoint messages
+    are acknowledged on receipt and those not yet processed are lost with the process.
+    QoS 2 is not offered (its release handshake cannot be resumed by a new process).
+
+    A broker outage is retried with exponential backoff from ``reconnect_delay[0]`` to
+    ``reconnect_delay[1]`` seconds (jittered); the reader's status (connected, errors)
+    shows in the run's metrics, and a disconnected source is never idle.
+
+    Parameters
+    ----------
+    topic
+        A topic filter (``"tele/#"``, ``"tele/+/cpu"``) or a list of them.
+    host, port
+        The broker.
+    qos
+        0 or 1: the subscription's quality of service.
+    format
+        ``"json"``, ``"arrow"`` or ``"raw"``.
+    schema
+        The payload's columns (a dict of Polars types, a ``pl.Schema`` or a
+        ``pa.Schema``); required for ``json`` and ``arrow``. JSON keys not in it are
+        ignored; missing ones are null.
+    columns_from_mqtt
+        Message attributes to add as columns: ``"topic"``, ``"qos"``, ``"retain"``,
+        ``"timestamp"`` (the receive time, ``Datetime("ms", "UTC")``).
+    client_id, clean_session, protocol, session_expiry
+        The session, see above. Without ``client_id`` a random one is used with a clean
+        session.
+    username, password, tls
+        Authentication, and an ``ssl.SSLContext`` for TLS.
+    keepalive
+        Seconds between keep-alive pings.
+    batch_size, max_delay
+        Messages per micro-batch at most, and the longest a message waits for its batch.
+        With a log at QoS 1 a batch is also cut whenever no further message is waiting
+        (the broker sends only a few unacknowledged messages at a time).
+    max_message_bytes
+        Larger payloads are dead letters.
+    reconnect_delay
+        (first, longest) wait between reconnection attempts, in seconds.
+    name
+        A stable name for the source's state in checkpoints; see :func:`from_polars`.
+
+    Returns
+    -------
+    Stream
+
+    Raises
+    ------
+    PipelineError
+        For a bad option (a topic filter MQTT refuses, ``qos`` not 0 or 1, a format
+        without schema, an attribute column that clashes with a payload column).
+
+    Examples
+    --------
+    >>> import polars as pl
+    >>> import vstream as vs
+    >>> s = vs.from_mqtt("tele/#", port=1883, qos=1, format="json",
+    ...                  schema={"ts": pl.Int64, "host": pl.String, "cpu": pl.Float64},
+    ...                  columns_from_mqtt=["topic"])
+    >>> s.schema
+    Schema([('ts', Int64), ('host', String), ('cpu', Float64), ('topic', String)])
+    >>> job = s.sink_parquet("out/", checkpoint_dir="ckpt/", lazy=True).start()  # doctest: +SKIP
+    >>> vs.from_mqtt("tele/#", qos=2)
+    Traceback (most recent call last):
+    ...
+    vstream.errors.PipelineError: from_mqtt: qos must be 0 or 1, got 2 ...
+    """
+    where = "from_mqtt"
+    topics = check_topics(topic, where)
+    if qos not in (0, 1) or isinstance(qos, bool):
+        msg = (
+            f"{where}: qos must be 0 or 1, got {qos!r} (QoS 2's release handshake cannot "
+            "be resumed after a restart; QoS 1 with the write-ahead log drops redeliveries)"
+        )
+        raise PipelineError(msg)
+    if not isinstance(host, str) or not host:
+        msg = f"{where}: host must be a host name or address, got {host!r}"
+        raise PipelineError(msg)
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+        msg = f"{where}: port must be an int from 1 to 65535, got {port!r}"
+        raise PipelineError(msg)
+    if protocol not in ("3.1.1", "5"):
+        msg = f"{where}: protocol must be '3.1.1' or '5', got {protocol!r}"
+        raise PipelineError(msg)
+    check_batch_size(batch_size, where)
+    lo, hi = _delays(reconnect_delay, where)
+    pl_schema = None if schema is None else polars_schema(to_arrow_schema(schema))
+    decoder = decoder_for(format, pl_schema, columns_from_mqtt, max_message_bytes, where)
+    source = MqttSource(
+        topics,
+        host=host,
+        port=port,
+        qos=qos,
+        decoder=decoder,
+        client_id=client_id,
+        clean_session=clean_session,
+        protocol=protocol,
+        session_expiry=wall_seconds(session_expiry, "session_expiry"),
+        username=username,
+        password=password,
+        tls=tls,
+        keepalive=keepalive,
+        batch_size=batch_size,
+        max_delay=max_delay_seconds(max_delay, where),
+        reconnect_delay=(lo, hi),
+    )
+    return _stream(source, name)
 
 
 def from_kafka(
@@ -442,6 +717,55 @@ def from_kafka(
         config=config,
     )
     return _stream(source, name)
+
+
+def _delays(value: object, where: str) -> tuple[float, float]:
+    ok = (
+        isinstance(value, tuple)
+        and len(value) == 2
+        and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
+        and 0 < value[0] <= value[1]
+    )
+    if not ok:
+        msg = f"{where}: reconnect_delay must be (first, longest) seconds, 0 < first <= longest"
+        raise PipelineError(msg)
+    return float(value[0]), float(value[1])  # type: ignore[index]
+
+
+def _watched(
+    path: PathLike | list[PathLike],
+    fmt: FileFormat,
+    options: WatchOptions,
+    schema: SchemaLike | None,
+    name: str | None,
+) -> Stream:
+    if not isinstance(path, str | os.PathLike):
+        msg = f"{fmt.step}(..., watch=True) watches one directory; pass its path, not a list"
+        raise PipelineError(msg)
+    given = None if schema is None else to_arrow_schema(schema)
+    return _stream(WatchSource(path, fmt, options, given), name)
+
+
+#: the watch options' defaults: given otherwise without watch=True, they are refused
+_WATCH_DEFAULTS: dict[str, object] = {
+    "schema": None,
+    "order": "name",
+    "max_files_per_batch": 100,
+    "max_file_age": "7d",
+    "poll_interval": "1s",
+    "settle": "1s",
+}
+
+
+def _no_watch_options(step: str, **given: object) -> None:
+    odd = [k for k, v in given.items() if v != _WATCH_DEFAULTS[k]]
+    if odd:
+        msg = (
+            f"{step}: {', '.join(f'{k}=' for k in odd)} "
+            f"{'applies' if len(odd) == 1 else 'apply'} to a watched directory only; "
+            "add watch=True, or leave it out"
+        )
+        raise PipelineError(msg)
 
 
 def _stream(source: Source, name: str | None) -> Stream:

@@ -11,6 +11,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -121,12 +122,16 @@ class ReaderStatus:
 
     ``connected``: the reader reaches its broker; ``errors``: transient errors it has
     seen and retried since it opened (broker outages, timeouts); ``splits``: per split
-    index, its :class:`SplitStatus` (a split missing here is connected and caught up).
+    index, its :class:`SplitStatus` (a split missing here is connected and caught up);
+    ``caught_up``: False while input is known to wait that no announced split holds yet
+    (a watched directory's files still being written, or beyond ``max_files_per_batch``):
+    the source then holds its watermark as a lagging split does, even with no split open.
     """
 
     connected: bool = True
     errors: int = 0
     splits: Mapping[int, SplitStatus] = field(default_factory=dict)
+    caught_up: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +183,15 @@ class Reader(ABC):
         the run's thread on the metrics tick; must be cheap and must not block.
         """
         return None
+
+    def retired_splits(self) -> list[int]:
+        """Indexes of ended splits that may leave the run's state and its checkpoints (a
+        watched file older than ``max_file_age``), each returned once; ``[]`` here. The
+        runtime forgets their positions and watermarks, so a checkpoint stays bounded; the
+        source must never hand them out again (a restart does not list them). Called in
+        the run's thread on the metrics tick; must be cheap and must not block.
+        """
+        return []
 
 
 class SyncReader(Reader):
@@ -309,9 +323,12 @@ class Source(ABC):
       for another run; each ``open`` takes its own ``columns``, so two runs of one
       source do not see each other's. :meth:`open_split` opens one split by name, from
       a position: what a partition that owns some of a source's splits calls.
+    - **Splits that appear while running** (a file written into a watched directory, a
+      partition added to a Kafka topic) are announced by the reader with a
+      :class:`SplitAdded` event before their first :class:`Data`; the reader's
+      :meth:`Reader.status` says which splits are connected and caught up.
     - **Hooks.** :meth:`on_checkpoint_complete` is called once a checkpoint is durable
-      (a broker source commits its offsets there); :meth:`discover_splits` is the room
-      for splits that appear while running (not called by the runtime yet).
+      (a broker source commits its offsets there).
 
     Examples
     --------
@@ -352,8 +369,8 @@ class Source(ABC):
     >>> reader = src.open_split("cde", SplitPosition(2))  # one split, after its 2nd letter
     >>> [e for e in iter(lambda: reader.poll(1.0), None)]
     [Data(split=1, batch=..., position=3, dead=None), SplitEnd(split=1)]
-    >>> src.discover_splits(), src.on_checkpoint_complete(1, {"ab": 2, "cde": 3})
-    ([], None)
+    >>> src.on_checkpoint_complete(1, {"ab": 2, "cde": 3}) is None
+    True
     """
 
     #: short description for explain() and error messages
@@ -488,6 +505,12 @@ class Source(ABC):
         resume = None if position is None else {index: position}
         return self.open(resume, columns=columns, splits=(index,))
 
+    def use_checkpoints(self, directory: Path, step: str) -> None:  # noqa: B027 - optional hook
+        """Called before :meth:`open` when the run checkpoints into ``directory``, with
+        the id of the source step reading this source. A no-op here; a source that is
+        not replayable by itself keeps its write-ahead log there (MQTT, under
+        ``directory / "sources"``)."""
+
     def on_checkpoint_complete(self, epoch: int, positions: Mapping[str, object]) -> None:  # noqa: B027 - optional hook
         """Called once the checkpoint of ``epoch`` is durable (its manifest on disk, the
         sinks committed), with the positions it holds for this source's splits, by split
@@ -500,17 +523,6 @@ class Source(ABC):
         again is then never past what the checkpoint holds. An error raised here fails
         the run; the checkpoint stays durable, and a restart resumes from it.
         """
-
-    def discover_splits(self) -> list[str]:
-        """Names of the splits that appeared since :meth:`open` (a file written into a
-        watched directory, a partition added to a Kafka topic), in the order they are to
-        be read; each name is returned once. ``[]`` here: a source whose splits are fixed
-        when it opens.
-
-        Room for the connectors of issue 18 (watched directories, Kafka partitions): the
-        runtime does not call it yet; splits found here are not read until it does.
-        """
-        return []
 
     def resume_points(
         self,

@@ -152,7 +152,6 @@ class KafkaSource(Source):
         shown = self._topics[0] if len(self._topics) == 1 else self._topics
         self.label = f"from_kafka({shown!r}, {len(self.parts)} partition(s))"
         self.discovered: list[str] = []
-        self._told = 0
         self._readers: weakref.WeakSet[KafkaReader] = weakref.WeakSet()
 
     # ------------------------------------------------------------------ build time
@@ -301,11 +300,6 @@ class KafkaSource(Source):
 
     def schema(self) -> pa.Schema:
         return self.decoder.schema
-
-    def discover_splits(self) -> list[str]:
-        new = self.discovered[self._told :]
-        self._told = len(self.discovered)
-        return new
 
     def open(
         self,

@@ -6,7 +6,7 @@ rescaling, as in Flink); a partition owns a contiguous range of groups. So the h
 depends only on a key's values and their dtype: no per-run seed, no ``hash()`` of
 Python, no Polars hash (which Polars documents as unstable across versions).
 
-The function, pinned by golden values in ``tests/test_keyhash.py`` (changing it breaks
+The function, pinned by golden values in ``tests/kernels/test_keyhash.py`` (changing it breaks
 checkpoints and partitioning). All arithmetic is modulo 2**64; ``mix`` is the
 splitmix64 finalizer (Stafford's variant 13), a bijection with full avalanche::
 

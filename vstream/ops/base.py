@@ -124,6 +124,20 @@ class Operator:
         is unknown or has ended."""
         return None
 
+    def hold_splits(self, held: set[int], *, source: bool = False) -> None:
+        """Which source splits upstream are lagging or disconnected (``held``; the others
+        are connected and caught up), and whether the source has input waiting that no
+        split holds yet (``source``), as the readers reported them on the tick (used by
+        event-time assignment: a held split is never idle)."""
+
+    def expect_splits(self) -> None:
+        """The source upstream may add splits while it runs (it is unbounded): its splits
+        all having ended does not end its input (used by event-time assignment)."""
+
+    def forget_split(self, split: int) -> None:
+        """An ended source split upstream leaves the run's state (a retired watched
+        file); used by event-time assignment."""
+
     def collect(self, frames: list[pl.DataFrame]) -> None:
         """Take rows another step sent aside (an operator with :attr:`collects_side`)."""
         msg = f"{self.name}: this step does not collect the side output of other steps"

@@ -45,7 +45,10 @@ class _Split:
     lower: int | None = None  # every event of the split is >= lower (file statistics)
     started: bool = False
     finished: bool = False
+    #: the time of its last data, or of the moment it was last caught up and connected
+    #: again after lagging or an outage (the idle clock runs only while it is caught up)
     last_active: float = 0.0
+    held: bool = False  # lagging or disconnected, as its reader last said: never idle
 
 
 class WatermarkOp(Operator):
@@ -53,8 +56,12 @@ class WatermarkOp(Operator):
     unfinished, non-idle splits, and never decreases.
 
     A split not yet started holds the watermark at its known lower bound (or -inf), so
-    files read one after another do not make each other late. Rows with a null event
-    time go to the dead-letter output.
+    files read one after another do not make each other late. A split is idle only when
+    it is connected and caught up (:meth:`hold_splits`) and has had no data for
+    ``idle_timeout``. A source that may add splits while running (:meth:`expect_splits`)
+    holds the watermark when none of its splits is open, until it is caught up and has
+    been quiet for ``idle_timeout``. Rows with a null event time go to the dead-letter
+    output.
     """
 
     assigns_watermark = True
@@ -82,6 +89,14 @@ class WatermarkOp(Operator):
         self.behind_watermark = 0
         self._all_idle_since: float | None = None
         self._idle_base = MIN_WM
+        #: the splits their readers report lagging or disconnected
+        self._held: set[int] = set()
+        #: the source may add splits while running (so no open split is not its end)
+        self._expects_splits = False
+        #: the source has input waiting that no split holds yet (a watched directory)
+        self._source_held = False
+        #: the time of the source's last data, or of the moment it was caught up again
+        self._quiet_since = time.monotonic()
 
     def register_split(
         self, split: int, *, lower: int | None, started: bool, name: str | None = None
@@ -89,6 +104,30 @@ class WatermarkOp(Operator):
         self.splits[split] = _Split(lower=lower, started=started, last_active=time.monotonic())
         if name is not None:
             self.split_names[split] = name
+
+    def expect_splits(self) -> None:
+        self._expects_splits = True
+
+    def hold_splits(self, held: set[int], *, source: bool = False) -> None:
+        now = time.monotonic()
+        for sid in self._held ^ held:
+            st = self.splits.get(sid)
+            if st is None:
+                continue
+            st.held = sid in held
+            if not st.held:
+                # caught up again: it becomes idle only after idle_timeout from now, so
+                # the backlog of an outage is never judged against a wall-clock watermark
+                st.last_active = now
+        self._held = {sid for sid in held if sid in self.splits}
+        if self._source_held and not source:
+            self._quiet_since = now
+        self._source_held = source
+
+    def forget_split(self, split: int) -> None:
+        self.splits.pop(split, None)
+        self.split_names.pop(split, None)
+        self._held.discard(split)
 
     def on_batch(self, port: int, chunk: Chunk) -> list[Chunk]:
         df = chunk.df
@@ -125,7 +164,7 @@ class WatermarkOp(Operator):
         if st is None:
             st = self.splits.setdefault(chunk.split, _Split())
         st.started = True
-        st.last_active = time.monotonic()
+        st.last_active = self._quiet_since = time.monotonic()
         st.max_ts = max(st.max_ts, top)
         self.max_event_time = max(self.max_event_time, st.max_ts)
         self._all_idle_since = None
@@ -153,20 +192,30 @@ class WatermarkOp(Operator):
             return MAX_WM
         now = time.monotonic()
         live = [st for st in self.splits.values() if not st.finished]
-        if not live:
+        if not live and not self._expects_splits:
             return MAX_WM if self.splits else self._out_wm
         active = live
-        if self.idle_timeout is not None:
+        timeout = self.idle_timeout
+        if timeout is not None:
             active = [
-                st for st in live if not (st.started and now - st.last_active >= self.idle_timeout)
+                st
+                for st in live
+                if not (st.started and not st.held and now - st.last_active >= timeout)
             ]
         if active:
             self._all_idle_since = None
             return min(self._split_wm(st) for st in active)
+        if self._source_held or (
+            not live and (timeout is None or now - self._quiet_since < timeout)
+        ):
+            # input waits that no split holds yet, or an open-ended source with no open
+            # split has not been quiet for idle_timeout: hold
+            self._all_idle_since = None
+            return self._out_wm
         # the whole source is idle: let its watermark follow the wall clock
         if self._all_idle_since is None:
             self._all_idle_since = now
-            self._idle_base = max(self._out_wm, max(self._split_wm(st) for st in live))
+            self._idle_base = max([self._out_wm, *(self._split_wm(st) for st in live)])
         if self.ns_per_unit is None or self._idle_base == MIN_WM:
             return self._idle_base
         elapsed = int((now - self._all_idle_since) * 1e9) // self.ns_per_unit
@@ -211,7 +260,7 @@ class WatermarkOp(Operator):
         restored: dict[int, _Split] = {}
         for r in rows:
             name = r.get("name")
-            if by_name and name is not None:
+            if (by_name or self._expects_splits) and name is not None:
                 sid = by_name.get(name)
                 if sid is None:
                     continue  # a split that is gone
@@ -229,6 +278,8 @@ class WatermarkOp(Operator):
                 if sid not in restored and sid in self.splits:
                     restored[sid] = self.splits[sid]
         self.splits = restored
+        self._held = set()
+        self._quiet_since = now
         progress = state["progress"].to_pylist()[0]
         self._out_wm = int(progress["watermark"])
         self.max_event_time = int(progress["max_event_time"])

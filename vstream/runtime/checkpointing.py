@@ -173,6 +173,8 @@ class Checkpointing:
         from and judge it against the plan, step by step."""
         for k, t in enumerate(self.ex.targets):  # first: a sink may refuse the dir
             t.sink.use_checkpoints(self.config.dir, k)
+        for sid, src in self._sources:  # a source may keep a write-ahead log there
+            src.use_checkpoints(self.config.dir, sid)
         self._lock()
         loaded = self.store.latest(self.notes)
         if loaded is None:

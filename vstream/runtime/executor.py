@@ -16,7 +16,15 @@ import polars as pl
 import pyarrow as pa
 
 from vstream.errors import CheckpointError, PipelineError
-from vstream.io.base import Data, Reader, SplitEnd, SplitPosition, unique_split_names
+from vstream.io.base import (
+    Data,
+    Reader,
+    ReaderStatus,
+    SplitAdded,
+    SplitEnd,
+    SplitPosition,
+    unique_split_names,
+)
 from vstream.io.sinks import Sink
 from vstream.kernels.keyhash import DEFAULT_KEY_GROUPS
 from vstream.ops.base import MAX_WM, MIN_WM, Chunk, Operator
@@ -27,6 +35,7 @@ from vstream.runtime.lower import lower
 from vstream.runtime.metrics import Metrics, StepMetrics
 from vstream.runtime.progress import Progress
 from vstream.runtime.run_state import RunState, StepState, check_key_groups
+from vstream.runtime.splits import SourceSplits
 
 __all__ = ["Executor", "Target"]
 
@@ -140,30 +149,72 @@ class Executor:
         graph = self.graph
         self.sources = graph.sources
         self.down = graph.down
-        # splits are global ints in the loop, names (per source step id) in a RunState
-        self.split_ids: dict[int, list[int]] = {}
-        self.split_names: dict[int, list[str]] = {}
+        # splits are global ints in the loop, indexes in a reader, names (per source step
+        # id) in a RunState; splits that appear while running get the next global ids
+        self.splits: dict[int, SourceSplits] = {}
         next_id = 0
         for s in self.sources:
             names = unique_split_names(graph.source_of[s].split_names())
-            k = len(names)
-            self.split_ids[s] = list(range(next_id, next_id + k))
-            self.split_names[s] = names
-            next_id += k
+            self.splits[s] = SourceSplits(self.nodes[s].label, names, first_id=next_id)
+            next_id += len(names)
+        self._next_split = next_id
         self.wm_ops = graph.watermarks
         for s in self.sources:
             src = graph.source_of[s]
             for j in self.wm_ops[s]:
                 op = self.ops[j]
+                if not src.bounded:
+                    op.expect_splits()
                 bound = graph.bound_columns[s, j]
                 lowers = None if bound is None else src.split_lower_bounds(*bound)
-                for k, sid in enumerate(self.split_ids[s]):
+                for k, sid in self.splits[s].ids.items():
                     op.register_split(
                         sid,
                         lower=None if lowers is None else lowers[k],
                         started=src.concurrent_splits,
-                        name=f"{self.step_ids[s].id}/{self.split_names[s][k]}",
+                        name=f"{self.step_ids[s].id}/{self.splits[s].names[k]}",
                     )
+
+    def _add_split(self, s: int, ev: SplitAdded) -> None:
+        """A split that appeared while running: a global id, and a watermark that starts
+        at the source's current one (it holds the watermark there until its data comes,
+        and never drags it back: what was emitted stays on time)."""
+        sp = self.splits[s]
+        _, name = sp.add(ev.split, ev.name, next_id=self._next_split)
+        sid = self._next_split
+        self._next_split += 1
+        src = self.graph.source_of[s]
+        for j in self.wm_ops[s]:
+            op = self.ops[j]
+            op.register_split(
+                sid,
+                lower=op.emitted_watermark(),
+                started=src.concurrent_splits,
+                name=f"{self.step_ids[s].id}/{name}",
+            )
+        self.changed = True  # a checkpoint now holds one more split
+
+    def _poll_status(self, s: int, reader: Reader) -> None:
+        """On the tick: what the reader says of its splits (a lagging or disconnected
+        split is never idle) and which ended splits leave the run's state."""
+        sp = self.splits[s]
+        sp.status = status = reader.status()
+        if self.wm_ops[s]:
+            held = sp.held(status)
+            waiting = status is not None and not (status.connected and status.caught_up)
+            for j in self.wm_ops[s]:
+                self.ops[j].hold_splits(held, source=waiting)
+        retired = reader.retired_splits()
+        if retired or sp.retiring:
+            self._retire(s, [*retired, *sp.retiring])
+
+    def _retire(self, s: int, indexes: list[int]) -> None:
+        for sid in self.splits[s].retire(indexes, self.ended_splits):
+            self.positions.pop(sid, None)
+            self.ended_splits.discard(sid)
+            for j in self.wm_ops[s]:
+                self.ops[j].forget_split(sid)
+            self.changed = True
 
     # ------------------------------------------------------------------ pushing
     def _drain_side(self, j: int) -> None:
@@ -266,7 +317,8 @@ class Executor:
             )
         for s in self.sources:
             sid = self.step_ids[s].id
-            pairs = list(zip(self.split_names[s], self.split_ids[s], strict=True))
+            sp = self.splits[s]
+            pairs = [(sp.names[k], g) for k, g in sp.ids.items()]
             state.source_labels[sid] = self.nodes[s].label
             state.positions[sid] = {name: self.positions.get(g) for name, g in pairs}
             state.ended[sid] = [
@@ -322,9 +374,11 @@ class Executor:
                 raise CheckpointError(msg)
             had = state.positions[sid]
             ended = set(state.ended.get(sid, []))
-            names = self.split_names[s]
+            sp = self.splits[s]
+            names = list(sp.names.values())
             resume: dict[int, SplitPosition] = {}
-            for k, (name, g) in enumerate(zip(names, self.split_ids[s], strict=True)):
+            for k, g in sp.ids.items():
+                name = sp.names[k]
                 if name not in had:
                     continue  # added since: read from its start
                 pos = had[name]
@@ -333,9 +387,11 @@ class Executor:
                 if name in ended:
                     self.ended_splits.add(g)
                 resume[k] = SplitPosition(pos, name in ended)
-            gone = [name for name in had if name not in set(names)]
+            known = set(names)
+            gone = [name for name in had if name not in known]
             new = [name for name in names if name not in had]
-            if gone:
+            if gone and self.graph.source_of[s].bounded:
+                # (an unbounded source's splits come and go: retired watched files)
                 notes.append(
                     f"{label}: {_names(gone)} of the checkpointed run "
                     f"{'is' if len(gone) == 1 else 'are'} gone; the run goes on without "
@@ -360,15 +416,18 @@ class Executor:
         best = MAX_WM
         for j in self.wm_ops[s]:
             op = self.ops[j]
-            for sid in self.split_ids[s]:
+            for sid in self.splits[s].ids.values():
                 w = op.split_watermark(sid)
                 if w is not None:
                     best = min(best, w)
         return MIN_WM if best == MAX_WM and not self.wm_ops[s] else best
 
     def _finish_source(self, s: int, readers: dict[int, Reader]) -> None:
-        for sid in self.split_ids[s]:
-            self._split_end(s, sid)
+        for sid in list(self.splits[s].ids.values()):
+            if sid not in self.ended_splits:
+                self._split_end(s, sid)
+        st = self.splits[s].status
+        self.splits[s].status = None if st is None else ReaderStatus(errors=st.errors)
         self.finished[s] = True
         self.out_wm[s] = MAX_WM
         self._push(s, [(None, MAX_WM)])
@@ -491,6 +550,8 @@ class Executor:
                 if self._may_end_early and self._targets_done():
                     break
             if cp is not None and not cp.finished:
+                for s, reader in readers.items():
+                    self._poll_status(s, reader)  # splits retired since the last tick
                 cp.checkpoint(finished=ended == "input")
         finally:
             for r in readers.values():
@@ -533,7 +594,9 @@ class Executor:
         if isinstance(event, Data):
             self._on_data(s, event)
         elif isinstance(event, SplitEnd):
-            self._split_end(s, self.split_ids[s][event.split])
+            self._split_end(s, self.splits[s].gid(event.split))
+        elif isinstance(event, SplitAdded):
+            self._add_split(s, event)
 
     def _read_tables(self, readers: dict[int, Reader]) -> bool:
         """Read the update streams of lookup joins up to their current end (a bounded one
@@ -580,7 +643,7 @@ class Executor:
 
     def _on_data(self, s: int, ev: Data) -> None:
         t0 = time.perf_counter()
-        sid = self.split_ids[s][ev.split]
+        sid = self.splits[s].gid(ev.split)
         # what a checkpoint records: the position after the last batch the operators took,
         # not whatever the reader has prefetched into its queue
         self.positions[sid] = ev.position
@@ -611,6 +674,9 @@ class Executor:
         self.metrics.max_batch_latency_s = max(self.metrics.max_batch_latency_s, took)
 
     def _tick(self, now: float) -> None:
+        readers = self._readers or {}
+        for s, reader in readers.items():
+            self._poll_status(s, reader)
         for s in self.sources:
             force = {j for j in self.wm_ops[s] if self.ops[j].tick(now)}
             if force and not self.finished[s]:
@@ -655,8 +721,24 @@ class Executor:
                 sm.state_rows = rows
                 sm.peak_state_rows = max(sm.peak_state_rows, op.peak_state_rows)
         m.steps = self._steps_view
+        self._source_metrics(m)
         if self.progress is not None:
             self.progress.update(m.events_in, m.elapsed_s)
+
+    def _source_metrics(self, m: Metrics) -> None:
+        """Transient source errors, connection and per-split lag, from the statuses the
+        readers gave on the last tick."""
+        errors, connected, lag = 0, True, {}
+        for s in self.sources:
+            sp = self.splits[s]
+            st = sp.status
+            if st is None:
+                continue
+            errors += st.errors
+            connected = connected and st.connected
+            for name, value in sp.lags(st).items():
+                lag[f"{self.step_ids[s].id}/{name}" if name in lag else name] = value
+        m.source_errors, m.connected, m.split_lag = errors, connected, lag
 
 
 def _names(names: list[str], limit: int = 5) -> str:

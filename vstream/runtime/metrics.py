@@ -52,6 +52,15 @@ class Metrics:
         the batches of the last metrics tick (~50 ms), and the most so far.
     checkpoints, last_checkpoint_epoch
         Checkpoints written in this run, and the epoch of the newest one (0: none).
+    source_errors
+        Transient errors the sources have met and retried (broker outages, timeouts),
+        summed over their readers.
+    connected
+        Whether every running source reaches its broker (or directory).
+    split_lag
+        Per split name (a Kafka topic-partition), how far it is behind its end (Kafka:
+        the high watermark minus the position), for the splits whose source knows it; a
+        name two sources share is prefixed with the source's step id.
     steps
         Per-step counters, keyed by the step's label.
     """
@@ -72,16 +81,24 @@ class Metrics:
     max_batch_latency_s: float = 0.0
     checkpoints: int = 0
     last_checkpoint_epoch: int = 0
+    source_errors: int = 0
+    connected: bool = True
+    split_lag: dict[str, int] = field(default_factory=dict)
     steps: dict[str, StepMetrics] = field(default_factory=dict)
 
     def summary(self) -> str:
         """One line for logs and the demo."""
         wm = "-" if self.watermark is None else str(self.watermark)
+        sources = "" if self.connected else ", a source is disconnected"
+        if self.source_errors:
+            sources += f", source errors {self.source_errors:,}"
+        if self.split_lag:
+            sources += f", lag {sum(self.split_lag.values()):,}"
         return (
             f"{self.events_in:,} events in ({self.bytes_in / 1e6:,.1f} MB, {self.batches_in:,} "
             f"batches), {self.events_out:,} out, {self.elapsed_s:.3f} s, "
             f"{self.events_per_s:,.0f} events/s, watermark {wm}, late {self.late_events:,}, "
-            f"dead letters {self.dead_letters:,}"
+            f"dead letters {self.dead_letters:,}{sources}"
         )
 
     def __str__(self) -> str:

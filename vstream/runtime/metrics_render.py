@@ -13,7 +13,14 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from vstream.runtime.metrics import Metrics
 
-__all__ = ["BOX_STYLE", "format_count", "format_seconds", "metrics_html", "metrics_text"]
+__all__ = [
+    "BOX_STYLE",
+    "format_count",
+    "format_lag",
+    "format_seconds",
+    "metrics_html",
+    "metrics_text",
+]
 
 BOX_STYLE = (
     "font-family: ui-monospace, SFMono-Regular, Menlo, monospace; font-size: 12px; "
@@ -72,7 +79,29 @@ def _gauges(m: Metrics) -> list[tuple[str, str]]:
         ),
         ("elapsed", format_seconds(m.elapsed_s)),
         ("checkpoints", format_count(m.checkpoints)),
+        ("connected", "yes" if m.connected else "no"),
+        ("source errors", format_count(m.source_errors)),
+        ("split lag", format_lag(m.split_lag)),
     ]
+
+
+def format_lag(lag: dict[str, int], shown: int = 3) -> str:
+    """The total lag and the splits furthest behind, ``-`` when no source knows it.
+
+    Examples
+    --------
+    >>> format_lag({"t/0": 5, "t/1": 1_200, "t/2": 0, "t/3": 7, "t/4": 9})
+    '1,221 (t/1 1,200, t/4 9, t/3 7, +2 more)'
+    >>> format_lag({})
+    '-'
+    """
+    if not lag:
+        return "-"
+    worst = sorted(lag.items(), key=lambda kv: (-kv[1], kv[0]))
+    parts = [f"{name} {value:,}" for name, value in worst[:shown]]
+    if len(worst) > shown:
+        parts.append(f"+{len(worst) - shown} more")
+    return f"{sum(lag.values()):,} ({', '.join(parts)})"
 
 
 # ---------------------------------------------------------------------- gauges
@@ -92,10 +121,12 @@ def metrics_html(m: Metrics) -> str:
     >>> "events/s" in out, "1,234,567" in out, "12.3 M/s" in out
     (True, True, True)
     """
+    alarm = {("connected", "no")}  # shown in red: a source cannot reach its broker
     cells = "".join(
         f'<div style="display: inline-block; margin: 2px 14px 2px 0">'
         f'<div style="color: #777; font-size: 10px">{html.escape(label)}</div>'
-        f'<div style="font-size: 14px">{html.escape(value)}</div></div>'
+        f'<div style="font-size: 14px{"; color: #c00" * ((label, value) in alarm)}">'
+        f"{html.escape(value)}</div></div>"
         for label, value in _gauges(m)
     )
     return f'<div class="vstream-metrics" style="{BOX_STYLE}">{cells}</div>'
@@ -120,6 +151,9 @@ def metrics_text(m: Metrics) -> str:
     batch latency  0.0 ms (max 0.0 ms)
     elapsed        0.0 ms
     checkpoints    0
+    connected      yes
+    source errors  0
+    split lag      -
     """
     gauges = _gauges(m)
     width = max(len(label) for label, _ in gauges)

@@ -24,7 +24,8 @@ A checkpoint directory is untrusted input. The manifest carries its own checksum
 the one place that says what a run's manifest holds) before anything is acted on. The
 only paths it names are state file names, which must be plain names inside the
 checkpoint (no ``/``, no ``..``, no symbolic links); a sink's staged files are named
-``part-<epoch>-<k>.parquet`` and are taken from the sink's own directory only (the
+``part-<epoch>-<k>.<ext>`` (below percent-encoded ``col=value/`` partition directories)
+and are taken from the sink's own directory only (the
 directory the manifest records is compared with it, never used). A checkpoint that
 fails a check is skipped for the previous one, with a warning; if none is left, the
 run is refused with a :class:`CheckpointError` that lists what is wrong.
@@ -83,8 +84,13 @@ _DIR = re.compile(r"^chk-(\d{8,})$")
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]")
 #: a state file's name: a plain name inside the checkpoint directory
 _FILE = re.compile(r"^op-[A-Za-z0-9_.-]+\.arrow$")
-#: a Parquet sink's staged part file: ``part-<epoch>-<k>.parquet``
-PART = re.compile(r"^part-(\d{8,})-(\d{4,})\.parquet$")
+#: a file sink's staged part file, by its path in the output: ``part-<epoch>-<k>.<ext>``
+#: below Hive-style partition directories ``col=value/`` whose names are percent-encoded
+#: (letters, digits, ``_.~-`` and ``%``: never ``.``, ``..``, absolute or a link name)
+PART = re.compile(
+    r"^(?:[A-Za-z0-9_.~%-]+=[A-Za-z0-9_.~%-]*/)*"
+    r"part-(\d{8,})-(\d{4,})\.(?:parquet|arrow|ndjson|csv)(?:\.gz|\.zst)?$"
+)
 #: a step id (:mod:`vstream.plan.ids`): it names state files, so a plain name
 _STEP = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
 #: problems listed in a refusal (a thoroughly broken manifest has hundreds)
@@ -301,7 +307,8 @@ def _rule_parts(m: dict[str, Any]) -> list[str]:
             match = PART.match(name)
             if match is not None and int(match.group(1)) != m["epoch"]:
                 out.append(f"sinks[{i}].files: {name!r} was not staged in epoch {m['epoch']}")
-        if len(set(names)) != len(names):
+        # staged under their last name in one directory: each last name once
+        if len({n.rpartition("/")[2] for n in names}) != len(names):
             out.append(f"sinks[{i}].files: a part file is listed twice")
         if ("files" in sink) != ("pending" in sink):
             out.append(f"sinks[{i}]: 'files' and 'pending' go together")
@@ -350,7 +357,9 @@ RUN_MANIFEST = ManifestSchema(
             _Obj(
                 {},
                 {
-                    "files": _List(_Str(PART, "a part file name (part-<epoch>-<k>.parquet)")),
+                    "files": _List(
+                        _Str(PART, "a part file name ([col=value/...]part-<epoch>-<k>.<ext>)")
+                    ),
                     # where the sink stages: compared with the sink's own directory, never
                     # used as a path
                     "pending": _Str(),
