@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -383,6 +384,66 @@ def test_on_data_loss_fail_and_skip(cluster: MockCluster, topic: str) -> None:
         src.open({0: SplitPosition(10_000)})
 
 
+@pytest.mark.parametrize("on_data_loss", ["fail", "skip"])
+def test_retention_overtaking_a_running_reader(
+    cluster: MockCluster, topic: str, on_data_loss: str
+) -> None:
+    """The reader has fetched offsets 0-5 of partition 0 and waits at 6; retention then
+    deletes past 6: the read fails naming the fix, or with on_data_loss="skip" goes on
+    from the earliest offset left.
+
+    Deterministic: nothing is polled until the reader thread blocks on its full queue
+    (it then makes no call on its client), and partition 0 is paused from the test while
+    the retention happens, so no fetch can race it."""
+    cluster.produce(topic, payloads(rows(6)), partitions=1)
+    src = source(
+        cluster,
+        topic,
+        format="raw",
+        schema=None,
+        on_data_loss=on_data_loss,
+        columns_from_kafka=["offset"],
+        batch_size=1,
+        consume_size=1,
+        discover_interval=None,
+    )
+    reader = src.open()
+    wait_until(reader._queue.full)  # its queue of events: 4 of the 6 messages
+    consumer = reader._consumer  # its client, idle now
+    part = TopicPartition(topic, 0)
+    consumer.pause([part])
+    p = cluster.producer(**{"compression.type": "none", "linger.ms": 0})
+    for _ in range(16):
+        p.produce(topic, os.urandom(600_000), partition=0)
+        p.flush(10)
+    probe = Consumer({"bootstrap.servers": cluster.bootstrap, "group.id": "probe", **QUIET})
+    low, high = probe.get_watermark_offsets(part, timeout=10)
+    probe.close()
+    assert low > 6
+    consumer.resume([part])
+    if on_data_loss == "fail":
+        with pytest.raises(vs.SourceError, match=rf"{topic}/0: .*on_data_loss='skip'"):
+            events_until(reader, lambda e: False)
+    else:
+
+        def offsets(evs: list[SourceEvent]) -> list[int]:
+            return [
+                o
+                for e in evs
+                if isinstance(e, Data) and e.batch is not None
+                for o in e.batch["offset"].to_pylist()
+            ]
+
+        got = offsets(events_until(reader, lambda e: high - 1 in offsets(e)))
+        # what was read before (the 4 queued, the one waiting to be queued: those the
+        # client had handed out), then from the earliest offset left to the end
+        k = got.index(low)
+        assert got[:k] == list(range(k))
+        assert 4 <= k <= 6
+        assert got[k:] == list(range(low, high))
+    reader.close()
+
+
 # ---------------------------------------------------------------------- topics, discovery
 
 
@@ -471,6 +532,29 @@ def test_offsets_are_committed_to_the_group_after_a_checkpoint(
     c.close()
     ends = [len(range(p, 30, 4)) for p in range(4)]
     assert [tp.offset for tp in committed] == ends
+
+
+def test_a_commit_is_not_held_up_by_the_consuming_reader(cluster: MockCluster, topic: str) -> None:
+    """confluent-kafka serializes the calls on one client, and a thread consuming in a
+    loop starves the others: the commit goes through a client of its own."""
+    cluster.produce(topic, payloads(rows(8)))
+    src = source(cluster, topic, group_id=f"g-{topic}", discover_interval=None)
+    reader = src.open()
+    events_until(reader, lambda e: data_rows(e) == 8)  # caught up: it polls in a loop
+    done = threading.Event()
+
+    def commit() -> None:
+        src.on_checkpoint_complete(1, {f"{topic}/0": 2, f"{topic}/1": None})
+        done.set()
+
+    threading.Thread(target=commit, daemon=True).start()
+    assert done.wait(PATIENCE)
+    reader.close()
+    c = Consumer({"bootstrap.servers": cluster.bootstrap, "group.id": f"g-{topic}", **QUIET})
+    committed = c.committed([TopicPartition(topic, p) for p in range(2)], timeout=10)
+    c.close()
+    assert committed[0].offset == 2
+    assert committed[1].offset < 0  # nothing consumed there: nothing committed
 
 
 def test_without_a_group_nothing_is_committed(

@@ -94,8 +94,9 @@ class KafkaReader(ThreadedReader):
         self._ck = ck
         self._src = source
         self._consumer = consumer
-        self._lock = threading.Lock()  # guards the consumer's close against commit()
-        self._closed = False
+        self._lock = threading.Lock()  # guards the committing client against close()
+        self._shut = False  # close() was called
+        self._committer: Consumer | None = None
         self._wanted = wanted
         self._discover = discover
         self._parts = list(source.parts)  # grows with discovered partitions
@@ -126,11 +127,17 @@ class KafkaReader(ThreadedReader):
 
     # ------------------------------------------------------------------ commits
     def commit(self, offsets: list[TopicPartition]) -> bool:
-        """Commit ``offsets`` through this reader's consumer; False once it is closed."""
+        """Commit ``offsets`` (in the run's thread); False once the reader is closed.
+
+        Through a client of its own: confluent-kafka serializes the calls on one client,
+        and the reader thread, consuming in a loop, would starve a commit on its client
+        (measured: blocked for minutes)."""
         with self._lock:
-            if self._closed:
+            if self._shut:
                 return False
-            self._consumer.commit(offsets=offsets, asynchronous=False)
+            if self._committer is None:
+                self._committer = self._ck.Consumer(self._src.consumer_config)
+            self._committer.commit(offsets=offsets, asynchronous=False)
             return True
 
     # ------------------------------------------------------------------ the thread
@@ -138,9 +145,7 @@ class KafkaReader(ThreadedReader):
         try:
             self._loop(put)
         finally:
-            with self._lock:
-                self._closed = True
-                self._consumer.close()
+            self._consumer.close()
 
     def _loop(self, put: Callable[[SourceEvent], bool]) -> None:
         for ev in self._events:
@@ -367,3 +372,8 @@ class KafkaReader(ThreadedReader):
 
     def close(self) -> None:
         super().close()
+        with self._lock:
+            self._shut = True
+            committer, self._committer = self._committer, None
+        if committer is not None:
+            committer.close()

@@ -124,7 +124,9 @@ class KafkaSource(Source):
                 msg = f"{_STEP}: the topic pattern {names[0]!r} is not a regex ({exc})"
                 raise PipelineError(msg) from None
         self._topics = names
-        self._conf = self._consumer_config(bootstrap_servers, group_id, on_data_loss, config)
+        self.consumer_config = self._consumer_config(
+            bootstrap_servers, group_id, on_data_loss, config
+        )
         self.group_id = group_id
         self.on_data_loss: OnDataLoss = on_data_loss
         self._start = self._check_offsets(start, "start")
@@ -135,7 +137,7 @@ class KafkaSource(Source):
         self.max_delay = max_delay
         self.discover_interval = discover_interval
         ck = kafka_client()
-        probe = ck.Consumer(self._conf)
+        probe = ck.Consumer(self.consumer_config)
         try:
             self.parts = self.list_partitions(probe, initial=True)
             payload = self._payload_schema(schema, probe)
@@ -234,7 +236,7 @@ class KafkaSource(Source):
             meta = consumer.list_topics(timeout=timeout)
         except ck.KafkaException as exc:
             msg = (
-                f"{_STEP}: no metadata from {self._conf['bootstrap.servers']!r} within "
+                f"{_STEP}: no metadata from {self.consumer_config['bootstrap.servers']!r} within "
                 f"{timeout:.0f} s ({exc}); check bootstrap_servers and that the "
                 "cluster is up"
             )
@@ -251,7 +253,7 @@ class KafkaSource(Source):
             if missing:
                 msg = (
                     f"{_STEP}: topic(s) {missing} do not exist on "
-                    f"{self._conf['bootstrap.servers']!r}; create them first, or give a "
+                    f"{self.consumer_config['bootstrap.servers']!r}; create them first, or give a "
                     f"pattern ('^{re.escape(missing[0])}$') to read them once they appear"
                 )
                 raise SourceError(msg)
@@ -314,7 +316,7 @@ class KafkaSource(Source):
         ck = kafka_client()
         health = Health(self.label)
         # a cluster outage is reported through error_cb, in the thread that consumes
-        consumer = ck.Consumer({**self._conf, "error_cb": health.on_error})
+        consumer = ck.Consumer({**self.consumer_config, "error_cb": health.on_error})
         try:
             starts, stops, highs = self._offsets(consumer, points)
         except BaseException:
@@ -435,7 +437,7 @@ class KafkaSource(Source):
         for reader in list(self._readers):
             if reader.commit(offsets):
                 return
-        consumer = ck.Consumer(self._conf)
+        consumer = ck.Consumer(self.consumer_config)
         try:
             consumer.commit(offsets=offsets, asynchronous=False)
         finally:
