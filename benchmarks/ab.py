@@ -56,6 +56,9 @@ def _env(tree: Path, scale: str) -> dict[str, str]:
         POLARS_MAX_THREADS="1",
         NUMBA_NUM_THREADS="1",
         VSTREAM_BENCH_SCALE=scale,
+        # one seed on both sides: str hashes (dict and set layouts) vary by process
+        # otherwise, one source of the process-to-process spread
+        PYTHONHASHSEED="0",
     )
     env.pop("VSTREAM_BENCH_QUICK", None)
     return env
