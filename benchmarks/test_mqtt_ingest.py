@@ -5,7 +5,7 @@ rounds in the same run.
 Each round first fills a persistent session on a local mosquitto (or amqtt) with ``N``
 JSON messages of ~60 bytes while the consumer is offline, then times the consumer from
 its start until it has taken all ``N``: the broker's delivery and the client's work, not
-the publisher's pace. Run: ``python -m pytest benchmarks/mqtt_ingest.py``.
+the publisher's pace. Run: ``python -m pytest benchmarks/test_mqtt_ingest.py``.
 """
 
 from __future__ import annotations

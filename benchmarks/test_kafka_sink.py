@@ -10,7 +10,7 @@ the timing, with no key and no headers. A second pair runs the sink with checkpo
 (an epoch every 5 batches: staged as Arrow IPC, produced once the checkpoint is durable).
 Every topic is counted afterwards: produced == rows in every arm.
 
-Run: ``python -m pytest benchmarks/kafka_sink.py`` (quick: ``VSTREAM_BENCH_QUICK=1 ...
+Run: ``python -m pytest benchmarks/test_kafka_sink.py`` (quick: ``VSTREAM_BENCH_QUICK=1 ...
 --benchmark-disable``).
 """
 

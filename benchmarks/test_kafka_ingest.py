@@ -9,7 +9,7 @@ asserts it consumed every message produced (the mock keeps ~5 MiB per partition 
 older data silently). A note splits the JSON arm's time into its parts (broker and
 client, decode, engine), each measured alone.
 
-Run: ``python -m pytest benchmarks/kafka_ingest.py`` (quick: ``VSTREAM_BENCH_QUICK=1 ...
+Run: ``python -m pytest benchmarks/test_kafka_ingest.py`` (quick: ``VSTREAM_BENCH_QUICK=1 ...
 --benchmark-disable``).
 """
 
