@@ -130,6 +130,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--only", choices=["window_runs", *SUITES], action="append")
     parser.add_argument("--scale", default="0.2", help="suite sizes, fraction of full")
+    parser.add_argument(
+        "--save",
+        type=Path,
+        help="write every round's times (old and new, by benchmark) to this JSON file, "
+        "so runs can be pooled: the spread on this VM needs more rounds than one run has",
+    )
     args = parser.parse_args()
     chosen = args.only or ["window_runs", *SUITES]
     trees = {"old": args.old.resolve(), "new": args.new.resolve()}
@@ -171,6 +177,8 @@ def main() -> None:
             for name, ms in one(side).items():
                 times[side].setdefault(name, []).append(ms)
         print(f"round {r + 1}/{args.rounds} done", file=sys.stderr, flush=True)
+        if args.save is not None:  # after every round: an interrupted run keeps its rounds
+            args.save.write_text(json.dumps(times, indent=1))
 
     print(
         f"{'benchmark':55s} {'old ms':>9s} {'new ms':>9s} {'new/old speed':>13s}  spread of ratios"
