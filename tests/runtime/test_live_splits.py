@@ -343,6 +343,65 @@ def test_a_split_caught_up_again_waits_idle_timeout_before_it_is_idle(
     assert job.metrics.watermark == 8_900  # idle now: p0 alone
 
 
+class FrozenClock:
+    """``time.monotonic`` for the executor and the watermark step, standing still unless
+    the test moves it: the run ticks only when the clock is moved past a tick."""
+
+    def __init__(self) -> None:
+        self.now = time.monotonic()
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)
+
+
+def test_a_step_longer_than_idle_timeout_does_not_make_waiting_data_late(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A step of the run takes longer than idle_timeout (a first JIT compile, a slow
+    function) while the other splits' data waits: the next event must not meet those
+    splits judged idle on the statuses from before the step. (It did: the statuses were
+    read after the event, and p1's batch moved the watermark past p2's waiting data.)"""
+    from vstream.ops import watermark
+    from vstream.runtime import executor
+
+    clock = FrozenClock()
+    monkeypatch.setattr(executor, "time", clock)
+    monkeypatch.setattr(watermark, "time", clock)
+    broker = Broker()
+
+    def slow(df: pl.DataFrame) -> pl.DataFrame:
+        if 1_000 in df["ts"].to_list():
+            clock.now += 60  # this step takes twice idle_timeout
+            # meanwhile p1 and p2 received data: their reader says so
+            lagging = SplitStatus(caught_up=False, lag=1)
+            broker.status = ReaderStatus(splits={1: lagging, 2: lagging})
+        return df
+
+    job = (
+        stream(LiveSource(["p0", "p1", "p2"], broker))
+        .with_watermark("ts", 0, time_unit="ms", idle_timeout=30)
+        .map_batches(slow)
+        .window(vs.tumbling(1_000), late="side")
+        .agg(pl.len())
+        .start()
+    )
+    try:
+        broker.put(Data(0, batch([100]), 1), Data(1, batch([110]), 1), Data(2, batch([120]), 1))
+        wait_until(lambda: broker.handed == 3)
+        broker.put(Data(0, batch([1_000]), 2), Data(1, batch([2_050]), 2))
+        broker.put(Data(2, batch([1_020]), 2))
+        wait_until(lambda: broker.handed == 6)
+    finally:
+        broker.end()
+        job.stop(drain=True)
+    assert job.error is None
+    assert job.metrics.late_events == 0
+    assert job.results.sort("window_start")["len"].to_list() == [3, 2, 1]
+
+
 # ---------------------------------------------------------------------- retired splits
 
 

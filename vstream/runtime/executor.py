@@ -533,6 +533,12 @@ class Executor:
                         origin = s
                         break
                 now = time.monotonic()
+                tick = now - last_tick >= _TICK
+                if tick:
+                    # the statuses before the event: after a step longer than
+                    # idle_timeout (a JIT compile, a slow sink) the splits whose data
+                    # waited meanwhile must not meet it judged idle on older statuses
+                    self._poll_statuses()
                 if origin >= 0 and event is None:
                     self._finish_source(origin, readers)
                 elif event is not None:
@@ -540,7 +546,7 @@ class Executor:
                 # at a micro-batch boundary: every operator has taken the last event
                 if cp is not None and cp.due(int(isinstance(event, Data))):
                     cp.checkpoint()
-                if now - last_tick >= _TICK:
+                if tick:
                     last_tick = now
                     self._tick(now)
                     self._update_metrics()
@@ -673,10 +679,13 @@ class Executor:
         self._batch_count += 1
         self.metrics.max_batch_latency_s = max(self.metrics.max_batch_latency_s, took)
 
-    def _tick(self, now: float) -> None:
-        readers = self._readers or {}
-        for s, reader in readers.items():
+    def _poll_statuses(self) -> None:
+        for s, reader in (self._readers or {}).items():
             self._poll_status(s, reader)
+
+    def _tick(self, now: float) -> None:
+        """Wall-clock work: idleness and time-based flushes (the readers' statuses are
+        read just before, ahead of the event of the same step)."""
         for s in self.sources:
             force = {j for j in self.wm_ops[s] if self.ops[j].tick(now)}
             if force and not self.finished[s]:
