@@ -10,7 +10,9 @@ Outages: ``broker_down(id)`` / ``broker_up(id)`` and ``outage()`` (all brokers) 
 librdkafka's mock API through ctypes (confluent-kafka does not expose it). A broker set
 down closes every connection to it and stops accepting new ones (its port stays bound,
 so clients get "connection refused"); set up, it listens on the same port again and
-keeps its partitions' data.
+keeps its partitions' data. The mock does not fail a partition over to another broker:
+while its leader is down it is unreadable. ``leaders(topic)`` says which broker leads
+each partition and ``set_leaders(topic, ...)`` chooses (the mock picks at random).
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ def _librdkafka() -> ctypes.CDLL:
         ("rd_kafka_handle_mock_cluster", p, [p]),
         ("rd_kafka_mock_broker_set_down", ctypes.c_int, [p, i32]),
         ("rd_kafka_mock_broker_set_up", ctypes.c_int, [p, i32]),
+        ("rd_kafka_mock_partition_set_leader", ctypes.c_int, [p, ctypes.c_char_p, i32, i32]),
         ("rd_kafka_err2str", ctypes.c_char_p, [ctypes.c_int]),
     ):
         fn = getattr(lib, name)
@@ -151,21 +154,49 @@ class MockCluster:
             raise RuntimeError(msg)
         return n
 
+    def leaders(self, topic: str) -> dict[int, int]:
+        """Per partition of ``topic``, the id of the broker that leads it, as the cluster
+        says now (the mock never moves a partition to another leader by itself: while
+        its broker is down it is unreadable)."""
+        meta = self._handle().list_topics(topic, timeout=10)
+        return {p: pm.leader for p, pm in sorted(meta.topics[topic].partitions.items())}
+
+    def set_leaders(self, topic: str, leaders: dict[int, int]) -> None:
+        """Make broker ``leaders[p]`` the leader of partition ``p`` of ``topic`` (the mock
+        picks leaders at random when it creates a topic); clients learn it from their
+        next metadata."""
+        lib, mcluster = self._mock_api()
+        for part, broker_id in leaders.items():
+            err = lib.rd_kafka_mock_partition_set_leader(mcluster, topic.encode(), part, broker_id)
+            self._check(err, f"making broker {broker_id} the leader of {topic}/{part}")
+
     # ------------------------------------------------------------------ outages
-    def _set(self, broker_id: int, up: bool) -> None:
+    def _handle(self) -> Producer:
         if self._owner is None:
             msg = "the mock cluster is closed"
             raise RuntimeError(msg)
+        return self._owner
+
+    def _mock_api(self) -> tuple[ctypes.CDLL, int]:
+        owner = self._handle()
         if self._mock is None:
             lib = _librdkafka()
-            self._mock = lib, _mock_cluster(lib, self._owner)
-        lib, mcluster = self._mock
-        fn = lib.rd_kafka_mock_broker_set_up if up else lib.rd_kafka_mock_broker_set_down
-        err = fn(mcluster, broker_id)
+            self._mock = lib, _mock_cluster(lib, owner)
+        return self._mock
+
+    def _check(self, err: int, what: str) -> None:
         if err:
-            what = (lib.rd_kafka_err2str(err) or b"").decode(errors="replace")
-            msg = f"setting broker {broker_id} {'up' if up else 'down'} failed: {what}"
+            lib, _ = self._mock_api()
+            why = (lib.rd_kafka_err2str(err) or b"").decode(errors="replace")
+            msg = f"{what} failed: {why}"
             raise RuntimeError(msg)
+
+    def _set(self, broker_id: int, up: bool) -> None:
+        lib, mcluster = self._mock_api()
+        fn = lib.rd_kafka_mock_broker_set_up if up else lib.rd_kafka_mock_broker_set_down
+        self._check(
+            fn(mcluster, broker_id), f"setting broker {broker_id} {'up' if up else 'down'}"
+        )
 
     def broker_down(self, broker_id: int) -> None:
         """Take one broker down: its connections close and new ones are refused."""

@@ -591,7 +591,11 @@ def from_kafka(
     ``max_message_bytes``, invalid UTF-8, invalid JSON or not an object, a value that
     does not fit the schema, a payload that is not an Arrow IPC stream or has other
     columns. A broker outage is retried by the client, counted (``source_errors``) and
-    reported (``connected``) in the metrics; it never ends the stream.
+    reported (``connected``) in the metrics; it never ends the stream. An outage of some
+    brokers holds the partitions they lead (seen in the client's statistics, every
+    ``statistics.interval.ms``, 500 ms unless given): those splits are disconnected, never
+    idle, so their backlog is not late when the brokers return, and ``source_errors``
+    grows by one per statistics report for each unreachable broker.
 
     Parameters
     ----------
@@ -649,6 +653,9 @@ def from_kafka(
     **config
         librdkafka consumer properties by their names, e.g.
         ``**{"security.protocol": "SSL", "fetch.min.bytes": 1}``.
+        ``statistics.interval.ms`` (default 500) is how soon an outage of some brokers
+        shows per partition (0: only an outage of the whole cluster shows); a
+        ``stats_cb`` given is called after vstream's own.
 
     Returns
     -------

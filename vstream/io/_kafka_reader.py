@@ -6,6 +6,7 @@ connection and lag (``status()``)."""
 from __future__ import annotations
 
 import itertools
+import json
 import threading
 import time
 from collections.abc import Callable
@@ -50,23 +51,97 @@ def _code(name: str) -> int:
 
 
 class Health:
-    """What the client's error callback learnt: connection, errors seen, a fatal one.
+    """What the client's callbacks learnt: connection, errors seen, a fatal one, and per
+    partition whether the broker it is read from is reachable.
 
-    The callback runs in the thread that consumes; ``status()`` reads it in the run's.
+    The callbacks run in the thread that consumes (inside ``consume()`` / ``poll()``);
+    ``status()`` reads what they noted in the run's thread (each field replaced whole).
+
+    Per partition: librdkafka's statistics (``stats_cb``, every ``statistics.interval.ms``)
+    list the brokers with their state and each partition with its leader and the broker
+    it is fetched from (the leader, or a follower with ``client.rack``). A partition is
+    reachable when its leader is known and the broker it is fetched from is ``"UP"``; a
+    broker that is down, still connecting, or gone from the client's list (librdkafka
+    drops a broker the cluster's metadata no longer names) is not. Every report counts
+    one error per unreachable broker serving partitions the reader reads (a leader left
+    unknown counts as one), so ``errors`` grows all through an outage of some brokers,
+    which ``error_cb`` reports only once.
+
+    Examples
+    --------
+    >>> import json
+    >>> h = Health("from_kafka('t', 2 partition(s))")
+    >>> report = {
+    ...     "brokers": {"b:9092/1": {"nodeid": 1, "state": "UP"},
+    ...                 "b:9093/2": {"nodeid": 2, "state": "TRY_CONNECT"}},
+    ...     "topics": {"t": {"partitions": {
+    ...         "0": {"leader": 1, "broker": 1, "desired": True},
+    ...         "1": {"leader": 2, "broker": 2, "desired": True},
+    ...         "-1": {"leader": -1, "broker": -1, "desired": False}}}},
+    ... }
+    >>> h.on_stats(json.dumps(report))
+    >>> h.reachable("t", 0), h.reachable("t", 1), h.errors
+    (True, False, 1)
     """
 
-    def __init__(self, label: str) -> None:
+    def __init__(
+        self,
+        label: str,
+        *,
+        per_partition: bool = True,
+        stats_cb: Callable[[str], object] | None = None,
+    ) -> None:
         self.label = label
         self.connected = True
         self.errors = 0
         self.fatal: SourceError | None = None
+        #: (topic, partition) -> reachable, as the last statistics report said
+        self.partitions: dict[tuple[str, int], bool] = {}
+        #: a connection failed since the last report: every partition is unsure (held)
+        #: until the next one says which are reachable
+        self.unsure = False
+        #: statistics reports come (statistics.interval.ms > 0)
+        self._per_partition = per_partition
+        self._user_stats = stats_cb  # the user's own stats_cb, called after ours
 
     def on_error(self, err: Any) -> None:
         self.errors += 1
         if err.code() in (_code("_ALL_BROKERS_DOWN"), _code("_TRANSPORT")):
             self.connected = False
+            self.unsure = self._per_partition
         if err.fatal():
             self.fatal = SourceError(f"{self.label}: fatal Kafka error: {err.str()}")
+
+    def on_stats(self, report: str) -> None:
+        """Take a statistics report (librdkafka's JSON): which partitions are reachable."""
+        stats = json.loads(report)
+        up = {
+            b.get("nodeid", -1)
+            for b in stats.get("brokers", {}).values()
+            if b.get("state") == "UP" and b.get("nodeid", -1) >= 0
+        }
+        reachable: dict[tuple[str, int], bool] = {}
+        down: set[int] = set()
+        for topic, t in stats.get("topics", {}).items():
+            for key, part in t.get("partitions", {}).items():
+                p = int(key)
+                if p < 0:
+                    continue  # librdkafka's internal "unassigned" partition
+                leader, via = part.get("leader", -1), part.get("broker", -1)
+                ok = leader >= 0 and via in up
+                reachable[topic, p] = ok
+                if not ok and part.get("desired", True):
+                    down.add(via if via >= 0 else leader)
+        self.partitions = reachable
+        self.unsure = False
+        self.errors += len(down)
+        if self._user_stats is not None:
+            self._user_stats(report)
+
+    def reachable(self, topic: str, partition: int) -> bool:
+        """Whether a partition can be read now: the cluster answers, and the broker it
+        is read from is up (as far as the last report knows: unknown counts as up)."""
+        return self.connected and not self.unsure and self.partitions.get((topic, partition), True)
 
 
 #: seconds between reconnection probes while the cluster is unreachable
@@ -355,10 +430,11 @@ class KafkaReader(ThreadedReader):
 
     # ------------------------------------------------------------------ Reader
     def status(self) -> ReaderStatus:
-        """Connection, retried errors, and per split still read its lag: the high
-        watermark (as the last fetch response cached it) minus the position handed out.
-        Reads what the reader thread noted: never a call into the client, which can wait
-        on the thread's own calls (a metadata request)."""
+        """Connection, retried errors, and per split still read: whether the broker it is
+        read from is reachable (:class:`Health`), and its lag: the high watermark (as the
+        last fetch response cached it) minus the position handed out; a split that is
+        unreachable is never caught up. Reads what the reader thread noted: never a call
+        into the client, which can wait on the thread's own calls (a metadata request)."""
         splits: dict[int, SplitStatus] = {}
         health = self._health
         quiet = self.queue_empty()
@@ -366,8 +442,9 @@ class KafkaReader(ThreadedReader):
         for i in sorted(self._active):
             high = highs.get(i, -1)
             lag = None if high < 0 else max(high - self._pos[i], 0)
-            caught_up = health.connected and lag == 0 and quiet and i not in self._vals
-            splits[i] = SplitStatus(health.connected, caught_up, lag)
+            up = health.reachable(*self._parts[i])
+            caught_up = up and lag == 0 and quiet and i not in self._vals
+            splits[i] = SplitStatus(up, caught_up, lag)
         return ReaderStatus(health.connected, health.errors, splits)
 
     def close(self) -> None:

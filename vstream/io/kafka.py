@@ -44,6 +44,13 @@ Offsets = str | Mapping[int | str, int] | int | dt.datetime
 _STEP = "from_kafka"
 #: seconds the build and open() wait for the cluster's metadata and offsets
 _META_TIMEOUT = 10.0
+#: librdkafka's statistics interval, ms, unless the user gives one: each report says
+#: which partitions' brokers are reachable (a one-broker outage holds the partitions it
+#: leads). Taking a report (json.loads and the walk) measured 0.14 ms for 4 partitions,
+#: 0.6-0.9 ms for 100 and 6-8 ms for 1,000 (the report grows with the partitions): under
+#: 2 % of a core up to 1,000 partitions, and an outage shows within 0.5 s
+_STATS = "statistics.interval.ms"
+_STATS_MS = 500
 
 
 def _millis(t: int | dt.datetime, what: str) -> int:
@@ -314,9 +321,13 @@ class KafkaSource(Source):
         if not points and (splits is not None or self.bounded):
             return SyncReader(iter(()))
         ck = kafka_client()
-        health = Health(self.label)
-        # a cluster outage is reported through error_cb, in the thread that consumes
-        consumer = ck.Consumer({**self.consumer_config, "error_cb": health.on_error})
+        conf = dict(self.consumer_config)
+        interval = int(conf.setdefault(_STATS, _STATS_MS))
+        health = Health(self.label, per_partition=interval > 0, stats_cb=conf.get("stats_cb"))
+        # an outage is reported through error_cb and, per partition, through the
+        # statistics (stats_cb), both in the thread that consumes
+        conf.update(error_cb=health.on_error, stats_cb=health.on_stats)
+        consumer = ck.Consumer(conf)
         try:
             starts, stops, highs = self._offsets(consumer, points)
         except BaseException:
