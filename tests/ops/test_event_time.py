@@ -507,6 +507,35 @@ def test_concat_watermark_is_the_minimum_of_its_inputs(jobs: Jobs) -> None:
     assert job.results.height == 4
 
 
+def test_side_outputs_do_not_hold_the_job_watermark(jobs: Jobs) -> None:
+    """A late-events branch (and what follows it) keeps its watermark at -inf until its
+    input ends, as its rows come at any time: the job's watermark gauge is the main
+    branch's, not None for the whole run."""
+    feed = Feed(int_batch([1_000, 1_400, 1_200]))
+    windowed = (
+        vs.from_arrow(feed)
+        .with_watermark("ts", 300, time_unit="ms")
+        .window(vs.tumbling(1_000), late="side")
+        .agg(pl.len())
+    )
+    out: list[pl.DataFrame] = []
+    late: list[pl.DataFrame] = []
+    job = vs.start_all(
+        [
+            windowed.sink_callback(out.append, lazy=True),
+            windowed.late_events().filter(pl.col("v") >= 0).sink_callback(late.append, lazy=True),
+        ]
+    )
+    jobs.append((job, [feed]))
+    wait_until(lambda: job.metrics.watermark == 1_400 - 300)
+    # 100 is late: its window [0, 1000) fired at the watermark 1100
+    feed.put(int_batch([5_000, 100]))
+    wait_until(lambda: job.metrics.watermark == 5_000 - 300)
+    wait_until(lambda: sum(f.height for f in late) == 1)
+    assert job.metrics.late_events == 1
+    assert job.error is None
+
+
 def test_idle_source_watermark_follows_the_wall_clock(jobs: Jobs, clock: Any) -> None:
     """Driven clock: idle exactly when idle_timeout has passed, then the watermark moves
     with the clock, never faster, and never back when data comes again."""

@@ -100,6 +100,15 @@ class Executor:
         self.sinks: dict[int, list[Sink]] = {}
         for t, j in zip(targets, graph.targets, strict=True):
             self.sinks.setdefault(j, []).append(t.sink)
+        # the job's watermark gauge: the targets with an event time, except those fed by a
+        # side output (late events, dead letters), whose watermark stays at -inf until
+        # their input ends
+        side_fed = {k for c in graph.collectors for k in graph.down[c]}
+        self._wm_targets = [
+            j
+            for j in dict.fromkeys(graph.targets)
+            if self.nodes[j].event_time is not None and j not in side_fed
+        ]
         # rows a target's sink takes are events out, except refused records
         self._counts_out = [j not in graph.dead_letter_outputs for j in range(n)]
         self.step_metrics = [StepMetrics() for _ in range(n)]
@@ -706,9 +715,8 @@ class Executor:
         m.events_per_s = m.events_in / m.elapsed_s if m.elapsed_s > 0 else 0.0
         m.late_events = sum(op.late_events for op in self.ops)
         m.behind_watermark = sum(op.behind_watermark for op in self.ops)
-        wm_nodes = [self.index[t.node.id] for t in self.targets if t.node.event_time is not None]
-        if wm_nodes:
-            j = min(wm_nodes, key=lambda i: self.out_wm[i])
+        if self._wm_targets:
+            j = min(self._wm_targets, key=lambda i: self.out_wm[i])
             et = self.nodes[j].event_time
             assert et is not None
             wm = self.out_wm[j]
