@@ -66,6 +66,7 @@ class KafkaSource(Source):
 
     concurrent_splits = True
     replayable = True
+    splits_may_grow = True
 
     def __init__(
         self,
