@@ -351,6 +351,8 @@ ROW_WISE: list[tuple[str, pl.Expr]] = [
     ("clip", pl.col("cpu").clip(10, 90)),
     ("fill_null", pl.col("cpu").fill_null(0)),
     ("fill_null-column", pl.col("cpu").fill_null(pl.col("mem"))),
+    ("fill_null-zero", pl.col("cpu").fill_null(strategy="zero")),  # a constant, per dtype
+    ("fill_null-one", pl.col("status").fill_null(strategy="one")),
     ("is_null", pl.col("cpu").is_null()),
     ("is_not_null", pl.col("latency_ms").is_not_null()),
     ("is_between", pl.col("cpu").is_between(10, 20)),

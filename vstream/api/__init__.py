@@ -5,9 +5,12 @@ imports it. One concern a module, as Polars' ``lazyframe/``:
 
 - :mod:`~vstream.api.sources`: ``from_polars``, ``from_parquet``, ... (a Stream per source)
 - :mod:`~vstream.api.stream`: the Stream, event time, stateless steps, the join methods
+- :mod:`~vstream.api.polars_methods`: the step builder and the row-wise methods named as
+  Polars names them (``cast``, ``fill_null``, ``explode``, ``with_row_index``, ...)
 - :mod:`~vstream.api.window`: ``window(...)``'s arguments and ``.agg(...)``
 - :mod:`~vstream.api.join`: join results, lookup tables
-- :mod:`~vstream.api.sinks`: the terminal calls and lazy sinks
+- :mod:`~vstream.api.sinks`: the terminal calls and lazy sinks (the NDJSON, CSV and IPC
+  sinks in :mod:`~vstream.api.file_sinks`, MQTT in :mod:`~vstream.api.mqtt_sink`)
 - :mod:`~vstream.api.functions`: ``collect_all``, ``start_all``, ``concat``
 - :mod:`~vstream.api.job`: the handle of a background run
 - :mod:`~vstream.api.options`: the option sets as ``Literal`` aliases

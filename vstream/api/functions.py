@@ -21,6 +21,29 @@ from vstream.runtime.metrics import Metrics
 __all__ = ["collect_all", "concat", "start_all"]
 
 
+# Streams only: a DataFrame each; with lazy sinks: None in their places
+@overload
+def collect_all(
+    items: Sequence[Stream],
+    *,
+    timeout: Duration | float | None = ...,
+    return_metrics: Literal[False] = ...,
+    checkpoint_dir: str | os.PathLike[str] | None = ...,
+    checkpoint_interval: Duration | int = ...,
+    keep_checkpoints: int = ...,
+    progress: bool | None = ...,
+) -> list[pl.DataFrame]: ...
+@overload
+def collect_all(
+    items: Sequence[Stream],
+    *,
+    timeout: Duration | float | None = ...,
+    return_metrics: Literal[True],
+    checkpoint_dir: str | os.PathLike[str] | None = ...,
+    checkpoint_interval: Duration | int = ...,
+    keep_checkpoints: int = ...,
+    progress: bool | None = ...,
+) -> tuple[list[pl.DataFrame], Metrics]: ...
 @overload
 def collect_all(
     items: Sequence[Stream | LazySink],
@@ -55,7 +78,8 @@ def collect_all(
 ) -> Any:
     """Run several branches of one plan together, as ``pl.collect_all`` does.
 
-    Shared steps run once. Returns one DataFrame per Stream (None for a lazy sink).
+    Shared steps run once. Returns one DataFrame per Stream (None for a lazy sink; typed
+    ``list[pl.DataFrame]`` when ``items`` are Streams only).
     A run has one checkpoint (see :meth:`Stream.sink_parquet`): pass ``checkpoint_dir``
     here, or to the lazy sinks (the same one to each). ``progress``: as in
     :meth:`Stream.collect`.

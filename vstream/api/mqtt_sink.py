@@ -5,18 +5,72 @@ from __future__ import annotations
 
 import os
 import ssl
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Literal, overload
 
 from vstream._duration import Duration, wall_seconds
 from vstream.api.base import StreamBase
 from vstream.io.sinks import Sink
 from vstream.runtime.checkpointing import CheckpointConfig
+from vstream.runtime.metrics import Metrics
+
+if TYPE_CHECKING:
+    from vstream.api.sinks import LazySink
 
 __all__ = ["MqttTerminals"]
 
 
 class MqttTerminals(StreamBase):
     """The MQTT terminal call of a :class:`~vstream.Stream`."""
+
+    @overload
+    def sink_mqtt(
+        self,
+        topic: str,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 1883,
+        qos: int = 1,
+        format: Literal["json", "arrow"] = "json",
+        client_id: str | None = None,
+        protocol: Literal["3.1.1", "5"] = "3.1.1",
+        username: str | None = None,
+        password: str | None = None,
+        tls: ssl.SSLContext | None = None,
+        keepalive: int = 60,
+        max_inflight: int = 10_000,
+        ack_timeout: Duration | float = "60s",
+        lazy: Literal[False] = False,
+        timeout: Duration | float | None = None,
+        checkpoint_dir: str | os.PathLike[str] | None = None,
+        checkpoint_interval: Duration | int = "10s",
+        keep_checkpoints: int = 3,
+        progress: bool | None = None,
+    ) -> Metrics: ...
+
+    @overload
+    def sink_mqtt(
+        self,
+        topic: str,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 1883,
+        qos: int = 1,
+        format: Literal["json", "arrow"] = "json",
+        client_id: str | None = None,
+        protocol: Literal["3.1.1", "5"] = "3.1.1",
+        username: str | None = None,
+        password: str | None = None,
+        tls: ssl.SSLContext | None = None,
+        keepalive: int = 60,
+        max_inflight: int = 10_000,
+        ack_timeout: Duration | float = "60s",
+        lazy: Literal[True],
+        timeout: Duration | float | None = None,
+        checkpoint_dir: str | os.PathLike[str] | None = None,
+        checkpoint_interval: Duration | int = "10s",
+        keep_checkpoints: int = 3,
+        progress: bool | None = None,
+    ) -> LazySink: ...
 
     def sink_mqtt(
         self,
@@ -40,7 +94,7 @@ class MqttTerminals(StreamBase):
         checkpoint_interval: Duration | int = "10s",
         keep_checkpoints: int = 3,
         progress: bool | None = None,
-    ) -> Any:
+    ) -> Metrics | LazySink:
         """Publish the rows to an MQTT topic: a JSON message per row (``format="json"``),
         or an Arrow IPC stream per batch (``"arrow"``), through paho-mqtt 2.x.
 

@@ -1,36 +1,26 @@
 """Running a stream: the terminal calls of a Stream (``collect``, ``iter_batches``,
-``sink_parquet``, ``sink_ndjson``, ``sink_csv``, ``sink_ipc``, ``sink_callback``,
-``start``), lazy sinks, and the one function that
-runs a set of branches as one job."""
+``sink_parquet``, ``sink_callback``, ``sink_kafka``, ``start``; the other file sinks are
+in :mod:`vstream.api.file_sinks`), lazy sinks, and the one function that runs a set of
+branches as one job."""
 
 from __future__ import annotations
 
 import os
 import time
 from collections.abc import Callable, Generator, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import polars as pl
 
 from vstream._duration import Duration, wall_seconds
 from vstream.api.base import StreamBase
-from vstream.api.mqtt_sink import MqttTerminals
+from vstream.api.file_sinks import FileTerminals, check_file_sink, flush_seconds
 from vstream.api.options import SinkMode
 from vstream.errors import PipelineError, UnboundedError
-from vstream.io.file_formats import (
-    CsvFormat,
-    FileFormat,
-    IpcCompression,
-    IpcFormat,
-    NdjsonFormat,
-    TextCompression,
-    check_partition_columns,
-)
 from vstream.io.kafka_sink import KafkaSink, KafkaSinkFormat
 from vstream.io.sinks import (
     CallbackSink,
     CollectSink,
-    FileSink,
     ParquetSink,
     ResultsSink,
     Sink,
@@ -48,8 +38,35 @@ if TYPE_CHECKING:
 __all__ = ["LazySink", "Terminals", "job_checkpoint", "run_items", "to_targets"]
 
 
-class Terminals(MqttTerminals):
+class Terminals(FileTerminals):
     """The calls that run a :class:`~vstream.Stream`; nothing runs before one of them."""
+
+    @overload
+    def collect(
+        self,
+        *,
+        timeout: Duration | float | None = None,
+        return_metrics: Literal[False] = False,
+        progress: bool | None = None,
+    ) -> pl.DataFrame: ...
+
+    @overload
+    def collect(
+        self,
+        *,
+        timeout: Duration | float | None = None,
+        return_metrics: Literal[True],
+        progress: bool | None = None,
+    ) -> tuple[pl.DataFrame, Metrics]: ...
+
+    @overload
+    def collect(
+        self,
+        *,
+        timeout: Duration | float | None = None,
+        return_metrics: bool,
+        progress: bool | None = None,
+    ) -> pl.DataFrame | tuple[pl.DataFrame, Metrics]: ...
 
     def collect(
         self,
@@ -57,7 +74,7 @@ class Terminals(MqttTerminals):
         timeout: Duration | float | None = None,
         return_metrics: bool = False,
         progress: bool | None = None,
-    ) -> Any:
+    ) -> pl.DataFrame | tuple[pl.DataFrame, Metrics]:
         """Run to the end of the input and return the rows as a ``polars.DataFrame``.
 
         Refused on an unbounded stream unless it is bounded by :meth:`head` or
@@ -67,12 +84,24 @@ class Terminals(MqttTerminals):
         ``progress`` shows a bar of the rows read (of the sources' total, where they know
         it) once the run has lasted half a second: None shows it when stderr is a terminal
         or in Jupyter, True always, False never.
+
+        Examples
+        --------
+        >>> import polars as pl
+        >>> import vstream as vs
+        >>> s = vs.from_polars(pl.DataFrame({"x": [1, 2, 3]})).filter(pl.col("x") > 1)
+        >>> df, metrics = s.collect(return_metrics=True)
+        >>> df["x"].to_list(), metrics.events_in
+        ([2, 3], 3)
         """
         results, metrics = run_items([self], timeout=timeout, stacklevel=2, progress=progress)
-        return (results[0], metrics) if return_metrics else results[0]
+        df = results[0]
+        assert df is not None  # a Stream's result sink always gives a frame
+        return (df, metrics) if return_metrics else df
 
     def iter_batches(self, *, timeout: Duration | float | None = None) -> Iterator[pl.DataFrame]:
-        """Run and yield output batches as they are produced (works on unbounded input).
+        """Run and yield output batches as they are produced (works on unbounded input);
+        also ``collect_batches``, Polars' name.
 
         Examples
         --------
@@ -96,6 +125,47 @@ class Terminals(MqttTerminals):
         finally:
             steps.close()
 
+    #: Polars' name for :meth:`iter_batches` (``LazyFrame.collect_batches``)
+    collect_batches = iter_batches
+
+    @overload
+    def sink_parquet(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        partition_by: str | Sequence[str] | None = None,
+        max_rows_per_file: int | None = None,
+        rows_per_file: int = 1_000_000,
+        flush_interval: Duration | float | None = "10s",
+        compression: str = "zstd",
+        mode: SinkMode = "error",
+        lazy: Literal[False] = False,
+        timeout: Duration | float | None = None,
+        checkpoint_dir: str | os.PathLike[str] | None = None,
+        checkpoint_interval: Duration | int = "10s",
+        keep_checkpoints: int = 3,
+        progress: bool | None = None,
+    ) -> Metrics: ...
+
+    @overload
+    def sink_parquet(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        partition_by: str | Sequence[str] | None = None,
+        max_rows_per_file: int | None = None,
+        rows_per_file: int = 1_000_000,
+        flush_interval: Duration | float | None = "10s",
+        compression: str = "zstd",
+        mode: SinkMode = "error",
+        lazy: Literal[True],
+        timeout: Duration | float | None = None,
+        checkpoint_dir: str | os.PathLike[str] | None = None,
+        checkpoint_interval: Duration | int = "10s",
+        keep_checkpoints: int = 3,
+        progress: bool | None = None,
+    ) -> LazySink: ...
+
     def sink_parquet(
         self,
         path: str | os.PathLike[str],
@@ -112,7 +182,7 @@ class Terminals(MqttTerminals):
         checkpoint_interval: Duration | int = "10s",
         keep_checkpoints: int = 3,
         progress: bool | None = None,
-    ) -> Any:
+    ) -> Metrics | LazySink:
         """Write the stream to Parquet part files in a directory, or to one file.
 
         Each file is written in the sink's own directory beside the output
@@ -177,7 +247,7 @@ class Terminals(MqttTerminals):
                 )
                 raise PipelineError(msg)
             rows_per_file = max_rows_per_file
-        interval = _flush_seconds(flush_interval)
+        interval = flush_seconds(flush_interval)
         sink = LazySink(
             self,
             lambda: ParquetSink(
@@ -192,295 +262,34 @@ class Terminals(MqttTerminals):
                 checkpoint_dir, checkpoint_interval, keep_checkpoints, "sink_parquet"
             ),
         )
-        _check_file_sink(self, sink)
+        check_file_sink(self, sink)
         return sink if lazy else sink.run(timeout=timeout, stacklevel=3, progress=progress)
 
-    # ---------------------------------------------------------------- file sinks (issue 18)
-    def sink_ndjson(
+    @overload
+    def sink_callback(
         self,
-        path: str | os.PathLike[str],
+        fn: Callable[..., object],
         *,
-        partition_by: str | Sequence[str] | None = None,
-        max_rows_per_file: int = 1_000_000,
-        flush_interval: Duration | float | None = "10s",
-        compression: TextCompression = "uncompressed",
-        mode: SinkMode = "error",
-        lazy: bool = False,
+        lazy: Literal[False] = False,
         timeout: Duration | float | None = None,
         checkpoint_dir: str | os.PathLike[str] | None = None,
         checkpoint_interval: Duration | int = "10s",
         keep_checkpoints: int = 3,
         progress: bool | None = None,
-    ) -> Any:
-        """Write the stream as newline-delimited JSON: part files in a directory, or
-        one file.
+    ) -> Metrics: ...
 
-        The same sink as :meth:`sink_parquet` in another format: the same ``mode``, the
-        same output directory that holds committed files only, the same exactly-once
-        two-phase commit with ``checkpoint_dir``. A path ending in ``.ndjson`` or
-        ``.jsonl`` (``.gz`` / ``.zst`` added when compressed) is one file, written at
-        the end of a bounded run.
-
-        Parameters
-        ----------
-        path
-            The output directory, or one file.
-        partition_by
-            A column name or a list of them: rows go to Hive-style directories
-            ``col=value/`` (``a=1/b=x/part-...``). Names and values are percent-encoded
-            (a value such as ``../x`` or ``a/b`` stays one directory inside the output);
-            a null is ``__HIVE_DEFAULT_PARTITION__``. The partition columns stay in the
-            files too (as Polars writes them), so each file holds whole rows.
-        max_rows_per_file
-            A file holds at most this many rows (per partition); then a new file starts.
-        flush_interval
-            A file is also written once its first row has waited this long (None: only
-            when full, at a checkpoint and at the end).
-        compression
-            ``"uncompressed"``, ``"gzip"`` or ``"zstd"`` (the whole file).
-        mode
-            What to do with an output that has content and is not this sink's own
-            checkpointed output: ``"error"``, ``"overwrite"`` or ``"append"``.
-        lazy
-            Return a :class:`LazySink` for :func:`vstream.collect_all` instead of running.
-        timeout, checkpoint_dir, checkpoint_interval, keep_checkpoints, progress
-            As in :meth:`sink_parquet`.
-
-        Returns
-        -------
-        Metrics or LazySink
-            The run's metrics, or the lazy sink with ``lazy=True``.
-
-        Examples
-        --------
-        >>> import tempfile, os
-        >>> import polars as pl
-        >>> import vstream as vs
-        >>> d = tempfile.mkdtemp()
-        >>> s = vs.from_polars(pl.DataFrame({"day": ["mon", "mon", "tue"], "x": [1, 2, 3]}))
-        >>> _ = s.sink_ndjson(os.path.join(d, "out"), partition_by="day")
-        >>> sorted(os.listdir(os.path.join(d, "out")))
-        ['day=mon', 'day=tue']
-        >>> pl.read_ndjson(os.path.join(d, "out", "day=tue", "part-000000.ndjson"))
-        shape: (1, 2)
-        ┌─────┬─────┐
-        │ day ┆ x   │
-        │ --- ┆ --- │
-        │ str ┆ i64 │
-        ╞═════╪═════╡
-        │ tue ┆ 3   │
-        └─────┴─────┘
-        """
-        fmt = NdjsonFormat(compression)
-        return self._sink_file(
-            fmt,
-            path,
-            partition_by=partition_by,
-            max_rows_per_file=max_rows_per_file,
-            flush_interval=flush_interval,
-            mode=mode,
-            lazy=lazy,
-            timeout=timeout,
-            checkpoint_dir=checkpoint_dir,
-            checkpoint_interval=checkpoint_interval,
-            keep_checkpoints=keep_checkpoints,
-            progress=progress,
-        )
-
-    def sink_csv(
+    @overload
+    def sink_callback(
         self,
-        path: str | os.PathLike[str],
+        fn: Callable[..., object],
         *,
-        separator: str = ",",
-        include_header: bool = True,
-        quote_char: str = '"',
-        null_value: str | None = None,
-        line_terminator: str = "\n",
-        partition_by: str | Sequence[str] | None = None,
-        max_rows_per_file: int = 1_000_000,
-        flush_interval: Duration | float | None = "10s",
-        compression: TextCompression = "uncompressed",
-        mode: SinkMode = "error",
-        lazy: bool = False,
+        lazy: Literal[True],
         timeout: Duration | float | None = None,
         checkpoint_dir: str | os.PathLike[str] | None = None,
         checkpoint_interval: Duration | int = "10s",
         keep_checkpoints: int = 3,
         progress: bool | None = None,
-    ) -> Any:
-        """Write the stream as CSV: part files in a directory, or one file.
-
-        As :meth:`sink_ndjson` (modes, partitions, rolling, exactly-once with
-        ``checkpoint_dir``), with Polars' ``write_csv`` options. Every file starts with
-        its own header line when ``include_header``. A path ending in ``.csv`` (``.gz``
-        / ``.zst`` added when compressed) is one file. Nested columns (lists, structs)
-        and binary columns have no CSV form and are refused when the sink is built.
-
-        Parameters
-        ----------
-        path
-            The output directory, or one file.
-        separator
-            The field separator, one single-byte character.
-        include_header
-            Whether each file starts with the column names.
-        quote_char
-            The quoting character, one single-byte character.
-        null_value
-            How a null is written (Polars' default: an empty field).
-        line_terminator
-            What ends a line.
-        partition_by, max_rows_per_file, flush_interval, compression, mode, lazy
-            As in :meth:`sink_ndjson`.
-        timeout, checkpoint_dir, checkpoint_interval, keep_checkpoints, progress
-            As in :meth:`sink_parquet`.
-
-        Returns
-        -------
-        Metrics or LazySink
-            The run's metrics, or the lazy sink with ``lazy=True``.
-
-        Examples
-        --------
-        >>> import tempfile, os
-        >>> import polars as pl
-        >>> import vstream as vs
-        >>> path = os.path.join(tempfile.mkdtemp(), "rows.csv")
-        >>> s = vs.from_polars(pl.DataFrame({"x": [1, 2], "y": ["a", None]}))
-        >>> _ = s.sink_csv(path, separator=";", null_value="NA")
-        >>> print(open(path).read(), end="")
-        x;y
-        1;a
-        2;NA
-        """
-        fmt = CsvFormat(
-            separator=separator,
-            include_header=include_header,
-            quote_char=quote_char,
-            null_value=null_value,
-            line_terminator=line_terminator,
-            compression=compression,
-        )
-        return self._sink_file(
-            fmt,
-            path,
-            partition_by=partition_by,
-            max_rows_per_file=max_rows_per_file,
-            flush_interval=flush_interval,
-            mode=mode,
-            lazy=lazy,
-            timeout=timeout,
-            checkpoint_dir=checkpoint_dir,
-            checkpoint_interval=checkpoint_interval,
-            keep_checkpoints=keep_checkpoints,
-            progress=progress,
-        )
-
-    def sink_ipc(
-        self,
-        path: str | os.PathLike[str],
-        *,
-        compression: IpcCompression = "uncompressed",
-        partition_by: str | Sequence[str] | None = None,
-        max_rows_per_file: int = 1_000_000,
-        flush_interval: Duration | float | None = "10s",
-        mode: SinkMode = "error",
-        lazy: bool = False,
-        timeout: Duration | float | None = None,
-        checkpoint_dir: str | os.PathLike[str] | None = None,
-        checkpoint_interval: Duration | int = "10s",
-        keep_checkpoints: int = 3,
-        progress: bool | None = None,
-    ) -> Any:
-        """Write the stream as Arrow IPC files (Feather v2, ``.arrow``): part files in a
-        directory, or one file.
-
-        As :meth:`sink_ndjson` (modes, partitions, rolling, exactly-once with
-        ``checkpoint_dir``); the files keep every dtype exactly. A path ending in
-        ``.arrow``, ``.ipc`` or ``.feather`` is one file.
-
-        Parameters
-        ----------
-        path
-            The output directory, or one file.
-        compression
-            Buffer compression: ``"uncompressed"``, ``"lz4"`` or ``"zstd"``.
-        partition_by, max_rows_per_file, flush_interval, mode, lazy
-            As in :meth:`sink_ndjson`.
-        timeout, checkpoint_dir, checkpoint_interval, keep_checkpoints, progress
-            As in :meth:`sink_parquet`.
-
-        Returns
-        -------
-        Metrics or LazySink
-            The run's metrics, or the lazy sink with ``lazy=True``.
-
-        Examples
-        --------
-        >>> import tempfile, os
-        >>> import polars as pl
-        >>> import vstream as vs
-        >>> d = tempfile.mkdtemp()
-        >>> out, ckpt = os.path.join(d, "out"), os.path.join(d, "ckpt")
-        >>> s = vs.from_polars(pl.DataFrame({"x": range(10)}), batch_size=4)
-        >>> _ = s.sink_ipc(out, compression="zstd", max_rows_per_file=4,
-        ...                checkpoint_dir=ckpt, checkpoint_interval=1)
-        >>> sorted(os.listdir(out))
-        ['part-00000001-0000.arrow', 'part-00000002-0000.arrow', 'part-00000003-0000.arrow']
-        >>> pl.read_ipc(os.path.join(out, "part-00000003-0000.arrow"))["x"].to_list()
-        [8, 9]
-        """
-        fmt = IpcFormat(compression)
-        return self._sink_file(
-            fmt,
-            path,
-            partition_by=partition_by,
-            max_rows_per_file=max_rows_per_file,
-            flush_interval=flush_interval,
-            mode=mode,
-            lazy=lazy,
-            timeout=timeout,
-            checkpoint_dir=checkpoint_dir,
-            checkpoint_interval=checkpoint_interval,
-            keep_checkpoints=keep_checkpoints,
-            progress=progress,
-        )
-
-    def _sink_file(
-        self,
-        fmt: FileFormat,
-        path: str | os.PathLike[str],
-        *,
-        partition_by: str | Sequence[str] | None,
-        max_rows_per_file: int,
-        flush_interval: Duration | float | None,
-        mode: SinkMode,
-        lazy: bool,
-        timeout: Duration | float | None,
-        checkpoint_dir: str | os.PathLike[str] | None,
-        checkpoint_interval: Duration | int,
-        keep_checkpoints: int,
-        progress: bool | None,
-    ) -> Any:
-        """The body of ``sink_ndjson``, ``sink_csv`` and ``sink_ipc``."""
-        where = f"sink_{fmt.name}"
-        interval = _flush_seconds(flush_interval)
-        sink = LazySink(
-            self,
-            lambda: FileSink(
-                path,
-                fmt,
-                max_rows_per_file=max_rows_per_file,
-                flush_interval=interval,
-                mode=mode,
-                partition_by=partition_by,
-            ),
-            checkpoint=CheckpointConfig.parse(
-                checkpoint_dir, checkpoint_interval, keep_checkpoints, where
-            ),
-        )
-        _check_file_sink(self, sink)
-        return sink if lazy else sink.run(timeout=timeout, stacklevel=4, progress=progress)
+    ) -> LazySink: ...
 
     def sink_callback(
         self,
@@ -492,8 +301,10 @@ class Terminals(MqttTerminals):
         checkpoint_interval: Duration | int = "10s",
         keep_checkpoints: int = 3,
         progress: bool | None = None,
-    ) -> Any:
-        """Call ``fn`` with every output batch (a ``polars.DataFrame``).
+    ) -> Metrics | LazySink:
+        """Call ``fn`` with every output batch (a ``polars.DataFrame``); also
+        ``sink_batches``, Polars' name. What ``fn`` returns is ignored (Polars' early
+        stop on ``True`` is not supported: bound the stream with :meth:`head` instead).
 
         With ``checkpoint_dir`` (see :meth:`sink_parquet`) the run checkpoints and
         resumes, and ``fn`` is called as ``fn(df, epoch)``. The guarantee is
@@ -528,6 +339,49 @@ class Terminals(MqttTerminals):
         sink = LazySink(self, lambda: CallbackSink(fn, with_epoch=with_epoch), checkpoint=config)
         return sink if lazy else sink.run(timeout=timeout, stacklevel=3, progress=progress)
 
+    #: Polars' name for :meth:`sink_callback` (``LazyFrame.sink_batches``)
+    sink_batches = sink_callback
+
+    @overload
+    def sink_kafka(
+        self,
+        topic: str,
+        *,
+        bootstrap_servers: str,
+        format: KafkaSinkFormat = "json",
+        key: str | None = None,
+        value: str | None = None,
+        rows_per_message: int = 10_000,
+        flush_timeout: Duration | float = "60s",
+        lazy: Literal[False] = False,
+        timeout: Duration | float | None = None,
+        checkpoint_dir: str | os.PathLike[str] | None = None,
+        checkpoint_interval: Duration | int = "10s",
+        keep_checkpoints: int = 3,
+        progress: bool | None = None,
+        **config: Any,
+    ) -> Metrics: ...
+
+    @overload
+    def sink_kafka(
+        self,
+        topic: str,
+        *,
+        bootstrap_servers: str,
+        format: KafkaSinkFormat = "json",
+        key: str | None = None,
+        value: str | None = None,
+        rows_per_message: int = 10_000,
+        flush_timeout: Duration | float = "60s",
+        lazy: Literal[True],
+        timeout: Duration | float | None = None,
+        checkpoint_dir: str | os.PathLike[str] | None = None,
+        checkpoint_interval: Duration | int = "10s",
+        keep_checkpoints: int = 3,
+        progress: bool | None = None,
+        **config: Any,
+    ) -> LazySink: ...
+
     def sink_kafka(
         self,
         topic: str,
@@ -545,7 +399,7 @@ class Terminals(MqttTerminals):
         keep_checkpoints: int = 3,
         progress: bool | None = None,
         **config: Any,
-    ) -> Any:
+    ) -> Metrics | LazySink:
         """Write the stream to the Kafka topic ``topic`` through an idempotent producer.
 
         ``format``: ``"json"`` one JSON object per row (Polars' JSON encoding; NaN and
@@ -664,33 +518,6 @@ class LazySink:
 
     def __repr__(self) -> str:
         return f"<vstream.LazySink of {self.stream.node.label!r}>"
-
-
-def _flush_seconds(flush_interval: Duration | float | None) -> float | None:
-    return None if flush_interval is None else wall_seconds(flush_interval, "flush_interval")
-
-
-def _check_file_sink(stream: StreamBase, sink: LazySink) -> None:
-    """Refuse a file sink that cannot run, when it is built (not at run time)."""
-    probe = sink.make_sink()  # validates the arguments
-    assert isinstance(probe, FileSink)
-    where, fmt, path = f"sink_{probe.fmt.name}", probe.fmt, str(probe.dir)
-    probe.fmt.check_schema(stream.schema, where)
-    check_partition_columns(probe.partition_by or None, stream.schema, where)
-    if probe.single and sink.checkpoint is not None:
-        msg = (
-            f"{where}: a single {fmt.title} file ({path!r}) cannot be written "
-            "exactly-once with checkpoint_dir; pass a directory (a path not ending in "
-            f"{fmt.ext})"
-        )
-        raise PipelineError(msg)
-    if probe.single and not stream.is_bounded:
-        msg = (
-            f"{where}: {path!r} is one {fmt.title} file, written at the end of the "
-            "input, and this stream is unbounded; write to a directory of part files "
-            f"(a path not ending in {fmt.ext}), or bound the stream with .head(n)"
-        )
-        raise PipelineError(msg)
 
 
 def to_targets(items: Sequence[StreamBase | LazySink], keep: int | None = None) -> list[Target]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Concatenate, NoReturn, ParamSpec, TypeVar
 
 import polars as pl
 import pyarrow as pa
@@ -16,25 +16,18 @@ from vstream._duration import Duration, TimeUnit, parse_duration, wall_seconds
 from vstream.api._parse import call_label, flatten, selector, short, to_expr
 from vstream.api.base import named, set_name
 from vstream.api.options import TIME_UNITS, AsofStrategy, IntoExpr, JoinHow, LateMode, TimeMode
-from vstream.api.sinks import Terminals
+from vstream.api.polars_methods import PolarsMethods
 from vstream.errors import (
     ColumnNotFoundError,
     EventTimeError,
     ExpressionError,
     PipelineError,
 )
-from vstream.ops.stateless import step_function
-from vstream.plan.expressions import (
-    check_row_wise,
-    check_row_wise_on_sample,
-    infer_schema,
-    root_columns,
-)
+from vstream.plan.expressions import check_row_wise, infer_schema
 from vstream.plan.nodes import (
     DeadLettersNode,
     EventTime,
     HeadNode,
-    StepKind,
     StepNode,
     WatermarkNode,
 )
@@ -47,8 +40,11 @@ if TYPE_CHECKING:
 
 __all__ = ["Stream"]
 
+P = ParamSpec("P")
+T = TypeVar("T")
 
-class Stream(Terminals):
+
+class Stream(PolarsMethods):
     """A lazily built stream of micro-batches, the streaming counterpart of a LazyFrame.
 
     Build one with a source (:func:`vstream.from_polars`, :func:`vstream.from_parquet`,
@@ -194,54 +190,6 @@ class Stream(Terminals):
         return Stream(set_name(WatermarkNode(self._node, et, label), name, label))
 
     # ------------------------------------------------------------------ stateless steps
-    def _step(
-        self,
-        label: str,
-        kind: StepKind,
-        *,
-        exprs: Sequence[pl.Expr] = (),
-        columns: Sequence[str] = (),
-        mapping: Mapping[str, str] | None = None,
-        function: Callable[[pl.DataFrame], pl.DataFrame] | None = None,
-        assigns: frozenset[str] | None = frozenset(),
-        uses: frozenset[str] | None = None,
-    ) -> Stream:
-        for e in exprs:
-            check_row_wise(e, label)
-        fn = step_function(
-            kind, label, exprs=exprs, columns=columns, mapping=mapping, function=function
-        )
-        schema = infer_schema(label, self.schema, fn)
-        if exprs:
-            check_row_wise_on_sample(list(exprs), self.schema, label)
-        et = self._node.event_time
-        if et is not None and et.column not in schema:
-            et = None  # the event-time column was dropped: downstream has no event time
-        roots = root_columns(exprs)
-        node = StepNode(
-            self._node,
-            label,
-            kind,
-            schema,
-            et,
-            exprs=exprs,
-            columns=columns,
-            mapping=mapping,
-            function=function,
-            assigns=assigns,
-            uses=None if roots is None else roots | (uses or frozenset()),
-        )
-        return Stream(node)
-
-    def _guard_time_column(self, label: str, names: list[str]) -> None:
-        et = self._node.event_time
-        if et is not None and et.column in names:
-            msg = (
-                f"{label}: assigns the event-time column {et.column!r} after with_watermark; "
-                "compute it before with_watermark, or write the result to another column"
-            )
-            raise EventTimeError(msg)
-
     def filter(self, *predicates: pl.Expr, **constraints: Any) -> Stream:
         """Keep the rows where every predicate is true (row-wise Polars expressions).
 
@@ -414,8 +362,10 @@ class Stream(Terminals):
         out.node.event_time = et if keeps_time else None
         return out
 
-    def head(self, n: int) -> Stream:
-        """The first ``n`` rows; bounds an unbounded stream so it can be collected.
+    def head(self, n: int = 5) -> Stream:
+        """The first ``n`` rows (5, as in Polars, by default); bounds an unbounded stream
+        so it can be collected. Over a source of several splits read at once (Kafka
+        partitions) the first rows are those that arrive first.
 
         Examples
         --------
@@ -423,6 +373,8 @@ class Stream(Terminals):
         >>> import vstream as vs
         >>> vs.from_polars(pl.DataFrame({"a": range(10)}), batch_size=3).head(4).collect().height
         4
+        >>> vs.from_polars(pl.DataFrame({"a": range(10)})).head().collect()["a"].to_list()
+        [0, 1, 2, 3, 4]
         """
         if isinstance(n, bool) or not isinstance(n, int) or n < 0:
             msg = f"head(n): n must be an int >= 0, got {n!r}"
@@ -502,7 +454,7 @@ class Stream(Terminals):
             name=name,
         )
 
-    def group_by(self, *by: Any, **kwargs: Any) -> None:
+    def group_by(self, *by: Any, **kwargs: Any) -> NoReturn:
         """Not a streaming operation: a running group-by never ends. Use windows.
 
         Raises
@@ -516,6 +468,53 @@ class Stream(Terminals):
             ".window(vs.tumbling('1m'), by=...).agg(...)"
         )
         raise PipelineError(msg)
+
+    def sort(self, *by: Any, **kwargs: Any) -> NoReturn:
+        """Not a streaming operation: a sort's first row may be the input's last. Use
+        windows.
+
+        Raises
+        ------
+        PipelineError
+            Always, pointing to windows (sort a window's rows in ``.agg(...)``, or the
+            collected result).
+
+        Examples
+        --------
+        >>> import polars as pl
+        >>> import vstream as vs
+        >>> vs.from_polars(pl.DataFrame({"x": [2, 1]})).sort("x")
+        Traceback (most recent call last):
+        ...
+        vstream.errors.PipelineError: sort(...) on a stream would never finish ...
+        """
+        msg = (
+            "sort(...) on a stream would never finish (the next event may sort first): "
+            "order within windows instead, e.g. .window(vs.tumbling('1m'), by=...)"
+            ".agg(pl.col('x').sort()), or sort the collected result, "
+            "s.collect().sort(...)"
+        )
+        raise PipelineError(msg)
+
+    def pipe(
+        self,
+        function: Callable[Concatenate[Stream, P], T],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        """``function(self, *args, **kwargs)``: chain a function of a stream, as
+        :meth:`polars.LazyFrame.pipe` does.
+
+        Examples
+        --------
+        >>> import polars as pl
+        >>> import vstream as vs
+        >>> def positive(s: vs.Stream, column: str) -> vs.Stream:
+        ...     return s.filter(pl.col(column) > 0)
+        >>> vs.from_polars(pl.DataFrame({"x": [1, -2]})).pipe(positive, "x").collect().height
+        1
+        """
+        return function(self, *args, **kwargs)
 
     # ------------------------------------------------------------------ joins
     def join_asof(

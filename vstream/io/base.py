@@ -379,6 +379,9 @@ class Source(ABC):
     bounded: bool = True
     #: splits read at the same time (Kafka partitions) rather than one after another
     concurrent_splits: bool = False
+    #: splits may appear while it runs (:class:`SplitAdded`: files in a watched directory,
+    #: a Kafka topic's new partitions), beyond those :meth:`splits` lists before running
+    splits_may_grow: bool = False
     #: whether the input can be read again from a position (``open(resume)``)
     replayable: bool = False
     #: what to pass instead, for the error when a source cannot be replayed

@@ -163,6 +163,7 @@ class WatchSource(Source):
     bounded = False
     replayable = True
     concurrent_splits = False
+    splits_may_grow = True
 
     def __init__(
         self,

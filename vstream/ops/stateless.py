@@ -1,4 +1,5 @@
-"""Row-wise steps over one batch: Polars expressions, renames, map_batches, head."""
+"""Row-wise steps over one batch: Polars expressions, renames, explode, map_batches, head,
+row index."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ __all__ = [
     "ConcatOp",
     "DeadLetterOp",
     "HeadOp",
+    "RowIndexOp",
     "StatelessOp",
     "build_stateless",
     "filter_frame",
@@ -90,6 +92,7 @@ def step_function(
     columns: Sequence[str] = (),
     mapping: Mapping[str, str] | None = None,
     function: Callable[[pl.DataFrame], pl.DataFrame] | None = None,
+    options: Mapping[str, bool] | None = None,
 ) -> Callable[[pl.DataFrame], pl.DataFrame]:
     """The per-batch function of a stateless step, from what the user asked: the one
     evaluation of every step, used to infer its schema when the step is built and to run
@@ -106,7 +109,19 @@ def step_function(
         predicate = pl.all_horizontal(exprs) if len(exprs) > 1 else exprs[0]
         return lambda df: filter_frame(df, predicate)
     if kind == "with_columns":
-        return with_columns_step(list(exprs))
+        run = with_columns_step(list(exprs))
+        if not (options or {}).get("per_column"):
+            return run
+        # one expression per replaced column (StepNode's ``per_column``): projection
+        # pushdown may leave out a column no step below reads, and its expression with it
+        reads = [frozenset(e.meta.root_names()) for e in exprs]
+
+        def present(df: pl.DataFrame) -> pl.DataFrame:
+            have = set(df.columns)
+            kept = [e for e, r in zip(exprs, reads, strict=True) if r <= have]
+            return run(df) if len(kept) == len(reads) else with_columns_step(kept)(df)
+
+        return present
     if kind == "select":
         return select_step(list(exprs))
     if kind == "drop":
@@ -115,6 +130,11 @@ def step_function(
     if kind == "rename":
         renamed = dict(mapping or {})
         return lambda df: df.rename(renamed)
+    if kind == "explode":
+        exploded = list(columns)
+        # only the flags given: Polars versions differ in which explode takes
+        flags = dict(options or {})
+        return lambda df: df.explode(exploded, **flags)
     if kind == "map_batches":
         if function is None:
             msg = f"{label}: a map_batches step without its function"
@@ -152,6 +172,7 @@ def build_stateless(node: StepNode) -> StatelessOp:
         columns=node.columns,
         mapping=node.mapping,
         function=node.function,
+        options=node.options,
     )
     # a map_batches function may return other columns than on the empty frame
     return StatelessOp(node.label, fn, node.schema if node.kind == "map_batches" else None)
@@ -219,6 +240,40 @@ class HeadOp(Operator):
             raise VStreamError(msg)
         self._left = int(state["head"].column("remaining")[0].as_py())
         self.done = self._left <= 0
+
+
+class RowIndexOp(Operator):
+    """Adds the column ``name`` first: the rows' positions in the order they pass, from
+    ``offset`` (Polars' ``with_row_index`` over the whole stream). The next position is
+    its state, so a run restored from a checkpoint numbers on where it stood."""
+
+    def __init__(self, name: str, column: str, offset: int) -> None:
+        super().__init__(name)
+        self._column = column
+        self._next = offset
+
+    def on_batch(self, port: int, chunk: Chunk) -> list[Chunk]:
+        try:
+            df = chunk.df.with_row_index(self._column, offset=self._next)
+        except Exception as exc:  # beyond Polars' index type (UInt32 unless built for u64)
+            msg = f"{self.name} failed at row {self._next}: {exc}"
+            raise StepError(msg) from exc
+        self._next += chunk.df.height
+        return [Chunk(df, chunk.split)] if df.height else []
+
+    def snapshot(self) -> dict[str, pa.Table]:
+        return {"row_index": pa.table({"next": pa.array([self._next], pa.int64())})}
+
+    def restore(self, state: dict[str, pa.Table]) -> None:
+        table = state.get("row_index")
+        if set(state) != {"row_index"} or table is None or table.column_names != ["next"]:
+            msg = f"{self.name}: expected a snapshot with the table 'row_index' (column 'next')"
+            raise VStreamError(msg)
+        values = table.column("next").to_pylist()
+        if len(values) != 1 or not isinstance(values[0], int) or values[0] < 0:
+            msg = f"{self.name}: the snapshot's next row index is {values!r}, not one int >= 0"
+            raise VStreamError(msg)
+        self._next = values[0]
 
 
 class ConcatOp(Operator):

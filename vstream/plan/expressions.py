@@ -186,6 +186,8 @@ def _refused_function(spec: Any) -> Iterator[str]:
     if not isinstance(spec, dict):
         return
     for name, inner in spec.items():
+        if name == "FillNullWithStrategy" and inner in ("Zero", "One"):
+            continue  # a constant of the column's type: row-wise
         if name in _REFUSED_FUNCTIONS:
             yield name
         elif name == "Bin" and isinstance(inner, dict):

@@ -19,7 +19,9 @@ from vstream.plan.ids import StepIdentity, describe, step_identities
 __all__ = ["StepIdentity", "describe", "step_difference", "step_identities"]
 
 #: the most telling difference first: a step's state settings before its schema
-_ORDER = ["kind", "source", "event_time", "n", "window", "join", "inputs", "schema", "port"]
+_ORDER = [
+    "kind", "source", "event_time", "n", "row_index", "window", "join", "inputs", "schema", "port"
+]  # fmt: skip
 
 
 def step_difference(old: object, new: dict[str, Any]) -> str:

@@ -2,11 +2,11 @@
 
 A step's id is its user-given ``name`` where it has one; otherwise it is derived from
 the step's kind, its configuration (:func:`describe`) and the ids of the stateful steps
-upstream of it (sources, watermark assigners, windows, joins, heads), never from Polars'
-serialised expression bytes (Polars documents them as unstable across versions): an
-expression is described by its display text, as a stateless step is by its label. A
-stateless step added or changed anywhere does not change the id of a stateful step (its
-upstream path counts stateful steps only), so a checkpoint keeps its state. Two steps
+upstream of it (sources, watermark assigners, windows, joins, heads, row indexes), never
+from Polars' serialised expression bytes (Polars documents them as unstable across
+versions): an expression is described by its display text, as a stateless step is by its
+label. A stateless step added or changed anywhere does not change the id of a stateful
+step (its upstream path counts stateful steps only), so a checkpoint keeps its state. Two steps
 that are structurally identical (two equal branches) get ``-2``, ``-3``, ... suffixes in
 the plan's topological order.
 
@@ -36,6 +36,7 @@ from vstream.plan.nodes import (
     DeadLettersNode,
     HeadNode,
     Node,
+    RowIndexNode,
     SourceNode,
     StepNode,
     WatermarkNode,
@@ -83,12 +84,13 @@ _KINDS: tuple[tuple[type[Node], str], ...] = (
     (WindowNode, "window"),
     (JoinNode, "join"),
     (HeadNode, "head"),
+    (RowIndexNode, "row_index"),
     (LateEventsNode, "late_events"),
     (DeadLettersNode, "dead_letters"),
     (ConcatNode, "concat"),
     (StepNode, "step"),
 )
-_STATEFUL = frozenset({"source", "watermark", "window", "join", "head"})
+_STATEFUL = frozenset({"source", "watermark", "window", "join", "head", "row_index"})
 
 
 def kind_of(node: Node) -> str:
@@ -117,6 +119,8 @@ def describe(node: Node) -> dict[str, Any]:
         out["event_time"] = [et.column, str(et.dtype), et.unit, et.delay]
     elif isinstance(node, HeadNode):
         out["n"] = node.n
+    elif isinstance(node, RowIndexNode):
+        out["row_index"] = [node.column, node.offset]
     elif isinstance(node, WindowNode):
         st = node.setup
         out["window"] = {

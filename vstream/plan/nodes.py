@@ -7,6 +7,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from types import MappingProxyType
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -25,6 +26,7 @@ __all__ = [
     "EventTime",
     "HeadNode",
     "Node",
+    "RowIndexNode",
     "SourceNode",
     "StepKind",
     "StepNode",
@@ -34,8 +36,9 @@ __all__ = [
 
 _ids = itertools.count()
 
-#: what a stateless step does; ``map_batches`` is the only one that holds a callable
-StepKind = Literal["filter", "with_columns", "select", "drop", "rename", "map_batches"]
+#: what a stateless step does; ``map_batches`` is the only one that holds a callable;
+#: ``explode`` is the one that may give a row several output rows (or none)
+StepKind = Literal["filter", "with_columns", "select", "drop", "rename", "explode", "map_batches"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,13 +151,21 @@ class SourceNode(Node):
 
 class StepNode(Node):
     """A stateless step, as data: what the user asked (``kind`` and its Polars expressions,
-    columns, rename mapping or, for ``map_batches`` only, a function), its output schema,
-    and what it reads and writes (for projection pushdown and split statistics).
+    columns, rename mapping, flags or, for ``map_batches`` only, a function), its output
+    schema, and what it reads and writes (for projection pushdown and split statistics).
+
+    The flags: ``explode``'s ``empty_as_null`` and ``keep_nulls``; ``per_column`` on a
+    ``with_columns`` of one expression per column it replaces (``cast``, ``fill_null``,
+    ``fill_nan``), each run only on batches that hold the columns it reads, so a column
+    no step below reads is not read from the source for it.
 
     ``function_path`` is where a ``map_batches`` function can be imported from
     (``module:qualname``), None for a lambda or a closure: a plan is shipped to another
     process with it, and a function is never pickled.
     """
+
+    #: the step's flags; none in a plan serialised before steps had flags
+    options: Mapping[str, bool] = MappingProxyType({})
 
     def __init__(
         self,
@@ -168,6 +179,7 @@ class StepNode(Node):
         columns: Sequence[str] = (),
         mapping: Mapping[str, str] | None = None,
         function: Callable[[pl.DataFrame], pl.DataFrame] | None = None,
+        options: Mapping[str, bool] | None = None,
         assigns: frozenset[str] | None = frozenset(),
         uses: frozenset[str] | None = frozenset(),
     ) -> None:
@@ -178,6 +190,7 @@ class StepNode(Node):
         self.exprs = tuple(exprs)
         self.columns = tuple(columns)
         self.mapping = dict(mapping or {})  # rename: old name -> new name
+        self.options: Mapping[str, bool] = dict(options or {})
         self.function = function
         self.function_path = None if function is None else import_path(function)
         self.schema = schema
@@ -193,6 +206,14 @@ class StepNode(Node):
     def needs(self, wanted: set[str]) -> set[str] | None:
         if self.assigns is None or self.uses is None:
             return None
+        if self.options.get("per_column"):
+            # one expression per column it replaces, run only where that column is read
+            # on (the operator skips the others): the columns not wanted are not needed
+            need = wanted - self.assigns
+            for e in self.exprs:
+                if e.meta.output_name() in wanted:
+                    need |= set(e.meta.root_names())
+            return need
         if self.renames:  # renaming needs every renamed column present
             return {self.renames.get(c, c) for c in wanted} | set(self.renames.values())
         return (wanted - self.assigns) | self.uses
@@ -216,6 +237,26 @@ def import_path(fn: Callable[..., object]) -> str | None:
     for part in qualname.split("."):
         found = getattr(found, part, None)
     return f"{module}:{qualname}" if found is fn else None
+
+
+class RowIndexNode(Node):
+    """``with_row_index``: a column ``name`` first, numbering the rows from ``offset`` in
+    the order they pass. The count is state (checkpointed), so the step is stateful; the
+    API admits it only where that order is deterministic (one split, no operator that
+    reorders rows upstream)."""
+
+    def __init__(self, input: Node, name: str, offset: int, schema: pl.Schema) -> None:
+        super().__init__()
+        self.inputs = (input,)
+        self.column = name
+        self.offset = offset
+        self.schema = schema
+        self.event_time = input.event_time
+        self.bounded = input.bounded
+        self.label = f"with_row_index({name!r}, offset={offset})"
+
+    def needs(self, wanted: set[str]) -> set[str] | None:
+        return wanted - {self.column}
 
 
 class WatermarkNode(Node):

@@ -21,7 +21,7 @@ from vstream.errors import PipelineError
 from vstream.io.base import Source
 from vstream.ops.base import Operator
 from vstream.ops.join import AsofJoinOp, LookupJoinOp, SymmetricJoinOp
-from vstream.ops.stateless import ConcatOp, DeadLetterOp, HeadOp, build_stateless
+from vstream.ops.stateless import ConcatOp, DeadLetterOp, HeadOp, RowIndexOp, build_stateless
 from vstream.ops.watermark import WatermarkOp
 from vstream.ops.window import WindowOp
 from vstream.plan.joins import JoinNode
@@ -30,6 +30,7 @@ from vstream.plan.nodes import (
     DeadLettersNode,
     HeadNode,
     Node,
+    RowIndexNode,
     SourceNode,
     StepNode,
     WatermarkNode,
@@ -68,6 +69,8 @@ def build_op(node: Node) -> Operator:
         return SymmetricJoinOp(node.label, st)
     if isinstance(node, HeadNode):
         return HeadOp(node.label, node.n)
+    if isinstance(node, RowIndexNode):
+        return RowIndexOp(node.label, node.column, node.offset)
     if isinstance(node, ConcatNode):
         return ConcatOp(node.label, len(node.inputs))
     if isinstance(node, DeadLettersNode | LateEventsNode):
@@ -218,7 +221,7 @@ def _bound_column(source: Node, assigner: Node) -> tuple[str, pl.DataType] | Non
             if cur.assigns is None or column in cur.assigns:
                 return None
             column = cur.renames.get(column, column)
-        elif not isinstance(cur, HeadNode):
+        elif not isinstance(cur, HeadNode | RowIndexNode):  # these pass columns unchanged
             return None
         cur = cur.inputs[0]
     return column, et.dtype
