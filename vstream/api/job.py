@@ -202,6 +202,9 @@ class Job:
         time and the output keeps that state. Outside Jupyter it prints a status line
         every few seconds and the dashboard as text at the end.
 
+        The plot needs Altair (``pip install "vstream[notebook]"``): without it, ``y=``
+        in Jupyter raises :class:`~vstream.MissingDependencyError`.
+
         Examples
         --------
         >>> import polars as pl
