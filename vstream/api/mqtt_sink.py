@@ -4,13 +4,15 @@
 from __future__ import annotations
 
 import os
-import ssl
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from vstream._duration import Duration, wall_seconds
 from vstream.api.base import StreamBase
 from vstream.io.sinks import Sink
 from vstream.runtime.checkpointing import CheckpointConfig
+
+if TYPE_CHECKING:
+    import ssl
 
 __all__ = ["MqttTerminals"]
 
