@@ -7,6 +7,20 @@ import os
 import sys
 import time
 from collections.abc import Sequence
+from importlib import metadata
+
+_DESCRIPTION = """\
+vstream: stream processing on one machine. Events are buffered into Apache Arrow
+micro-batches; stateless steps run as Polars expressions, windows and joins as
+compiled kernels."""
+
+_EPILOG = """\
+examples:
+  vstream demo                    5,000,000 generated events: the plan, results, events/s
+  vstream demo --events 200000    a shorter run
+  vstream demo --help             the demo's options
+
+The library is used from Python: import vstream as vs (see the README)."""
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -67,15 +81,44 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _version() -> str:
+    """The installed distribution's version, or the package's when run from a checkout."""
+    try:
+        return metadata.version("vstream")
+    except metadata.PackageNotFoundError:
+        from vstream import __version__
+
+        return __version__
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``vstream`` command."""
-    parser = argparse.ArgumentParser(prog="vstream", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="run a telemetry pipeline on generated data")
+    parser = argparse.ArgumentParser(
+        prog="vstream",
+        description=_DESCRIPTION,
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"vstream {_version()}", help="print the version"
+    )
+    sub = parser.add_subparsers(dest="command", required=True, title="commands", metavar="COMMAND")
+    demo = sub.add_parser(
+        "demo",
+        help="run a telemetry pipeline on generated data and report its throughput",
+        description=(
+            "Generate telemetry events, run a windowed aggregation over them (per region "
+            "and minute of event time) and print the plan, the first result rows and the "
+            "throughput. The first run compiles the kernels (numba caches them for later runs)."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     demo.add_argument("--events", type=int, default=5_000_000, help="events to generate")
     demo.add_argument("--hosts", type=int, default=10_000, help="distinct hosts")
     demo.add_argument("--batch-size", type=int, default=65_536, help="rows per micro-batch")
-    demo.add_argument("--threads", type=int, default=1, help="POLARS_MAX_THREADS if unset")
+    demo.add_argument(
+        "--threads", type=int, default=1, help="POLARS_MAX_THREADS, unless already set"
+    )
     args = parser.parse_args(argv)
     if args.command == "demo":
         return _demo(args)

@@ -14,6 +14,7 @@ __all__ = [
     "DurationError",
     "EventTimeError",
     "ExpressionError",
+    "MissingDependencyError",
     "PipelineError",
     "PlanError",
     "SchemaError",
@@ -73,6 +74,12 @@ class SinkError(VStreamError):
 class CheckpointError(VStreamError):
     """A checkpoint cannot be written or used: damaged, from another pipeline, or a
     source that cannot be replayed from it."""
+
+
+class MissingDependencyError(VStreamError, ImportError):
+    """A feature needs a package that is not installed; the message names the extra that
+    installs it (``pip install "vstream[notebook]"``, ``"vstream[metrics]"``). Also an
+    ``ImportError``, so ``except ImportError`` catches it as it would the import itself."""
 
 
 class CheckpointWarning(UserWarning):

@@ -1,6 +1,9 @@
-"""The demo command and explain() on plans that are graphs, not chains."""
+"""The command line (demo, --version, --help) and explain() on plans that are graphs."""
 
 from __future__ import annotations
+
+import re
+from importlib import metadata
 
 import polars as pl
 import pytest
@@ -18,6 +21,37 @@ def test_demo_prints_results_and_throughput(capsys: pytest.CaptureFixture[str]) 
     # the per-region table lists every region the generator makes
     assert out.count("us-east-1") >= 1
     assert "dead letters: 0" in out
+
+
+def test_version_prints_the_installed_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out == f"vstream {metadata.version('vstream')}\n"
+
+
+# reStructuredText a docstring may carry: ``literal``, :role:`target`, `link`_
+_RST = re.compile(r"``|:[a-z]+:`|`_")
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["demo", "--help"]])
+def test_help_is_plain_text(
+    argv: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "80")  # argparse wraps to the terminal's width
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: vstream")
+    assert not _RST.search(out), out
+    assert max(len(line) for line in out.splitlines()) <= 100
+    if argv == ["--help"]:
+        assert "demo" in out
+        assert "--version" in out
+    else:
+        assert "--events" in out
+        assert "(default: 5000000)" in out
 
 
 def test_explain_shows_every_step_with_its_schema() -> None:

@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from vstream.kernels._jit import load
 from vstream.kernels.event_time import event_time_stats, event_time_stats_reference
 from vstream.kernels.hashing import (
     add_u64,
@@ -57,6 +58,9 @@ def test_event_time_stats_checks_inputs(bad: np.ndarray, error: type[Exception])
 MASK64 = 2**64 - 1
 I64 = st.integers(-(2**63), 2**63 - 1)
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+load()  # numba knows the wrapping helpers once vstream's kernels are loaded
 
 
 @numba.njit(cache=True)

@@ -19,6 +19,7 @@ from vstream.runtime.metrics import Metrics
 
 if TYPE_CHECKING:
     from vstream.notebook.live import LiveView
+    from vstream.runtime.metrics_export import MetricsServer
 
 __all__ = ["Job"]
 
@@ -42,6 +43,10 @@ class Job:
         self._thread = threading.Thread(target=self._run, name="vstream-job", daemon=True)
         #: the live view of the last display() call
         self.view: LiveView | None = None
+        # metrics endpoints, closed when the run ends (_run's finally)
+        self._servers: list[MetricsServer] = []
+        self._ended = False
+        self._servers_lock = threading.Lock()
 
     @classmethod
     def launch(
@@ -66,6 +71,12 @@ class Job:
                 pass
         except BaseException as exc:
             self._error = exc
+        finally:
+            with self._servers_lock:
+                self._ended = True
+                servers, self._servers = self._servers, []
+            for server in servers:
+                server.close()
 
     @property
     def running(self) -> bool:
@@ -99,6 +110,70 @@ class Job:
         """A snapshot of the job's metrics."""
         return copy.deepcopy(self._executor.metrics)
 
+    def serve_metrics(self, port: int = 0, host: str = "127.0.0.1") -> MetricsServer:
+        """Serve the job's metrics over HTTP in the Prometheus text format, until the job
+        ends (finishes, fails or is stopped) or the returned server is closed.
+
+        Each scrape reads :attr:`metrics` then, so the numbers are as fresh as the job's
+        last metrics tick (~50 ms). Counters end in ``_total`` (``vstream_events_in_total``,
+        ``vstream_late_events_total``, ``vstream_source_errors_total``, ...), gauges carry
+        their unit (``vstream_watermark_lag_seconds``, ``vstream_batch_latency_seconds``);
+        per-step series have a ``step`` label (a key of ``metrics.steps``), the lag of
+        each source split a ``split`` label (``vstream_split_lag_records``).
+
+        Needs ``prometheus_client``: ``pip install "vstream[metrics]"``.
+
+        Parameters
+        ----------
+        port
+            The TCP port; 0 (the default) picks a free one, which the server reports.
+            Give a fixed one for a Prometheus scrape config.
+        host
+            The address to bind. The default, 127.0.0.1, serves this machine only: the
+            metrics name the plan's steps, their expressions and the sources' splits (topic
+            and file names), which are not for everyone who can reach the port. Pass
+            ``"0.0.0.0"`` (or one interface's address) to let another machine scrape it.
+
+        Returns
+        -------
+        MetricsServer
+            With ``host``, ``port``, ``url`` (``http://127.0.0.1:PORT/metrics``) and
+            ``close()``; also a context manager. For a job that has already ended it is
+            returned closed.
+
+        Raises
+        ------
+        MissingDependencyError
+            ``prometheus_client`` is not installed.
+        OSError
+            The port is taken, or the address is not one of this machine's.
+
+        Examples
+        --------
+        >>> import urllib.request
+        >>> import pyarrow as pa
+        >>> import vstream as vs
+        >>> job = vs.from_arrow(pa.table({"a": range(100_000)}), rate=1_000).start()  # 100 s
+        >>> server = job.serve_metrics()
+        >>> server.url  # doctest: +ELLIPSIS
+        'http://127.0.0.1:.../metrics'
+        >>> with urllib.request.urlopen(server.url, timeout=10) as reply:
+        ...     "vstream_events_in_total" in reply.read().decode()
+        True
+        >>> job.stop()
+        >>> server.closed
+        True
+        """
+        from vstream.runtime.metrics_export import MetricsServer
+
+        server = MetricsServer(lambda: self.metrics, port=port, host=host)
+        with self._servers_lock:
+            if not self._ended:
+                self._servers.append(server)
+                return server
+        server.close()
+        return server
+
     @property
     def results(self) -> pl.DataFrame:
         """The newest rows emitted by the first Stream target so far (up to ``keep``)."""
@@ -126,6 +201,9 @@ class Job:
         slows the pipeline. When the job ends (or ``stop()`` is called) it renders a last
         time and the output keeps that state. Outside Jupyter it prints a status line
         every few seconds and the dashboard as text at the end.
+
+        The plot needs Altair (``pip install "vstream[notebook]"``): without it, ``y=``
+        in Jupyter raises :class:`~vstream.MissingDependencyError`.
 
         Examples
         --------

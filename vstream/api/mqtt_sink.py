@@ -4,8 +4,7 @@
 from __future__ import annotations
 
 import os
-import ssl
-from typing import TYPE_CHECKING, Literal, overload
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from vstream._duration import Duration, wall_seconds
 from vstream.api.base import StreamBase
@@ -14,6 +13,8 @@ from vstream.runtime.checkpointing import CheckpointConfig
 from vstream.runtime.metrics import Metrics
 
 if TYPE_CHECKING:
+    import ssl
+
     from vstream.api.sinks import LazySink
 
 __all__ = ["MqttTerminals"]

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import os
-import ssl
 from collections.abc import Callable, Iterable
-from typing import IO, Any, Literal
+from typing import IO, TYPE_CHECKING, Any, Literal
 
 import polars as pl
 import pyarrow as pa
@@ -32,6 +31,9 @@ from vstream.io.watch import (
     WatchSource,
 )
 from vstream.plan.nodes import SourceNode
+
+if TYPE_CHECKING:
+    import ssl
 
 __all__ = [
     "from_arrow",

@@ -74,7 +74,7 @@ class Stream(PolarsMethods):
 
     def _repr_html_(self) -> str:
         """The plan with its schemas, as Jupyter shows a Stream (see :meth:`explain`)."""
-        from vstream.notebook.render import plan_html  # altair loads only when displayed
+        from vstream.notebook.render import plan_html  # the notebook layer: when displayed
 
         return plan_html(self)
 

@@ -8,7 +8,6 @@ from typing import Any, TypeAlias
 import numpy as np
 import polars as pl
 import pyarrow as pa
-import pyarrow.compute as pc
 from polars.exceptions import PanicException
 
 from vstream.errors import SchemaError
@@ -94,6 +93,9 @@ def enum_misfits(
 ) -> tuple[np.ndarray, list[str]]:
     """The rows whose value in an ``Enum`` column is not one of its categories (Polars
     would make it null without a word), in order, and for each the reason."""
+    # pyarrow.compute costs ~25 ms of import vstream (its docstrings): imported when used
+    import pyarrow.compute as pc
+
     blame: dict[int, str] = {}
     for name, categories in enums.items():
         col = data.column(name)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import random
-import ssl
 import threading
 import time
 import uuid
@@ -44,6 +43,8 @@ from vstream.io.mqtt_decode import EXTRA_COLUMNS, Decoder, MqttFormat
 from vstream.io.mqtt_wal import WAL_SCHEMA, WriteAheadLog, log_directory
 
 if TYPE_CHECKING:
+    import ssl
+
     import polars as pl
     from paho.mqtt.client import Client, MQTTMessage
 

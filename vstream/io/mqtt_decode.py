@@ -15,7 +15,6 @@ from typing import Literal
 import numpy as np
 import polars as pl
 import pyarrow as pa
-import pyarrow.compute as pc
 from polars.exceptions import PanicException, PolarsError
 
 from vstream.io._utf8 import invalid_segments, utf8_culprit
@@ -84,6 +83,8 @@ class Decoder:
         self, raw: pa.Table, seq: int
     ) -> tuple[pa.RecordBatch | None, pa.RecordBatch | None]:
         """(rows, dead letters) of the raw messages of log entry ``seq``."""
+        import pyarrow.compute as pc  # here, not at import vstream (~25 ms)
+
         raw = raw.combine_chunks()
         n = raw.num_rows
         payload = raw.column("payload").chunk(0) if n else pa.array([], pa.binary())
@@ -134,6 +135,8 @@ class Decoder:
         # inside them): blank them so each payload is one NDJSON line
         data = payload.buffers()[2]
         if data is not None and (np.frombuffer(data, np.uint8) <= 13).any():
+            import pyarrow.compute as pc
+
             payload = pc.replace_substring_regex(payload, "[\r\n]", " ")
         df = self._ndjson(payload)
         if df is not None:
@@ -157,6 +160,8 @@ class Decoder:
     def _ndjson(self, payload: pa.Array) -> pl.DataFrame | None:
         """The payloads parsed in one call, or None if any of them is not one JSON object
         of the schema."""
+        import pyarrow.compute as pc
+
         joined = pc.binary_join(pa.ListArray.from_arrays([0, len(payload)], payload), b"\n")
         try:
             df = pl.read_ndjson(io.BytesIO(joined[0].as_py()), schema=self.schema)

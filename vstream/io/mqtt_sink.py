@@ -11,7 +11,6 @@ message published while the connection is down is lost (at-most-once).
 
 from __future__ import annotations
 
-import ssl
 import threading
 import time
 import uuid
@@ -24,6 +23,8 @@ from vstream.errors import PipelineError, SinkError
 from vstream.io.sinks import Sink
 
 if TYPE_CHECKING:
+    import ssl
+
     from paho.mqtt.client import Client
 
 __all__ = ["MqttSink"]

@@ -8,11 +8,10 @@ import itertools
 import os
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from vstream.errors import SchemaError, SourceError
 from vstream.io._schema import check_names, polars_schema
@@ -29,6 +28,9 @@ from vstream.io.base import (
     split_root,
 )
 from vstream.io.memory import check_batch_size
+
+if TYPE_CHECKING:
+    import pyarrow.parquet as pq
 
 __all__ = ["ParquetSource", "expand_paths"]
 
@@ -134,6 +136,9 @@ class ParquetSource(Source):
         self._files = expand_paths(path, ".parquet")
         self.split_root = split_root(path, self._files)
         self._batch_size = check_batch_size(batch_size, "from_parquet")
+        # imported here: pyarrow.parquet brings pyarrow.fs and ssl, ~25 ms of import vstream
+        import pyarrow.parquet as pq
+
         schemas = []
         for f in self._files:
             try:
@@ -168,6 +173,8 @@ class ParquetSource(Source):
         return self._schema
 
     def total_rows(self) -> int | None:
+        import pyarrow.parquet as pq
+
         try:
             return sum(int(pq.read_metadata(f).num_rows) for f in self._files)
         except _READ_ERRORS:  # for progress only: the run names the damaged file
@@ -176,6 +183,8 @@ class ParquetSource(Source):
     def split_lower_bounds(self, column: str, dtype: pl.DataType) -> list[int | None]:
         """Per file, the minimum of ``column`` from the Parquet statistics (in the
         column's physical unit), or None where a file has no usable statistics."""
+        import pyarrow.parquet as pq
+
         out: list[int | None] = []
         for f in self._files:
             try:
@@ -236,6 +245,8 @@ class ParquetSource(Source):
         # then reads both, and the runtime keeps the column by its name)
 
         def produce(put: Callable[[SourceEvent], bool]) -> None:
+            import pyarrow.parquet as pq
+
             for i, start in starts.items():
                 pos = start
                 try:

@@ -13,6 +13,9 @@
 - ``utf8``: UTF-8 validation of string buffers, one verdict per row (strict, as Python's
   decoder; damaged offsets mark a row invalid rather than reading outside the buffer).
 
+Kernels are decorated with ``_jit.njit``: numba is imported, and the kernels made numba
+dispatchers, when the first kernel runs, so ``import vstream`` does not pay for numba.
+
 Every kernel has a numpy or Polars reference in the tests (``tests/kernels/`` and
 ``tests/io/test_untrusted_input.py``) that hypothesis compares it to on random input.
 """

@@ -35,7 +35,8 @@ nulls costs one field update an event per aggregate, as a hand-written loop does
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+
+from vstream.kernels._jit import njit
 
 # kernel kinds: the aggregate specs (vstream.plan.aggregates) and the window kernels
 # read the same numbers

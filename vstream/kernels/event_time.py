@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import numba
 import numpy as np
+
+from vstream.kernels._jit import njit
 
 __all__ = ["event_time_stats", "event_time_stats_reference"]
 
 _MIN = np.iinfo(np.int64).min
 
 
-@numba.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def _stats(ts: np.ndarray, watermark: np.int64) -> tuple[np.int64, np.int64]:
     top = np.int64(_MIN)
     behind = np.int64(0)

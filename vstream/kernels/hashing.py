@@ -16,9 +16,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import numba
 import numpy as np
-from numba.extending import overload
+
+from vstream.kernels._jit import njit, on_load
 
 __all__ = [
     "add_u64",
@@ -88,40 +88,41 @@ def sub_u64(a: Any, b: Any) -> np.uint64:
     return np.uint64(((int(a) & _MASK64) - (int(b) & _MASK64)) & _MASK64)
 
 
-# compiled: the machine operations, which wrap (the casts keep int64 operands from
-# promoting to float64 in numba's mixed-sign arithmetic); numba matches the typing
-# function's signature against the implementation's, annotations included
-@overload(as_u64, jit_options={"nogil": True})
-def _as_u64_jit(x):  # type: ignore[no-untyped-def]
-    return lambda x: np.uint64(x)
+@on_load
+def _wrapping_overloads() -> None:
+    # compiled: the machine operations, which wrap (the casts keep int64 operands from
+    # promoting to float64 in numba's mixed-sign arithmetic); numba matches the typing
+    # function's signature against the implementation's, annotations included
+    from numba.extending import overload
 
+    @overload(as_u64, jit_options={"nogil": True})
+    def _as_u64_jit(x):  # type: ignore[no-untyped-def]
+        return lambda x: np.uint64(x)
 
-@overload(mul_u64, jit_options={"nogil": True})
-def _mul_u64_jit(a, b):  # type: ignore[no-untyped-def]
-    return lambda a, b: np.uint64(a) * np.uint64(b)
+    @overload(mul_u64, jit_options={"nogil": True})
+    def _mul_u64_jit(a, b):  # type: ignore[no-untyped-def]
+        return lambda a, b: np.uint64(a) * np.uint64(b)
 
+    @overload(sub_u64, jit_options={"nogil": True})
+    def _sub_u64_jit(a, b):  # type: ignore[no-untyped-def]
+        return lambda a, b: np.uint64(a) - np.uint64(b)
 
-@overload(sub_u64, jit_options={"nogil": True})
-def _sub_u64_jit(a, b):  # type: ignore[no-untyped-def]
-    return lambda a, b: np.uint64(a) - np.uint64(b)
-
-
-@overload(add_u64, jit_options={"nogil": True})
-def _add_u64_jit(a, b):  # type: ignore[no-untyped-def]
-    return lambda a, b: np.uint64(a) + np.uint64(b)
+    @overload(add_u64, jit_options={"nogil": True})
+    def _add_u64_jit(a, b):  # type: ignore[no-untyped-def]
+        return lambda a, b: np.uint64(a) + np.uint64(b)
 
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
 
-@numba.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def _slot(key: np.int64, mask: np.int64) -> np.int64:
     # Fibonacci hashing: multiply by 2**64 / phi, keep the high bits (spreads sequential ids)
     h = mul_u64(key, _GOLDEN)
     return np.int64((h >> np.uint64(29)) & np.uint64(mask))
 
 
-@numba.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def _insert(table: np.ndarray, keys: np.ndarray, ids: np.ndarray) -> None:
     mask = np.int64(table.shape[0] - 1)
     for i in range(keys.shape[0]):
@@ -132,7 +133,7 @@ def _insert(table: np.ndarray, keys: np.ndarray, ids: np.ndarray) -> None:
         table[j, 1] = ids[i] + 1
 
 
-@numba.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def _find(table: np.ndarray, keys: np.ndarray) -> np.ndarray:
     mask = np.int64(table.shape[0] - 1)
     out = np.empty(keys.shape[0], np.int32)
@@ -148,7 +149,7 @@ def _find(table: np.ndarray, keys: np.ndarray) -> np.ndarray:
     return out
 
 
-@numba.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def first_rows(ids: np.ndarray, first_new: np.int64, n_new: np.int64) -> np.ndarray:
     """For each new id ``first_new + k`` (k < n_new), the first row where it occurs.
 
@@ -175,7 +176,7 @@ def first_rows_reference(ids: np.ndarray, first_new: int, n_new: int) -> np.ndar
     return fresh[np.unique(ids[fresh], return_index=True)[1]].astype(np.int64)
 
 
-@numba.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def dense_lookup(values: np.ndarray, base: np.int64, dense: np.ndarray) -> np.ndarray:
     """``dense[value - base]`` for each value, -1 where it falls outside ``dense``: a
     table indexed by the key itself, for integer keys in a compact range (ids, codes).
@@ -255,7 +256,7 @@ def assign_ids(table: np.ndarray, keys: np.ndarray, next_id: int) -> tuple[np.nd
     return out, int(n)  # the table has room: assign_from went to the end
 
 
-@numba.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def assign_from(table, keys, out, next_id, start):  # type: ignore[no-untyped-def]
     """:func:`assign_ids` from row ``start`` on, stopping before the table would be more
     than half full; returns ``(row reached, next id)``. The caller grows the table and
@@ -299,7 +300,7 @@ def assign_ids_reference(keys: np.ndarray, known: dict[int, int]) -> np.ndarray:
     return out
 
 
-@numba.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def gather_keys(values, ids, n, out):  # type: ignore[no-untyped-def]
     """``out[r] = values[ids[r]]`` (stored in ``out``'s integer type); False if an id is
     outside [0, n). One pass where numpy took four (min, max, gather, astype: Q1's
@@ -314,7 +315,7 @@ def gather_keys(values, ids, n, out):  # type: ignore[no-untyped-def]
     return ok
 
 
-@numba.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def gather_views(views, ids):  # type: ignore[no-untyped-def]
     """The Arrow string views (pairs of words) of strings ``ids``: their rows of an
     array whose views are ``views`` (the caller checked the ids).
@@ -342,7 +343,7 @@ def gather_views(views, ids):  # type: ignore[no-untyped-def]
 _INLINE = 12
 
 
-@numba.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def views_equal(views, known, ids):  # type: ignore[no-untyped-def]
     """Whether string ``r`` (``views``, pairs of words) equals known string ``ids[r]``:
     0 every row equal, 1 some row differs, 2 undecided (a string over 12 bytes whose
@@ -367,7 +368,7 @@ _H2 = np.uint64(0xC2B2AE3D27D4EB4F)
 _LOW32 = np.uint64(0xFFFFFFFF)
 
 
-@numba.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def views_hash(views, out):  # type: ignore[no-untyped-def]
     """A 64-bit hash of every inline string (at most 12 bytes) from its Arrow view alone,
     into ``out`` (as int64); returns the rows of longer strings, whose bytes live in the

@@ -13,8 +13,9 @@ key id, alive flag, matched bits); a batch of the other side probes them.
 
 from __future__ import annotations
 
-import numba
 import numpy as np
+
+from vstream.kernels._jit import njit
 
 __all__ = [
     "BACKWARD",
@@ -38,25 +39,25 @@ FORWARD = 1
 NEAREST = 2
 
 
-@numba.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def _floordiv(a: np.int64, b: np.int64) -> np.int64:
     q = a // b
     return q
 
 
-@numba.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def first_window(t: np.int64, size: np.int64, slide: np.int64, offset: np.int64) -> np.int64:
     """The start of the first (earliest) window ``[s, s + size)`` that contains ``t``."""
     return _floordiv(t - size - offset, slide) * slide + offset + slide
 
 
-@numba.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def _n_windows(t: np.int64, size: np.int64, slide: np.int64, offset: np.int64) -> np.int64:
     last = _floordiv(t - offset, slide) * slide + offset
     return (last - first_window(t, size, slide, offset)) // slide + 1
 
 
-@numba.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def _grow_pairs(
     out_p: np.ndarray, out_s: np.ndarray, out_w: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -68,7 +69,7 @@ def _grow_pairs(
     )
 
 
-@numba.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def evict_before(
     t: np.ndarray, alive: np.ndarray, bits: np.ndarray, n: np.int64, thresh: np.int64, outer: bool
 ) -> tuple[np.ndarray, int, int]:
@@ -98,7 +99,7 @@ def evict_before(
     return out[:m], dead, low
 
 
-@numba.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def settle_windows(
     t: np.ndarray,
     alive: np.ndarray,
@@ -147,7 +148,7 @@ def settle_windows(
     return rows[:m], starts[:m], dead, low
 
 
-@numba.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def sort_by_key_time(
     kid: np.ndarray, t: np.ndarray, n_keys: np.int64
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -193,7 +194,7 @@ def sort_by_key_time(
     return order, st, lo, hi
 
 
-@numba.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def _lower_bound(st: np.ndarray, a: int, b: int, x: int) -> int:
     while a < b:
         mid = (a + b) >> 1
@@ -204,7 +205,7 @@ def _lower_bound(st: np.ndarray, a: int, b: int, x: int) -> int:
     return a
 
 
-@numba.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def _emit(
     i: int,
     r: int,
@@ -248,7 +249,7 @@ def _emit(
     return out, m
 
 
-@numba.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def probe_pairs(
     p_t: np.ndarray,
     p_kid: np.ndarray,
@@ -321,7 +322,7 @@ def probe_pairs(
     return out[0][:m], out[1][:m], out[2][:m]
 
 
-@numba.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def asof_probe(
     l_t: np.ndarray,
     l_kid: np.ndarray,
@@ -395,7 +396,7 @@ def asof_probe(
     return out
 
 
-@numba.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def asof_keep(
     sorted_t: np.ndarray,
     seg_lo: np.ndarray,

@@ -47,15 +47,12 @@ import struct
 from collections.abc import Sequence
 from typing import Any
 
-import numba
 import numpy as np
 import polars as pl
 import pyarrow as pa
-from llvmlite import ir  # type: ignore[import-untyped]
-from numba.core import types
-from numba.extending import intrinsic, overload
 
 from vstream.errors import SchemaError, VStreamError
+from vstream.kernels._jit import njit, on_load
 from vstream.kernels.hashing import add_u64, as_u64, mul_u64
 
 __all__ = [
@@ -93,7 +90,7 @@ _MASK = (1 << 64) - 1
 _INLINE = 12  # Arrow string views: strings of at most 12 bytes are inline
 
 
-@numba.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def _mix(z):  # type: ignore[no-untyped-def]
     z ^= z >> np.uint64(30)
     z = mul_u64(z, _M1)
@@ -103,7 +100,7 @@ def _mix(z):  # type: ignore[no-untyped-def]
     return z
 
 
-@numba.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def int_cells(values):  # type: ignore[no-untyped-def]
     """The cell hash of every int64 value, ``mix(v + golden)`` (splitmix64).
 
@@ -129,21 +126,6 @@ def _word(data: np.ndarray, j: Any) -> np.uint64:
     return np.uint64(int.from_bytes(data[int(j) : int(j) + 8].tobytes(), "little"))
 
 
-@intrinsic
-def _load_u64(typingctx, data, j):  # type: ignore[no-untyped-def]
-    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
-        arr = context.make_array(signature.args[0])(context, builder, args[0])
-        at = builder.gep(arr.data, [args[1]])
-        return builder.load(builder.bitcast(at, ir.IntType(64).as_pointer()), align=1)
-
-    return types.uint64(data, types.intp), codegen
-
-
-@overload(_word, jit_options={"nogil": True}, inline="always")
-def _word_jit(data, j):  # type: ignore[no-untyped-def]
-    return lambda data, j: _load_u64(data, np.intp(j))  # type: ignore[call-arg]
-
-
 def fold_mul(a: Any, b: Any) -> np.uint64:
     """The 128-bit product of ``a`` and ``b`` (as uint64), its two halves xor-ed: the
     "folded multiply" of wyhash and foldhash (compiled: one ``mul`` instruction).
@@ -157,31 +139,50 @@ def fold_mul(a: Any, b: Any) -> np.uint64:
     return np.uint64((p & _MASK) ^ (p >> 64))
 
 
-@intrinsic
-def _fold_mul_128(typingctx, a, b):  # type: ignore[no-untyped-def]
-    # numba has no 128-bit integers; LLVM has: zero-extend, multiply, xor the halves
-    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
-        wide = ir.IntType(128)
-        p = builder.mul(builder.zext(args[0], wide), builder.zext(args[1], wide))
-        lo = builder.trunc(p, ir.IntType(64))
-        hi = builder.trunc(builder.lshr(p, ir.Constant(wide, 64)), ir.IntType(64))
-        return builder.xor(lo, hi)
+@on_load
+def _llvm_intrinsics() -> None:
+    """The compiled ``_word`` and ``fold_mul``: LLVM instructions numba does not spell."""
+    from llvmlite import ir  # type: ignore[import-untyped]
+    from numba.core import types
+    from numba.extending import intrinsic, overload
 
-    return types.uint64(types.uint64, types.uint64), codegen
+    @intrinsic
+    def load_u64(typingctx, data, j):  # type: ignore[no-untyped-def]
+        def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+            arr = context.make_array(signature.args[0])(context, builder, args[0])
+            at = builder.gep(arr.data, [args[1]])
+            return builder.load(builder.bitcast(at, ir.IntType(64).as_pointer()), align=1)
+
+        return types.uint64(data, types.intp), codegen
+
+    @overload(_word, jit_options={"nogil": True}, inline="always")
+    def _word_jit(data, j):  # type: ignore[no-untyped-def]
+        return lambda data, j: load_u64(data, np.intp(j))  # type: ignore[call-arg]
+
+    @intrinsic
+    def fold_mul_128(typingctx, a, b):  # type: ignore[no-untyped-def]
+        # numba has no 128-bit integers; LLVM has: zero-extend, multiply, xor the halves
+        def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+            wide = ir.IntType(128)
+            p = builder.mul(builder.zext(args[0], wide), builder.zext(args[1], wide))
+            lo = builder.trunc(p, ir.IntType(64))
+            hi = builder.trunc(builder.lshr(p, ir.Constant(wide, 64)), ir.IntType(64))
+            return builder.xor(lo, hi)
+
+        return types.uint64(types.uint64, types.uint64), codegen
+
+    @overload(fold_mul, jit_options={"nogil": True})
+    def _fold_mul_jit(a, b):  # type: ignore[no-untyped-def]
+        return lambda a, b: fold_mul_128(np.uint64(a), np.uint64(b))  # type: ignore[call-arg]
 
 
-@overload(fold_mul, jit_options={"nogil": True})
-def _fold_mul_jit(a, b):  # type: ignore[no-untyped-def]
-    return lambda a, b: _fold_mul_128(np.uint64(a), np.uint64(b))  # type: ignore[call-arg]
-
-
-@numba.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def _block(h, a, b):  # type: ignore[no-untyped-def]
     # 16 bytes (words a, b) into the running hash, as wyhash does
     return fold_mul(a ^ _S1, b ^ h ^ _S2)
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def _tail(data, j, hi):  # type: ignore[no-untyped-def]
     # the 1..7 bytes data[j:hi] as a zero-padded word, in one load rather than a loop:
     # the 8 bytes ending with them shifted down, or the 8 starting with them masked,
@@ -197,7 +198,7 @@ def _tail(data, j, hi):  # type: ignore[no-untyped-def]
     return w
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def _bytes_cell(data, lo, hi):  # type: ignore[no-untyped-def]
     # the cell hash of data[lo:hi]: 16-byte blocks of two little-endian words (the last
     # zero-padded), then the length, then the avalanche
@@ -217,7 +218,7 @@ def _bytes_cell(data, lo, hi):  # type: ignore[no-untyped-def]
     return _mix(h ^ n)
 
 
-@numba.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def bytes_cells(offsets, data, out):  # type: ignore[no-untyped-def]
     """The cell hash of every string ``data[offsets[i]:offsets[i + 1]]`` into ``out``
     (int32 or int64 offsets, as Arrow's String and LargeString). Returns the first row
@@ -237,7 +238,7 @@ def bytes_cells(offsets, data, out):  # type: ignore[no-untyped-def]
     return bad
 
 
-@numba.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def views_cells(views, out):  # type: ignore[no-untyped-def]
     """The cell hash of every string of at most 12 bytes of an Arrow string-view array
     (``views``: its views as pairs of uint64 words) into ``out``, from the views alone
@@ -278,7 +279,7 @@ def views_cells(views, out):  # type: ignore[no-untyped-def]
     return long_rows
 
 
-@numba.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def rows_by_buffer(views, rows, n_buffers):  # type: ignore[no-untyped-def]
     """The long-string ``rows`` of a string-view array grouped by the data buffer their
     view points into (a counting sort, in order within a buffer): ``(grouped, starts,
@@ -306,7 +307,7 @@ def rows_by_buffer(views, rows, n_buffers):  # type: ignore[no-untyped-def]
     return grouped, starts, bad
 
 
-@numba.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def view_bytes_cells(views, rows, data, out):  # type: ignore[no-untyped-def]
     """The cell hash of the strings ``rows`` of a string-view array (longer than 12
     bytes, all in the data buffer ``data``) into ``out[rows]``. Returns the first row
@@ -323,7 +324,7 @@ def view_bytes_cells(views, rows, data, out):  # type: ignore[no-untyped-def]
     return -1
 
 
-@numba.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def combine_cells(h, cells, valid):  # type: ignore[no-untyped-def]
     """``h[r] = mix(h[r] ^ cell)`` for every row, the cell being ``cells[r]``, or the null
     cell where ``valid[r]`` is False (``valid`` empty: every row valid). In place."""
@@ -333,7 +334,7 @@ def combine_cells(h, cells, valid):  # type: ignore[no-untyped-def]
         h[r] = _mix(h[r] ^ c)
 
 
-@numba.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def _groups(hashes, n_groups):  # type: ignore[no-untyped-def]
     out = np.empty(hashes.shape[0], np.int32)
     n = np.uint64(n_groups)

@@ -6,13 +6,14 @@ forms, no surrogates (U+D800..U+DFFF), nothing above U+10FFFF, no truncated sequ
 
 from __future__ import annotations
 
-import numba
 import numpy as np
+
+from vstream.kernels._jit import njit
 
 __all__ = ["inline_views_ascii", "invalid_utf8_rows"]
 
 
-@numba.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def invalid_utf8_rows(offsets: np.ndarray, data: np.ndarray) -> np.ndarray:
     """``out[i]`` is True when ``data[offsets[i]:offsets[i + 1]]`` is not valid UTF-8.
 
@@ -70,7 +71,7 @@ def invalid_utf8_rows(offsets: np.ndarray, data: np.ndarray) -> np.ndarray:
     return out
 
 
-@numba.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def inline_views_ascii(views: np.ndarray) -> int:
     """Over Arrow string views (``views``: one row of four int32 words a view: the length,
     then up to 12 bytes of inline text): 0 when every view is inline (length <= 12) and

@@ -19,7 +19,7 @@ from typing import IO, TYPE_CHECKING, Any
 import polars as pl
 
 from vstream._jupyter import in_notebook
-from vstream.notebook.render import dashboard_html, dashboard_text
+from vstream.notebook.render import check_altair, dashboard_html, dashboard_text
 
 if TYPE_CHECKING:
     from vstream.api.job import Job
@@ -60,6 +60,8 @@ class LiveView:
         self.every = every
         self.text_every = text_every
         self.html = in_notebook() if html is None else html
+        if self.html and y is not None:  # here, not in the rendering thread
+            check_altair("display")
         self.out = out
         self._sink = sink
         self._handle: Any = None

@@ -2,22 +2,22 @@
 
 Every function here turns values into a string (HTML or plain text) or a Vega-Lite spec;
 none starts a thread or needs IPython, so the live view can call them on each refresh
-and the tests can assert on what they return.
+and the tests can assert on what they return. Only the plots need Altair (the
+``notebook`` extra); it is imported when the first plot is drawn, never with vstream.
 """
 
 from __future__ import annotations
 
 import html
+import importlib.util
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Literal
 
-import altair as alt
 import polars as pl
-from altair.utils.html import spec_to_html
 
-from vstream.errors import ColumnNotFoundError
+from vstream.errors import ColumnNotFoundError, MissingDependencyError
 from vstream.runtime.metrics_render import BOX_STYLE, metrics_html, metrics_text
 
 if TYPE_CHECKING:
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from vstream.runtime.metrics import Metrics
 
 __all__ = [
+    "check_altair",
     "dashboard_html",
     "dashboard_text",
     "metrics_html",
@@ -66,6 +67,35 @@ def table_html(df: pl.DataFrame, *, max_rows: int = 20) -> str:
 
 
 # ---------------------------------------------------------------------- plot
+def _no_altair(step: str) -> MissingDependencyError:
+    msg = (
+        f"{step}: plots are drawn with Altair, which is not installed: pip install "
+        '"vstream[notebook]" (or leave out y= for the gauges and rows only)'
+    )
+    return MissingDependencyError(msg)
+
+
+def check_altair(step: str) -> None:
+    """Raise :class:`~vstream.errors.MissingDependencyError` naming the ``notebook`` extra
+    if Altair is not installed, without importing it (~0.3 s, paid at the first plot).
+
+    Examples
+    --------
+    >>> from vstream.notebook.render import check_altair
+    >>> check_altair("display")  # installed: nothing happens
+    """
+    if importlib.util.find_spec("altair") is None:
+        raise _no_altair(step)
+
+
+def _need_altair(step: str) -> None:
+    """Import Altair, or say which extra installs it."""
+    try:
+        import altair  # noqa: F401
+    except ImportError as exc:
+        raise _no_altair(step) from exc
+
+
 VegaType = Literal["quantitative", "temporal", "nominal"]
 
 
@@ -86,6 +116,8 @@ def _field(name: str) -> str:
 def _inline_data() -> Iterator[None]:
     # Altair refuses more than 5,000 rows by default and may be set to write files;
     # a live view wants the data inside the spec, however long the run has been
+    import altair as alt
+
     with alt.data_transformers.enable("default", max_rows=None):
         yield
 
@@ -119,6 +151,8 @@ def plot_spec(
     ------
     ColumnNotFoundError
         ``x``, ``y`` or ``by`` is not a column of ``df``.
+    MissingDependencyError
+        Altair is not installed (``pip install "vstream[notebook]"``).
 
     Examples
     --------
@@ -133,6 +167,9 @@ def plot_spec(
     ['a']
     """
     _require(df, "plot_spec", x=x, y=y, by=by)
+    _need_altair("plot_spec")
+    import altair as alt
+
     if top < 1:
         msg = f"plot_spec: top={top} keeps no line; pass top= 1 or more"
         raise ValueError(msg)
@@ -182,6 +219,10 @@ def plot_html(spec: dict[str, Any]) -> str:
     >>> "vegaEmbed" in plot_html(spec)
     True
     """
+    _need_altair("plot_html")
+    import altair as alt
+    from altair.utils.html import spec_to_html
+
     # a fresh div id per call: a notebook shows many plots on one page
     div = f"vstream-plot-{uuid.uuid4().hex[:12]}"
     # Altair's own template, given the spec plot_spec built: Chart.from_dict(spec)

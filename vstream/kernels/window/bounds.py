@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from numba import njit
+from vstream.kernels._jit import njit
 
 __all__ = ["time_bounds"]
 

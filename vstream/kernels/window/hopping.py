@@ -10,8 +10,8 @@ slot from one firing to the next, so each is computed once.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
+from vstream.kernels._jit import njit
 from vstream.kernels.aggregate import combine_slot, copy_slot, init_slot
 from vstream.kernels.window.order import _sort_by_key_value
 from vstream.kernels.window.slots import find_slot

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+
+from vstream.kernels._jit import njit
 
 __all__: list[str] = []
 

@@ -9,8 +9,8 @@ windows are all past their lateness are dropped (:func:`compact_panes`).
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
+from vstream.kernels._jit import njit
 from vstream.kernels.aggregate import copy_slot, fold_float
 from vstream.kernels.window.slots import _NO_PANE, _claim_row, _find_or_insert
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
+from vstream.kernels._jit import njit
 from vstream.kernels.aggregate import apply_rows, combine_slot, copy_slot, init_slot
 from vstream.kernels.window.order import _sort_by_key_value
 

@@ -8,8 +8,8 @@ key id; see :func:`~vstream.kernels.window.panes.pane_slots`).
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
+from vstream.kernels._jit import njit
 from vstream.kernels.hashing import add_u64, mul_u64
 
 __all__ = ["find_slot", "rebuild_index", "rebuild_table"]
