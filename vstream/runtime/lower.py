@@ -239,10 +239,10 @@ def _align_on(
     """The source column and drift a source's reader aligns its splits on: those of the
     one ``with_watermark`` that reads the source directly, i.e. through stateless steps
     none of which computes the column (:func:`_bound_column`: no ``map_batches`` either),
-    its out-of-orderness as the drift, so reordering within it never makes an event
-    late. None when no such step reads the source, or several do (which one's bound
-    would hold is not clear; assigners below a window or a join read its results, not
-    the source, and do not count)."""
+    with its out-of-orderness as the drift (how far release may run ahead of a split
+    behind: within the disorder the watermark allows anyway). None when no such step
+    reads the source, or several do (whose bound to take is not clear); assigners below
+    a window or a join read its results, not the source, and do not count."""
     direct = [
         (w, bound) for w in watermarks[source] if (bound := bound_columns[source, w]) is not None
     ]
