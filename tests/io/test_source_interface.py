@@ -1,7 +1,8 @@
 """The source interface: the columns a run reads are an argument of ``Source.open``
 (never state of the source object), ``on_checkpoint_complete`` hears of every durable
-checkpoint, and a reader of fixed splits has no status to report and no split to retire
-(splits that appear while running are ``SplitAdded`` events: tests/test_live_splits.py)."""
+checkpoint, a reader of fixed splits has no status to report and no split to retire
+(splits that appear while running are ``SplitAdded`` events: tests/test_live_splits.py),
+and a reader is told the column to align its splits on right after it opens."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import pytest
 
 import vstream as vs
 from vstream.errors import CheckpointError, SourceError
-from vstream.io.base import Data, Reader, Source, SplitPosition
+from vstream.io.base import Data, Reader, Source, SourceEvent, SplitPosition
 from vstream.io.memory import ArrowSource, PolarsSource
 from vstream.io.ndjson import NdjsonSource
 from vstream.io.parquet import ParquetSource
@@ -260,3 +261,64 @@ def test_sources_with_fixed_splits_report_no_status(tmp_path: Path) -> None:
         finally:
             reader.close()
         assert src.on_checkpoint_complete(1, dict.fromkeys(src.split_names(), 0)) is None
+
+
+# ---------------------------------------------------------------------- align
+
+
+class _Told(Reader):
+    """A reader that records the runtime's ``align`` calls, and how many polls came
+    before each."""
+
+    def __init__(self, inner: Reader, calls: list[tuple[str, int, int]]) -> None:
+        self.inner, self.calls, self.polls = inner, calls, 0
+
+    def poll(self, timeout: float) -> SourceEvent | None:
+        self.polls += 1
+        return self.inner.poll(timeout)
+
+    @property
+    def exhausted(self) -> bool:
+        return self.inner.exhausted
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def align(self, column: str, drift: int) -> None:
+        self.calls.append((column, drift, self.polls))
+
+
+class AlignSpy(ArrowSource):
+    """An Arrow table source whose readers record the runtime's ``align`` calls."""
+
+    def __init__(self, table: pa.Table) -> None:
+        super().__init__(table, 2, None)
+        self.calls: list[tuple[str, int, int]] = []
+
+    def open(
+        self,
+        resume: Mapping[int, SplitPosition] | None = None,
+        *,
+        columns: frozenset[str] | None = None,
+        splits: Collection[int] | None = None,
+    ) -> Reader:
+        return _Told(super().open(resume, columns=columns, splits=splits), self.calls)
+
+
+def test_the_runtime_tells_a_reader_the_column_to_align_its_splits_on() -> None:
+    src = AlignSpy(pa.table({"ts": [1, 2, 3], "k": ["a", "b", "a"], "x": [1.0, 2.0, 3.0]}))
+    s = _stream(src)
+    out = s.rename({"ts": "t"}).with_watermark("t", 2).window(vs.tumbling(10), by="k")
+    assert out.agg(pl.len()).collect().height == 2
+    assert src.calls == [("ts", 2, 0)]  # once, right after open (before any poll)
+    src.calls.clear()
+    assert s.select("x").collect().height == 3  # no watermark: nothing to align on
+    assert s.with_columns(ts=pl.col("ts") * 2).with_watermark("ts", 2).collect().height == 3
+    assert src.calls == []
+
+
+def test_align_is_a_no_op_for_a_reader_of_one_split() -> None:
+    src = ArrowSource(pa.table({"ts": [3, 1, 2]}), 1, None)
+    reader = src.open()
+    reader.align("ts", 0)
+    assert [e.batch["ts"][0].as_py() for e in _drain(reader) if e.batch is not None] == [3, 1, 2]

@@ -107,6 +107,29 @@ def test_projection_and_lower_bound_chain() -> None:
     assert isinstance(g.ops[g.parents[_pos(g, changed)][0]], StatelessOp)
 
 
+def test_the_column_and_drift_a_source_aligns_its_splits_on() -> None:
+    src = vs.from_polars(_df())
+    # the watermark reads the source's column, renamed and filtered on the way
+    s = src.rename({"ts": "t"}).filter(pl.col("v") > 0).with_watermark("t", 7)
+    w = s.window(vs.tumbling(10), by="k").agg(pl.len())
+    # a watermark reading the source through map_batches does not count
+    other = src.map_batches(lambda df: df).with_watermark("ts", 3)
+    g = _graph(w, other)
+    assert g.align == {_pos(g, src): ("ts", 7)}
+    # a column computed on the way, or map_batches: no alignment
+    g = _graph(src.with_columns(ts=pl.col("ts") + 1).with_watermark("ts", 7))
+    assert g.align == {}
+    g = _graph(src.map_batches(lambda df: df).with_watermark("ts", 7))
+    assert g.align == {}
+    # two watermarks on one source: which one's bound should hold is not clear
+    g = _graph(src.with_watermark("ts", 7), src.with_watermark("x", 7))
+    assert g.align == {}
+    # a Datetime column: the drift in its unit
+    dated = vs.from_polars(_df().with_columns(pl.col("ts").cast(pl.Datetime("ms"))))
+    g = _graph(dated.with_watermark("ts", "2s"))
+    assert g.align == {_pos(g, dated): ("ts", 2_000)}
+
+
 def test_lower_bounds_from_parquet_statistics(tmp_path: Path) -> None:
     for i in range(2):
         _df().with_columns(pl.col("ts") + 100 * i).write_parquet(tmp_path / f"p{i}.parquet")

@@ -599,6 +599,12 @@ def from_kafka(
     idle, so their backlog is not late when the brokers return, and ``source_errors``
     grows by one per statistics report for each unreachable broker.
 
+    When the stream's ``with_watermark`` reads a payload column unchanged, the
+    partitions' micro-batches are handed out in event-time order (up to its
+    ``max_out_of_orderness``): the client may deliver one partition far ahead of the
+    others, and its batches then wait for theirs (at most ``max_delay`` each, 64 MiB in
+    all), so the windows of the partitions behind are not held open meanwhile.
+
     Parameters
     ----------
     topics
@@ -640,7 +646,8 @@ def from_kafka(
     consume_size
         Messages asked of the client per ``consume()`` call.
     max_delay
-        The longest a message waits for its micro-batch: a duration or seconds.
+        The longest a message waits for its micro-batch, and a micro-batch for the
+        partitions behind it in event time: a duration or seconds.
     max_message_bytes
         Larger payloads are dead letters.
     on_data_loss

@@ -1,7 +1,8 @@
 """The reader thread of :class:`vstream.io.kafka.KafkaSource`: consumes chunks of
-messages, cuts them into runs of one partition, decodes a micro-batch per split, ends
-bounded splits at their stop offsets, finds partitions that appear, and reports
-connection and lag (``status()``)."""
+messages, cuts them into runs of one partition, decodes a micro-batch per split, hands
+the batches out in event-time order across splits when the run asks (``align()``, see
+:mod:`vstream.io.align`), ends bounded splits at their stop offsets, finds partitions
+that appear, and reports connection and lag (``status()``)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from vstream.errors import SourceError
+from vstream.io.align import EventTimeAligner
 from vstream.io.base import (
     Data,
     ReaderStatus,
@@ -178,7 +180,8 @@ class KafkaReader(ThreadedReader):
         self._index = {tp: i for i, tp in enumerate(self._parts)}
         self._single = len({t for t, _ in self._parts}) == 1 and not discover
         self._stops = stops
-        self._pos = dict(starts)  # next offset per split still read
+        self._pos = dict(starts)  # next offset handed out per split still read
+        self._read = dict(starts)  # next offset to consume (what _take got) per split
         self._active = set(starts)
         self._vals: dict[int, list[bytes | None]] = {}
         self._since: dict[int, float] = {}  # when a split's buffer got its first message
@@ -187,6 +190,8 @@ class KafkaReader(ThreadedReader):
         self._health = health
         self._last_probe = 0.0
         self._events: list[SourceEvent] = []
+        # set by align() (in the run's thread, once); read once per use by this thread
+        self._aligner: EventTimeAligner | None = None
         for i in sorted(starts):
             if i in pins:
                 # the start resolved now (latest, a timestamp), kept by the next
@@ -237,7 +242,7 @@ class KafkaReader(ThreadedReader):
             # with a timeout would wait for all `size` of them, the whole timeout long)
             msgs = self._consumer.consume(num_messages=size, timeout=0)
             if not msgs:
-                first = self._consumer.poll(wait)
+                first = self._consumer.poll(self._wait(wait))
                 if first is not None:
                     msgs = [first, *self._consumer.consume(num_messages=size - 1, timeout=0)]
             if self._health.fatal is not None:
@@ -257,6 +262,8 @@ class KafkaReader(ThreadedReader):
                     or (caught_up and self._due(i, now))
                 ) and not self._flush(i, put):
                     return
+            if not self._release(put):
+                return
             if caught_up and not self._end_splits(put):
                 return
             if not msgs and not self._health.connected and now - self._last_probe >= _PROBE:
@@ -298,6 +305,7 @@ class KafkaReader(ThreadedReader):
                 run_msgs, run_vals = run_msgs[:cut], run_vals[:cut]
                 if not run_msgs:
                     continue
+            self._read[i] = run_msgs[-1].offset() + 1
             self._msgs.setdefault(i, []).extend(run_msgs)
             if i not in self._vals:
                 self._vals[i] = []
@@ -353,26 +361,94 @@ class KafkaReader(ThreadedReader):
         return bool(high < 0 or self._msgs[i][-1].offset() + 1 >= high)
 
     def _flush(self, i: int, put: Callable[[SourceEvent], bool]) -> bool:
+        """Decode split ``i``'s buffer into batches and hand them out, or, aligning,
+        into its outbox (:meth:`_release` hands them out)."""
         vals = self._vals.pop(i)
         msgs = self._msgs.pop(i)
-        out = True
+        aligner = self._aligner
         for lo in range(0, len(vals), self._src.batch_size):
             hi = min(lo + self._src.batch_size, len(vals))
             t, p = self._parts[i]
             got = self._src.decoder.decode(t, p, msgs[lo:hi], vals[lo:hi], self._wanted)
             pos = msgs[hi - 1].offset() + 1
+            event = Data(i, got.batch, pos, got.dead)
+            if aligner is not None:
+                aligner.add(event, time.monotonic())
+                continue
             self._pos[i] = pos
-            out = put(Data(i, got.batch, pos, got.dead))
-            if not out:
+            if not put(event):
                 return False
+        return True
+
+    # ------------------------------------------------------------------ alignment
+    def align(self, column: str, drift: int) -> None:
+        """Hand the partitions' batches out in event-time order (``column``, ``drift``
+        as in :class:`~vstream.io.align.EventTimeAligner`): a partition delivered ahead
+        of the others waits for them, at most ``max_delay`` seconds per batch and 64 MiB
+        held. A single partition read without discovery needs no alignment. Batches
+        handed out before the call (the thread runs from ``open`` on) are not held."""
+        if self._aligner is None and (len(self._pos) > 1 or self._discover):
+            self._aligner = EventTimeAligner(column, drift, max_wait=self._src.max_delay)
+
+    def _wait(self, wait: float) -> float:
+        """How long to wait for a message: ``wait``, or less when a held batch reaches
+        its ``max_wait`` sooner."""
+        aligner = self._aligner
+        due = None if aligner is None else aligner.deadline()
+        if due is None:
+            return wait
+        return min(wait, max(due - time.monotonic(), 0.0))
+
+    def _release(self, put: Callable[[SourceEvent], bool]) -> bool:
+        """Hand out the held batches that may go now (the release rule of
+        :meth:`EventTimeAligner.release`); the position handed out moves with them."""
+        aligner = self._aligner
+        if aligner is None or not aligner.held_count:
+            return True
+        for event in aligner.release(self._pending(), time.monotonic()):
+            pos = event.position
+            assert isinstance(pos, int)  # an offset: this reader's own events
+            self._pos[event.split] = pos
+            if not put(event):
+                return False
+        return True
+
+    def _pending(self) -> set[int]:
+        """The splits read with more of them to come that the aligner has not got: some
+        in this thread's buffer, or in the broker (its high watermark, capped by its
+        stop offset, beyond what was consumed). Splits with batches held count too: the
+        release may empty their outbox."""
+        out = set(self._vals)
+        ask = [i for i in self._active if i not in out and self._end(i) > self._read[i]]
+        if ask:
+            # offsets that hold no message (transaction markers, compacted ones) move the
+            # client's position but never arrive: a split there is not waited for
+            ck = self._ck
+            tps = [ck.TopicPartition(*self._parts[i]) for i in ask]
+            for i, tp in zip(ask, self._consumer.position(tps), strict=True):
+                if max(tp.offset, self._read[i]) < self._end(i):
+                    out.add(i)
         return out
+
+    def _end(self, i: int) -> int:
+        """Where split ``i``'s data ends for now: its high watermark as last noted (-1:
+        unknown), or its stop offset if that comes first."""
+        end = self._highs.get(i, -1)
+        stop = self._stops.get(i)
+        return end if stop is None else min(end, stop)
 
     def _end_splits(self, put: Callable[[SourceEvent], bool]) -> bool:
         """End the bounded splits that reached their stop offset (nothing buffered)."""
         ck = self._ck
         done = [i for i in self._active if i in self._stops and self._pos[i] >= self._stops[i]]
+        aligner = self._aligner
         waiting = [
-            i for i in self._active if i in self._stops and i not in done and i not in self._vals
+            i
+            for i in self._active
+            if i in self._stops
+            and i not in done
+            and i not in self._vals
+            and not (aligner is not None and aligner.holds(i))
         ]
         if waiting:
             # offsets that hold no message (compacted, transaction markers) never arrive
@@ -420,6 +496,7 @@ class KafkaReader(ThreadedReader):
             self._index[tp] = i
             self._active.add(i)
             self._pos[i] = 0
+            self._read[i] = 0
             name = f"{tp[0]}/{tp[1]}"
             self._src.discovered.append(name)
             if not put(SplitAdded(i, name)):
@@ -433,17 +510,25 @@ class KafkaReader(ThreadedReader):
         """Connection, retried errors, and per split still read: whether the broker it is
         read from is reachable (:class:`Health`), and its lag: the high watermark (as the
         last fetch response cached it) minus the position handed out; a split that is
-        unreachable is never caught up. Reads what the reader thread noted: never a call
-        into the client, which can wait on the thread's own calls (a metadata request)."""
+        unreachable, or has batches held for alignment, is never caught up. Reads what the
+        reader thread noted: never a call into the client, which can wait on the thread's
+        own calls (a metadata request)."""
         splits: dict[int, SplitStatus] = {}
         health = self._health
         quiet = self.queue_empty()
         highs = self._highs
+        aligner = self._aligner
         for i in sorted(self._active):
             high = highs.get(i, -1)
             lag = None if high < 0 else max(high - self._pos[i], 0)
             up = health.reachable(*self._parts[i])
-            caught_up = up and lag == 0 and quiet and i not in self._vals
+            caught_up = (
+                up
+                and lag == 0
+                and quiet
+                and i not in self._vals
+                and not (aligner is not None and aligner.holds(i))
+            )
             splits[i] = SplitStatus(up, caught_up, lag)
         return ReaderStatus(health.connected, health.errors, splits)
 

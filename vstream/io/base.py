@@ -177,6 +177,14 @@ class Reader(ABC):
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release threads and files; pending events are dropped."""
 
+    def align(self, column: str, drift: int) -> None:  # noqa: B027 - optional hook
+        """A no-op here. A reader that holds several splits may release their batches in
+        event-time order (``column``, integer or timestamp) up to ``drift`` (the
+        watermark's out-of-orderness, in the column's unit), so a split its client
+        delivers ahead does not keep the others' windows open. Called once, right after
+        ``open``, when the run's watermark reads ``column`` unchanged from this source.
+        """
+
     def status(self) -> ReaderStatus | None:
         """Connection, transient errors and per-split lag, or None: nothing to report
         (every split connected and caught up once its events are handed out). Called in

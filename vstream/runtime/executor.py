@@ -490,6 +490,8 @@ class Executor:
                 source = self.graph.source_of[s]
                 resume = self.resume.get(s) or None
                 readers[s] = source.open(resume, columns=self.graph.read_columns[s])
+                if (on := self.graph.align.get(s)) is not None:
+                    readers[s].align(*on)  # splits in event-time order (lower._align_on)
         except BaseException:
             for r in readers.values():
                 r.close()

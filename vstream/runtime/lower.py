@@ -5,7 +5,8 @@ records the positions of its inputs and children; for the graph it works out wha
 executor needs to know (which steps are sources, watermark assigners and dead-letter
 collectors; where dead letters and late events go; the sources of lookup-join tables;
 whether a branch may end before its sources; which column of a source bounds the
-event time of each watermark assigner below it; the columns each source converts).
+event time of each watermark assigner below it, and the one its reader aligns its splits
+on; the columns each source converts).
 The executor reads these facts and the operators' declared capabilities, never a
 node's or an operator's type.
 """
@@ -111,6 +112,9 @@ class PhysicalGraph:
     #: per-split lower bounds (file statistics) bound the event time, when every step
     #: between passes that column through unchanged (renames followed); else None
     bound_columns: dict[tuple[int, int], tuple[str, pl.DataType] | None]
+    #: per source step whose reader may hand its splits' batches out in event-time
+    #: order (``Reader.align``): the source column and the drift (see :func:`_align_on`)
+    align: dict[int, tuple[str, int]]
     #: steps that collect the side output of others (dead letters, late events)
     collectors: frozenset[int]
     #: dead_letters() steps: their rows are refused records, not events out
@@ -163,6 +167,7 @@ def lower(targets: list[Node]) -> PhysicalGraph:
     bound_columns = {
         (s, w): _bound_column(nodes[s], nodes[w]) for s in sources for w in watermarks[s]
     }
+    align = {s: on for s in sources if (on := _align_on(nodes, s, watermarks, bound_columns))}
     ticking = [j for j, op in enumerate(ops) if op.ticking]
     table_sources = _table_sources(nodes, index)
     source_columns, read_columns = _projection(nodes, targets, sources)
@@ -178,6 +183,7 @@ def lower(targets: list[Node]) -> PhysicalGraph:
         source_of=source_of,
         watermarks=watermarks,
         bound_columns=bound_columns,
+        align=align,
         collectors=frozenset(j for j, op in enumerate(ops) if op.collects_side),
         dead_letter_outputs=frozenset(
             i for i, nd in enumerate(nodes) if isinstance(nd, DeadLettersNode)
@@ -225,6 +231,32 @@ def _bound_column(source: Node, assigner: Node) -> tuple[str, pl.DataType] | Non
             return None
         cur = cur.inputs[0]
     return column, et.dtype
+
+
+def _align_on(
+    nodes: list[Node],
+    source: int,
+    watermarks: dict[int, list[int]],
+    bound_columns: dict[tuple[int, int], tuple[str, pl.DataType] | None],
+) -> tuple[str, int] | None:
+    """The source column and drift a source's reader aligns its splits on: those of the
+    one ``with_watermark`` that reads the source directly, i.e. through stateless steps
+    none of which computes the column (:func:`_bound_column`: no ``map_batches`` either),
+    with its out-of-orderness as the drift (how far release may run ahead of a split
+    behind: within the disorder the watermark allows anyway). None when no such step
+    reads the source, or several do (whose bound to take is not clear); assigners below
+    a window or a join read its results, not the source, and do not count."""
+    direct = [
+        (w, bound) for w in watermarks[source] if (bound := bound_columns[source, w]) is not None
+    ]
+    if len(direct) != 1:
+        return None
+    w, (column, _) = direct[0]
+    et = nodes[w].event_time
+    assert et is not None
+    if et.other is not None:
+        return None  # the later of two columns: not a source column alone
+    return column, et.delay
 
 
 def _dead_routes(nodes: list[Node], index: dict[int, int]) -> dict[int, list[int]]:
