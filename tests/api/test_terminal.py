@@ -335,3 +335,23 @@ def test_no_threads_left_behind(telemetry_small: pl.DataFrame, endless: Any) -> 
     _wait_for(lambda: job.metrics.events_in > 0)
     job.stop()
     assert _wait_for(lambda: not [t for t in threading.enumerate() if t not in before])
+
+
+@pytest.mark.parametrize("drain", [False, True])
+def test_a_stopped_job_says_stopped_not_finished(endless: Any, drain: bool) -> None:
+    """Issue 22: after stop() with input left the state is "stopped"; a job whose
+    input ended is "finished"."""
+    from vstream.notebook import metrics_text
+
+    job = endless.stream("records", batch_size=20, delay=0.001).start()
+    assert _wait_for(lambda: job.results.height > 0)
+    job.stop(drain=drain)
+    assert not job.running
+    assert job.metrics.stopped
+    assert repr(job).startswith("<vstream.Job stopped:")
+    assert metrics_text(job.metrics).splitlines()[0].split() == ["state", "stopped"]
+    done = vs.from_records([{"i": 1}, {"i": 2}]).start()
+    done.join(timeout=PATIENCE_S)
+    assert not done.metrics.stopped
+    assert repr(done).startswith("<vstream.Job finished:")
+    assert metrics_text(done.metrics).splitlines()[0].split() == ["state", "finished"]

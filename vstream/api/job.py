@@ -273,5 +273,10 @@ class Job:
         return sink.result()
 
     def __repr__(self) -> str:
-        state = "running" if self.running else ("failed" if self._error else "finished")
-        return f"<vstream.Job {state}: {self._executor.metrics.summary()}>"
+        m = self._executor.metrics
+        state = (
+            "running"
+            if self.running
+            else ("failed" if self._error else ("stopped" if m.stopped else "finished"))
+        )
+        return f"<vstream.Job {state}: {m.summary()}>"

@@ -515,11 +515,13 @@ class Executor:
         try:
             while readers:
                 if self._stop.is_set():
+                    self.metrics.stopped = True  # ended by stop(), input left
                     if not self._drain:
                         ended = "paused"
                         break
                     deadline = 0.0
                 if deadline is not None and time.monotonic() >= deadline:
+                    self.metrics.stopped = True
                     if cp is not None and not self._drain:
                         ended = "paused"
                         break

@@ -47,6 +47,9 @@ class Metrics:
         (the events a window would find late).
     elapsed_s, events_per_s
         Wall-clock run time and events_in per second of it.
+    running, stopped
+        Whether the run is going on; whether it ended by ``stop()`` or a timeout while
+        input was left (else, once it is not running, it finished or failed).
     batch_latency_s, max_batch_latency_s
         Seconds a source batch takes through every operator to the sinks: the mean over
         the batches of the last metrics tick (~50 ms), and the most so far.
@@ -77,6 +80,7 @@ class Metrics:
     elapsed_s: float = 0.0
     events_per_s: float = 0.0
     running: bool = False
+    stopped: bool = False
     batch_latency_s: float = 0.0
     max_batch_latency_s: float = 0.0
     checkpoints: int = 0

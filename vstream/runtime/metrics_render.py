@@ -65,7 +65,7 @@ def _watermark(wm: object) -> str:
 def _gauges(m: Metrics) -> list[tuple[str, str]]:
     """(label, value) pairs shared by the HTML and the text rendering."""
     return [
-        ("state", "running" if m.running else "finished"),
+        ("state", "running" if m.running else ("stopped" if m.stopped else "finished")),
         ("events in", format_count(m.events_in)),
         ("events/s", _rate(m.events_per_s)),
         ("events out", format_count(m.events_out)),
