@@ -186,3 +186,11 @@ def test_metrics_repr_html_of_a_real_run() -> None:
     assert "2,500" in out
     assert "finished" in out
     assert out == metrics_html(metrics)
+
+
+def test_plot_spec_y_axis_does_not_start_at_zero_unless_asked(windows: pl.DataFrame) -> None:
+    """Issue 22: small differences between windows show; zero=True gives the old axis."""
+    assert plot_spec(windows, y="n", by="host")["encoding"]["y"]["scale"] == {"zero": False}
+    assert plot_spec(windows, y="n", by="host", zero=True)["encoding"]["y"]["scale"] == {
+        "zero": True
+    }

@@ -129,6 +129,7 @@ def plot_spec(
     y: str,
     by: str | None = None,
     top: int = 5,
+    zero: bool = False,
 ) -> dict[str, Any]:
     """A Vega-Lite line chart of ``y`` over ``x``, one line per key of ``by``.
 
@@ -146,6 +147,9 @@ def plot_spec(
         The key column, or None.
     top
         How many keys to keep (at least 1).
+    zero
+        Whether the y axis starts at zero. Off by default, so that differences between
+        windows show (a CPU load between 41 and 43 % is not a flat line at the top).
 
     Raises
     ------
@@ -163,6 +167,8 @@ def plot_spec(
     >>> spec = plot_spec(df, y="n", by="host", top=1)
     >>> spec["mark"]["type"], spec["encoding"]["color"]["field"]
     ('line', 'host')
+    >>> spec["encoding"]["y"]["scale"]
+    {'zero': False}
     >>> sorted({row["host"] for rows in spec["datasets"].values() for row in rows})
     ['a']
     """
@@ -191,7 +197,7 @@ def plot_spec(
     schema = df.schema
     encoding: dict[str, Any] = {
         "x": alt.X(field=_field(x), type=_vl_type(schema[x]), title=x),
-        "y": alt.Y(field=_field(y), type=_vl_type(schema[y]), title=y),
+        "y": alt.Y(field=_field(y), type=_vl_type(schema[y]), title=y, scale=alt.Scale(zero=zero)),
     }
     title = y
     if by is not None:
