@@ -15,6 +15,7 @@ def integer_like(dtype: pl.DataType | None) -> bool:
 
     Examples
     --------
+    >>> from vstream._dtypes import integer_like
     >>> import polars as pl
     >>> integer_like(pl.Datetime("ms")), integer_like(pl.Float64), integer_like(pl.Boolean)
     (True, False, True)
@@ -32,6 +33,7 @@ def physical_int64(s: pl.Series) -> np.ndarray:
 
     Examples
     --------
+    >>> from vstream._dtypes import physical_int64
     >>> import polars as pl
     >>> physical_int64(pl.Series([True, False])).tolist()
     [1, 0]
@@ -62,6 +64,7 @@ def numpy_int(dtype: pl.DataType) -> type[np.integer[Any]] | None:
 
     Examples
     --------
+    >>> from vstream._dtypes import numpy_int
     >>> import polars as pl
     >>> numpy_int(pl.UInt32), numpy_int(pl.Float64)
     (<class 'numpy.uint32'>, None)

@@ -43,6 +43,7 @@ def to_nanoseconds(value: str | timedelta, *, what: str = "duration") -> int:
 
     Examples
     --------
+    >>> from vstream._duration import to_nanoseconds
     >>> to_nanoseconds("1m30s"), to_nanoseconds("-2s")
     (90000000000, -2000000000)
     >>> from datetime import timedelta
@@ -104,6 +105,7 @@ def parse_duration(
 
     Examples
     --------
+    >>> from vstream._duration import parse_duration
     >>> parse_duration("2s", "ms")
     2000
     >>> parse_duration(250, None)
@@ -153,6 +155,7 @@ def parse_signed_duration(
 
     Examples
     --------
+    >>> from vstream._duration import parse_signed_duration
     >>> parse_signed_duration("-2s", "ms"), parse_signed_duration(30, None)
     (-2000, 30)
     """

@@ -35,6 +35,7 @@ def assert_same_result(left: pl.DataFrame, right: pl.DataFrame, *, ordered: bool
 
     Examples
     --------
+    >>> from vstream.testing import assert_same_result
     >>> import polars as pl
     >>> a = pl.DataFrame({"k": [1, 2], "v": [0.1 + 0.2, 1.0]})
     >>> b = pl.DataFrame({"k": [2, 1], "v": [1.0, 0.3]})

@@ -49,6 +49,7 @@ def named(label: str, name: str | None) -> str:
 
     Examples
     --------
+    >>> from vstream.api.base import named
     >>> named("from_polars(3 rows)", "src"), named("step", None)
     ("from_polars(3 rows, name='src')", 'step')
     """

@@ -721,6 +721,7 @@ class Stream(PolarsMethods):
 
         Examples
         --------
+        >>> import polars as pl
         >>> import vstream as vs
         >>> s = vs.from_ndjson([b'{"x": 1}', b'{"x": oops}', b'{"x": 2}'], schema={"x": pl.Int64})
         >>> main, dead = vs.collect_all([s, s.dead_letters()])

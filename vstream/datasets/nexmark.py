@@ -40,6 +40,7 @@ class Nexmark(Generic[_FrameT]):
 
     Examples
     --------
+    >>> from vstream.datasets.nexmark import nexmark
     >>> data = nexmark(100)
     >>> data.person.height, data.auction.height, data.bid.height
     (2, 6, 92)
@@ -138,6 +139,7 @@ def nexmark(
 
     Examples
     --------
+    >>> from vstream.datasets.nexmark import nexmark
     >>> data = nexmark(1_000, seed=1)
     >>> data.person.height, data.auction.height, data.bid.height
     (20, 60, 920)
@@ -207,6 +209,8 @@ def nexmark_arrow(
 
     Examples
     --------
+    >>> import polars as pl
+    >>> from vstream.datasets.nexmark import nexmark_arrow
     >>> import vstream as vs
     >>> data = nexmark_arrow(10_000, batch_size=4_096)
     >>> [b.num_rows for b in data.bid.to_batches()]
@@ -259,6 +263,7 @@ def nexmark_batches(
 
     Examples
     --------
+    >>> from vstream.datasets.nexmark import nexmark_batches
     >>> [(kind, b.num_rows) for kind, b in nexmark_batches(150_000, batch_size=50_000)]
     ... # doctest: +NORMALIZE_WHITESPACE
     [('person', 2000), ('auction', 6000), ('bid', 50000), ('bid', 42000),

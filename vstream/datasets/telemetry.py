@@ -310,6 +310,7 @@ def telemetry(
 
     Examples
     --------
+    >>> from vstream.datasets.telemetry import telemetry
     >>> telemetry(4, hosts=3, max_disorder=0, time_type="datetime").select(
     ...     "ts", "host", "region", "status"
     ... )
@@ -372,6 +373,8 @@ def telemetry_batches(
 
     Examples
     --------
+    >>> import polars as pl
+    >>> from vstream.datasets.telemetry import telemetry_batches
     >>> [b.num_rows for b in telemetry_batches(10, batch_size=4)]
     [4, 4, 2]
     >>> batch = next(telemetry_batches(3, hosts=2, max_disorder="1s", seed=7))
@@ -429,6 +432,8 @@ def telemetry_arrow(
 
     Examples
     --------
+    >>> import polars as pl
+    >>> from vstream.datasets.telemetry import telemetry_arrow
     >>> table = telemetry_arrow(5, batch_size=2, hosts=2, null_fraction=0.5, seed=1)
     >>> [len(b) for b in table.to_batches()]
     [2, 2, 1]

@@ -71,6 +71,7 @@ class Health:
 
     Examples
     --------
+    >>> from vstream.io._kafka_reader import Health
     >>> import json
     >>> h = Health("from_kafka('t', 2 partition(s))")
     >>> report = {

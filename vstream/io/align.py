@@ -46,6 +46,7 @@ def event_time_span(batch: pa.RecordBatch | None, column: str) -> tuple[int, int
 
     Examples
     --------
+    >>> from vstream.io.align import event_time_span
     >>> import pyarrow as pa
     >>> event_time_span(pa.record_batch({"ts": [5, None, 2]}), "ts")
     (2, 5)
@@ -126,6 +127,7 @@ class EventTimeAligner:
 
     Examples
     --------
+    >>> from vstream.io.align import EventTimeAligner
     >>> import pyarrow as pa
     >>> from vstream.io.base import Data
     >>> al = EventTimeAligner("ts", 10, max_wait=1.0)

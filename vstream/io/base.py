@@ -614,6 +614,7 @@ def unique_split_names(names: list[str]) -> list[str]:
 
     Examples
     --------
+    >>> from vstream.io.base import unique_split_names
     >>> unique_split_names(["a.parquet", "b.parquet", "a.parquet"])
     ['a.parquet', 'b.parquet', 'a.parquet#2']
     """
@@ -634,6 +635,7 @@ def split_root(
 
     Examples
     --------
+    >>> from vstream.io.base import split_root
     >>> split_root("data/in/a.parquet", ["data/in/a.parquet"])
     'data/in'
     >>> split_root("data/*/day-*.parquet", ["data/a/day-1.parquet"])

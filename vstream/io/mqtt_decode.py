@@ -47,6 +47,7 @@ class Decoder:
 
     Examples
     --------
+    >>> from vstream.io.mqtt_decode import Decoder
     >>> import polars as pl
     >>> import pyarrow as pa
     >>> from vstream.io.mqtt_wal import WAL_SCHEMA

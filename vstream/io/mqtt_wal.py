@@ -56,6 +56,7 @@ def log_directory(checkpoint_dir: Path, step: str) -> Path:
 
     Examples
     --------
+    >>> from vstream.io.mqtt_wal import log_directory
     >>> from pathlib import Path
     >>> log_directory(Path("ckpt"), "../../etc").parent
     PosixPath('ckpt/sources')
@@ -72,6 +73,8 @@ class WriteAheadLog:
 
     Examples
     --------
+    >>> from vstream.io.mqtt_wal import WAL_SCHEMA
+    >>> from vstream.io.mqtt_wal import WriteAheadLog
     >>> import tempfile
     >>> import pyarrow as pa
     >>> from pathlib import Path

@@ -74,6 +74,7 @@ class WatchOptions:
 
     Examples
     --------
+    >>> from vstream.io.watch import WatchOptions
     >>> o = WatchOptions.parse(order="mtime", max_file_age="1d", settle=0)
     >>> o.order, o.max_files_per_batch, o.max_file_age, o.poll_interval, o.settle
     ('mtime', 100, 86400.0, 1.0, 0.0)

@@ -37,6 +37,7 @@ def event_time_stats(ts: np.ndarray, watermark: int) -> tuple[int, int]:
 
     Examples
     --------
+    >>> from vstream.kernels.event_time import event_time_stats
     >>> import numpy as np
     >>> event_time_stats(np.array([5, 1, 9, 3]), 4)
     (9, 2)

@@ -49,6 +49,8 @@ def as_u64(x: Any) -> np.uint64:
 
     Examples
     --------
+    >>> import numpy as np
+    >>> from vstream.kernels.hashing import as_u64
     >>> int(as_u64(-1)) == 2**64 - 1, int(as_u64(np.int64(5)))
     (True, 5)
     """
@@ -60,6 +62,7 @@ def mul_u64(a: Any, b: Any) -> np.uint64:
 
     Examples
     --------
+    >>> from vstream.kernels.hashing import mul_u64
     >>> int(mul_u64(2**63, 3)) == 2**63
     True
     """
@@ -71,6 +74,7 @@ def add_u64(a: Any, b: Any) -> np.uint64:
 
     Examples
     --------
+    >>> from vstream.kernels.hashing import add_u64
     >>> int(add_u64(2**64 - 1, 2))
     1
     """
@@ -82,6 +86,8 @@ def sub_u64(a: Any, b: Any) -> np.uint64:
 
     Examples
     --------
+    >>> import numpy as np
+    >>> from vstream.kernels.hashing import sub_u64
     >>> int(sub_u64(np.int64(2**63 - 1), np.int64(-(2**63))))  == 2**64 - 1
     True
     """
@@ -158,6 +164,7 @@ def first_rows(ids: np.ndarray, first_new: np.int64, n_new: np.int64) -> np.ndar
 
     Examples
     --------
+    >>> from vstream.kernels.hashing import first_rows
     >>> import numpy as np
     >>> first_rows(np.array([0, 3, 2, 3, 2], np.int32), np.int64(2), np.int64(2)).tolist()
     [2, 1]
@@ -183,6 +190,7 @@ def dense_lookup(values: np.ndarray, base: np.int64, dense: np.ndarray) -> np.nd
 
     Examples
     --------
+    >>> from vstream.kernels.hashing import dense_lookup
     >>> import numpy as np
     >>> dense_lookup(np.array([10, 12, 99]), np.int64(10), np.array([5, -1, 7], np.int32)).tolist()
     [5, 7, -1]
@@ -215,6 +223,9 @@ def find_ids(table: np.ndarray, keys: np.ndarray) -> np.ndarray:
 
     Examples
     --------
+    >>> from vstream.kernels.hashing import find_ids
+    >>> from vstream.kernels.hashing import assign_ids
+    >>> from vstream.kernels.hashing import new_table
     >>> import numpy as np
     >>> t = new_table(16)
     >>> _ = assign_ids(t, np.array([7, 3]), 0)
@@ -239,6 +250,8 @@ def assign_ids(table: np.ndarray, keys: np.ndarray, next_id: int) -> tuple[np.nd
 
     Examples
     --------
+    >>> from vstream.kernels.hashing import new_table
+    >>> from vstream.kernels.hashing import assign_ids
     >>> import numpy as np
     >>> ids, n = assign_ids(new_table(16), np.array([7, 3, 7, 9]), 0)
     >>> ids.tolist(), n
@@ -322,6 +335,7 @@ def gather_views(views, ids):  # type: ignore[no-untyped-def]
 
     Examples
     --------
+    >>> from vstream.kernels.hashing import gather_views
     >>> import numpy as np
     >>> gather_views(np.arange(6, dtype=np.uint64), np.array([2, 0])).tolist()
     [4, 5, 0, 1]
@@ -380,6 +394,7 @@ def views_hash(views, out):  # type: ignore[no-untyped-def]
 
     Examples
     --------
+    >>> from vstream.kernels.hashing import views_hash
     >>> import numpy as np
     >>> a = np.array([2 | (ord("a") << 32), 0], np.uint64)  # "a" and a 2-byte "a\\0"
     >>> b = np.array([1 | (ord("a") << 32) | (0xFF << 40), 0], np.uint64)  # "a", padded

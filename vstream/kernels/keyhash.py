@@ -106,6 +106,7 @@ def int_cells(values):  # type: ignore[no-untyped-def]
 
     Examples
     --------
+    >>> from vstream.kernels.keyhash import int_cells
     >>> import numpy as np
     >>> hex(int(int_cells(np.array([0], np.int64))[0]))
     '0xe220a8397b1dcdaf'
@@ -132,6 +133,7 @@ def fold_mul(a: Any, b: Any) -> np.uint64:
 
     Examples
     --------
+    >>> from vstream.kernels.keyhash import fold_mul
     >>> int(fold_mul(2**63, 4)), int(fold_mul(3, 5))
     (2, 15)
     """
@@ -356,6 +358,7 @@ def key_group(hashes: np.ndarray, n_groups: int = DEFAULT_KEY_GROUPS) -> np.ndar
 
     Examples
     --------
+    >>> from vstream.kernels.keyhash import key_group
     >>> import numpy as np
     >>> key_group(np.array([0, 2**63, 2**64 - 1], np.uint64), 128).tolist()
     [0, 64, 127]
@@ -377,6 +380,7 @@ def group_range(partition: int, n_partitions: int, n_groups: int) -> tuple[int, 
 
     Examples
     --------
+    >>> from vstream.kernels.keyhash import group_range
     >>> [group_range(p, 3, 128) for p in range(3)]
     [(0, 42), (42, 85), (85, 128)]
     """
@@ -402,6 +406,7 @@ def hashable(dtype: pl.DataType) -> bool:
 
     Examples
     --------
+    >>> from vstream.kernels.keyhash import hashable
     >>> import polars as pl
     >>> hashable(pl.String), hashable(pl.Datetime("ms")), hashable(pl.List(pl.Int64))
     (True, True, False)
@@ -556,6 +561,7 @@ def key_hash(keys: Any) -> np.ndarray:
 
     Examples
     --------
+    >>> from vstream.kernels.keyhash import key_hash
     >>> import polars as pl
     >>> df = pl.DataFrame({"host": ["a", "b", None], "id": [1, 2, 3]})
     >>> [hex(int(h)) for h in key_hash(df)]
@@ -640,6 +646,7 @@ def key_hash_reference(rows: Sequence[Sequence[object]]) -> list[int]:
 
     Examples
     --------
+    >>> from vstream.kernels.keyhash import key_hash_reference
     >>> [hex(h) for h in key_hash_reference([("a", 1), ("b", 2), (None, 3)])]
     ['0x5637ef7f09d444c0', '0xfd522ccbe66d4150', '0xe43adae915e87335']
     """

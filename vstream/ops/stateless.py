@@ -100,6 +100,7 @@ def step_function(
 
     Examples
     --------
+    >>> from vstream.ops.stateless import step_function
     >>> import polars as pl
     >>> fn = step_function("filter", "filter(x > 1)", exprs=[pl.col("x") > 1])
     >>> fn(pl.DataFrame({"x": [1, 2, 3]}))["x"].to_list()
@@ -158,6 +159,8 @@ def build_stateless(node: StepNode) -> StatelessOp:
 
     Examples
     --------
+    >>> from vstream.ops.stateless import Chunk
+    >>> from vstream.ops.stateless import build_stateless
     >>> import polars as pl
     >>> import vstream as vs
     >>> s = vs.from_polars(pl.DataFrame({"x": [1, 2]})).with_columns(y=pl.col("x") * 2)

@@ -417,6 +417,7 @@ def plan_aggregations(
 
     Examples
     --------
+    >>> from vstream.plan.aggregates import plan_aggregations
     >>> import polars as pl
     >>> plan = plan_aggregations(
     ...     [pl.len(), pl.col("x").mean(), (pl.col("x").sum() / pl.len()).alias("avg")],

@@ -223,6 +223,7 @@ def expression_tree(expr: pl.Expr, step: str, fix: str) -> Any:
 
     Examples
     --------
+    >>> from vstream.plan.expressions import expression_tree
     >>> import polars as pl
     >>> expression_tree(pl.col("x") + 1, "select", "")["BinaryExpr"]["op"]
     'Plus'
@@ -249,6 +250,7 @@ def non_row_wise_parts(tree: Any) -> list[str]:
 
     Examples
     --------
+    >>> from vstream.plan.expressions import non_row_wise_parts
     >>> import json
     >>> import polars as pl
     >>> non_row_wise_parts(json.loads(pl.col("x").diff().abs().meta.serialize(format="json")))
@@ -266,6 +268,7 @@ def check_row_wise(expr: pl.Expr, step: str) -> None:
 
     Examples
     --------
+    >>> from vstream.plan.expressions import check_row_wise
     >>> import polars as pl
     >>> check_row_wise(pl.col("x") * 2, "with_columns")
     >>> check_row_wise(pl.col("x").diff(), "with_columns")
@@ -373,6 +376,7 @@ def root_columns(exprs: Sequence[pl.Expr]) -> frozenset[str] | None:
 
     Examples
     --------
+    >>> from vstream.plan.expressions import root_columns
     >>> import polars as pl
     >>> sorted(root_columns([pl.col("a") * pl.col("b"), pl.col("a").alias("c")]))
     ['a', 'b']

@@ -30,6 +30,7 @@ def step_difference(old: object, new: dict[str, Any]) -> str:
 
     Examples
     --------
+    >>> from vstream.plan.fingerprint import step_difference
     >>> step_difference({"kind": "window", "window": {"size": 1000}},
     ...                 {"kind": "window", "window": {"size": 2000}})
     'its window size: it was 1000, it is now 2000'

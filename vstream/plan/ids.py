@@ -12,6 +12,7 @@ the plan's topological order.
 
 Examples
 --------
+>>> from vstream.plan.ids import step_identities
 >>> import polars as pl
 >>> import vstream as vs
 >>> from vstream.plan.nodes import ancestors

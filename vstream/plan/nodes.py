@@ -76,6 +76,8 @@ class EventTime:
 
         Examples
         --------
+        >>> import polars as pl
+        >>> from vstream.plan.nodes import EventTime
         >>> et = EventTime("ts", pl.Datetime("ms"), "ms", 0, None)
         >>> et.to_python(86_400_000), et.to_python(2**62), et.to_python(2**63 - 1)
         (datetime.datetime(1970, 1, 2, 0, 0), 4611686018427387904, None)
@@ -225,6 +227,7 @@ def import_path(fn: Callable[..., object]) -> str | None:
 
     Examples
     --------
+    >>> from vstream.plan.nodes import import_path
     >>> import math
     >>> import_path(math.sqrt), import_path(lambda x: x)
     ('math:sqrt', None)

@@ -94,6 +94,8 @@ def plan_to_bytes(outputs: Sequence[Node]) -> bytes:
 
     Examples
     --------
+    >>> from vstream.plan.serialize import plan_to_bytes
+    >>> from vstream.plan.serialize import plan_from_bytes
     >>> import polars as pl
     >>> import vstream as vs
     >>> s = vs.from_polars(pl.DataFrame({"x": [1, 2, 3]})).filter(pl.col("x") > 1)

@@ -282,6 +282,9 @@ def calendar_spec(spec: WindowSpec, dtype: pl.DataType, column: str | None, step
 
     Examples
     --------
+    >>> from vstream.plan.windows import Tumbling
+    >>> from vstream.plan.windows import calendar_spec
+    >>> import polars as pl
     >>> berlin = pl.Datetime("ms", "Europe/Berlin")
     >>> calendar_spec(Tumbling("1d"), berlin, "ts", "window"), calendar_spec(
     ...     Tumbling("24h"), berlin, "ts", "window")
@@ -326,6 +329,7 @@ def standard_offset(zone: str) -> int:
 
     Examples
     --------
+    >>> from vstream.plan.windows import standard_offset
     >>> standard_offset("Europe/Berlin"), standard_offset("Australia/Lord_Howe")
     (3600, 37800)
     """
@@ -347,6 +351,7 @@ def zone_offsets(zone: str) -> tuple[tuple[int, ...], int]:
 
     Examples
     --------
+    >>> from vstream.plan.windows import zone_offsets
     >>> zone_offsets("Europe/Berlin")
     ((3600, 7200), 3600)
     >>> zone_offsets("Asia/Kathmandu")  # +5:30 until 1986, then +5:45
@@ -404,6 +409,8 @@ def valid_times(setup: WindowSetup) -> tuple[int, int]:
 
     Examples
     --------
+    >>> from vstream.plan.windows import valid_times
+    >>> from vstream.plan.windows import WindowSetup
     >>> import polars as pl
     >>> from vstream.plan.aggregates import plan_aggregations
     >>> plan = plan_aggregations([pl.len()], pl.Schema({"ts": pl.Int64}), "agg", [])
@@ -485,6 +492,8 @@ def utc_offset(dtype: pl.Datetime, slide: int, offset: int, *, calendar: bool) -
 
     Examples
     --------
+    >>> import polars as pl
+    >>> from vstream.plan.windows import utc_offset
     >>> hour = 3_600_000
     >>> utc_offset(pl.Datetime("ms", "Asia/Kolkata"), hour, 0, calendar=False) // 60_000
     30

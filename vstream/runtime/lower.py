@@ -143,6 +143,7 @@ def lower(targets: list[Node]) -> PhysicalGraph:
 
     Examples
     --------
+    >>> from vstream.runtime.lower import lower
     >>> import polars as pl
     >>> import vstream as vs
     >>> s = vs.from_polars(pl.DataFrame({"ts": [1, 2], "x": [3, 4]}))

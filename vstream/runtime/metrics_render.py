@@ -90,6 +90,7 @@ def format_lag(lag: dict[str, int], shown: int = 3) -> str:
 
     Examples
     --------
+    >>> from vstream.runtime.metrics_render import format_lag
     >>> format_lag({"t/0": 5, "t/1": 1_200, "t/2": 0, "t/3": 7, "t/4": 9})
     '1,221 (t/1 1,200, t/4 9, t/3 7, +2 more)'
     >>> format_lag({})

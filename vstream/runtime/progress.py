@@ -29,6 +29,7 @@ def wants_progress(progress: bool | None) -> bool:
 
     Examples
     --------
+    >>> from vstream.runtime.progress import wants_progress
     >>> wants_progress(False), wants_progress(True)
     (False, True)
     """
@@ -45,6 +46,7 @@ def run_total(outputs: Sequence[Node]) -> int | None:
 
     Examples
     --------
+    >>> from vstream.runtime.progress import run_total
     >>> import polars as pl
     >>> import vstream as vs
     >>> s = vs.from_polars(pl.DataFrame({"x": range(7)}))
@@ -85,6 +87,7 @@ class Progress:
 
     Examples
     --------
+    >>> from vstream.runtime.progress import Progress
     >>> import io
     >>> out = io.StringIO()
     >>> p = Progress(10, "demo", delay=0.0, file=out)

@@ -10,6 +10,8 @@ elsewhere in the plan and a file added to a source directory.
 
 Examples
 --------
+>>> from vstream.runtime.run_state import StepState
+>>> from vstream.runtime.run_state import RunState
 >>> import pyarrow as pa
 >>> st = RunState(
 ...     steps={"head-1": StepState("head(3)", "head", True, "f", "a", {}, [5], 5, 5, False,
@@ -93,6 +95,7 @@ def check_key_groups(saved: int, now: int, where: str) -> None:
 
     Examples
     --------
+    >>> from vstream.runtime.run_state import check_key_groups
     >>> check_key_groups(128, 128, "the run state")
     >>> check_key_groups(64, 128, "the run state")
     Traceback (most recent call last):

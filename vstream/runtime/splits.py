@@ -8,6 +8,7 @@ checkpoint by its name. This object keeps the three together.
 
 Examples
 --------
+>>> from vstream.runtime.splits import SourceSplits
 >>> from vstream.io.base import ReaderStatus, SplitStatus
 >>> sp = SourceSplits("from_kafka(t)", ["t/0", "t/1"], first_id=10)
 >>> sp.add(2, "t/2", next_id=12), sp.gid(2), sp.names

@@ -492,6 +492,9 @@ class JoinState:
 
         Examples
         --------
+        >>> from vstream.state.join import JoinState
+        >>> from vstream.state.join import KeyIndex
+        >>> from vstream.state.join import LookupJoinState
         >>> import numpy as np, polars as pl
         >>> state = LookupJoinState(
         ...     KeyIndex(pl.Schema({"k": pl.Int64})), pl.Schema({"v": pl.Int64})
@@ -539,6 +542,9 @@ class JoinState:
 
         Examples
         --------
+        >>> from vstream.state.join import JoinState
+        >>> from vstream.state.join import KeyIndex
+        >>> from vstream.state.join import LookupJoinState
         >>> import polars as pl
         >>> state = LookupJoinState(
         ...     KeyIndex(pl.Schema({"k": pl.Int64})), pl.Schema({"v": pl.Int64})

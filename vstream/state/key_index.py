@@ -96,6 +96,7 @@ class KeyIndex:
 
     Examples
     --------
+    >>> from vstream.state.key_index import KeyIndex
     >>> import polars as pl
     >>> index = KeyIndex(pl.Schema({"host": pl.String}))
     >>> index.ids(pl.DataFrame({"host": ["a", "b", "a", None]})).tolist()
@@ -199,6 +200,7 @@ class KeyIndex:
 
         Examples
         --------
+        >>> from vstream.state.key_index import KeyIndex
         >>> import polars as pl
         >>> index = KeyIndex(pl.Schema({"k": pl.Int64}))
         >>> index.ids(pl.DataFrame({"k": [5, 7]})).tolist()
@@ -554,6 +556,7 @@ class KeyIndex:
 
         Examples
         --------
+        >>> from vstream.state.key_index import KeyIndex
         >>> import polars as pl
         >>> from vstream.kernels.keyhash import key_group, key_hash
         >>> df = pl.DataFrame({"host": ["a", "b", "a", None]})
@@ -584,6 +587,7 @@ class KeyIndex:
 
         Examples
         --------
+        >>> from vstream.state.key_index import KeyIndex
         >>> import numpy as np, polars as pl
         >>> index = KeyIndex(pl.Schema({"k": pl.String}))
         >>> index.ids(pl.DataFrame({"k": ["a", "b", "c"]})).tolist()

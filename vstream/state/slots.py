@@ -61,6 +61,8 @@ class StateTable:
 
     Examples
     --------
+    >>> from vstream.state.slots import CheckpointError
+    >>> from vstream.state.slots import StateTable
     >>> import pyarrow as pa
     >>> t = StateTable("window 'w'", {"slots": pa.table({"key": [0, 7]})}, "slots")
     >>> try:

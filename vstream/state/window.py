@@ -156,6 +156,9 @@ class _WindowState:
 
         Examples
         --------
+        >>> from vstream.state.window import PaneState
+        >>> from vstream.state.window import WindowStateConfig
+        >>> from vstream.state.window import WindowFields
         >>> import numpy as np, polars as pl, pyarrow as pa
         >>> fields = WindowFields((), ("n.len.rows",), np.zeros(0), np.zeros(1, np.int64))
         >>> config = WindowStateConfig(
@@ -196,6 +199,9 @@ class _WindowState:
 
         Examples
         --------
+        >>> from vstream.state.window import PaneState
+        >>> from vstream.state.window import WindowStateConfig
+        >>> from vstream.state.window import WindowFields
         >>> import numpy as np, polars as pl
         >>> fields = WindowFields((), ("n.len.rows",), np.zeros(0), np.zeros(1, np.int64))
         >>> config = WindowStateConfig(

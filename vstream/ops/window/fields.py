@@ -54,6 +54,7 @@ def window_fields(plan: AggPlan, init_f: np.ndarray, init_i: np.ndarray) -> Wind
 
     Examples
     --------
+    >>> from vstream.ops.window.fields import window_fields
     >>> import numpy as np, polars as pl
     >>> from vstream.plan.aggregates import plan_aggregations
     >>> aggs = [pl.col("cpu").mean().alias("cpu"), pl.len().alias("n")]
