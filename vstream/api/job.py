@@ -56,6 +56,19 @@ class Job:
         keep: int = 100_000,
         checkpoint: CheckpointConfig | None = None,
     ) -> Job:
+        """Open the run of ``items`` and start its thread (what :meth:`Stream.start` and
+        :func:`vstream.start_all` call; a source that cannot be opened fails here).
+
+        Examples
+        --------
+        >>> import polars as pl
+        >>> import vstream as vs
+        >>> from vstream.api.job import Job
+        >>> job = Job.launch([vs.from_polars(pl.DataFrame({"x": [1, 2]}))])
+        >>> job.join(timeout=30)
+        >>> job.results.height
+        2
+        """
         config = job_checkpoint(items, checkpoint, "start")
         executor = Executor(to_targets(items, keep=keep), config)
         executor.open()  # a source that cannot be opened fails here, not in the thread
@@ -80,7 +93,17 @@ class Job:
 
     @property
     def running(self) -> bool:
-        """Whether the job is still running."""
+        """Whether the job is still running.
+
+        Examples
+        --------
+        >>> import polars as pl
+        >>> import vstream as vs
+        >>> job = vs.from_polars(pl.DataFrame({"x": [1]})).start()
+        >>> job.join(timeout=30)
+        >>> job.running
+        False
+        """
         return self._thread.is_alive()
 
     def stop(self, *, drain: bool = False, timeout: float | None = 10.0) -> None:
@@ -90,24 +113,72 @@ class Job:
         every open window is emitted; otherwise open state is dropped. Sinks are flushed
         either way. A job with a checkpoint dir takes a last checkpoint instead of
         dropping its state (and marks it finished with ``drain=True``).
+
+        Examples
+        --------
+        >>> import itertools
+        >>> import vstream as vs
+        >>> endless = vs.from_records(({"i": i} for i in itertools.count()), batch_size=100)
+        >>> job = endless.start()
+        >>> job.stop()
+        >>> job.running, job.metrics.stopped
+        (False, True)
         """
         self._executor.stop(drain=drain)
         self.join(timeout=timeout)
 
     def join(self, timeout: float | None = None) -> None:
-        """Wait for the job to end; re-raises the error that ended it, if any."""
+        """Wait for the job to end (at most ``timeout`` seconds); re-raises the error that
+        ended it, if any.
+
+        Examples
+        --------
+        >>> import polars as pl
+        >>> import vstream as vs
+        >>> job = vs.from_polars(pl.DataFrame({"x": [1, 2]})).start()
+        >>> job.join(timeout=30)
+        >>> job.running
+        False
+        """
         self._thread.join(timeout)
         if self._error is not None:
             raise self._error
 
     @property
     def error(self) -> BaseException | None:
-        """The error that ended the job, if any."""
+        """The error that ended the job, if any (:meth:`join` re-raises it).
+
+        Examples
+        --------
+        >>> import polars as pl
+        >>> import vstream as vs
+        >>> def boom(df: pl.DataFrame) -> pl.DataFrame:
+        ...     if df.height:  # (the schema check calls it on an empty frame)
+        ...         raise ValueError("bad batch")
+        ...     return df
+        >>> job = vs.from_polars(pl.DataFrame({"x": [1]})).map_batches(boom).start()
+        >>> try:
+        ...     job.join(timeout=30)
+        ... except vs.VStreamError:
+        ...     pass
+        >>> type(job.error).__name__, "bad batch" in str(job.error)
+        ('StepError', True)
+        """
         return self._error
 
     @property
     def metrics(self) -> Metrics:
-        """A snapshot of the job's metrics."""
+        """A snapshot of the job's metrics (:class:`vstream.Metrics`).
+
+        Examples
+        --------
+        >>> import polars as pl
+        >>> import vstream as vs
+        >>> job = vs.from_polars(pl.DataFrame({"x": range(5)}), batch_size=2).start()
+        >>> job.join(timeout=30)
+        >>> job.metrics.events_in, job.metrics.batches_in
+        (5, 3)
+        """
         return copy.deepcopy(self._executor.metrics)
 
     def serve_metrics(self, port: int = 0, host: str = "127.0.0.1") -> MetricsServer:
@@ -176,7 +247,17 @@ class Job:
 
     @property
     def results(self) -> pl.DataFrame:
-        """The newest rows emitted by the first Stream target so far (up to ``keep``)."""
+        """The newest rows emitted by the first Stream target so far (up to ``keep``).
+
+        Examples
+        --------
+        >>> import polars as pl
+        >>> import vstream as vs
+        >>> job = vs.from_polars(pl.DataFrame({"x": range(10)})).start(keep=3)
+        >>> job.join(timeout=30)
+        >>> job.results["x"].to_list()
+        [7, 8, 9]
+        """
         for t in self._executor.targets:
             if isinstance(t.sink, ResultsSink):
                 return t.sink.result()
@@ -265,7 +346,18 @@ class Job:
         return got
 
     def results_of(self, index: int) -> pl.DataFrame:
-        """The newest rows of target ``index`` (as passed to ``start_all``)."""
+        """The newest rows of target ``index`` (as passed to ``start_all``).
+
+        Examples
+        --------
+        >>> import polars as pl
+        >>> import vstream as vs
+        >>> s = vs.from_polars(pl.DataFrame({"x": [1, 2, 3]}))
+        >>> job = vs.start_all([s.filter(pl.col("x") > 1), s.filter(pl.col("x") < 2)])
+        >>> job.join(timeout=30)
+        >>> job.results_of(0)["x"].to_list(), job.results_of(1)["x"].to_list()
+        ([2, 3], [1])
+        """
         sink = self._executor.targets[index].sink
         if not isinstance(sink, ResultsSink):
             msg = f"target {index} is a sink, not a Stream; it keeps no results"

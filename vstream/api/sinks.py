@@ -470,6 +470,23 @@ class Terminals(FileTerminals):
         ``checkpoint_dir`` the job checkpoints its state and positions (see
         :meth:`sink_parquet`); ``job.stop()`` then takes a last checkpoint and a later
         start resumes from it. The rows kept in memory are not part of a checkpoint.
+
+        Examples
+        --------
+        >>> import polars as pl
+        >>> import vstream as vs
+        >>> job = vs.from_polars(pl.DataFrame({"x": [1, 2, 3]})).filter(pl.col("x") > 1).start()
+        >>> job.join(timeout=30)
+        >>> job.results
+        shape: (2, 1)
+        ┌─────┐
+        │ x   │
+        │ --- │
+        │ i64 │
+        ╞═════╡
+        │ 2   │
+        │ 3   │
+        └─────┘
         """
         from vstream.api.job import Job
 
