@@ -27,6 +27,8 @@ tests root on ``sys.path``).
 
 Examples
 --------
+>>> from join_reference import interval
+>>> import polars as pl
 >>> left = pl.DataFrame({"ts": [10, 20], "k": ["a", "b"]})
 >>> right = pl.DataFrame({"ts": [12, 40], "k": ["a", "b"], "v": [1, 2]})
 >>> interval(left, right, on="k", lower=0, upper=5).rows()
@@ -97,6 +99,8 @@ def asof(
 
     Examples
     --------
+    >>> from join_reference import asof
+    >>> import polars as pl
     >>> left = pl.DataFrame({"ts": [5, 1], "k": ["a", "a"]})
     >>> right = pl.DataFrame({"ts": [4, 0], "k": ["a", "a"], "v": [1, 2]})
     >>> asof(left, right, by="k").sort("ts").rows()
@@ -170,6 +174,8 @@ def interval(
 
     Examples
     --------
+    >>> from join_reference import interval
+    >>> import polars as pl
     >>> left = pl.DataFrame({"ts": [10, 20], "k": ["a", "b"]})
     >>> right = pl.DataFrame({"ts": [12, 40], "k": ["a", "b"], "v": [1, 2]})
     >>> interval(left, right, on="k", lower=0, upper=5, how="full").sort("ts").rows()
@@ -208,6 +214,8 @@ def ttl(
 
     Examples
     --------
+    >>> from join_reference import ttl
+    >>> import polars as pl
     >>> left = pl.DataFrame({"ts": [10, 20], "k": ["a", "a"]})
     >>> right = pl.DataFrame({"ts": [14], "k": ["a"], "v": [1]})
     >>> ttl(left, right, on="k", ttl=5, how="left").sort("ts").rows()
@@ -269,6 +277,8 @@ def windowed(
 
     Examples
     --------
+    >>> from join_reference import windowed
+    >>> import polars as pl
     >>> left = pl.DataFrame({"ts": [3], "k": ["a"]})
     >>> right = pl.DataFrame({"ts": [7], "k": ["a"], "v": [1]})
     >>> windowed(left, right, on="k", size=10, slide=5, how="left").sort("window_start").rows()
@@ -298,6 +308,8 @@ def lookup(
 
     Examples
     --------
+    >>> from join_reference import lookup
+    >>> import polars as pl
     >>> events = pl.DataFrame({"k": [1, 2, None]})
     >>> lookup(events, pl.DataFrame({"k": [1, None], "v": ["x", "y"]}), on="k", how="left").rows()
     [(1, 'x'), (2, None), (None, None)]
@@ -310,6 +322,8 @@ def latest_per_key(updates: pl.DataFrame, key: Keys) -> pl.DataFrame:
 
     Examples
     --------
+    >>> from join_reference import latest_per_key
+    >>> import polars as pl
     >>> updates = pl.DataFrame({"k": [1, 2, 1], "v": ["a", "b", "c"]})
     >>> latest_per_key(updates, "k").sort("k").rows()
     [(1, 'c'), (2, 'b')]

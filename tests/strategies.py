@@ -8,6 +8,7 @@ Test modules import this file by name, from whichever folder under ``tests/`` th
 
 Examples
 --------
+>>> from strategies import split_frame
 >>> import polars as pl
 >>> [b.num_rows for b in split_frame(pl.DataFrame({"a": range(5)}), [2, 3])]
 [2, 1, 2]

@@ -18,6 +18,8 @@ tests root on ``sys.path``).
 
 Examples
 --------
+>>> from window_reference import tumbling
+>>> import polars as pl
 >>> df = pl.DataFrame({"ts": [5, 1, 12], "x": [1, 2, 3]})
 >>> tumbling(df, 10, aggs=[pl.col("x").first()]).sort("window_start").rows()
 [(0, 10, 1), (10, 20, 3)]
@@ -101,6 +103,8 @@ def tumbling(
 
     Examples
     --------
+    >>> from window_reference import tumbling
+    >>> import polars as pl
     >>> df = pl.DataFrame({"ts": [250, -5, 1300, 999], "k": ["a", "a", "a", "b"]})
     >>> tumbling(df, 1000, 300, by="k", aggs=[pl.len()]).sort("k", "window_start").rows()
     [('a', -700, 300, 2), ('a', 1300, 2300, 1), ('b', 300, 1300, 1)]
@@ -127,6 +131,8 @@ def hopping(
 
     Examples
     --------
+    >>> from window_reference import hopping
+    >>> import polars as pl
     >>> df = pl.DataFrame({"ts": [0, 7]})
     >>> hopping(df, 5, 2, aggs=[pl.len()]).sort("window_start").rows()
     [(-4, 1, 1), (-2, 3, 1), (0, 5, 1), (4, 9, 1), (6, 11, 1)]
@@ -158,6 +164,8 @@ def session(
 
     Examples
     --------
+    >>> from window_reference import session
+    >>> import polars as pl
     >>> df = pl.DataFrame({"ts": [19, 0, 30, 10]})
     >>> session(df, 10, aggs=[pl.len()]).sort("window_start").rows()
     [(0, 29, 3), (30, 40, 1)]
@@ -193,6 +201,8 @@ def tumbling_dynamic(
 
     Examples
     --------
+    >>> from window_reference import tumbling_dynamic
+    >>> import polars as pl
     >>> df = pl.DataFrame({"ts": [250, -5, 1300, 999], "k": ["a", "a", "a", "b"]})
     >>> tumbling_dynamic(df, 1000, 300, by="k", aggs=[pl.len()]).sort("k", "window_start").rows()
     [('a', -700, 300, 2), ('a', 1300, 2300, 1), ('b', 300, 1300, 1)]
@@ -239,6 +249,7 @@ def watermarks_before(
 
     Examples
     --------
+    >>> from window_reference import watermarks_before
     >>> watermarks_before([5, 1, 12, 3, 15], [2, 1, 2], 0).tolist()[1:]
     [-4611686018427387904, 5, 12, 12]
     """
@@ -281,6 +292,7 @@ def session_stream(
 
     Examples
     --------
+    >>> from window_reference import session_stream
     >>> out, late = session_stream([0, 20, 10, -20], ["a"] * 4, [2, 1, 1], 5, 10)
     >>> out.select("window_start", "window_end", "revision", "rows").rows()
     [(0, 10, 0, [0]), (10, 30, 0, [1, 2])]

@@ -119,7 +119,7 @@ def test_stop_ends_the_view_without_waiting_out_its_refresh(
     assert view.error is None
     assert not job.running
     assert len(seen) == 2
-    assert "finished" in seen[-1]
+    assert "stopped" in seen[-1]  # stopped with input left (not finished)
 
 
 def test_a_failed_job_ends_the_view_cleanly(telemetry_small: pl.DataFrame) -> None:
