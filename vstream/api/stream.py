@@ -86,6 +86,7 @@ class Stream(PolarsMethods):
         *,
         idle_timeout: Duration | float | None = None,
         time_unit: TimeUnit | None = None,
+        as_datetime: bool = False,
         name: str | None = None,
     ) -> Stream:
         """Declare the event-time column and how far out of order events may arrive.
@@ -109,6 +110,16 @@ class Stream(PolarsMethods):
             watermark follows the wall clock.
         time_unit
             The unit of an integer event-time column: ``"ns"``, ``"us"``, ``"ms"``, ``"s"``.
+            With it the job's gauges show the watermark as a UTC datetime and a live
+            view plots the time axis as dates; the data keep their integers.
+        as_datetime
+            Cast the integer event-time column to ``pl.Datetime(time_unit)`` right after
+            this step, so window bounds (``window_start``, ``window_end``) and every row
+            downstream carry datetimes. Needs ``time_unit`` ``"ms"``, ``"us"`` or
+            ``"ns"``. The datetimes are naive and read as UTC, as ``pl.from_epoch``
+            gives them: windows are cut exactly where they are on the integers (a time
+            zone's local windows need a zone-aware column cast before this step). The
+            results equal the integer run's, cast. A ``Datetime`` column is kept as it is.
         name
             A stable name for the step's state in checkpoints; set it to keep the state
             when the pipeline around it changes. Letters, digits, ``_`` and ``-``
@@ -123,6 +134,26 @@ class Stream(PolarsMethods):
         'ts'
         >>> vs.from_polars(df).with_watermark(pl.col("ts"), 1_000).event_time
         'ts'
+
+        Integers in milliseconds since the epoch, windows with datetime bounds:
+
+        >>> df = pl.DataFrame({"ts": [1_704_067_200_000, 1_704_067_230_000, 1_704_067_290_000]})
+        >>> (
+        ...     vs.from_polars(df)
+        ...     .with_watermark("ts", "1s", time_unit="ms", as_datetime=True)
+        ...     .window(vs.tumbling("1m"))
+        ...     .agg(pl.len())
+        ...     .collect()
+        ... )
+        shape: (2, 3)
+        ┌─────────────────────┬─────────────────────┬─────┐
+        │ window_start        ┆ window_end          ┆ len │
+        │ ---                 ┆ ---                 ┆ --- │
+        │ datetime[ms]        ┆ datetime[ms]        ┆ u32 │
+        ╞═════════════════════╪═════════════════════╪═════╡
+        │ 2024-01-01 00:00:00 ┆ 2024-01-01 00:01:00 ┆ 2   │
+        │ 2024-01-01 00:01:00 ┆ 2024-01-01 00:02:00 ┆ 1   │
+        └─────────────────────┴─────────────────────┴─────┘
         """
         if isinstance(column, pl.Expr):
             if not column.meta.is_column():
@@ -187,7 +218,39 @@ class Stream(PolarsMethods):
             else (f"{delay}{unit}")
         )
         label = named(f"with_watermark({column!r}, max_out_of_orderness={shown})", name)
-        return Stream(set_name(WatermarkNode(self._node, et, label), name, label))
+        out = Stream(set_name(WatermarkNode(self._node, et, label), name, label))
+        if as_datetime and not isinstance(dtype, pl.Datetime):
+            return out._as_datetime(step, et)
+        return out
+
+    def _as_datetime(self, step: str, et: EventTime) -> Stream:
+        """``with_watermark(..., as_datetime=True)``: the integer event-time column cast to
+        ``pl.Datetime(unit)`` (naive, UTC) after the watermark step. The watermark step
+        still reads the integers; downstream, the event time is the Datetime column (the
+        same int64 values, so windows and joins compute what they compute on integers)."""
+        if et.unit not in ("ms", "us", "ns"):
+            fix = (
+                f"scale the column to milliseconds first, .with_columns(pl.col({et.column!r}) "
+                "* 1_000), and declare time_unit='ms'"
+                if et.unit == "s"
+                else "declare time_unit='ms' (or 'us', 'ns'): the unit of its integers"
+            )
+            msg = (
+                f"{step}: as_datetime=True needs a time_unit a Polars Datetime has ('ms', "
+                f"'us' or 'ns'), got {et.unit!r}; {fix}"
+            )
+            raise EventTimeError(msg)
+        dtype = pl.Datetime(et.unit)
+        col = et.column
+        out = self._step(
+            f"as_datetime({col!r}, {et.unit!r})",
+            "with_columns",
+            exprs=[pl.col(col).cast(dtype)],
+            assigns=frozenset({col}),
+            uses=frozenset({col}),
+        )
+        out._node.event_time = dataclasses.replace(et, dtype=dtype)
+        return out
 
     # ------------------------------------------------------------------ stateless steps
     def filter(self, *predicates: pl.Expr, **constraints: Any) -> Stream:

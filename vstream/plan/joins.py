@@ -204,6 +204,11 @@ def _same_time_hint(lt: EventTime, rt: EventTime) -> str:
             f"e.g. .with_columns(pl.col({col!r}).cast(pl.Datetime({ldt.time_unit!r}{zone}))) "
             f"on the right input (integers in {ldt.time_unit} since the epoch) before its "
             ".with_watermark(...)"
+            + (
+                f", or .with_watermark(..., time_unit={ldt.time_unit!r}, as_datetime=True) on it"
+                if ldt.time_zone is None
+                else ""
+            )
         )
     if isinstance(rdt, pl.Datetime):
         return (
