@@ -9,10 +9,10 @@ from typing import Any
 
 import polars as pl
 import pytest
-import strategies
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import strategies
 import vstream as vs
 from vstream.errors import EventTimeError, SchemaError
 
@@ -92,7 +92,8 @@ def test_joins_downstream_equal_the_integer_run_cast(
 
     ints, dts = run(False), run(True)
     times = tuple(c for c, dt in ints.schema.items() if c.startswith(("ts", "window_")))
-    assert times and all(dts.schema[c] == pl.Datetime("ms") for c in times)
+    assert times
+    assert all(dts.schema[c] == pl.Datetime("ms") for c in times)
     same_rows(dts, _cast(ints, times), **FLOAT)
 
 

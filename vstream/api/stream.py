@@ -249,7 +249,7 @@ class Stream(PolarsMethods):
             assigns=frozenset({col}),
             uses=frozenset({col}),
         )
-        out._node.event_time = dataclasses.replace(et, dtype=dtype)
+        out.node.event_time = dataclasses.replace(et, dtype=dtype)
         return out
 
     # ------------------------------------------------------------------ stateless steps

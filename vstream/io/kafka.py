@@ -73,6 +73,7 @@ class KafkaSource(Source):
 
     concurrent_splits = True
     replayable = True
+    live = True
     splits_may_grow = True
 
     def __init__(

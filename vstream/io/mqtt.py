@@ -70,6 +70,7 @@ class MqttSource(Source):
     """
 
     bounded = False
+    live = True
     # replayable from its write-ahead log, which a checkpoint gives it (use_checkpoints)
     replayable = True
     replay_hint = "checkpoint the run: from_mqtt replays from its write-ahead log"

@@ -162,6 +162,7 @@ class WatchSource(Source):
     """
 
     bounded = False
+    live = True
     replayable = True
     concurrent_splits = False
     splits_may_grow = True

@@ -58,6 +58,9 @@ class Operator:
     collects_side: bool = False
     #: rows whose event time was already behind the watermark when they arrived
     behind_watermark: int = 0
+    #: the newest event time an assigner has seen (the replay clock of the metrics'
+    #: event-time lag); -inf until then and for other operators
+    max_event_time: int = MIN_WM
     #: the most rows held in state at once (operators whose :meth:`state_rows` counts)
     peak_state_rows: int = 0
 

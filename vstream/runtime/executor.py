@@ -31,8 +31,8 @@ from vstream.ops.base import MAX_WM, MIN_WM, Chunk, Operator
 from vstream.plan.ids import StepIdentity, step_identities
 from vstream.plan.nodes import Node
 from vstream.runtime.checkpointing import CheckpointConfig, Checkpointing
-from vstream.runtime.lower import lower
-from vstream.runtime.metrics import Metrics, StepMetrics
+from vstream.runtime.lower import event_time_clocks, lower
+from vstream.runtime.metrics import Metrics, StepMetrics, set_watermark
 from vstream.runtime.progress import Progress
 from vstream.runtime.run_state import RunState, StepState, check_key_groups
 from vstream.runtime.splits import SourceSplits
@@ -109,6 +109,7 @@ class Executor:
             for j in dict.fromkeys(graph.targets)
             if self.nodes[j].event_time is not None and j not in side_fed
         ]
+        self._clocks = event_time_clocks(graph, self._wm_targets)  # what lags are measured on
         # rows a target's sink takes are events out, except refused records
         self._counts_out = [j not in graph.dead_letter_outputs for j in range(n)]
         self.step_metrics = [StepMetrics() for _ in range(n)]
@@ -723,14 +724,9 @@ class Executor:
             j = min(self._wm_targets, key=lambda i: self.out_wm[i])
             et = self.nodes[j].event_time
             assert et is not None
-            wm = self.out_wm[j]
-            m.watermark = et.to_python(wm)
-            if wm not in (MIN_WM, MAX_WM) and et.unit is not None:
-                from vstream._duration import unit_to_ns
-
-                m.event_time_lag_s = time.time() - wm * unit_to_ns(et.unit) / 1e9
-            else:
-                m.event_time_lag_s = None
+            assigners, live = self._clocks[j]
+            newest = max((self.ops[w].max_event_time for w in assigners), default=MIN_WM)
+            set_watermark(m, et, self.out_wm[j], newest, live)
         for op, sm in zip(self.ops, self.step_metrics, strict=True):
             by_input = op.late_counts()
             if by_input is not None:

@@ -307,3 +307,26 @@ def _projection(
         convert[s] = keep
         reads[s] = None if keep is None else frozenset(keep)
     return convert, reads
+
+
+def event_time_clocks(graph: PhysicalGraph, steps: list[int]) -> dict[int, tuple[list[int], bool]]:
+    """Per step, what its event-time lag is measured against: the watermark assigners
+    above it (whose newest event time is the replay clock) and whether a live source
+    (``Source.live``: a broker, a watched directory) feeds it (then the wall clock is).
+
+    Examples
+    --------
+    >>> import polars as pl
+    >>> import vstream as vs
+    >>> from vstream.runtime.lower import event_time_clocks, lower
+    >>> s = vs.from_polars(pl.DataFrame({"ts": [1, 2]})).with_watermark("ts", 0)
+    >>> g = lower([s.select("ts")._node])
+    >>> event_time_clocks(g, [2])
+    {2: ([1], False)}
+    """
+    out = {}
+    for j in steps:
+        feeding = [s for s in graph.sources if j in graph.down[s]]
+        assigners = sorted({w for s in feeding for w in graph.watermarks[s] if j in graph.down[w]})
+        out[j] = (assigners, any(graph.source_of[s].live for s in feeding))
+    return out

@@ -2,10 +2,24 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, Literal
 
-__all__ = ["Metrics", "StepMetrics"]
+from vstream._duration import TimeUnit
+from vstream.runtime.metrics_render import format_watermark
+
+if TYPE_CHECKING:
+    from vstream.plan.nodes import EventTime
+
+__all__ = ["LagClock", "Metrics", "StepMetrics", "set_watermark"]
+
+#: what the event-time lag is measured against: the wall clock (live sources) or the
+#: newest event time seen (a replay of recorded data)
+LagClock = Literal["wall", "replay"]
+
+_US_PER_UNIT = {"s": 1_000_000, "ms": 1_000, "us": 1}
 
 
 @dataclass
@@ -37,9 +51,18 @@ class Metrics:
         Rows delivered to the outputs (dead-letter and late branches not counted).
     watermark
         The lowest event-time watermark among the outputs (a datetime for Datetime
-        columns), or None without event time or once the input has ended.
-    event_time_lag_s
-        Wall clock minus the watermark in seconds, where the time unit is known.
+        columns, else the integer), or None without event time or once the input has
+        ended. :attr:`watermark_datetime` gives it as a datetime.
+    watermark_unit
+        The unit of an integer watermark, when ``with_watermark(..., time_unit=)``
+        declared it (None otherwise, and for a Datetime watermark).
+    event_time_lag_s, lag_clock
+        How far the watermark is behind, in seconds, where the time unit is known, and
+        the clock it is measured on: ``"wall"``, the wall clock minus the watermark,
+        when a live source (Kafka, MQTT, a watched directory) feeds the output;
+        ``"replay"``, the newest event time seen minus the watermark, when the input is
+        recorded data (files, frames, generators; see ``Source.live``), where the wall
+        clock would say how old the data are, not how far the run is behind them.
     late_events, dead_letters
         Events dropped as late (or sent to the late output) and records refused.
     behind_watermark
@@ -73,7 +96,9 @@ class Metrics:
     bytes_in: int = 0
     events_out: int = 0
     watermark: Any = None
+    watermark_unit: TimeUnit | None = None
     event_time_lag_s: float | None = None
+    lag_clock: LagClock | None = None
     late_events: int = 0
     dead_letters: int = 0
     behind_watermark: int = 0
@@ -90,9 +115,35 @@ class Metrics:
     split_lag: dict[str, int] = field(default_factory=dict)
     steps: dict[str, StepMetrics] = field(default_factory=dict)
 
+    @property
+    def watermark_datetime(self) -> datetime | None:
+        """The watermark as a datetime: itself for a Datetime event time, the UTC
+        datetime of an integer one whose unit is declared; else (or beyond the years
+        1-9999) None.
+
+        Examples
+        --------
+        >>> import vstream as vs
+        >>> vs.Metrics(watermark=1_704_067_200_500, watermark_unit="ms").watermark_datetime
+        datetime.datetime(2024, 1, 1, 0, 0, 0, 500000, tzinfo=datetime.timezone.utc)
+        >>> vs.Metrics(watermark=1_704_067_200_500).watermark_datetime is None
+        True
+        """
+        wm = self.watermark
+        if isinstance(wm, datetime):
+            return wm
+        if not isinstance(wm, int) or isinstance(wm, bool) or self.watermark_unit is None:
+            return None
+        per = _US_PER_UNIT.get(self.watermark_unit)
+        us = wm // 1_000 if per is None else wm * per  # ns: truncated, as Polars does
+        try:
+            return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=us)
+        except OverflowError:
+            return None
+
     def summary(self) -> str:
         """One line for logs and the demo."""
-        wm = "-" if self.watermark is None else str(self.watermark)
+        wm = format_watermark(self)
         sources = "" if self.connected else ", a source is disconnected"
         if self.source_errors:
             sources += f", source errors {self.source_errors:,}"
@@ -116,3 +167,36 @@ class Metrics:
         from vstream.runtime.metrics_render import metrics_html
 
         return metrics_html(self)
+
+
+def set_watermark(m: Metrics, et: EventTime, wm: int, newest: int, live: bool) -> None:
+    """The watermark gauges of ``m``: the watermark ``wm`` of an output whose event time
+    is ``et``, its unit, and its lag on the clock of its input (``live``: the wall clock;
+    else the replay clock, the newest event time seen upstream, ``newest``).
+
+    Examples
+    --------
+    >>> import polars as pl
+    >>> import vstream as vs
+    >>> from vstream.plan.nodes import EventTime
+    >>> from vstream.runtime.metrics import set_watermark
+    >>> m = vs.Metrics()
+    >>> et = EventTime("ts", pl.Int64(), "ms", 2_000, None)
+    >>> set_watermark(m, et, 1_704_067_200_000, 1_704_067_202_500, live=False)
+    >>> m.watermark, m.watermark_unit, m.event_time_lag_s, m.lag_clock
+    (1704067200000, 'ms', 2.5, 'replay')
+    """
+    from vstream.ops.base import MAX_WM, MIN_WM
+
+    m.watermark = et.to_python(wm)
+    m.watermark_unit = None if isinstance(m.watermark, datetime) else et.unit
+    if wm in (MIN_WM, MAX_WM) or et.unit is None:
+        m.event_time_lag_s, m.lag_clock = None, None
+        return
+    seconds_per_unit = _US_PER_UNIT.get(et.unit, 0.001) / 1e6
+    if live:
+        m.event_time_lag_s, m.lag_clock = time.time() - wm * seconds_per_unit, "wall"
+    elif newest == MIN_WM:
+        m.event_time_lag_s, m.lag_clock = None, None
+    else:  # an idle source's watermark may follow the wall clock past the newest event
+        m.event_time_lag_s, m.lag_clock = max(newest - wm, 0) * seconds_per_unit, "replay"

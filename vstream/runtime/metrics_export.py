@@ -128,19 +128,21 @@ def metric_families(m: Metrics) -> list[Metric]:
         out.append(
             GaugeMetricFamily(
                 "vstream_watermark_lag_seconds",
-                "Wall clock minus the lowest output watermark.",
+                "How far the lowest output watermark is behind: the wall clock minus it for "
+                "live sources, the newest event time seen minus it for replayed data.",
                 value=m.event_time_lag_s,
             )
         )
-    if isinstance(m.watermark, datetime):
+    at = m.watermark_datetime  # an integer watermark too, where its unit is declared
+    if at is not None:
         out.append(
             GaugeMetricFamily(
                 "vstream_watermark_timestamp_seconds",
                 "The lowest output watermark, as Unix time.",
-                value=_timestamp(m.watermark),
+                value=_timestamp(at),
             )
         )
-    elif isinstance(m.watermark, int) and not isinstance(m.watermark, bool):
+    if isinstance(m.watermark, int) and not isinstance(m.watermark, bool):
         out.append(
             GaugeMetricFamily(
                 "vstream_watermark",

@@ -18,6 +18,7 @@ __all__ = [
     "format_count",
     "format_lag",
     "format_seconds",
+    "format_watermark",
     "metrics_html",
     "metrics_text",
 ]
@@ -54,12 +55,40 @@ def format_seconds(s: float | None) -> str:
     return f"{s / 3600:.1f} h"
 
 
-def _watermark(wm: object) -> str:
+def format_watermark(m: Metrics) -> str:
+    """The watermark of ``m`` as the gauges show it: an integer one whose unit is
+    declared as its UTC date and time (ISO 8601), a datetime as Python prints it, any
+    other integer with thousands separators, ``-`` for none.
+
+    Examples
+    --------
+    >>> import vstream as vs
+    >>> from vstream.runtime.metrics_render import format_watermark
+    >>> format_watermark(vs.Metrics(watermark=1_704_067_230_250, watermark_unit="ms"))
+    '2024-01-01 00:00:30.250 UTC'
+    >>> format_watermark(vs.Metrics(watermark=1_704_067_230))
+    '1,704,067,230'
+    """
+    wm = m.watermark
     if wm is None:
         return "-"
     if isinstance(wm, int) and not isinstance(wm, bool):
-        return f"{wm:,}"
+        at = m.watermark_datetime
+        if at is None:
+            return f"{wm:,}"
+        if at.microsecond % 1_000:
+            spec = "microseconds"
+        else:
+            spec = "milliseconds" if at.microsecond else "seconds"
+        return f"{at.replace(tzinfo=None).isoformat(sep=' ', timespec=spec)} UTC"
     return str(wm)
+
+
+def _lag(m: Metrics) -> str:
+    """The event-time lag and the clock it is measured on (see ``Metrics.lag_clock``)."""
+    if m.event_time_lag_s is None or m.lag_clock is None:
+        return format_seconds(m.event_time_lag_s)
+    return f"{format_seconds(m.event_time_lag_s)} ({m.lag_clock} clock)"
 
 
 def _gauges(m: Metrics) -> list[tuple[str, str]]:
@@ -69,8 +98,8 @@ def _gauges(m: Metrics) -> list[tuple[str, str]]:
         ("events in", format_count(m.events_in)),
         ("events/s", _rate(m.events_per_s)),
         ("events out", format_count(m.events_out)),
-        ("watermark", _watermark(m.watermark)),
-        ("event-time lag", format_seconds(m.event_time_lag_s)),
+        ("watermark", format_watermark(m)),
+        ("event-time lag", _lag(m)),
         ("late events", format_count(m.late_events)),
         ("dead letters", format_count(m.dead_letters)),
         (
