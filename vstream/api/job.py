@@ -18,6 +18,7 @@ from vstream.runtime.executor import Executor
 from vstream.runtime.metrics import Metrics
 
 if TYPE_CHECKING:
+    from vstream._duration import TimeUnit
     from vstream.notebook.live import LiveView
     from vstream.runtime.metrics_export import MetricsServer
 
@@ -299,7 +300,22 @@ class Job:
         """
         from vstream.notebook.live import LiveView
 
-        self.view = LiveView(self, y=y, by=by, x=x, top=top, rows=rows, every=every).start()
+        unit = self._time_unit(x)
+        view = LiveView(self, y=y, by=by, x=x, top=top, rows=rows, every=every, time_unit=unit)
+        self.view = view.start()
+
+    def _time_unit(self, x: str) -> TimeUnit | None:
+        """The declared unit of the results' column ``x`` when it holds integer event
+        times (the event-time column, or window bounds over it): the live view plots it
+        as dates. None for any other column, or without a declared unit."""
+        for t in self._executor.targets:
+            if isinstance(t.sink, ResultsSink):
+                et, schema = t.node.event_time, t.node.schema
+                times = {"window_start", "window_end"} | ({et.column, et.other} if et else set())
+                if et is not None and x in times and x in schema and schema[x].is_integer():
+                    return et.unit
+                return None
+        return None
 
     def state(self, window: int | str = 0) -> pl.DataFrame:
         """The open windows of a window step, with their aggregates so far: what they

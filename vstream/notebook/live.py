@@ -22,6 +22,7 @@ from vstream._jupyter import in_notebook
 from vstream.notebook.render import check_altair, dashboard_html, dashboard_text
 
 if TYPE_CHECKING:
+    from vstream._duration import TimeUnit
     from vstream.api.job import Job
 
 __all__ = ["LiveView"]
@@ -54,8 +55,10 @@ class LiveView:
         out: IO[str] | None = None,
         sink: Callable[[str], None] | None = None,
         html: bool | None = None,
+        time_unit: TimeUnit | None = None,
     ) -> None:
         self.job = job
+        self.time_unit = time_unit  # of an integer x: plotted as dates
         self.y, self.by, self.x, self.top, self.rows = y, by, x, top, rows
         self.every = every
         self.text_every = text_every
@@ -97,7 +100,14 @@ class LiveView:
         if self.html:
             plot = self.y if self.y is not None and self.y in results.columns else None
             text = dashboard_html(
-                metrics, results, y=plot, by=self.by, x=self.x, top=self.top, max_rows=self.rows
+                metrics,
+                results,
+                y=plot,
+                by=self.by,
+                x=self.x,
+                top=self.top,
+                max_rows=self.rows,
+                time_unit=self.time_unit,
             )
         elif final:
             text = dashboard_text(metrics, results, max_rows=self.rows)

@@ -21,6 +21,7 @@ from vstream.errors import ColumnNotFoundError, MissingDependencyError
 from vstream.runtime.metrics_render import BOX_STYLE, metrics_html, metrics_text
 
 if TYPE_CHECKING:
+    from vstream._duration import TimeUnit
     from vstream.api.stream import Stream
     from vstream.runtime.metrics import Metrics
 
@@ -130,6 +131,7 @@ def plot_spec(
     by: str | None = None,
     top: int = 5,
     zero: bool = False,
+    time_unit: TimeUnit | None = None,
 ) -> dict[str, Any]:
     """A Vega-Lite line chart of ``y`` over ``x``, one line per key of ``by``.
 
@@ -150,6 +152,10 @@ def plot_spec(
     zero
         Whether the y axis starts at zero. Off by default, so that differences between
         windows show (a CPU load between 41 and 43 % is not a flat line at the top).
+    time_unit
+        The unit of an integer ``x`` (an event time declared with
+        ``with_watermark(..., time_unit=)``, or window bounds over it): the axis then
+        shows its values as UTC dates and times.
 
     Raises
     ------
@@ -171,6 +177,10 @@ def plot_spec(
     {'zero': False}
     >>> sorted({row["host"] for rows in spec["datasets"].values() for row in rows})
     ['a']
+    >>> df = pl.DataFrame({"window_start": [1_704_067_200_000, 1_704_067_260_000], "n": [1, 2]})
+    >>> spec = plot_spec(df, y="n", time_unit="ms")
+    >>> spec["encoding"]["x"]["type"], spec["encoding"]["x"]["scale"]
+    ('temporal', {'type': 'utc'})
     """
     _require(df, "plot_spec", x=x, y=y, by=by)
     _need_altair("plot_spec")
@@ -193,10 +203,14 @@ def plot_spec(
             keep = keep | pl.col(by).is_null()
         data = data.filter(keep)
     data = data.sort(x, nulls_last=True)
-
-    schema = df.schema
+    x_scale: Any = alt.Undefined
+    if time_unit is not None and df.schema[x].is_integer():
+        # integers since the epoch in a declared unit: instants, shown in UTC
+        data = data.with_columns(pl.from_epoch(x, time_unit).dt.replace_time_zone("UTC"))
+        x_scale = alt.Scale(type="utc")
+    schema = data.schema
     encoding: dict[str, Any] = {
-        "x": alt.X(field=_field(x), type=_vl_type(schema[x]), title=x),
+        "x": alt.X(field=_field(x), type=_vl_type(schema[x]), title=x, scale=x_scale),
         "y": alt.Y(field=_field(y), type=_vl_type(schema[y]), title=y, scale=alt.Scale(zero=zero)),
     }
     title = y
@@ -274,8 +288,10 @@ def dashboard_html(
     x: str = "window_start",
     top: int = 5,
     max_rows: int = 20,
+    time_unit: TimeUnit | None = None,
 ) -> str:
     """Gauges, a plot of ``y`` (when given) and the newest rows, in one HTML block.
+    ``time_unit`` is the unit of an integer ``x``, plotted as dates (see :func:`plot_spec`).
 
     Examples
     --------
@@ -288,7 +304,8 @@ def dashboard_html(
     """
     parts = [metrics_html(metrics)]
     if y is not None:
-        parts.append(plot_html(plot_spec(results, x=x, y=y, by=by, top=top)))
+        spec = plot_spec(results, x=x, y=y, by=by, top=top, time_unit=time_unit)
+        parts.append(plot_html(spec))
     parts.append(table_html(results, max_rows=max_rows))
     return f'<div class="vstream-dashboard">{"".join(parts)}</div>'
 
