@@ -282,3 +282,13 @@ def test_families_of_datetime_watermarks_split_lag_and_join_state() -> None:
         "vstream_watermark_timestamp_seconds",
         "vstream_watermark_lag_seconds",
     }
+
+
+def test_an_integer_watermark_with_a_unit_is_also_a_timestamp() -> None:
+    m = vs.Metrics(watermark=1_704_067_210_500, watermark_unit="ms")
+    got = _parse(generate_latest(_registry(m)).decode())
+    assert got["vstream_watermark", ()] == 1_704_067_210_500  # the integer, as it is
+    assert got["vstream_watermark_timestamp_seconds", ()] == 1_704_067_210.5
+    no_unit = _parse(generate_latest(_registry(vs.Metrics(watermark=10))).decode())
+    assert no_unit["vstream_watermark", ()] == 10
+    assert ("vstream_watermark_timestamp_seconds", ()) not in no_unit

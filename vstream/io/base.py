@@ -392,11 +392,7 @@ class Source(ABC):
     splits_may_grow: bool = False
     #: whether the input can be read again from a position (``open(resume)``)
     replayable: bool = False
-    #: whether the input happens now (a broker, a watched directory), so its event times
-    #: follow the wall clock: a run's event-time lag is then the wall clock minus the
-    #: watermark. A source that is not live replays recorded data (files, frames, a
-    #: generator), whose lag is measured on the replay clock: the newest event time seen
-    #: minus the watermark (the wall clock would give years for last year's data)
+    #: the input happens now (a broker, a watched directory): lag on the wall clock (Metrics)
     live: bool = False
     #: what to pass instead, for the error when a source cannot be replayed
     replay_hint: str = "pass a list, or a function returning a fresh iterable"

@@ -143,7 +143,10 @@ class Metrics:
 
     def summary(self) -> str:
         """One line for logs and the demo."""
-        wm = format_watermark(self)
+        # an integer as it is (logs are read by programs too), unless it reads as a date
+        wm = "-" if self.watermark is None else str(self.watermark)
+        if self.watermark_datetime is not None:
+            wm = format_watermark(self)
         sources = "" if self.connected else ", a source is disconnected"
         if self.source_errors:
             sources += f", source errors {self.source_errors:,}"
