@@ -9,9 +9,9 @@ the chart or dashboard shows, in words and numbers.
 
 Without vl-convert the HTML is the live chart alone, as before: nothing fails, the chart
 is blank where vega-embed cannot run, and ``text/plain`` says what would add the image.
-An SVG costs ~0.05 s for 100 points and ~0.2 s for 1,000 (plus ~0.5 s for vl-convert's
-engine at the first in a process), holding the GIL: the live view draws it in its last
-rendering only, the one a saved notebook keeps.
+An SVG costs 0.05-0.1 s for 100 points and 0.15-0.25 s for 1,000, holding the GIL, plus
+0.5-2 s for vl-convert's engine at the first in a process (``benchmarks/README.md``, "Live
+display"): the live view draws it in its last rendering only, the one a saved notebook keeps.
 
 Examples
 --------

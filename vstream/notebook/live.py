@@ -106,7 +106,7 @@ class LiveView:
         """Render the job as it is now and hand the rendering on; returns it (HTML or
         text). The plot is drawn as ``plot_mode`` says (:func:`.bundle.dashboard`); by
         default with its static SVG in the last rendering only (vl-convert holds the GIL
-        ~0.05 s for 100 points, ~0.2 s for 1,000: too much for every refresh)."""
+        0.05-0.1 s for 100 points, 0.15-0.25 s for 1,000: too much for every refresh)."""
         t = time.perf_counter()
         metrics, results = self.job.metrics, self._results()
         shown: Dashboard | None = None
