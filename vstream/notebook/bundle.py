@@ -30,7 +30,7 @@ import html
 import importlib.util
 import re
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 import polars as pl
@@ -181,12 +181,17 @@ class Chart:
     >>> chart = plot(pl.DataFrame({"window_start": [0, 10], "n": [1, 2]}), y="n")
     >>> chart.svg is not None, chart.spec["mark"]["type"]
     (True, 'line')
+    >>> chart
+    <vstream chart: line chart of n over window_start: 1 line, 2 points; n from 1 to 2>
     """
 
     #: the Vega-Lite spec (:func:`~vstream.notebook.plot_spec`)
     spec: dict[str, Any]
     #: the chart as SVG, or None (vl-convert missing, or not asked for)
     svg: str | None = None
+
+    def __repr__(self) -> str:
+        return f"<vstream chart: {self}>"
 
     def __str__(self) -> str:
         text = _describe(self.spec)
@@ -241,9 +246,12 @@ class Dashboard:
     (['text/html', 'text/plain'], True)
     """
 
-    html: str
+    html: str = field(repr=False)
     text: str
-    svg: str | None = None
+    svg: str | None = field(default=None, repr=False)
+
+    def __str__(self) -> str:
+        return self.text
 
     def _repr_mimebundle_(self, include: object = None, exclude: object = None) -> dict[str, str]:
         bundle = {"text/html": self.html, "text/plain": self.text}
