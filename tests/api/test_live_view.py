@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import io
 import itertools
+import os
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import polars as pl
 
@@ -15,6 +19,9 @@ from vstream.notebook.live import LiveView
 
 #: a failure guard only: how long a gated batch waits for the view before going on
 PATIENCE_S = 60.0
+#: how the static SVG of a plot starts in the HTML
+STATIC = '<div class="vstream-static"><svg'
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _slow_job(
@@ -71,6 +78,12 @@ def test_html_view_renders_while_running_and_once_more_at_the_end(
     assert "finished" in last
     assert f"{telemetry_small.height:,}" in last  # events in, as people read numbers
     assert "vega" in last.lower()  # the plot of cpu per region
+    # only the last rendering carries the plot's static SVG (the one a notebook keeps)
+    assert all(STATIC not in text for text in seen[:-1])
+    assert STATIC in last
+    assert view.last is not None
+    assert view.last.svg is not None
+    assert view.last.svg in last
     assert "batch latency" in last
     assert 0 < job.metrics.max_batch_latency_s < PATIENCE_S
     assert job.metrics.max_batch_latency_s >= 0.02  # each batch sleeps 0.02 s
@@ -170,7 +183,7 @@ def test_view_of_an_empty_stream_and_before_any_window(telemetry_small: pl.DataF
         .start()
     )
     job.join(timeout=30)
-    LiveView(job, y="len", by="region", html=True, sink=seen.append).start()
+    LiveView(job, y="len", by="region", html=True, sink=seen.append).start().join(PATIENCE_S)
     assert "finished" in seen[-1]
     assert "window_start" in seen[-1]  # the empty table still shows its columns
     # a sink-only job keeps no results: gauges only
@@ -212,3 +225,80 @@ def test_a_job_ending_while_the_view_starts_still_gets_its_final_rendering() -> 
     view.join(timeout=PATIENCE_S)
     assert len(seen) == 2, seen
     assert "finished" in seen[-1]
+
+
+def test_a_job_that_ended_before_the_first_plot_shows_its_end_with_the_plot(
+    telemetry_small: pl.DataFrame,
+) -> None:
+    """The first rendering has no plot (its libraries load in the view's thread); the
+    view's thread then renders the end, with the plot and its SVG."""
+    job = _slow_job(telemetry_small, delay=0)
+    job.join(timeout=PATIENCE_S)
+    seen: list[str] = []
+    view = LiveView(job, y="cpu", by="region", html=True, sink=seen.append).start()
+    view.join(timeout=PATIENCE_S)
+    assert view.error is None
+    assert len(seen) == 2
+    first, last = seen
+    assert "plot of cpu: loading" in first
+    assert "vegaEmbed" not in first
+    assert "finished" in first  # the gauges and rows show at once
+    assert "us-east-1" in first
+    assert "finished" in last
+    assert "vegaEmbed" in last
+    assert STATIC in last
+
+
+# the gate holds Altair's import in any thread but the main one until the main thread
+# has seen start() return; the main thread may look Altair up (find_spec) but not import it
+_GATED_START = """
+import sys, threading
+import polars as pl
+import vstream as vs
+from vstream.notebook.live import LiveView
+
+released = threading.Event()
+importers = []
+
+class Gate:
+    def find_spec(self, name, path=None, target=None):
+        if name == "altair":
+            importers.append(threading.current_thread().name)
+            if threading.current_thread() is not threading.main_thread():
+                released.wait(60)
+        return None
+
+sys.meta_path.insert(0, Gate())
+job = vs.from_polars(pl.DataFrame({"window_start": [0, 10], "n": [1, 2]})).start()
+job.join(timeout=60)
+seen = []
+view = LiveView(job, y="n", html=True, sink=seen.append).start()
+returned = ("altair" in sys.modules, list(seen))
+released.set()
+view.join(timeout=60)
+assert view.error is None, view.error
+imported_first, first = returned
+assert not imported_first, "start() imported altair"
+assert len(first) == 1 and "plot of n: loading" in first[0], first
+assert "vega-embed" not in first[0]
+assert "vstream-plot" in seen[-1] and "<svg" in seen[-1] and "finished" in seen[-1]
+assert any(name != "MainThread" for name in importers), importers
+print("ok")
+"""
+
+
+def test_start_returns_before_the_plotting_library_is_imported() -> None:
+    """Issue 22 item 3, in a fresh interpreter (this one has Altair loaded already): the
+    view's thread imports Altair, held at a gate until start() has returned, and draws
+    the plot after; the caller's thread never imports it."""
+    path = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
+    out = subprocess.run(
+        [sys.executable, "-c", _GATED_START],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": path},
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"

@@ -279,13 +279,18 @@ class Job:
         dead letters), a line plot of ``y`` over ``x`` for the ``top`` keys of ``by``,
         and the newest ``rows`` results, re-rendered in place every ``every`` seconds.
 
-        Returns at once; a background thread renders from snapshots, so the display never
-        slows the pipeline. When the job ends (or ``stop()`` is called) it renders a last
-        time and the output keeps that state. Outside Jupyter it prints a status line
-        every few seconds and the dashboard as text at the end.
+        Returns at once: the first frame shows the gauges and rows, and a background
+        thread imports the plotting libraries, draws the plot and renders from snapshots,
+        so the display never slows the pipeline. When the job ends (or ``stop()`` is
+        called) it renders a last time, with the plot also as a static SVG, and the output
+        keeps that state: a saved or re-opened notebook, an untrusted one or its HTML
+        export shows the plot without a network; its text form is the dashboard as text.
+        Outside Jupyter it prints a status line every few seconds and the dashboard as
+        text at the end.
 
         The plot needs Altair (``pip install "vstream[notebook]"``): without it, ``y=``
-        in Jupyter raises :class:`~vstream.MissingDependencyError`.
+        in Jupyter raises :class:`~vstream.MissingDependencyError`. Its static SVG needs
+        vl-convert-python (in the same extra); without it the plot is the live chart only.
 
         Examples
         --------

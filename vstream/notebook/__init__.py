@@ -1,5 +1,9 @@
 """Display in Jupyter: gauges, the newest rows, plots and the plan, rendered as HTML or text.
 
+Charts (:func:`plot`) and dashboards (:func:`dashboard`) are mime bundles: the live
+Vega-Lite chart, a static SVG of it (with vl-convert, in the ``notebook`` extra) so they
+show offline and in saved notebooks, and a text rendering.
+
 Examples
 --------
 >>> import vstream as vs
@@ -10,6 +14,7 @@ True
 
 from __future__ import annotations
 
+from vstream.notebook.bundle import Chart, Dashboard, dashboard, has_static, plot, plot_svg
 from vstream.notebook.render import (
     dashboard_html,
     dashboard_text,
@@ -22,12 +27,18 @@ from vstream.notebook.render import (
 )
 
 __all__ = [
+    "Chart",
+    "Dashboard",
+    "dashboard",
     "dashboard_html",
     "dashboard_text",
     "metrics_html",
     "metrics_text",
+    "has_static",
     "plan_html",
+    "plot",
     "plot_html",
     "plot_spec",
+    "plot_svg",
     "table_html",
 ]

@@ -6,6 +6,11 @@ line now and then and the whole dashboard as text at the end. It reads snapshots
 (``job.metrics`` is a copy, ``job.results`` a new frame), so a slow frontend never
 holds up the pipeline; when the job ends it renders once more and stops, leaving the
 last state in the output (a saved notebook shows it).
+
+The first rendering (in :meth:`LiveView.start`, on the caller's thread) has no plot: the
+plotting libraries take seconds to import in a fresh process, so the view's thread imports
+them and draws the plot at once after. Frames while the job runs carry the live chart
+only; the last one adds its static SVG (:mod:`.bundle`), which a saved notebook keeps.
 """
 
 from __future__ import annotations
@@ -19,7 +24,8 @@ from typing import IO, TYPE_CHECKING, Any
 import polars as pl
 
 from vstream._jupyter import in_notebook
-from vstream.notebook.render import check_altair, dashboard_html, dashboard_text
+from vstream.notebook.bundle import Dashboard, PlotMode, dashboard, load_chart_libraries
+from vstream.notebook.render import check_altair, dashboard_text
 
 if TYPE_CHECKING:
     from vstream._duration import TimeUnit
@@ -63,21 +69,27 @@ class LiveView:
         self.every = every
         self.text_every = text_every
         self.html = in_notebook() if html is None else html
-        if self.html and y is not None:  # here, not in the rendering thread
+        #: whether the view draws a plot (its libraries are imported in the view's thread)
+        self.plots = self.html and y is not None
+        if self.plots:  # here, not in the rendering thread; finds Altair, imports nothing
             check_altair("display")
         self.out = out
         self._sink = sink
         self._handle: Any = None
         self.renders = 0
+        #: the last HTML rendering (its mime bundle: HTML, text, the plot's SVG)
+        self.last: Dashboard | None = None
         self._took = 0.0  # seconds the last rendering took
         self.error: BaseException | None = None
         self._thread = threading.Thread(target=self._loop, name="vstream-display", daemon=True)
 
     def start(self) -> LiveView:
         """Render once now (so the output cell shows the job at once), then keep going
-        in the background."""
-        final = not self.job.running
-        self.render(final=final)
+        in the background. The first rendering has no plot and imports nothing: the
+        view's thread imports the plotting libraries and draws it, even when the job has
+        already ended (its last rendering then has the plot)."""
+        final = not self.job.running and not self.plots
+        self.render(final=final, plot_mode="pending" if self.plots else None)
         if not final:  # even if the job ended meanwhile: the thread renders its end
             self._thread.start()
         return self
@@ -93,13 +105,17 @@ class LiveView:
         except AttributeError:  # a job writing to sinks only keeps no rows
             return pl.DataFrame()
 
-    def render(self, *, final: bool = False) -> str:
-        """Render the job as it is now and hand the rendering on; returns it."""
+    def render(self, *, final: bool = False, plot_mode: PlotMode | None = None) -> str:
+        """Render the job as it is now and hand the rendering on; returns it (HTML or
+        text). The plot is drawn as ``plot_mode`` says (:func:`.bundle.dashboard`); by
+        default with its static SVG in the last rendering only (vl-convert holds the GIL
+        0.05-0.1 s for 100 points, 0.15-0.25 s for 1,000: too much for every refresh)."""
         t = time.perf_counter()
         metrics, results = self.job.metrics, self._results()
+        shown: Dashboard | None = None
         if self.html:
             plot = self.y if self.y is not None and self.y in results.columns else None
-            text = dashboard_html(
+            shown = self.last = dashboard(
                 metrics,
                 results,
                 y=plot,
@@ -108,7 +124,9 @@ class LiveView:
                 top=self.top,
                 max_rows=self.rows,
                 time_unit=self.time_unit,
+                plot_mode=plot_mode or ("static" if final else "live"),
             )
+            text = shown.html
         elif final:
             text = dashboard_text(metrics, results, max_rows=self.rows)
         else:
@@ -116,17 +134,17 @@ class LiveView:
         # what the pipeline may feel (Python holding the GIL); the frontend's time in
         # _emit is its own
         self._took = time.perf_counter() - t
-        self._emit(text)
+        self._emit(text, shown)
         self.renders += 1
         return text
 
-    def _emit(self, text: str) -> None:
+    def _emit(self, text: str, shown: Dashboard | None) -> None:
         if self._sink is not None:
             self._sink(text)
-        elif self.html:
+        elif shown is not None:
+            # the whole bundle: a saved notebook keeps the SVG and the text beside the HTML
             from IPython import display as ipd
 
-            shown: Any = ipd.HTML(text)  # type: ignore[no-untyped-call]
             if self._handle is None:
                 self._handle = ipd.display(shown, display_id=True)  # type: ignore[no-untyped-call]
             else:
@@ -147,6 +165,10 @@ class LiveView:
     def _loop(self) -> None:
         last_text = time.monotonic()
         try:
+            if self.plots:
+                load_chart_libraries()  # seconds in a fresh process: not on the caller's
+                if self.job.running:
+                    self.render()  # the first plot, without waiting for the refresh
             while self.job.running:
                 # rendering is Python holding the GIL (Altair builds the plot): keep it
                 # to 1/20 of the time whatever the refresh asked for
