@@ -37,10 +37,14 @@ def _fully_valid(arr: pa.Array) -> bool:
 
 @pytest.mark.parametrize("typ", [pa.string(), pa.large_string(), pa.binary(), pa.large_binary()])
 def test_ascii_strings_pass_without_full_validation(typ: pa.DataType) -> None:
-    arr = pa.array(["host-1", "", None, "eu-west"], typ)
+    arr = pa.array(["host-1", "", "eu-west", "x"], typ)
     assert _valid_ascii_strings(arr)
     assert _valid_ascii_strings(arr.slice(1, 2))  # a slice reads its own offsets only
     assert _valid_ascii_strings(pa.array([], typ))
+    # with nulls: the full validation (it also checks the declared null count)
+    with_null = pa.array(["a", None], typ)
+    assert not _valid_ascii_strings(with_null)
+    assert _invalid_column(pa.table({"s": with_null})) == ""
 
 
 def test_non_ascii_and_other_types_go_to_full_validation() -> None:

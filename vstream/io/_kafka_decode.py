@@ -379,18 +379,19 @@ _OFFSETS = {
 
 
 def _valid_ascii_strings(chunk: pa.Array) -> bool:
-    """True when ``chunk`` is a string or binary array whose offsets rise within its data
-    and whose bytes are all ASCII: what ``validate(full=True)`` checks, at ~1/10 of its
-    cost (it checks UTF-8 string by string: ~60 µs for a 10,000-row column, against ~5 µs
-    for one numpy pass). False: not such an array, or not proven valid this way (the
-    caller validates it fully). Raises what ``validate()`` raises for a broken layout."""
+    """True when ``chunk`` is a string or binary array without nulls whose offsets rise
+    within its data and whose bytes are all ASCII: what ``validate(full=True)`` checks,
+    at ~1/5 of its cost (it checks UTF-8 string by string: ~99 µs for a 10,000-row
+    column of short strings, against ~19 µs here). False: not such an array, or not
+    proven valid this way (the caller validates it fully). Raises what ``validate()``
+    raises for a broken layout."""
     kind = _OFFSETS.get(chunk.type)
     if kind is None:
         return False
     chunk.validate()  # buffer sizes: the offsets buffer holds len + 1 offsets
     bufs = chunk.buffers()
-    if bufs[1] is None:
-        return False
+    if bufs[0] is not None or chunk.null_count or bufs[1] is None:
+        return False  # nulls: the full validation also checks the null count (untrusted)
     offsets = np.frombuffer(bufs[1], kind)[chunk.offset : chunk.offset + len(chunk) + 1]
     data = bufs[2]
     size = 0 if data is None else data.size
