@@ -114,10 +114,7 @@ class Decoder:
         cols = list(table.columns)
         if self.extra:
             cols += self._extra_columns(topic, partition, msgs, keep, table.num_rows, wanted)
-        batch = pa.RecordBatch.from_arrays(
-            [c.combine_chunks() if isinstance(c, pa.ChunkedArray) else c for c in cols],
-            schema=self.schema,
-        )
+        batch = pa.RecordBatch.from_arrays([_contiguous(c) for c in cols], schema=self.schema)
         return Decoded(batch, dead)
 
     # ------------------------------------------------------------------ formats
@@ -365,10 +362,57 @@ def _invalid_column(table: pa.Table) -> str:
     for name, column in zip(table.column_names, table.columns, strict=True):
         for chunk in column.chunks:
             try:
-                chunk.validate(full=True)
+                if not _valid_ascii_strings(chunk):
+                    chunk.validate(full=True)
             except (pa.ArrowException, ValueError) as exc:
                 return f"column {name!r} holds invalid Arrow data ({exc})"
     return ""
+
+
+#: string and binary types whose full validation the numpy check below stands in for
+_OFFSETS = {
+    pa.string(): np.int32,
+    pa.binary(): np.int32,
+    pa.large_string(): np.int64,
+    pa.large_binary(): np.int64,
+}
+
+
+def _valid_ascii_strings(chunk: pa.Array) -> bool:
+    """True when ``chunk`` is a string or binary array without nulls whose offsets rise
+    within its data and whose bytes are all ASCII: what ``validate(full=True)`` checks,
+    at ~1/5 of its cost (it checks UTF-8 string by string: ~99 µs for a 10,000-row
+    column of short strings, against ~19 µs here). False: not such an array, or not
+    proven valid this way (the caller validates it fully). Raises what ``validate()``
+    raises for a broken layout."""
+    kind = _OFFSETS.get(chunk.type)
+    if kind is None:
+        return False
+    chunk.validate()  # buffer sizes: the offsets buffer holds len + 1 offsets
+    bufs = chunk.buffers()
+    if bufs[0] is not None or chunk.null_count or bufs[1] is None:
+        return False  # nulls: the full validation also checks the null count (untrusted)
+    offsets = np.frombuffer(bufs[1], kind)[chunk.offset : chunk.offset + len(chunk) + 1]
+    data = bufs[2]
+    size = 0 if data is None else data.size
+    if offsets.size == 0 or offsets[0] < 0 or offsets[-1] > size:
+        return False
+    if (offsets[1:] < offsets[:-1]).any():
+        return False
+    if data is None or offsets[0] == offsets[-1]:
+        return True
+    used = np.frombuffer(data, np.uint8)[offsets[0] : offsets[-1]]
+    return bool(used.max() < 0x80)
+
+
+def _contiguous(column: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """``column`` as one array: its only chunk as it is (``combine_chunks`` copies even
+    one chunk: a message's whole payload, ~1.6 ms per 8 MB), else the chunks joined."""
+    if not isinstance(column, pa.ChunkedArray):
+        return column
+    if column.num_chunks == 1:
+        return column.chunk(0)
+    return column.combine_chunks()
 
 
 def _calls(msgs: Sequence[object], method: str) -> Iterator[Any]:
