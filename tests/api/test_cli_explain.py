@@ -63,6 +63,7 @@ def test_demo_agreement_check_fails_on_a_difference() -> None:
     assert not _agree(frame, frame.with_columns(events=pl.Series([3, 5], dtype=pl.UInt32)))
     assert not _agree(frame, frame.head(1))
     assert not _agree(frame, frame.with_columns(pl.col("cpu_mean").fill_nan(None)))
+    assert not _agree(frame, frame.with_columns(pl.col("cpu_mean").fill_nan(2.0)))
 
 
 def test_version_prints_the_installed_version(capsys: pytest.CaptureFixture[str]) -> None:
