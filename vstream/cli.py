@@ -198,18 +198,20 @@ def _compare_with_polars(query: _Query, df: pl.DataFrame, out: pl.DataFrame, vs_
     t0 = time.perf_counter()
     expected = query.polars(df)
     pl_s = time.perf_counter() - t0
-    print(
-        f"\nPolars {pl.__version__}, the same query on the same {df.height:,} rows in one "
-        f"DataFrame (group_by region and ts // 1 min): {pl_s:.3f} s"
-    )
     agree = _agree(out, expected)
-    verdict = (
-        f"results agree ({out.height:,} windows: the same keys, bounds and counts, floats "
-        f"within {_REL_TOL:g} relative)"
-        if agree
-        else "results DIFFER from Polars': please report it, with this output"
+    print(
+        f"\nthe same query in Polars {pl.__version__} on the same {df.height:,} rows "
+        "(a group_by of region and ts // 1 min):"
     )
-    print(f"vstream: {vs_s:.3f} s, {vs_s / max(pl_s, 1e-9):.2f}x Polars' time; {verdict}")
+    ratio = vs_s / max(pl_s, 1e-9)
+    print(f"  Polars {pl_s:.3f} s, vstream {vs_s:.3f} s: {ratio:.2f}x Polars' time")
+    if agree:
+        print(
+            f"  results agree: {out.height:,} windows with the same keys, bounds and counts; "
+            f"floats within {_REL_TOL:g} relative"
+        )
+    else:
+        print("  results DIFFER from Polars': please report it, with this output")
     return 0 if agree else 1
 
 
