@@ -9,18 +9,59 @@ import polars as pl
 import pytest
 
 import vstream as vs
-from vstream.cli import main
+from vstream.cli import _agree, main
 
 
 def test_demo_prints_results_and_throughput(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["demo", "--events", "50000", "--hosts", "100", "--batch-size", "4096"]) == 0
+    assert main(["demo", "--events", "200000", "--hosts", "100", "--batch-size", "16384"]) == 0
     out = capsys.readouterr().out
     assert "throughput:" in out
     assert "events/s" in out
-    assert "50,000 in" in out
+    assert "200,000 in" in out
+    assert "dead letters: 0" in out
     # the per-region table lists every region the generator makes
     assert out.count("us-east-1") >= 1
-    assert "dead letters: 0" in out
+    # window bounds read as datetimes; 200 s of events: minutes 0 and 1 are complete,
+    # the minute before (events up to 2 s early) and minute 3 are partial and not shown
+    assert "┆ 2024-01-01 00:00:00 ┆ 2024-01-01 00:01:00 ┆" in out
+    assert "┆ 2024-01-01 00:01:00 ┆ 2024-01-01 00:02:00 ┆" in out
+    assert "2023-12-31 23:59:00" not in out
+    assert "2024-01-01 00:03:00 ┆" not in out
+    assert "16 partial windows not shown" in out
+    assert not re.search(r"┆ 17040\d{8} ┆", out)  # no epoch milliseconds
+    # the same query in Polars, timed beside vstream's, with the same results
+    assert f"\nthe same query in Polars {pl.__version__} on the same 200,000 rows" in out
+    assert re.search(r"\n  Polars \d+\.\d+ s, vstream \d+\.\d+ s: \d+\.\d+x Polars' time\n", out)
+    assert "\n  results agree: 40 windows with the same keys, bounds and counts;" in out
+
+
+def test_demo_says_when_every_window_is_partial(capsys: pytest.CaptureFixture[str]) -> None:
+    # 50 s of events: the minute before the data's start and minute 0 are both partial
+    assert main(["demo", "--events", "50000", "--hosts", "100", "--batch-size", "4096"]) == 0
+    out = capsys.readouterr().out
+    assert "(none is complete: the events run from 2023-12-31 23:59:58" in out
+    assert "┆ 2023-12-31 23:59:00 ┆ 2024-01-01 00:00:00 ┆" in out
+    assert "results agree: 16 windows" in out
+
+
+def test_demo_agreement_check_fails_on_a_difference() -> None:
+    frame = pl.DataFrame(
+        {
+            "region": ["a", "b"],
+            "window_start": [0, 0],
+            "window_end": [60_000, 60_000],
+            "events": pl.Series([3, 4], dtype=pl.UInt32),
+            "cpu_mean": [1.5, float("nan")],
+        }
+    )
+    # rows in another order, a float off in its last bits: the same result
+    same = frame.reverse().with_columns(pl.col("cpu_mean") * (1 + 1e-15))
+    assert _agree(frame, same)
+    assert not _agree(frame, frame.with_columns(pl.col("cpu_mean") * 1.001))
+    assert not _agree(frame, frame.with_columns(events=pl.Series([3, 5], dtype=pl.UInt32)))
+    assert not _agree(frame, frame.head(1))
+    assert not _agree(frame, frame.with_columns(pl.col("cpu_mean").fill_nan(None)))
+    assert not _agree(frame, frame.with_columns(pl.col("cpu_mean").fill_nan(2.0)))
 
 
 def test_version_prints_the_installed_version(capsys: pytest.CaptureFixture[str]) -> None:

@@ -76,7 +76,8 @@ def find_slot(tab, slot_pane, slot_key, p, k, dir_rows, dir_pane):  # type: igno
 def rebuild_table(tab, slot_pane, slot_key, n_slots):  # type: ignore[no-untyped-def]
     tab[:] = 0
     for j in range(n_slots):
-        _find_or_insert(tab, slot_pane, slot_key, slot_pane[j], slot_key[j], j)
+        # the key as int64, as pane_slots passes it: one compiled _find_or_insert, not two
+        _find_or_insert(tab, slot_pane, slot_key, slot_pane[j], np.int64(slot_key[j]), j)
 
 
 _NO_PANE = np.int64(-9223372036854775808)
@@ -112,6 +113,6 @@ def rebuild_index(tab, dir_rows, dir_pane, slot_pane, slot_key, n_slots, clear_t
             if dir_pane[row] == p:
                 dir_rows[row, slot_key[j]] = j + 1
                 continue
-        _find_or_insert(tab, slot_pane, slot_key, p, slot_key[j], j)
+        _find_or_insert(tab, slot_pane, slot_key, p, np.int64(slot_key[j]), j)
         in_table += 1
     return in_table
