@@ -443,7 +443,9 @@ class PolarsMethods(Terminals):
         used = frozenset(names)
         return self._step(label, "explode", columns=names, options=flags, assigns=used, uses=used)
 
-    def with_row_index(self, name: str = "index", offset: int = 0) -> Stream:
+    def with_row_index(
+        self, name: str = "index", offset: int = 0, *, split_column: str | None = None
+    ) -> Stream:
         """Add a column ``name`` first: the row's position in the stream, from
         ``offset``, as :meth:`polars.LazyFrame.with_row_index` numbers the rows of a
         frame. Its type is Polars' index type (``UInt32``; a run fails past its range).
@@ -451,16 +453,32 @@ class PolarsMethods(Terminals):
         The position is deterministic: it counts the rows of a source with one split
         (a DataFrame, an Arrow table or stream, a generator, one file), in source order,
         after the steps between (a filter counts the rows it keeps), whatever the
-        micro-batches. The count is checkpointed, so a restored run numbers on. Over
-        several splits (files read one by one, Kafka partitions, a watched directory)
-        or after a step whose output order depends on arrival (windows, joins,
-        ``concat``) no position is defined, and the step is refused.
+        micro-batches. The count is checkpointed, so a restored run numbers on.
+
+        Over several splits (files, Kafka partitions, a watched directory) the rows of
+        different splits interleave as they arrive, so one count over all of them would
+        differ from run to run: pass ``split_column`` to number the rows of each split
+        on their own (each from ``offset``) and to add, second, a column of that name
+        holding the split's name (a file's path relative to the source's directory, a
+        Kafka ``topic/partition``). ``(split, index)`` is then deterministic and unique,
+        for splits that appear while the job runs too. After a step whose output order
+        depends on arrival (windows, joins, ``concat``) no position is defined.
+
+        Parameters
+        ----------
+        name
+            The index column's name.
+        offset
+            The first position.
+        split_column
+            Number per source split and name the split in this column (a String).
 
         Raises
         ------
         PipelineError
-            Over several splits, or after a window, a join, ``concat`` or
-            ``dead_letters()``; the message says what to do instead.
+            Over several splits without ``split_column``; after a window, a join,
+            ``concat`` or ``dead_letters()`` (and after ``head`` with ``split_column``);
+            the message says what to do instead.
 
         Examples
         --------
@@ -470,10 +488,21 @@ class PolarsMethods(Terminals):
         >>> s = vs.from_polars(df, batch_size=2).filter(pl.col("x") > 0).with_row_index()
         >>> s.collect().rows()
         [(0, 5), (1, 7), (2, 9)]
+
+        Per split, over two files:
+
+        >>> import tempfile, pathlib
+        >>> d = pathlib.Path(tempfile.mkdtemp())
+        >>> pl.DataFrame({"x": [1, 2]}).write_parquet(d / "a.parquet")
+        >>> pl.DataFrame({"x": [3]}).write_parquet(d / "b.parquet")
+        >>> s = vs.from_parquet(d).with_row_index("i", split_column="file")
+        >>> s.collect().sort("file", "i").rows()
+        [(0, 'a.parquet', 1), (1, 'a.parquet', 2), (0, 'b.parquet', 3)]
         """
         from vstream.api.stream import Stream
 
-        label = f"with_row_index({name!r}{f', offset={offset}' if offset else ''})"
+        per = "" if split_column is None else f", split_column={split_column!r}"
+        label = f"with_row_index({name!r}{f', offset={offset}' if offset else ''}{per})"
         if not isinstance(name, str):
             msg = f"{label}: the name is a str, got {type(name).__name__}"
             raise PipelineError(msg)
@@ -483,11 +512,21 @@ class PolarsMethods(Terminals):
         if name in self.schema:
             msg = f"{label}: the stream already has a column {name!r}; pick another name"
             raise SchemaError(msg)
-        _check_row_order(self._node, label)
+        if split_column is not None:
+            if not isinstance(split_column, str) or split_column == name:
+                msg = f"{label}: split_column is a str other than the index's name"
+                raise PipelineError(msg)
+            if split_column in self.schema:
+                msg = f"{label}: the stream already has a column {split_column!r}; pick another"
+                raise SchemaError(msg)
+        _check_row_order(self._node, label, per_split=split_column is not None)
         schema = infer_schema(
             label, self.schema, lambda df: df.with_row_index(name, offset=offset)
         )
-        return Stream(RowIndexNode(self._node, name, offset, schema))
+        if split_column is not None:
+            items = list(schema.items())
+            schema = pl.Schema([items[0], (split_column, pl.String()), *items[1:]])
+        return Stream(RowIndexNode(self._node, name, offset, schema, split_column))
 
 
 def _is_dtype(value: object) -> bool:
@@ -514,12 +553,19 @@ def _call(step: str, *args: Any, **kwargs: Any) -> str:
     return f"{step}({', '.join(parts)})"
 
 
-def _check_row_order(node: Node, label: str) -> None:
+def _check_row_order(node: Node, label: str, *, per_split: bool = False) -> None:
     """Refuse a row index where the rows' order is not deterministic: over a source of
-    several splits, or one whose splits may grow, or after an operator whose output
-    order depends on arrival."""
+    several splits, or one whose splits may grow (unless numbered ``per_split``), or
+    after an operator whose output order depends on arrival."""
     cur = node
     while not isinstance(cur, SourceNode):
+        if per_split and isinstance(cur, HeadNode):
+            msg = (
+                f"{label}: {cur.label} keeps the first rows to arrive from any split, which "
+                "differ from run to run; number the rows before it (with_row_index, then "
+                "head)"
+            )
+            raise PipelineError(msg)
         if not isinstance(cur, StepNode | WatermarkNode | HeadNode | RowIndexNode):
             what = "join" if isinstance(cur, JoinNode) else "step"
             msg = (
@@ -529,10 +575,13 @@ def _check_row_order(node: Node, label: str) -> None:
             )
             raise PipelineError(msg)
         cur = cur.inputs[0]
+    if per_split:
+        return
     source = cur.source
     fix = (
-        "a row index is the position in a source of one split; add it to a source of "
-        "one file or one DataFrame each (vs.from_parquet(path) per file, then vs.concat), "
+        "number the rows per split with split_column='split' (the position in its split "
+        "and the split's name), or add the index to a source of one file each "
+        "(vs.from_parquet(path) per file, then vs.concat), "
         "or number the rows from a column of the data (e.g. with_columns(...) of a key "
         "and an event time)"
     )
@@ -546,6 +595,6 @@ def _check_row_order(node: Node, label: str) -> None:
     if len(splits) != 1:
         msg = (
             f"{label}: {source.label} has {len(splits)} splits ({short(splits)}); over "
-            f"several splits vstream defines no position yet; {fix}"
+            f"several splits one count over all of them depends on arrival; {fix}"
         )
         raise PipelineError(msg)

@@ -56,6 +56,9 @@ class Operator:
     #: takes the side output of other steps (:meth:`collect`) and emits it when woken
     #: (:meth:`has_pending`): the dead-letter and late-event branches
     collects_side: bool = False
+    #: keeps something per source split by the split's name: the runtime names every
+    #: split to it (:meth:`split_named`) before its first batch
+    names_splits: bool = False
     #: rows whose event time was already behind the watermark when they arrived
     behind_watermark: int = 0
     #: the newest event time an assigner has seen (the replay clock of the metrics'
@@ -118,6 +121,10 @@ class Operator:
         every event of it is >= ``lower`` when known; ``started``: read at the same time
         as the others rather than after them; ``name``: its stable name (source step id
         / split name) under which a checkpoint keeps its watermark."""
+
+    def split_named(self, split: int, name: str) -> None:
+        """The name of source split ``split`` (an operator with :attr:`names_splits`):
+        the source's own name for it, stable from run to run."""
 
     def split_ended(self, split: int) -> None:
         """A source split upstream has no more data (used by event-time assignment)."""

@@ -248,35 +248,87 @@ class HeadOp(Operator):
 class RowIndexOp(Operator):
     """Adds the column ``name`` first: the rows' positions in the order they pass, from
     ``offset`` (Polars' ``with_row_index`` over the whole stream). The next position is
-    its state, so a run restored from a checkpoint numbers on where it stood."""
+    its state, so a run restored from a checkpoint numbers on where it stood.
 
-    def __init__(self, name: str, column: str, offset: int) -> None:
+    With ``split_column`` the positions count per source split (each from ``offset``)
+    and that column, second, holds the split's name; the state is the next position of
+    each split, by name."""
+
+    def __init__(
+        self, name: str, column: str, offset: int, split_column: str | None = None
+    ) -> None:
         super().__init__(name)
         self._column = column
+        self._offset = offset
         self._next = offset
+        self._split_column = split_column
+        self.names_splits = split_column is not None
+        self._names: dict[int, str] = {}
+        self._next_of: dict[str, int] = {}
+
+    def split_named(self, split: int, name: str) -> None:
+        self._names[split] = name
 
     def on_batch(self, port: int, chunk: Chunk) -> list[Chunk]:
+        split = None
+        if self._split_column is None:
+            start = self._next
+        else:
+            split = self._names.get(chunk.split)
+            if split is None:
+                msg = f"{self.name}: a batch of split {chunk.split}, which the run never named"
+                raise StepError(msg)
+            start = self._next_of.get(split, self._offset)
         try:
-            df = chunk.df.with_row_index(self._column, offset=self._next)
+            df = chunk.df.with_row_index(self._column, offset=start)
         except Exception as exc:  # beyond Polars' index type (UInt32 unless built for u64)
-            msg = f"{self.name} failed at row {self._next}: {exc}"
+            msg = f"{self.name} failed at row {start}: {exc}"
             raise StepError(msg) from exc
-        self._next += chunk.df.height
+        if split is None:
+            self._next += chunk.df.height
+        else:
+            self._next_of[split] = start + chunk.df.height
+            column = self._split_column
+            assert column is not None  # a split name is looked up only with a split column
+            df.insert_column(
+                1, pl.repeat(split, df.height, dtype=pl.String, eager=True).alias(column)
+            )
         return [Chunk(df, chunk.split)] if df.height else []
 
     def snapshot(self) -> dict[str, pa.Table]:
+        if self._split_column is not None:
+            names = sorted(self._next_of)
+            return {
+                "row_index": pa.table(
+                    {
+                        "split": pa.array(names, pa.string()),
+                        "next": pa.array([self._next_of[n] for n in names], pa.int64()),
+                    }
+                )
+            }
         return {"row_index": pa.table({"next": pa.array([self._next], pa.int64())})}
 
     def restore(self, state: dict[str, pa.Table]) -> None:
+        want = ["next"] if self._split_column is None else ["split", "next"]
         table = state.get("row_index")
-        if set(state) != {"row_index"} or table is None or table.column_names != ["next"]:
-            msg = f"{self.name}: expected a snapshot with the table 'row_index' (column 'next')"
+        if set(state) != {"row_index"} or table is None or table.column_names != want:
+            msg = f"{self.name}: expected a snapshot with the table 'row_index' (columns {want})"
             raise VStreamError(msg)
         values = table.column("next").to_pylist()
-        if len(values) != 1 or not isinstance(values[0], int) or values[0] < 0:
-            msg = f"{self.name}: the snapshot's next row index is {values!r}, not one int >= 0"
+        if not all(isinstance(v, int) and v >= 0 for v in values):
+            msg = f"{self.name}: the snapshot's next row indexes are {values!r}, not ints >= 0"
             raise VStreamError(msg)
-        self._next = values[0]
+        if self._split_column is None:
+            if len(values) != 1:
+                msg = f"{self.name}: the snapshot holds {len(values)} next row indexes, not one"
+                raise VStreamError(msg)
+            self._next = values[0]
+            return
+        names = table.column("split").to_pylist()
+        if not all(isinstance(n, str) for n in names) or len(set(names)) != len(names):
+            msg = f"{self.name}: the snapshot's split names are not distinct strings"
+            raise VStreamError(msg)
+        self._next_of = dict(zip(names, values, strict=True))
 
 
 class ConcatOp(Operator):

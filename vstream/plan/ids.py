@@ -122,6 +122,8 @@ def describe(node: Node) -> dict[str, Any]:
         out["n"] = node.n
     elif isinstance(node, RowIndexNode):
         out["row_index"] = [node.column, node.offset]
+        if node.split_column is not None:  # absent otherwise: earlier fingerprints hold
+            out["row_index"].append(node.split_column)
     elif isinstance(node, WindowNode):
         st = node.setup
         out["window"] = {

@@ -246,20 +246,33 @@ class RowIndexNode(Node):
     """``with_row_index``: a column ``name`` first, numbering the rows from ``offset`` in
     the order they pass. The count is state (checkpointed), so the step is stateful; the
     API admits it only where that order is deterministic (one split, no operator that
-    reorders rows upstream)."""
+    reorders rows upstream). With ``split_column`` the rows are numbered per source
+    split, and that column (second) holds the split's name: any number of splits."""
 
-    def __init__(self, input: Node, name: str, offset: int, schema: pl.Schema) -> None:
+    #: the column of split names when rows are numbered per split (None: one count)
+    split_column: str | None = None
+
+    def __init__(
+        self,
+        input: Node,
+        name: str,
+        offset: int,
+        schema: pl.Schema,
+        split_column: str | None = None,
+    ) -> None:
         super().__init__()
         self.inputs = (input,)
         self.column = name
         self.offset = offset
+        self.split_column = split_column
         self.schema = schema
         self.event_time = input.event_time
         self.bounded = input.bounded
-        self.label = f"with_row_index({name!r}, offset={offset})"
+        per = "" if split_column is None else f", split_column={split_column!r}"
+        self.label = f"with_row_index({name!r}, offset={offset}{per})"
 
     def needs(self, wanted: set[str]) -> set[str] | None:
-        return wanted - {self.column}
+        return wanted - {self.column, self.split_column or self.column}
 
 
 class WatermarkNode(Node):

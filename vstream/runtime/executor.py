@@ -34,8 +34,8 @@ from vstream.runtime.checkpointing import CheckpointConfig, Checkpointing
 from vstream.runtime.lower import event_time_clocks, lower
 from vstream.runtime.metrics import Metrics, StepMetrics, set_watermark
 from vstream.runtime.progress import Progress
-from vstream.runtime.run_state import RunState, StepState, check_key_groups
-from vstream.runtime.splits import SourceSplits
+from vstream.runtime.run_state import RunState, StepState, check_key_groups, restore_operator
+from vstream.runtime.splits import SourceSplits, describe_splits
 
 __all__ = ["Executor", "Target"]
 
@@ -168,6 +168,11 @@ class Executor:
             self.splits[s] = SourceSplits(self.nodes[s].label, names, first_id=next_id)
             next_id += len(names)
         self._next_split = next_id
+        self.split_namers = [op for op in self.ops if op.names_splits]
+        for s in self.sources:
+            for k, sid in self.splits[s].ids.items():
+                for op in self.split_namers:
+                    op.split_named(sid, self.splits[s].names[k])
         self.wm_ops = graph.watermarks
         for s in self.sources:
             src = graph.source_of[s]
@@ -193,6 +198,8 @@ class Executor:
         _, name = sp.add(ev.split, ev.name, next_id=self._next_split)
         sid = self._next_split
         self._next_split += 1
+        for op in self.split_namers:
+            op.split_named(sid, name)
         src = self.graph.source_of[s]
         for j in self.wm_ops[s]:
             op = self.ops[j]
@@ -371,7 +378,7 @@ class Executor:
                 )
                 raise CheckpointError(msg)
             if saved.tables:
-                _restore_op(op, saved.tables, ident.label, where)
+                restore_operator(op, saved.tables, ident.label, where)
             op.set_watermarks(saved.input_watermarks, saved.output_watermark)
             op.done = saved.done
             self.out_wm[i] = saved.emitted_watermark
@@ -403,13 +410,13 @@ class Executor:
             if gone and self.graph.source_of[s].bounded:
                 # (an unbounded source's splits come and go: retired watched files)
                 notes.append(
-                    f"{label}: {_names(gone)} of the checkpointed run "
+                    f"{label}: {describe_splits(gone)} of the checkpointed run "
                     f"{'is' if len(gone) == 1 else 'are'} gone; the run goes on without "
                     f"{'it' if len(gone) == 1 else 'them'}"
                 )
             if new and self.finished[s]:
                 notes.append(
-                    f"{label}: {_names(new)} appeared after the source had ended in the "
+                    f"{label}: {describe_splits(new)} appeared after the source had ended in the "
                     "checkpointed run and cannot be read by it; read "
                     f"{'it' if len(new) == 1 else 'them'} with a new checkpoint_dir"
                 )
@@ -756,41 +763,3 @@ class Executor:
             for name, value in sp.lags(st).items():
                 lag[f"{self.step_ids[s].id}/{name}" if name in lag else name] = value
         m.source_errors, m.connected, m.split_lag = errors, connected, lag
-
-
-def _names(names: list[str], limit: int = 5) -> str:
-    shown = ", ".join(repr(n) for n in names[:limit])
-    more = f" and {len(names) - limit} more" if len(names) > limit else ""
-    return f"split{'s' * (len(names) != 1)} {shown}{more}"
-
-
-def _restore_op(op: Operator, tables: dict[str, pa.Table], label: str, where: str) -> None:
-    """``op.restore(tables)``; whatever the tables make it raise (a missing column, a wrong
-    type, a Polars panic on a broken extension type) refuses the state."""
-    from polars.exceptions import PanicException
-
-    try:
-        op.restore(tables)
-        # what the operator made of the tables has the types it writes itself: a table
-        # of other types (another step's, or edited) is refused before a kernel sees it
-        again = op.snapshot()
-        for name, table in tables.items():
-            want = again.get(name)
-            if want is not None and not want.schema.equals(table.schema, check_metadata=False):
-                have, writes = _types(table.schema), _types(want.schema)
-                msg = f"table {name!r} is {have}, the step writes {writes}"
-                raise CheckpointError(msg)
-    except (Exception, PanicException) as exc:
-        kind = type(exc).__name__
-        msg = (
-            f"{where} holds state that step {label!r} cannot take ({kind}: {exc}; tables "
-            f"{sorted(tables)}). It was damaged or written by another pipeline: remove it "
-            "to fall back to the previous checkpoint, or start afresh with a new "
-            "checkpoint_dir (and a new output directory)"
-        )
-        raise CheckpointError(msg) from exc
-
-
-def _types(schema: pa.Schema) -> str:
-    text = ", ".join(f"{f.name}: {f.type}" for f in schema)
-    return "{" + (text if len(text) <= 200 else text[:197] + "...") + "}"

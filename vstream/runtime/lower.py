@@ -71,7 +71,7 @@ def build_op(node: Node) -> Operator:
     if isinstance(node, HeadNode):
         return HeadOp(node.label, node.n)
     if isinstance(node, RowIndexNode):
-        return RowIndexOp(node.label, node.column, node.offset)
+        return RowIndexOp(node.label, node.column, node.offset, node.split_column)
     if isinstance(node, ConcatNode):
         return ConcatOp(node.label, len(node.inputs))
     if isinstance(node, DeadLettersNode | LateEventsNode):

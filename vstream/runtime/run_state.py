@@ -28,14 +28,17 @@ Examples
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
 from vstream.errors import CheckpointError
 from vstream.kernels.keyhash import DEFAULT_KEY_GROUPS
 
-__all__ = ["RunState", "StepState", "check_key_groups"]
+if TYPE_CHECKING:
+    from vstream.ops.base import Operator
+
+__all__ = ["RunState", "StepState", "check_key_groups", "restore_operator"]
 
 
 @dataclass
@@ -109,3 +112,35 @@ def check_key_groups(saved: int, now: int, where: str) -> None:
             "with a new checkpoint_dir (and a new output directory)"
         )
         raise CheckpointError(msg)
+
+
+def restore_operator(op: Operator, tables: dict[str, pa.Table], label: str, where: str) -> None:
+    """``op.restore(tables)``; whatever the tables make it raise (a missing column, a wrong
+    type, a Polars panic on a broken extension type) refuses the state."""
+    from polars.exceptions import PanicException
+
+    try:
+        op.restore(tables)
+        # what the operator made of the tables has the types it writes itself: a table
+        # of other types (another step's, or edited) is refused before a kernel sees it
+        again = op.snapshot()
+        for name, table in tables.items():
+            want = again.get(name)
+            if want is not None and not want.schema.equals(table.schema, check_metadata=False):
+                have, writes = _schema_text(table.schema), _schema_text(want.schema)
+                msg = f"table {name!r} is {have}, the step writes {writes}"
+                raise CheckpointError(msg)
+    except (Exception, PanicException) as exc:
+        kind = type(exc).__name__
+        msg = (
+            f"{where} holds state that step {label!r} cannot take ({kind}: {exc}; tables "
+            f"{sorted(tables)}). It was damaged or written by another pipeline: remove it "
+            "to fall back to the previous checkpoint, or start afresh with a new "
+            "checkpoint_dir (and a new output directory)"
+        )
+        raise CheckpointError(msg) from exc
+
+
+def _schema_text(schema: pa.Schema) -> str:
+    text = ", ".join(f"{f.name}: {f.type}" for f in schema)
+    return "{" + (text if len(text) <= 200 else text[:197] + "...") + "}"

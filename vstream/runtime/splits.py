@@ -26,7 +26,7 @@ from collections.abc import Iterable
 from vstream.errors import SourceError
 from vstream.io.base import ReaderStatus
 
-__all__ = ["SourceSplits"]
+__all__ = ["SourceSplits", "describe_splits"]
 
 
 class SourceSplits:
@@ -118,3 +118,10 @@ class SourceSplits:
             for k, sp in status.splits.items()
             if sp.lag is not None and k in self.names
         }
+
+
+def describe_splits(names: list[str], limit: int = 5) -> str:
+    """Split names for a message: ``split 'a'``, ``splits 'a', 'b' and 3 more``."""
+    shown = ", ".join(repr(n) for n in names[:limit])
+    more = f" and {len(names) - limit} more" if len(names) > limit else ""
+    return f"split{'s' * (len(names) != 1)} {shown}{more}"
