@@ -82,3 +82,32 @@ def test_the_dashboard_draws_the_time_axis_in_utc() -> None:
     start = text.index('"encoding"')
     assert '"scale": {"type": "utc"}' in text[start:]
     assert json.dumps("2024-01-01T00:00:00+0000") in text
+
+
+def test_the_table_and_text_show_window_bounds_as_dates_and_the_data_keep_integers() -> None:
+    job = _job("ms")
+    shown: list[str] = []
+    view = LiveView(
+        job,
+        y="len",
+        by="k",
+        html=True,
+        sink=shown.append,
+        time_unit="ms",
+        time_columns={"window_start": "ms", "window_end": "ms"},
+    )
+    view.render(final=True)
+    assert view.last is not None
+    assert "2024-01-01 00:01:00" in view.last.text  # the second window's start, as a date
+    assert str(JAN_1 + 60_000) not in view.last.text
+    assert '"scale": {"type": "utc"}' in view.last.html  # the plot keeps its UTC axis
+    assert job.results.schema["window_start"] == pl.Int64  # the data keep their type
+
+
+def test_display_finds_the_time_columns_of_the_results() -> None:
+    job = _job("ms")
+    job.display()  # outside Jupyter: the text dashboard, which shows them as dates
+    assert job.view.time_columns == {"window_start": "ms", "window_end": "ms"}
+    plain = _job(None)
+    plain.display()
+    assert plain.view.time_columns == {}

@@ -305,22 +305,32 @@ class Job:
         """
         from vstream.notebook.live import LiveView
 
-        unit = self._time_unit(x)
-        view = LiveView(self, y=y, by=by, x=x, top=top, rows=rows, every=every, time_unit=unit)
+        columns = self._time_columns()
+        view = LiveView(
+            self,
+            y=y,
+            by=by,
+            x=x,
+            top=top,
+            rows=rows,
+            every=every,
+            time_unit=columns.get(x),
+            time_columns=columns,
+        )
         self.view = view.start()
 
-    def _time_unit(self, x: str) -> TimeUnit | None:
-        """The declared unit of the results' column ``x`` when it holds integer event
-        times (the event-time column, or window bounds over it): the live view plots it
-        as dates. None for any other column, or without a declared unit."""
+    def _time_columns(self) -> dict[str, TimeUnit]:
+        """The results' integer columns of event time (the event-time column, window
+        bounds over it) with their declared unit: the live view shows them as dates
+        (and plots such an ``x`` as dates). Empty without a declared unit."""
         for t in self._executor.targets:
             if isinstance(t.sink, ResultsSink):
                 et, schema = t.node.event_time, t.node.schema
-                times = {"window_start", "window_end"} | ({et.column, et.other} if et else set())
-                if et is not None and x in times and x in schema and schema[x].is_integer():
-                    return et.unit
-                return None
-        return None
+                if et is None or et.unit is None:
+                    return {}
+                times = {"window_start", "window_end", et.column, et.other}
+                return {c: et.unit for c in schema if c in times and schema[c].is_integer()}
+        return {}
 
     def state(self, window: int | str = 0) -> pl.DataFrame:
         """The open windows of a window step, with their aggregates so far: what they

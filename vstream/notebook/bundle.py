@@ -30,6 +30,7 @@ import html
 import importlib.util
 import re
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -37,6 +38,7 @@ import polars as pl
 
 from vstream.errors import MissingDependencyError
 from vstream.notebook.render import (
+    as_datetimes,
     dashboard_text,
     metrics_html,
     plot_html,
@@ -274,13 +276,16 @@ def dashboard(
     max_rows: int = 20,
     plot_mode: PlotMode = "static",
     time_unit: TimeUnit | None = None,
+    time_columns: Mapping[str, TimeUnit] | None = None,
 ) -> Dashboard:
     """Gauges, a plot of ``y`` (when given) and the newest rows, as HTML, text and SVG.
 
     ``plot_mode`` is how the plot is drawn (see :data:`PlotMode`): ``"pending"`` imports no
     plotting library (the live view's first frame), ``"live"`` skips the SVG (its frames
     while the job runs), ``"static"`` adds it when vl-convert is installed. ``time_unit``
-    is the unit of an integer ``x``, plotted as dates (see :func:`plot_spec`).
+    is the unit of an integer ``x``, plotted as dates (see :func:`plot_spec`);
+    ``time_columns`` (name -> unit) are integer columns of event time shown as UTC
+    datetimes in the table and the text (the plot keeps the integers, on a UTC axis).
 
     Examples
     --------
@@ -315,8 +320,9 @@ def dashboard(
         parts.append(_chart_html(chart.spec, chart.svg))
         svg = chart.svg
         plot_line = f"\n\nplot: {chart}"
-    parts.append(table_html(results, max_rows=max_rows))
-    text = dashboard_text(metrics, results, max_rows=max_rows)
+    rows = as_datetimes(results, time_columns or {})
+    parts.append(table_html(rows, max_rows=max_rows))
+    text = dashboard_text(metrics, rows, max_rows=max_rows)
     gauges, _, table = text.partition("\n\n")
     return Dashboard(
         html=f'<div class="vstream-dashboard">{"".join(parts)}</div>',

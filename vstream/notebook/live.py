@@ -18,14 +18,14 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import IO, TYPE_CHECKING, Any
 
 import polars as pl
 
 from vstream._jupyter import in_notebook
 from vstream.notebook.bundle import Dashboard, PlotMode, dashboard, load_chart_libraries
-from vstream.notebook.render import check_altair, dashboard_text
+from vstream.notebook.render import as_datetimes, check_altair, dashboard_text
 
 if TYPE_CHECKING:
     from vstream._duration import TimeUnit
@@ -62,9 +62,13 @@ class LiveView:
         sink: Callable[[str], None] | None = None,
         html: bool | None = None,
         time_unit: TimeUnit | None = None,
+        time_columns: Mapping[str, TimeUnit] | None = None,
     ) -> None:
         self.job = job
         self.time_unit = time_unit  # of an integer x: plotted as dates
+        #: integer columns of event time (window bounds, the event-time column) and their
+        #: unit: shown as UTC datetimes in the table and the text (the data keep theirs)
+        self.time_columns = dict(time_columns or {})
         self.y, self.by, self.x, self.top, self.rows = y, by, x, top, rows
         self.every = every
         self.text_every = text_every
@@ -124,11 +128,13 @@ class LiveView:
                 top=self.top,
                 max_rows=self.rows,
                 time_unit=self.time_unit,
+                time_columns=self.time_columns,
                 plot_mode=plot_mode or ("static" if final else "live"),
             )
             text = shown.html
         elif final:
-            text = dashboard_text(metrics, results, max_rows=self.rows)
+            shown_rows = as_datetimes(results, self.time_columns)
+            text = dashboard_text(metrics, shown_rows, max_rows=self.rows)
         else:
             text = metrics.summary()
         # what the pipeline may feel (Python holding the GIL); the frontend's time in

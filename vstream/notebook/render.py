@@ -11,7 +11,7 @@ from __future__ import annotations
 import html
 import importlib.util
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from vstream.runtime.metrics import Metrics
 
 __all__ = [
+    "as_datetimes",
     "check_altair",
     "dashboard_html",
     "dashboard_text",
@@ -325,3 +326,22 @@ def dashboard_text(metrics: Metrics, results: pl.DataFrame, *, max_rows: int = 1
     with pl.Config(tbl_rows=max(max_rows, 1), tbl_cols=-1):
         table = str(results.tail(max_rows))
     return f"{metrics_text(metrics)}\n\n{table}"
+
+
+def as_datetimes(df: pl.DataFrame, columns: Mapping[str, TimeUnit]) -> pl.DataFrame:
+    """``df`` with its integer ``columns`` (name -> unit) as UTC datetimes, for display.
+
+    Examples
+    --------
+    >>> import polars as pl
+    >>> from vstream.notebook.render import as_datetimes
+    >>> df = pl.DataFrame({"window_start": [60_000], "n": [3]})
+    >>> as_datetimes(df, {"window_start": "ms"}).rows()
+    [(datetime.datetime(1970, 1, 1, 0, 1), 3)]
+    """
+    convert = [
+        pl.from_epoch(name, time_unit=unit)
+        for name, unit in columns.items()
+        if name in df.columns and df.schema[name].is_integer()
+    ]
+    return df.with_columns(convert) if convert else df
